@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/internal/server"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		dataDir, httpAddr, raftAddr, peers, join, logLevel string
+		nodeID                                             uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a Weir node (one node with embedded storage by default)",
+		Long: `Run a Weir node. With no flags: a single-node cluster with its data in ./weir-data,
+HTTP on 127.0.0.1:8080 and Raft on 127.0.0.1:7070. Every flag can also be set
+through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			slog.SetDefault(logger)
+			pm, err := parsePeers(peers)
+			if err != nil {
+				return err
+			}
+			if join != "" {
+				return fmt.Errorf("--join: joining a running cluster is not supported by this build yet; start every initial node with the same --peers")
+			}
+			s, err := server.Start(server.Config{
+				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Logger: logger,
+			})
+			if err != nil {
+				return err
+			}
+			logger.Info("weir node started", "node", nodeID, "http", s.URL(), "raft", raftAddr, "data", dataDir)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := s.WaitReady(ctx); err != nil {
+				logger.Warn("node is not ready yet (waiting for the metadata leader)", "err", err)
+			} else {
+				logger.Info("ready", "url", s.URL())
+			}
+			cancel()
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+			<-sig
+			logger.Info("shutting down: finishing in-flight requests")
+			ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			return s.Close(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", "./weir-data", "directory for all of this node's data")
+	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
+	f.StringVar(&raftAddr, "raft-addr", "127.0.0.1:7070", "Raft listen address (peers dial it)")
+	f.Uint64Var(&nodeID, "node-id", 1, "this node's id (≥ 1, unique in the cluster)")
+	f.StringVar(&peers, "peers", "", "initial cluster members: 1=HOST:RAFTPORT,2=...; the same list on every initial node")
+	f.StringVar(&join, "join", "", "HOST:HTTPPORT of a running node to join")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// parsePeers parses "1=host:port,2=host:port".
+func parsePeers(s string) (map[uint64]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[uint64]string{}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseUint(id, 10, 64)
+		if !ok || err != nil || n == 0 || addr == "" {
+			return nil, fmt.Errorf("--peers: %q is not ID=HOST:PORT", part)
+		}
+		out[n] = addr
+	}
+	return out, nil
+}

@@ -1,0 +1,537 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BrokerConfig tunes the domain rules. Zero values take the defaults named.
+type BrokerConfig struct {
+	DefaultRetentionMs int64         // default 7 days
+	MaxPartitions      int           // per topic; default 1024
+	MaxBatchRecords    int           // records per produce request; default 10,000
+	MaxHeaders         int           // headers per record; default 64
+	MaxHeaderBytes     int           // bytes of all headers of a record; default 64 KiB
+	MaxRecordBytes     int           // key+value+headers of one record; default 8 MiB
+	MaxFetchRecords    int           // default 10,000
+	MaxFetchBytes      int           // default 16 MiB
+	MaxWait            time.Duration // longest long-poll; default 60 s
+	RetentionInterval  time.Duration // how often the leader checks retention; default 30 s
+	MaxUnackedProduces int           // acks=none produces in flight; default 1024
+	Logger             *slog.Logger
+}
+
+func (c *BrokerConfig) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.DefaultRetentionMs == 0 {
+		c.DefaultRetentionMs = 7 * 24 * 3600 * 1000
+	}
+	def(&c.MaxPartitions, 1024)
+	def(&c.MaxBatchRecords, 10000)
+	def(&c.MaxHeaders, 64)
+	def(&c.MaxHeaderBytes, 64<<10)
+	def(&c.MaxRecordBytes, 8<<20)
+	def(&c.MaxFetchRecords, 10000)
+	def(&c.MaxFetchBytes, 16<<20)
+	def(&c.MaxUnackedProduces, 1024)
+	if c.MaxWait <= 0 {
+		c.MaxWait = 60 * time.Second
+	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Broker is the domain service the gateway talks to: produce with partition
+// choice and idempotence, fetch with long-poll, group offsets, retention.
+// It is safe for concurrent use.
+type Broker struct {
+	cfg   BrokerConfig
+	store Store
+
+	rrMu sync.Mutex
+	rr   map[string]*atomic.Uint64 // round-robin counters per topic
+
+	unacked atomic.Int64
+}
+
+// NewBroker returns a broker over store.
+func NewBroker(store Store, cfg BrokerConfig) *Broker {
+	cfg.setDefaults()
+	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}}
+}
+
+// Store returns the store the broker runs on.
+func (b *Broker) Store() Store { return b.store }
+
+// Config returns the effective configuration.
+func (b *Broker) Config() BrokerConfig { return b.cfg }
+
+// ValidTopicName reports whether name is 1–249 of [A-Za-z0-9._-].
+func ValidTopicName(name string) bool {
+	if len(name) == 0 || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// CreateTopic validates cfg, fills defaults and creates the topic.
+// Zero Partitions means 1, zero ReplicationFactor min(3, nodes), zero
+// RetentionMs 7 days, zero RetentionBytes no limit.
+func (b *Broker) CreateTopic(ctx context.Context, cfg TopicConfig) (TopicInfo, error) {
+	if !ValidTopicName(cfg.Name) {
+		return TopicInfo{}, Invalidf("topic name %q must be 1–249 characters of [A-Za-z0-9._-]", cfg.Name)
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 1
+	}
+	if cfg.Partitions < 0 || cfg.Partitions > b.cfg.MaxPartitions {
+		return TopicInfo{}, Invalidf("partitions must be between 1 and %d", b.cfg.MaxPartitions)
+	}
+	nodes := b.store.NodeCount()
+	if cfg.ReplicationFactor == 0 {
+		cfg.ReplicationFactor = min(3, nodes)
+	}
+	if cfg.ReplicationFactor < 0 || cfg.ReplicationFactor > nodes {
+		return TopicInfo{}, Invalidf("replication_factor must be between 1 and the node count %d", nodes)
+	}
+	if cfg.RetentionMs == 0 {
+		cfg.RetentionMs = b.cfg.DefaultRetentionMs
+	}
+	if cfg.RetentionBytes == 0 {
+		cfg.RetentionBytes = -1
+	}
+	if cfg.RetentionMs < -1 || cfg.RetentionBytes < -1 {
+		return TopicInfo{}, Invalidf("retention_ms and retention_bytes must be positive or -1 (no limit)")
+	}
+	return b.store.CreateTopic(ctx, cfg)
+}
+
+// DeleteTopic deletes a topic and all its data.
+func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
+	return b.store.DeleteTopic(ctx, name)
+}
+
+// Topic returns the topic with its partitions' placement and offsets.
+func (b *Broker) Topic(name string) (TopicInfo, []PartitionInfo, error) {
+	t, err := b.store.Topic(name)
+	if err != nil {
+		return t, nil, err
+	}
+	parts := make([]PartitionInfo, 0, t.Partitions)
+	for p := 0; p < t.Partitions; p++ {
+		pi, err := b.store.PartitionInfo(name, p)
+		if err != nil {
+			return t, nil, err
+		}
+		parts = append(parts, pi)
+	}
+	return t, parts, nil
+}
+
+// ProduceRecord is one record of a produce request with its target partition
+// (-1: chosen by key hash, else round robin).
+type ProduceRecord struct {
+	Record
+	Partition int
+}
+
+// ProduceRequest is one produce call.
+type ProduceRequest struct {
+	Topic   string
+	Records []ProduceRecord
+	// ProducerID and Sequence make the produce idempotent: Sequence numbers
+	// the first record, and each producer's sequences are dense per
+	// partition. An idempotent request must go to one partition.
+	ProducerID string
+	Sequence   int64
+}
+
+// RecordOffset is where one produced record landed.
+type RecordOffset struct {
+	Partition int
+	Offset    int64
+}
+
+// ProduceResult lists offsets in request order.
+type ProduceResult struct {
+	Offsets   []RecordOffset
+	Duplicate bool // the request retried an already appended batch
+}
+
+// Produce validates the request, chooses partitions, appends one batch per
+// partition (in parallel) and returns once every batch is committed.
+func (b *Broker) Produce(ctx context.Context, req *ProduceRequest) (*ProduceResult, error) {
+	t, err := b.store.Topic(req.Topic)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Records) == 0 {
+		return nil, Invalidf("a produce request needs at least one record")
+	}
+	if len(req.Records) > b.cfg.MaxBatchRecords {
+		return nil, fmt.Errorf("%w: %d records in one request, the limit is %d", ErrTooLarge, len(req.Records), b.cfg.MaxBatchRecords)
+	}
+	if req.ProducerID != "" && req.Sequence < 0 {
+		return nil, Invalidf("sequence must be ≥ 0")
+	}
+	// Choose partitions and validate records.
+	parts := make([]int, len(req.Records))
+	var rrBase uint64
+	rrUsed := false
+	for i := range req.Records {
+		r := &req.Records[i]
+		if err := b.checkRecord(&r.Record); err != nil {
+			return nil, err
+		}
+		p := r.Partition
+		switch {
+		case p >= 0:
+			if p >= t.Partitions {
+				return nil, fmt.Errorf("%w: topic %q has %d partitions, no partition %d", ErrPartitionNotFound, req.Topic, t.Partitions, p)
+			}
+		case r.Key != nil:
+			p = KeyPartition(r.Key, t.Partitions)
+		default:
+			if !rrUsed {
+				// One round-robin step per request keeps a request's keyless
+				// records in one batch (one Raft entry), like Kafka's sticky partitioner.
+				rrBase = b.nextRR(req.Topic)
+				rrUsed = true
+			}
+			p = int(rrBase % uint64(t.Partitions))
+		}
+		parts[i] = p
+	}
+	// Group by partition, keeping request order inside each group.
+	type group struct {
+		p    int
+		idx  []int
+		recs []Record
+	}
+	var groups []*group
+	byPart := map[int]*group{}
+	for i, p := range parts {
+		g := byPart[p]
+		if g == nil {
+			g = &group{p: p}
+			byPart[p] = g
+			groups = append(groups, g)
+		}
+		g.idx = append(g.idx, i)
+		g.recs = append(g.recs, req.Records[i].Record)
+	}
+	if req.ProducerID != "" && len(groups) > 1 {
+		return nil, Invalidf("an idempotent produce (producer_id) must target one partition; this one spans %d", len(groups))
+	}
+	now := time.Now().UnixMilli()
+	res := &ProduceResult{Offsets: make([]RecordOffset, len(req.Records))}
+	appendOne := func(g *group) (AppendResult, error) {
+		log, err := b.store.Partition(req.Topic, g.p)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		return log.Append(ctx, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
+	}
+	if len(groups) == 1 {
+		ar, err := appendOne(groups[0])
+		if err != nil {
+			return nil, err
+		}
+		res.Duplicate = ar.Duplicate
+		for j, i := range groups[0].idx {
+			res.Offsets[i] = RecordOffset{Partition: groups[0].p, Offset: ar.BaseOffset + int64(j)}
+		}
+		return res, nil
+	}
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for gi, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ar, err := appendOne(g)
+			if err != nil {
+				errs[gi] = err
+				return
+			}
+			for j, i := range g.idx {
+				res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ProduceNoAck starts a produce and returns at once (acks=none,
+// at-most-once). It refuses with ErrRateLimited when too many are in flight.
+func (b *Broker) ProduceNoAck(req *ProduceRequest, timeout time.Duration) error {
+	if _, err := b.store.Topic(req.Topic); err != nil {
+		return err
+	}
+	if b.unacked.Add(1) > int64(b.cfg.MaxUnackedProduces) {
+		b.unacked.Add(-1)
+		return fmt.Errorf("%w: too many unacknowledged produces in flight", ErrRateLimited)
+	}
+	go func() {
+		defer b.unacked.Add(-1)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if _, err := b.Produce(ctx, req); err != nil {
+			b.cfg.Logger.Debug("acks=none produce failed", "topic", req.Topic, "err", err)
+		}
+	}()
+	return nil
+}
+
+func (b *Broker) nextRR(topic string) uint64 {
+	b.rrMu.Lock()
+	c := b.rr[topic]
+	if c == nil {
+		c = new(atomic.Uint64)
+		b.rr[topic] = c
+	}
+	b.rrMu.Unlock()
+	return c.Add(1) - 1
+}
+
+func (b *Broker) checkRecord(r *Record) error {
+	if len(r.Headers) > b.cfg.MaxHeaders {
+		return fmt.Errorf("%w: %d headers on a record, the limit is %d", ErrTooLarge, len(r.Headers), b.cfg.MaxHeaders)
+	}
+	hb := 0
+	for _, h := range r.Headers {
+		if h.Key == "" {
+			return Invalidf("header names must not be empty")
+		}
+		hb += len(h.Key) + len(h.Value)
+	}
+	if hb > b.cfg.MaxHeaderBytes {
+		return fmt.Errorf("%w: %d bytes of headers on a record, the limit is %d", ErrTooLarge, hb, b.cfg.MaxHeaderBytes)
+	}
+	if n := len(r.Key) + len(r.Value) + hb; n > b.cfg.MaxRecordBytes {
+		return fmt.Errorf("%w: a record of %d bytes, the limit is %d", ErrTooLarge, n, b.cfg.MaxRecordBytes)
+	}
+	if r.Timestamp < 0 {
+		return Invalidf("timestamp must be ≥ 0")
+	}
+	return nil
+}
+
+// Position says where a fetch starts.
+type Position int
+
+const (
+	AtOffset   Position = iota // FetchRequest.Offset
+	AtEarliest                 // the log start
+	AtLatest                   // the high watermark (new records only)
+	AtTime                     // the first record with timestamp ≥ FetchRequest.Timestamp
+)
+
+// FetchRequest reads one partition.
+type FetchRequest struct {
+	Topic      string
+	Partition  int
+	From       Position
+	Offset     int64
+	Timestamp  int64
+	MaxRecords int
+	MaxBytes   int
+	Wait       time.Duration // long-poll while no record is there
+}
+
+// FetchResult is a page of records.
+type FetchResult struct {
+	Records       []Record
+	NextOffset    int64
+	HighWatermark int64
+	LogStart      int64
+}
+
+// Fetch reads from the local replica of a partition, long-polling up to
+// req.Wait while the partition has nothing at the requested offset.
+func (b *Broker) Fetch(ctx context.Context, req *FetchRequest) (*FetchResult, error) {
+	log, err := b.store.Partition(req.Topic, req.Partition)
+	if err != nil {
+		return nil, err
+	}
+	maxRecs := req.MaxRecords
+	if maxRecs <= 0 {
+		maxRecs = 500
+	}
+	maxRecs = min(maxRecs, b.cfg.MaxFetchRecords)
+	maxBytes := req.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = 1 << 20
+	}
+	maxBytes = min(maxBytes, b.cfg.MaxFetchBytes)
+	wait := min(req.Wait, b.cfg.MaxWait)
+
+	off := req.Offset
+	switch req.From {
+	case AtEarliest:
+		off = log.LogStart()
+	case AtLatest:
+		off = log.HighWatermark()
+	case AtTime:
+		off, err = log.OffsetForTime(ctx, req.Timestamp)
+		if err != nil {
+			return nil, err
+		}
+	}
+	var timer *time.Timer
+	for {
+		changed := log.Changed()
+		recs, err := log.Read(ctx, off, maxRecs, maxBytes)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 || wait <= 0 {
+			next := off
+			if len(recs) > 0 {
+				next = recs[len(recs)-1].Offset + 1
+			}
+			return &FetchResult{Records: recs, NextOffset: next, HighWatermark: log.HighWatermark(), LogStart: log.LogStart()}, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			wait = 0
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// GroupLag is a committed group position with the partition's lag.
+type GroupLag struct {
+	GroupOffset
+	Lag int64 // high watermark − committed offset (≥ 0)
+}
+
+// CommitOffsets validates and stores a group's positions.
+func (b *Broker) CommitOffsets(ctx context.Context, group string, offs []GroupOffset) error {
+	if group == "" || len(group) > 249 {
+		return Invalidf("group names must be 1–249 characters")
+	}
+	if len(offs) == 0 {
+		return Invalidf("offsets must not be empty")
+	}
+	for _, o := range offs {
+		t, err := b.store.Topic(o.Topic)
+		if err != nil {
+			return err
+		}
+		if o.Partition < 0 || o.Partition >= t.Partitions {
+			return fmt.Errorf("%w: topic %q has no partition %d", ErrPartitionNotFound, o.Topic, o.Partition)
+		}
+		if o.Offset < 0 {
+			return Invalidf("offset must be ≥ 0")
+		}
+	}
+	return b.store.CommitOffsets(ctx, group, offs)
+}
+
+// GroupOffsets returns a group's committed positions (of one topic when
+// topic is not empty) with lag.
+func (b *Broker) GroupOffsets(group, topic string) []GroupLag {
+	var out []GroupLag
+	for _, o := range b.store.GroupOffsets(group) {
+		if topic != "" && o.Topic != topic {
+			continue
+		}
+		gl := GroupLag{GroupOffset: o}
+		if pi, err := b.store.PartitionInfo(o.Topic, o.Partition); err == nil {
+			gl.Lag = max(0, pi.HighWatermark-o.Offset)
+		}
+		out = append(out, gl)
+	}
+	return out
+}
+
+// RunRetention applies every topic's retention on the partitions this node
+// leads, every RetentionInterval, until ctx ends. The decision is taken here
+// (on the leader) and replicated with TrimTo, so all replicas agree.
+func (b *Broker) RunRetention(ctx context.Context) {
+	t := time.NewTicker(b.cfg.RetentionInterval)
+	defer t.Stop()
+	for {
+		b.EnforceRetention(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// EnforceRetention runs one retention pass as of now.
+func (b *Broker) EnforceRetention(ctx context.Context, now time.Time) {
+	for _, t := range b.store.Topics() {
+		for p := 0; p < t.Partitions; p++ {
+			log, err := b.store.Partition(t.Name, p)
+			if err != nil || !log.IsLeader() {
+				continue
+			}
+			if off, ok := RetentionPoint(log.Segments(), t.TopicConfig, now.UnixMilli()); ok && off > log.LogStart() {
+				if err := log.TrimTo(ctx, off); err != nil {
+					b.cfg.Logger.Warn("retention trim", "topic", t.Name, "partition", p, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// RetentionPoint decides how far a partition may be trimmed: whole
+// non-active segments whose newest record is older than RetentionMs, and
+// the oldest segments while the partition exceeds RetentionBytes. It returns
+// the new log start and whether anything is to be deleted.
+func RetentionPoint(segs []SegmentInfo, cfg TopicConfig, nowMs int64) (int64, bool) {
+	var total int64
+	for _, s := range segs {
+		total += s.Bytes
+	}
+	cut := -1
+	for i, s := range segs {
+		if s.Active {
+			break
+		}
+		expired := cfg.RetentionMs > 0 && s.MaxTimestamp < nowMs-cfg.RetentionMs
+		oversize := cfg.RetentionBytes > 0 && total > cfg.RetentionBytes
+		if !expired && !oversize {
+			break
+		}
+		total -= s.Bytes
+		cut = i
+	}
+	if cut < 0 {
+		return 0, false
+	}
+	return segs[cut].NextOffset, true
+}

@@ -1,0 +1,57 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors callers branch on. The gateway maps each to an API error
+// code and HTTP status in one table (gateway/errors.go).
+var (
+	ErrBadRequest         = errors.New("bad request")
+	ErrTopicNotFound      = errors.New("topic not found")
+	ErrTopicExists        = errors.New("topic exists")
+	ErrPartitionNotFound  = errors.New("partition not found")
+	ErrOffsetOutOfRange   = errors.New("offset out of range")
+	ErrTooLarge           = errors.New("too large")
+	ErrOutOfOrderSequence = errors.New("out of order sequence")
+	ErrUnavailable        = errors.New("unavailable")
+	ErrNotLeader          = errors.New("not leader")
+	ErrRateLimited        = errors.New("rate limited")
+)
+
+// InvalidError says why a request is malformed. It wraps ErrBadRequest.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+func (e *InvalidError) Unwrap() error { return ErrBadRequest }
+
+// Invalidf returns an *InvalidError with a formatted message.
+func Invalidf(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// OffsetRangeError is returned by reads outside [LogStart, HighWatermark].
+// It wraps ErrOffsetOutOfRange.
+type OffsetRangeError struct {
+	Offset        int64
+	LogStart      int64
+	HighWatermark int64
+}
+
+func (e *OffsetRangeError) Error() string {
+	return fmt.Sprintf("offset %d is outside the log [%d, %d]", e.Offset, e.LogStart, e.HighWatermark)
+}
+func (e *OffsetRangeError) Unwrap() error { return ErrOffsetOutOfRange }
+
+// SequenceError is returned when an idempotent producer skips sequence numbers.
+type SequenceError struct {
+	ProducerID string
+	Expected   int64
+	Got        int64
+}
+
+func (e *SequenceError) Error() string {
+	return fmt.Sprintf("producer %q: expected sequence %d, got %d", e.ProducerID, e.Expected, e.Got)
+}
+func (e *SequenceError) Unwrap() error { return ErrOutOfOrderSequence }

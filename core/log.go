@@ -1,0 +1,117 @@
+package core
+
+import (
+	"context"
+)
+
+// AppendBatch is one producer batch: it becomes one Raft entry and one
+// segment batch, and its records get consecutive offsets.
+type AppendBatch struct {
+	// ProducerID and Sequence make the append idempotent when ProducerID is
+	// set: Sequence is the sequence number of the first record, and each
+	// producer's sequences are dense per partition.
+	ProducerID string
+	Sequence   int64
+	// Timestamp is the broker's time when the batch was accepted, stamped
+	// once by the proposer so that every replica applies the same value.
+	// Records with a zero Timestamp get it.
+	Timestamp int64
+	Records   []Record
+}
+
+// AppendResult is the outcome of an append.
+type AppendResult struct {
+	BaseOffset int64 // offset of the first record
+	Duplicate  bool  // a retry of an already appended batch: the original offsets
+}
+
+// SegmentInfo describes one segment of a partition log, for retention.
+type SegmentInfo struct {
+	BaseOffset   int64 // first offset the segment holds
+	NextOffset   int64 // one past the last offset it holds
+	MaxTimestamp int64 // largest record timestamp in it (ms)
+	Bytes        int64
+	Active       bool // the segment being written; never deleted by retention
+}
+
+// PartitionLog is one partition's replicated log as the domain sees it.
+// Implementations are safe for concurrent use.
+type PartitionLog interface {
+	// Append proposes one batch and returns once it is committed by a quorum
+	// and applied on this node. Errors: *SequenceError, ErrUnavailable,
+	// ErrTooLarge, context errors.
+	Append(ctx context.Context, b *AppendBatch) (AppendResult, error)
+	// Read returns records from this node's applied log starting at from,
+	// at most maxRecords and about maxBytes (at least one record when any is
+	// there). Reading at HighWatermark returns no records and no error; below
+	// LogStart or above HighWatermark it returns *OffsetRangeError.
+	Read(ctx context.Context, from int64, maxRecords, maxBytes int) ([]Record, error)
+	// OffsetForTime returns the first offset whose record timestamp is >= ts,
+	// or HighWatermark when there is none.
+	OffsetForTime(ctx context.Context, ts int64) (int64, error)
+	// Changed returns a channel closed the next time the log changes
+	// (records appended or the start moved).
+	Changed() <-chan struct{}
+	HighWatermark() int64
+	LogStart() int64
+	// Segments lists the log's segments, oldest first.
+	Segments() []SegmentInfo
+	// TrimTo replicates a retention decision: segments wholly below offset
+	// are deleted and LogStart moves to the first offset still held.
+	TrimTo(ctx context.Context, offset int64) error
+	// IsLeader reports whether this node leads the partition's Raft group.
+	IsLeader() bool
+}
+
+// TopicConfig is what a topic is created with.
+type TopicConfig struct {
+	Name              string
+	Partitions        int
+	ReplicationFactor int
+	RetentionMs       int64 // -1: forever
+	RetentionBytes    int64 // -1: no size limit (per partition)
+}
+
+// PartitionInfo is the placement and state of one partition.
+type PartitionInfo struct {
+	Partition     int
+	Leader        uint64
+	Replicas      []uint64
+	LogStart      int64
+	HighWatermark int64
+}
+
+// TopicInfo is a topic as the metadata knows it.
+type TopicInfo struct {
+	TopicConfig
+	CreatedAt int64
+}
+
+// GroupOffset is a consumer group's committed position on one partition:
+// Offset is the next offset to read.
+type GroupOffset struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Store is the replicated state the broker runs on: topic metadata, group
+// offsets, and the partition logs. raftlog implements it on Dragonboat.
+type Store interface {
+	CreateTopic(ctx context.Context, cfg TopicConfig) (TopicInfo, error)
+	DeleteTopic(ctx context.Context, name string) error
+	// Topic and Topics read this node's applied copy of the metadata.
+	Topic(name string) (TopicInfo, error)
+	Topics() []TopicInfo
+	// Partition returns the log of one partition. ErrTopicNotFound,
+	// ErrPartitionNotFound.
+	Partition(topic string, partition int) (PartitionLog, error)
+	// PartitionInfo returns placement and leadership of one partition.
+	PartitionInfo(topic string, partition int) (PartitionInfo, error)
+	CommitOffsets(ctx context.Context, group string, offsets []GroupOffset) error
+	GroupOffsets(group string) []GroupOffset
+	// Ready reports whether this node can take writes.
+	Ready() bool
+	// NodeCount is the number of nodes in the cluster.
+	NodeCount() int
+}

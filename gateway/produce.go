@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-broker/weir/core"
+)
+
+// ProduceRecordJSON is one record of a JSON produce request (API.md
+// "Produce"). The WebSocket protocol uses the same shape.
+type ProduceRecordJSON struct {
+	Key       json.RawMessage   `json:"key"`
+	Value     json.RawMessage   `json:"value"`
+	Headers   map[string]string `json:"headers"`
+	Partition *int              `json:"partition"`
+	Timestamp int64             `json:"timestamp"`
+}
+
+// ProduceRequestJSON is a JSON produce request body.
+type ProduceRequestJSON struct {
+	Records    []ProduceRecordJSON `json:"records"`
+	Encoding   string              `json:"encoding"`
+	ProducerID string              `json:"producer_id"`
+	Sequence   *int64              `json:"sequence"`
+}
+
+// ToCore converts a decoded request for topic into the domain request.
+func (r *ProduceRequestJSON) ToCore(topic string) (*core.ProduceRequest, error) {
+	b64 := false
+	switch r.Encoding {
+	case "", "utf8", "utf-8":
+	case "base64":
+		b64 = true
+	default:
+		return nil, core.Invalidf("encoding must be utf8 or base64, not %q", r.Encoding)
+	}
+	req := &core.ProduceRequest{Topic: topic, ProducerID: r.ProducerID, Records: make([]core.ProduceRecord, len(r.Records))}
+	if r.ProducerID != "" {
+		if r.Sequence == nil {
+			return nil, core.Invalidf("producer_id needs a sequence")
+		}
+		req.Sequence = *r.Sequence
+	} else if r.Sequence != nil {
+		return nil, core.Invalidf("sequence needs a producer_id")
+	}
+	if len(r.ProducerID) > 255 {
+		return nil, core.Invalidf("producer_id must be at most 255 bytes")
+	}
+	for i := range r.Records {
+		in := &r.Records[i]
+		out := &req.Records[i]
+		out.Partition = -1
+		if in.Partition != nil {
+			if *in.Partition < 0 {
+				return nil, core.Invalidf("records[%d].partition must be ≥ 0", i)
+			}
+			out.Partition = *in.Partition
+		}
+		var err error
+		if out.Key, err = decodeField(in.Key, b64, true); err != nil {
+			return nil, core.Invalidf("records[%d].key: %v", i, err)
+		}
+		if out.Value, err = decodeField(in.Value, b64, false); err != nil {
+			return nil, core.Invalidf("records[%d].value: %v", i, err)
+		}
+		if out.Value == nil {
+			out.Value = []byte{}
+		}
+		out.Timestamp = in.Timestamp
+		if len(in.Headers) > 0 {
+			keys := make([]string, 0, len(in.Headers))
+			for k := range in.Headers {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			out.Headers = make([]core.Header, len(keys))
+			for j, k := range keys {
+				out.Headers[j] = core.Header{Key: k, Value: in.Headers[k]}
+			}
+		}
+	}
+	return req, nil
+}
+
+// decodeField turns a JSON key or value into bytes: a string is taken as
+// UTF-8 text (or base64 when b64), null or absent is nil, and for values any
+// other JSON (object, array, number, boolean) is kept as its compact text.
+func decodeField(raw json.RawMessage, b64, isKey bool) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '"' {
+		if isKey || b64 {
+			return nil, errString
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, err
+	}
+	if b64 {
+		return base64.StdEncoding.DecodeString(s)
+	}
+	return []byte(s), nil
+}
+
+var errString = core.Invalidf("must be a string")
+
+func isJSON(ctx *fasthttp.RequestCtx) bool {
+	ct := ctx.Request.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
+}
+
+func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
+	var req *core.ProduceRequest
+	q := ctx.QueryArgs()
+	if isJSON(ctx) {
+		var body ProduceRequestJSON
+		if err := decodeJSON(ctx.PostBody(), &body); err != nil {
+			writeError(ctx, err)
+			return
+		}
+		var err error
+		if req, err = body.ToCore(topic); err != nil {
+			writeError(ctx, err)
+			return
+		}
+	} else {
+		// Any other content type: the body is one record's value.
+		rec := core.ProduceRecord{Partition: -1, Record: core.Record{Value: append([]byte{}, ctx.PostBody()...)}}
+		if q.Has("key") {
+			rec.Key = append([]byte{}, q.Peek("key")...)
+		}
+		if q.Has("partition") {
+			p, err := strconv.Atoi(string(q.Peek("partition")))
+			if err != nil || p < 0 {
+				writeError(ctx, core.Invalidf("partition must be a number ≥ 0"))
+				return
+			}
+			rec.Partition = p
+		}
+		req = &core.ProduceRequest{Topic: topic, Records: []core.ProduceRecord{rec}}
+	}
+	switch acks := string(q.Peek("acks")); acks {
+	case "", "all", "1", "-1":
+	case "none", "0":
+		if err := s.broker.ProduceNoAck(req, s.cfg.ProduceTimeout); err != nil {
+			writeError(ctx, err)
+			return
+		}
+		writeJSON(ctx, 202, []byte(`{"accepted":`+strconv.Itoa(len(req.Records))+`}`+"\n"))
+		return
+	default:
+		writeError(ctx, core.Invalidf("acks must be all or none, not %q", acks))
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	res, err := s.broker.Produce(rctx, req)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	b := make([]byte, 0, 16+len(res.Offsets)*32)
+	b = append(b, `{"offsets":[`...)
+	for i, o := range res.Offsets {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"partition":`...)
+		b = strconv.AppendInt(b, int64(o.Partition), 10)
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, o.Offset, 10)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if res.Duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	b = append(b, "}\n"...)
+	writeJSON(ctx, 200, b)
+}
+
+// parseWait reads wait_ms.
+func parseWait(args *fasthttp.Args) (time.Duration, error) {
+	if !args.Has("wait_ms") {
+		return 0, nil
+	}
+	ms, err := strconv.ParseInt(string(args.Peek("wait_ms")), 10, 64)
+	if err != nil || ms < 0 {
+		return 0, core.Invalidf("wait_ms must be a number ≥ 0")
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}

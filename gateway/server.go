@@ -1,0 +1,220 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-broker/weir/core"
+)
+
+// Config configures the gateway. Zero values take the defaults named.
+type Config struct {
+	MaxBodyBytes int           // request body limit; default 16 MiB (413 too_large past it)
+	ReadTimeout  time.Duration // default 90 s (long-polls wait up to 60 s)
+	WriteTimeout time.Duration // default 90 s
+	// ProduceTimeout bounds a produce that has no deadline of its own; default 30 s.
+	ProduceTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 16 << 20
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 90 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 90 * time.Second
+	}
+	if c.ProduceTimeout <= 0 {
+		c.ProduceTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Route is an extra endpoint mounted on the gateway: other parts of the
+// product (WebSocket, pipelines, metrics, dashboard) register theirs.
+type Route struct {
+	Method string // "" matches any method
+	// Prefix matches the path by prefix when it ends in "/", else exactly.
+	Path    string
+	Handler fasthttp.RequestHandler
+}
+
+// Server is the HTTP gateway.
+type Server struct {
+	cfg    Config
+	broker *core.Broker
+	srv    *fasthttp.Server
+	routes []Route
+
+	mu       sync.Mutex
+	baseCtx  context.Context
+	cancel   context.CancelFunc
+	inflight sync.WaitGroup
+}
+
+// New returns a gateway for broker.
+func New(broker *core.Broker, cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, broker: broker}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	s.srv = &fasthttp.Server{
+		Handler:                       s.handle,
+		ErrorHandler:                  s.handleParseError,
+		MaxRequestBodySize:            cfg.MaxBodyBytes,
+		ReadTimeout:                   cfg.ReadTimeout,
+		WriteTimeout:                  cfg.WriteTimeout,
+		IdleTimeout:                   2 * time.Minute,
+		NoDefaultServerHeader:         true,
+		DisableHeaderNamesNormalizing: false,
+		StreamRequestBody:             false,
+		Name:                          "weir",
+		CloseOnShutdown:               true,
+	}
+	return s
+}
+
+// Handle mounts an extra route. Call before Serve.
+func (s *Server) Handle(r Route) { s.routes = append(s.routes, r) }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting, lets in-flight requests (produces included)
+// finish until ctx ends, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	s.cancel()
+	return err
+}
+
+// Handler returns the gateway's request handler (tests serve it on their own listeners).
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, &StatusError{Status: 413, Code: "too_large", Msg: "request body exceeds the limit"})
+		ctx.SetConnectionClose()
+		return
+	}
+	writeError(ctx, &StatusError{Status: 400, Code: "bad_request", Msg: "malformed HTTP request: " + err.Error()})
+	ctx.SetConnectionClose()
+}
+
+// handle routes a request. Paths: see API.md.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	method := string(ctx.Method())
+	for _, r := range s.routes {
+		if (r.Method == "" || r.Method == method) && matchRoute(r.Path, path) {
+			r.Handler(ctx)
+			return
+		}
+	}
+	switch {
+	case path == "/healthz":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}` + "\n")
+		return
+	case path == "/readyz":
+		ctx.SetContentType("application/json")
+		if s.broker.Store().Ready() {
+			ctx.SetBodyString(`{"status":"ready"}` + "\n")
+		} else {
+			ctx.SetStatusCode(503)
+			ctx.SetBodyString(`{"status":"not ready"}` + "\n")
+		}
+		return
+	}
+	seg := strings.Split(strings.Trim(path, "/"), "/")
+	if len(seg) < 2 || seg[0] != "v1" {
+		writeError(ctx, errNotFound)
+		return
+	}
+	switch seg[1] {
+	case "topics":
+		s.routeTopics(ctx, method, seg[2:])
+	case "groups":
+		if len(seg) == 4 && seg[3] == "offsets" {
+			switch method {
+			case "POST":
+				s.commitOffsets(ctx, seg[2])
+			case "GET":
+				s.getOffsets(ctx, seg[2])
+			default:
+				writeError(ctx, errMethodNotAllowed)
+			}
+			return
+		}
+		writeError(ctx, errNotFound)
+	default:
+		writeError(ctx, errNotFound)
+	}
+}
+
+func matchRoute(pattern, path string) bool {
+	if strings.HasSuffix(pattern, "/") {
+		return strings.HasPrefix(path, pattern) || path+"/" == pattern
+	}
+	return pattern == path
+}
+
+func (s *Server) routeTopics(ctx *fasthttp.RequestCtx, method string, seg []string) {
+	switch {
+	case len(seg) == 0:
+		switch method {
+		case "POST":
+			s.createTopic(ctx)
+		case "GET":
+			s.listTopics(ctx)
+		default:
+			writeError(ctx, errMethodNotAllowed)
+		}
+	case len(seg) == 1:
+		switch method {
+		case "GET":
+			s.describeTopic(ctx, seg[0])
+		case "DELETE":
+			s.deleteTopic(ctx, seg[0])
+		default:
+			writeError(ctx, errMethodNotAllowed)
+		}
+	case len(seg) == 2 && seg[1] == "records":
+		if method != "POST" {
+			writeError(ctx, errMethodNotAllowed)
+			return
+		}
+		s.produce(ctx, seg[0])
+	case len(seg) == 4 && seg[1] == "partitions" && seg[3] == "records":
+		if method != "GET" {
+			writeError(ctx, errMethodNotAllowed)
+			return
+		}
+		s.fetch(ctx, seg[0], seg[2])
+	default:
+		writeError(ctx, errNotFound)
+	}
+}
+
+// requestContext derives a context for one request that ends at shutdown's
+// hard stop or after timeout.
+func (s *Server) requestContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.baseCtx, timeout)
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.SetStatusCode(status)
+	ctx.SetBody(body)
+}

@@ -1,0 +1,261 @@
+package raftlog
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	sm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/weir-broker/weir/core"
+)
+
+// metaShardID is the Raft shard that holds the cluster metadata.
+const metaShardID uint64 = 1
+
+// firstPartitionShard is the first shard id given to a partition; ids are
+// never reused, so a deleted topic's shards never come back.
+const firstPartitionShard uint64 = 100
+
+// NodeInfo is one node of the cluster as the metadata knows it.
+type NodeInfo struct {
+	ID       uint64 `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// PartitionMeta is the placement of one partition: its Raft shard and the
+// replicas (replica id → node id). Replica ids are never reused in a shard.
+type PartitionMeta struct {
+	ShardID  uint64            `json:"shard_id"`
+	Replicas map[uint64]uint64 `json:"replicas"`
+}
+
+// TopicMeta is one topic in the metadata.
+type TopicMeta struct {
+	Config     core.TopicConfig `json:"config"`
+	CreatedAt  int64            `json:"created_at"`
+	Partitions []PartitionMeta  `json:"partitions"`
+}
+
+// metaState is the whole metadata; the state machine keeps it in memory and
+// snapshots it as JSON.
+type metaState struct {
+	Nodes         map[uint64]*NodeInfo                  `json:"nodes"`
+	Topics        map[string]*TopicMeta                 `json:"topics"`
+	NextShardID   uint64                                `json:"next_shard_id"`
+	NextReplicaID uint64                                `json:"next_replica_id"`
+	Placements    uint64                                `json:"placements"` // topics placed so far, spreads leaders
+	Groups        map[string]map[string]map[int]int64   `json:"groups"`     // group → topic → partition → offset
+	Extra         map[string]map[string]json.RawMessage `json:"extra,omitempty"`
+}
+
+func newMetaState() *metaState {
+	return &metaState{
+		Nodes:         map[uint64]*NodeInfo{},
+		Topics:        map[string]*TopicMeta{},
+		NextShardID:   firstPartitionShard,
+		NextReplicaID: 1000,
+		Groups:        map[string]map[string]map[int]int64{},
+		Extra:         map[string]map[string]json.RawMessage{},
+	}
+}
+
+// metaCmd is one metadata command, JSON encoded in a Raft entry.
+type metaCmd struct {
+	Op      string             `json:"op"`
+	Time    int64              `json:"time,omitempty"`
+	Node    *NodeInfo          `json:"node,omitempty"`
+	Topic   *core.TopicConfig  `json:"topic,omitempty"`
+	Name    string             `json:"name,omitempty"`
+	Group   string             `json:"group,omitempty"`
+	Offsets []core.GroupOffset `json:"offsets,omitempty"`
+	// Put/Delete of an opaque record in a named table (modules, pipelines,
+	// subscriptions' definitions, principals...).
+	Table string          `json:"table,omitempty"`
+	Key   string          `json:"key,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
+	// IfAbsent makes a put fail with metaExists when the key is present.
+	IfAbsent bool `json:"if_absent,omitempty"`
+}
+
+// Result codes of metadata commands (statemachine.Result.Value).
+const (
+	metaOK uint64 = iota
+	metaExists
+	metaNotFound
+	metaInvalid
+)
+
+// metaSM is the metadata state machine.
+type metaSM struct {
+	mu      sync.RWMutex // guards st
+	st      *metaState
+	applied uint64
+	onApply func()
+}
+
+var _ sm.IStateMachine = (*metaSM)(nil)
+
+func newMetaSM(onApply func()) *metaSM {
+	return &metaSM{st: newMetaState(), onApply: onApply}
+}
+
+func (m *metaSM) Update(e sm.Entry) (sm.Result, error) {
+	var c metaCmd
+	if err := json.Unmarshal(e.Cmd, &c); err != nil {
+		return sm.Result{Value: metaInvalid, Data: []byte(err.Error())}, nil
+	}
+	m.mu.Lock()
+	res := m.apply(&c)
+	m.applied = e.Index
+	m.mu.Unlock()
+	if m.onApply != nil {
+		m.onApply()
+	}
+	return res, nil
+}
+
+func (m *metaSM) apply(c *metaCmd) sm.Result {
+	st := m.st
+	switch c.Op {
+	case "register_node":
+		if c.Node == nil || c.Node.ID == 0 {
+			return sm.Result{Value: metaInvalid}
+		}
+		n := *c.Node
+		st.Nodes[n.ID] = &n
+	case "create_topic":
+		if c.Topic == nil {
+			return sm.Result{Value: metaInvalid}
+		}
+		if _, ok := st.Topics[c.Topic.Name]; ok {
+			return sm.Result{Value: metaExists}
+		}
+		nodes := st.sortedNodes()
+		if len(nodes) == 0 {
+			return sm.Result{Value: metaInvalid, Data: []byte("no nodes registered")}
+		}
+		cfg := *c.Topic
+		if cfg.ReplicationFactor > len(nodes) {
+			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d exceeds the %d nodes", cfg.ReplicationFactor, len(nodes)))}
+		}
+		t := &TopicMeta{Config: cfg, CreatedAt: c.Time}
+		for i := 0; i < cfg.Partitions; i++ {
+			pm := PartitionMeta{ShardID: st.NextShardID, Replicas: map[uint64]uint64{}}
+			st.NextShardID++
+			start := int(st.Placements+uint64(i)) % len(nodes)
+			for r := 0; r < cfg.ReplicationFactor; r++ {
+				pm.Replicas[st.NextReplicaID] = nodes[(start+r)%len(nodes)]
+				st.NextReplicaID++
+			}
+			t.Partitions = append(t.Partitions, pm)
+		}
+		st.Placements += uint64(cfg.Partitions)
+		st.Topics[cfg.Name] = t
+	case "delete_topic":
+		if _, ok := st.Topics[c.Name]; !ok {
+			return sm.Result{Value: metaNotFound}
+		}
+		delete(st.Topics, c.Name)
+		for _, g := range st.Groups {
+			delete(g, c.Name)
+		}
+	case "commit_offsets":
+		g := st.Groups[c.Group]
+		if g == nil {
+			g = map[string]map[int]int64{}
+			st.Groups[c.Group] = g
+		}
+		for _, o := range c.Offsets {
+			if _, ok := st.Topics[o.Topic]; !ok {
+				return sm.Result{Value: metaNotFound, Data: []byte(o.Topic)}
+			}
+		}
+		for _, o := range c.Offsets {
+			tp := g[o.Topic]
+			if tp == nil {
+				tp = map[int]int64{}
+				g[o.Topic] = tp
+			}
+			tp[o.Partition] = o.Offset
+		}
+	case "put":
+		tbl := st.Extra[c.Table]
+		if tbl == nil {
+			tbl = map[string]json.RawMessage{}
+			st.Extra[c.Table] = tbl
+		}
+		if _, ok := tbl[c.Key]; ok && c.IfAbsent {
+			return sm.Result{Value: metaExists}
+		}
+		tbl[c.Key] = c.Value
+	case "delete":
+		tbl := st.Extra[c.Table]
+		if _, ok := tbl[c.Key]; !ok {
+			return sm.Result{Value: metaNotFound}
+		}
+		delete(tbl, c.Key)
+	default:
+		return sm.Result{Value: metaInvalid, Data: []byte("unknown op " + c.Op)}
+	}
+	return sm.Result{Value: metaOK}
+}
+
+func (st *metaState) sortedNodes() []uint64 {
+	ids := make([]uint64, 0, len(st.Nodes))
+	for id := range st.Nodes {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// read runs f with the state under the read lock; f must not keep references.
+func (m *metaSM) read(f func(st *metaState)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	f(m.st)
+}
+
+func (m *metaSM) Lookup(q interface{}) (interface{}, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.applied, nil
+}
+
+func (m *metaSM) SaveSnapshot(w io.Writer, _ sm.ISnapshotFileCollection, _ <-chan struct{}) error {
+	m.mu.RLock()
+	b, err := json.Marshal(m.st)
+	m.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func (m *metaSM) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, _ <-chan struct{}) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	st := newMetaState()
+	if err := json.Unmarshal(b, st); err != nil {
+		return err
+	}
+	if st.Extra == nil {
+		st.Extra = map[string]map[string]json.RawMessage{}
+	}
+	m.mu.Lock()
+	m.st = st
+	m.mu.Unlock()
+	if m.onApply != nil {
+		m.onApply()
+	}
+	return nil
+}
+
+func (m *metaSM) Close() error { return nil }

@@ -1,0 +1,177 @@
+package raftlog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/raftlog/internal/segment"
+)
+
+// Partition is a handle on one partition shard hosted by this node. It
+// implements core.PartitionLog.
+type Partition struct {
+	h       *Host
+	shardID uint64
+	sm      *partitionSM
+}
+
+var _ core.PartitionLog = (*Partition)(nil)
+
+// Append proposes the batch as one Raft entry and waits for it to be applied
+// on this node (after a quorum fsynced it to the Raft log).
+func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.AppendResult, error) {
+	maxTs := b.Timestamp
+	size := 64 + len(b.ProducerID)
+	for i := range b.Records {
+		r := &b.Records[i]
+		if r.Timestamp == 0 {
+			r.Timestamp = b.Timestamp
+		}
+		maxTs = max(maxTs, r.Timestamp)
+		size += r.Size()
+	}
+	cmd := make([]byte, 0, size)
+	cmd = encodeAppend(cmd, b.ProducerID, b.Sequence, b.Timestamp, maxTs, len(b.Records), nil)
+	cmd = core.AppendRecords(cmd, b.Records)
+	res, err := p.h.propose(ctx, p.shardID, cmd)
+	if err != nil {
+		return core.AppendResult{}, err
+	}
+	if len(res.Data) == 0 {
+		return core.AppendResult{}, fmt.Errorf("%w: empty append result", core.ErrUnavailable)
+	}
+	switch res.Data[0] {
+	case resultOK:
+		return core.AppendResult{BaseOffset: int64(res.Value)}, nil
+	case resultDuplicate:
+		return core.AppendResult{BaseOffset: int64(res.Value), Duplicate: true}, nil
+	case resultSequence:
+		var exp int64
+		if len(res.Data) >= 9 {
+			exp = int64(binary.BigEndian.Uint64(res.Data[1:]))
+		}
+		return core.AppendResult{}, &core.SequenceError{ProducerID: b.ProducerID, Expected: exp, Got: b.Sequence}
+	default:
+		return core.AppendResult{}, fmt.Errorf("%w: the partition rejected a corrupt batch", core.ErrBadRequest)
+	}
+}
+
+// Read serves records from this node's applied segments.
+func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
+	start, hwm := p.sm.logStart.Load(), p.sm.hwm.Load()
+	if from < start || from > hwm {
+		return nil, &core.OffsetRangeError{Offset: from, LogStart: start, HighWatermark: hwm}
+	}
+	if from == hwm {
+		return nil, nil
+	}
+	if maxRecords <= 0 {
+		maxRecords = 500
+	}
+	var out []core.Record
+	var derr error
+	bytes := 0
+	err := p.sm.seg.Read(from, maxBytes, func(b segment.Batch) bool {
+		if b.Kind != kindRecords || b.Count == 0 {
+			return true
+		}
+		recs, err := skipEnvelope(b.Payload)
+		if err != nil {
+			derr = err
+			return false
+		}
+		n := len(out)
+		out, err = core.DecodeRecords(out, recs, b.BaseOffset)
+		if err != nil {
+			derr = err
+			return false
+		}
+		// Drop records of the first batch below from.
+		if n == 0 && b.BaseOffset < from {
+			skip := int(from - b.BaseOffset)
+			if skip > len(out) {
+				skip = len(out)
+			}
+			out = out[skip:]
+		}
+		for _, r := range out[n:] {
+			bytes += r.Size()
+		}
+		return len(out) < maxRecords && (maxBytes <= 0 || bytes < maxBytes)
+	})
+	if err != nil {
+		if errors.Is(err, segment.ErrOutOfRange) {
+			return nil, &core.OffsetRangeError{Offset: from, LogStart: p.sm.logStart.Load(), HighWatermark: p.sm.hwm.Load()}
+		}
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("read shard %d: %w", p.shardID, derr)
+	}
+	if len(out) > maxRecords {
+		out = out[:maxRecords]
+	}
+	// Keep at least one record; otherwise stay within maxBytes.
+	if maxBytes > 0 {
+		total := 0
+		for i, r := range out {
+			total += r.Size()
+			if total > maxBytes && i > 0 {
+				out = out[:i]
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// OffsetForTime finds the first record with a timestamp ≥ ts.
+func (p *Partition) OffsetForTime(ctx context.Context, ts int64) (int64, error) {
+	off := p.sm.seg.OffsetForTime(ts)
+	// The segment answers at batch granularity: refine inside the batch.
+	hwm := p.sm.hwm.Load()
+	for off < hwm {
+		recs, err := p.Read(ctx, off, 500, 1<<20)
+		if err != nil {
+			return 0, err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			if r.Timestamp >= ts {
+				return r.Offset, nil
+			}
+		}
+		off = recs[len(recs)-1].Offset + 1
+	}
+	return hwm, nil
+}
+
+func (p *Partition) Changed() <-chan struct{} { return p.sm.changed() }
+func (p *Partition) HighWatermark() int64     { return p.sm.hwm.Load() }
+func (p *Partition) LogStart() int64          { return p.sm.logStart.Load() }
+
+func (p *Partition) Segments() []core.SegmentInfo {
+	segs := p.sm.seg.Segments()
+	out := make([]core.SegmentInfo, len(segs))
+	for i, s := range segs {
+		out[i] = core.SegmentInfo{BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, MaxTimestamp: s.MaxTimestamp, Bytes: s.Bytes, Active: s.Active}
+	}
+	return out
+}
+
+// TrimTo replicates a retention decision.
+func (p *Partition) TrimTo(ctx context.Context, offset int64) error {
+	_, err := p.h.propose(ctx, p.shardID, encodeTrim(offset))
+	return err
+}
+
+// IsLeader reports whether this node's replica leads the shard.
+func (p *Partition) IsLeader() bool {
+	lid, _, ok, err := p.h.nh.GetLeaderID(p.shardID)
+	return err == nil && ok && lid == p.sm.replicaID
+}

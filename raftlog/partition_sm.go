@@ -1,0 +1,384 @@
+package raftlog
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	sm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/weir-broker/weir/raftlog/internal/segment"
+)
+
+// recentBatches is how many batches per producer are remembered for
+// answering retries with their original offsets (Kafka keeps 5 as well).
+const recentBatches = 5
+
+// batchRef is one remembered producer batch.
+type batchRef struct {
+	Seq   int64 `json:"seq"`
+	Count int64 `json:"count"`
+	Base  int64 `json:"base"`
+}
+
+// producerState is the idempotence state of one producer on one partition.
+type producerState struct {
+	Next   int64      `json:"next"`    // the next expected sequence
+	Recent []batchRef `json:"recent"`  // newest last
+	LastTs int64      `json:"last_ts"` // leader-stamped time of its last batch
+}
+
+// checkpoint is the partition state that does not live in segment batches;
+// Sync writes it, Open reads it and replays the segment tail after Index.
+type checkpoint struct {
+	Index     uint64                    `json:"index"`
+	LogStart  int64                     `json:"log_start"`
+	Producers map[string]*producerState `json:"producers"`
+}
+
+// partitionSM is the Dragonboat on-disk state machine of one partition: the
+// segment log plus the producer table. Dragonboat serialises Update, Sync,
+// PrepareSnapshot and RecoverFromSnapshot; reads (Read, HighWatermark,
+// Changed) run concurrently on other goroutines and only touch the segment
+// log (safe for that) and atomics.
+type partitionSM struct {
+	shardID   uint64
+	replicaID uint64
+	dir       string
+	segCfg    segment.Config
+	onApply   func(bytes int64) // called after each Update with bytes appended
+
+	seg       *segment.Log
+	applied   uint64
+	producers map[string]*producerState
+
+	hwm      atomic.Int64
+	logStart atomic.Int64
+	closed   atomic.Bool
+
+	notifyMu sync.Mutex
+	notifyCh chan struct{}
+}
+
+var _ sm.IOnDiskStateMachine = (*partitionSM)(nil)
+
+func newPartitionSM(shardID uint64, dir string, segCfg segment.Config, onApply func(int64)) *partitionSM {
+	return &partitionSM{
+		shardID:   shardID,
+		dir:       dir,
+		segCfg:    segCfg,
+		onApply:   onApply,
+		producers: map[string]*producerState{},
+		notifyCh:  make(chan struct{}),
+	}
+}
+
+func (p *partitionSM) checkpointPath() string { return filepath.Join(p.dir, "checkpoint.json") }
+
+// Open recovers the segment log (dropping a torn tail), loads the checkpoint
+// and replays the control and record batches written after it. It returns
+// the Raft index of the last entry whose effects are on disk.
+func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return 0, err
+	}
+	cfg := p.segCfg
+	cfg.Dir = filepath.Join(p.dir, "segments")
+	seg, err := segment.Open(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("open segments of shard %d: %w", p.shardID, err)
+	}
+	p.seg = seg
+	var ck checkpoint
+	if b, err := os.ReadFile(p.checkpointPath()); err == nil {
+		if err := json.Unmarshal(b, &ck); err != nil {
+			return 0, fmt.Errorf("checkpoint of shard %d: %w", p.shardID, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	if ck.Producers != nil {
+		p.producers = ck.Producers
+	}
+	err = seg.Scan(ck.Index, func(b segment.Batch) error {
+		switch b.Kind {
+		case kindRecords:
+			pid, seq, _, err := splitEnvelope(b.Payload)
+			if err != nil {
+				return err
+			}
+			p.recordProducer(pid, seq, int64(b.Count), b.BaseOffset, b.MaxTimestamp)
+		case kindTrim:
+			if len(b.Payload) == 8 {
+				if _, err := seg.DeleteBefore(int64(binary.BigEndian.Uint64(b.Payload))); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replay shard %d: %w", p.shardID, err)
+	}
+	p.applied = max(ck.Index, seg.LastIndex())
+	p.publish()
+	return p.applied, nil
+}
+
+// Update applies committed entries: appends write one segment batch each.
+func (p *partitionSM) Update(entries []sm.Entry) ([]sm.Entry, error) {
+	var appended int64
+	for i := range entries {
+		e := &entries[i]
+		typ, err := checkHeader(e.Cmd)
+		if err != nil {
+			e.Result = sm.Result{Data: []byte{resultCorrupt}}
+			continue
+		}
+		switch typ {
+		case cmdAppend:
+			e.Result, err = p.applyAppend(e.Index, e.Cmd)
+			appended += int64(len(e.Cmd))
+		case cmdTrim:
+			e.Result, err = p.applyTrim(e.Index, e.Cmd)
+		default:
+			e.Result = sm.Result{Data: []byte{resultCorrupt}}
+		}
+		if err != nil {
+			return nil, err // an I/O error: Dragonboat stops the node rather than diverge
+		}
+		p.applied = e.Index
+	}
+	p.publish()
+	if p.onApply != nil {
+		p.onApply(appended)
+	}
+	return entries, nil
+}
+
+func (p *partitionSM) applyAppend(index uint64, cmd []byte) (sm.Result, error) {
+	c, err := decodeAppend(cmd)
+	if err != nil {
+		return sm.Result{Data: []byte{resultCorrupt}}, nil
+	}
+	if c.producerID != "" {
+		if ps := p.producers[c.producerID]; ps != nil && c.sequence != ps.Next {
+			for _, r := range ps.Recent {
+				if r.Seq == c.sequence && r.Count == int64(c.count) {
+					return sm.Result{Value: uint64(r.Base), Data: []byte{resultDuplicate}}, nil
+				}
+			}
+			data := []byte{resultSequence}
+			data = binary.BigEndian.AppendUint64(data, uint64(ps.Next))
+			return sm.Result{Data: data}, nil
+		}
+	}
+	base := p.seg.NextOffset()
+	err = p.seg.Append(segment.Batch{
+		RaftIndex:    index,
+		Kind:         kindRecords,
+		BaseOffset:   base,
+		Count:        c.count,
+		MaxTimestamp: c.maxTimestamp,
+		Payload:      c.envelope,
+	})
+	if err != nil {
+		return sm.Result{}, fmt.Errorf("append to shard %d: %w", p.shardID, err)
+	}
+	p.recordProducer(c.producerID, c.sequence, int64(c.count), base, c.maxTimestamp)
+	return sm.Result{Value: uint64(base), Data: []byte{resultOK}}, nil
+}
+
+func (p *partitionSM) recordProducer(pid string, seq, count, base, ts int64) {
+	if pid == "" {
+		return
+	}
+	ps := p.producers[pid]
+	if ps == nil {
+		ps = &producerState{}
+		p.producers[pid] = ps
+	}
+	ps.Next = seq + count
+	ps.LastTs = ts
+	ps.Recent = append(ps.Recent, batchRef{Seq: seq, Count: count, Base: base})
+	if len(ps.Recent) > recentBatches {
+		ps.Recent = append(ps.Recent[:0], ps.Recent[len(ps.Recent)-recentBatches:]...)
+	}
+}
+
+func (p *partitionSM) applyTrim(index uint64, cmd []byte) (sm.Result, error) {
+	off, err := decodeTrim(cmd)
+	if err != nil {
+		return sm.Result{Data: []byte{resultCorrupt}}, nil
+	}
+	payload := binary.BigEndian.AppendUint64(nil, uint64(off))
+	err = p.seg.Append(segment.Batch{RaftIndex: index, Kind: kindTrim, BaseOffset: p.seg.NextOffset(), Payload: payload})
+	if err != nil {
+		return sm.Result{}, err
+	}
+	if _, err := p.seg.DeleteBefore(off); err != nil {
+		return sm.Result{}, err
+	}
+	return sm.Result{Value: uint64(p.seg.StartOffset())}, nil
+}
+
+// publish makes the applied state visible to readers and wakes waiters.
+func (p *partitionSM) publish() {
+	p.hwm.Store(p.seg.NextOffset())
+	p.logStart.Store(p.seg.StartOffset())
+	p.notifyMu.Lock()
+	close(p.notifyCh)
+	p.notifyCh = make(chan struct{})
+	p.notifyMu.Unlock()
+}
+
+func (p *partitionSM) changed() <-chan struct{} {
+	p.notifyMu.Lock()
+	defer p.notifyMu.Unlock()
+	return p.notifyCh
+}
+
+// Lookup answers the high watermark; reads go to the segment log directly.
+func (p *partitionSM) Lookup(q interface{}) (interface{}, error) {
+	return p.hwm.Load(), nil
+}
+
+// Sync makes everything applied so far durable: segment data first, then the
+// checkpoint that names the applied index.
+func (p *partitionSM) Sync() error {
+	if err := p.seg.Sync(); err != nil {
+		return err
+	}
+	return p.writeCheckpoint()
+}
+
+func (p *partitionSM) state() checkpoint {
+	prods := make(map[string]*producerState, len(p.producers))
+	for k, v := range p.producers {
+		c := *v
+		c.Recent = append([]batchRef(nil), v.Recent...)
+		prods[k] = &c
+	}
+	return checkpoint{Index: p.applied, LogStart: p.seg.StartOffset(), Producers: prods}
+}
+
+func (p *partitionSM) writeCheckpoint() error {
+	b, err := json.Marshal(p.state())
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(p.checkpointPath(), b)
+}
+
+type partitionSnapshot struct {
+	state checkpoint
+	seg   *segment.Snapshot
+}
+
+// PrepareSnapshot captures the state and pins the segment files.
+func (p *partitionSM) PrepareSnapshot() (interface{}, error) {
+	s, err := p.seg.Capture()
+	if err != nil {
+		return nil, err
+	}
+	return &partitionSnapshot{state: p.state(), seg: s}, nil
+}
+
+// SaveSnapshot streams the whole retained partition: a length-prefixed JSON
+// state, then the segment stream.
+func (p *partitionSM) SaveSnapshot(ctx interface{}, w io.Writer, done <-chan struct{}) error {
+	ps := ctx.(*partitionSnapshot)
+	defer ps.seg.Release()
+	b, err := json.Marshal(ps.state)
+	if err != nil {
+		return err
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return sm.ErrSnapshotStreaming
+	}
+	if _, err := w.Write(b); err != nil {
+		return sm.ErrSnapshotStreaming
+	}
+	if _, err := ps.seg.WriteTo(w); err != nil {
+		return sm.ErrSnapshotStreaming
+	}
+	return nil
+}
+
+// RecoverFromSnapshot replaces the partition with a leader's snapshot.
+func (p *partitionSM) RecoverFromSnapshot(r io.Reader, done <-chan struct{}) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > 1<<30 {
+		return errors.New("raftlog: snapshot state too large")
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	var ck checkpoint
+	if err := json.Unmarshal(b, &ck); err != nil {
+		return err
+	}
+	if err := p.seg.Restore(r); err != nil {
+		return err
+	}
+	if ck.Producers == nil {
+		ck.Producers = map[string]*producerState{}
+	}
+	p.producers = ck.Producers
+	p.applied = ck.Index
+	if err := p.writeCheckpoint(); err != nil {
+		return err
+	}
+	p.publish()
+	return nil
+}
+
+// Close releases the segment files.
+func (p *partitionSM) Close() error {
+	if p.closed.Swap(true) || p.seg == nil {
+		return nil
+	}
+	return p.seg.Close()
+}
+
+// writeFileAtomic writes b to path through a synced temporary file and a rename.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

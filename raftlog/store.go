@@ -1,0 +1,257 @@
+package raftlog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/weir-broker/weir/core"
+)
+
+var _ core.Store = (*Host)(nil)
+
+// CreateTopic places the topic's partitions and waits until every partition
+// hosted on this node has a leader, so that a produce right after succeeds.
+func (h *Host) CreateTopic(ctx context.Context, cfg core.TopicConfig) (core.TopicInfo, error) {
+	res, err := h.proposeMeta(ctx, &metaCmd{Op: "create_topic", Time: time.Now().UnixMilli(), Topic: &cfg})
+	if err != nil {
+		return core.TopicInfo{}, err
+	}
+	switch res.Value {
+	case metaExists:
+		return core.TopicInfo{}, fmt.Errorf("%w: topic %q already exists", core.ErrTopicExists, cfg.Name)
+	case metaInvalid:
+		return core.TopicInfo{}, core.Invalidf("%s", res.Data)
+	}
+	if err := h.waitPartitionsReady(ctx, cfg.Name); err != nil {
+		return core.TopicInfo{}, err
+	}
+	return h.Topic(cfg.Name)
+}
+
+func (h *Host) waitPartitionsReady(ctx context.Context, topic string) error {
+	h.kick()
+	for {
+		ready := true
+		h.meta.read(func(st *metaState) {
+			t := st.Topics[topic]
+			if t == nil {
+				return
+			}
+			for _, p := range t.Partitions {
+				_, _, ok, err := h.nh.GetLeaderID(p.ShardID)
+				if err != nil || !ok {
+					// Not hosted here (err) is fine only when no replica is ours.
+					for _, nid := range p.Replicas {
+						if nid == h.cfg.NodeID {
+							ready = false
+						}
+					}
+				}
+			}
+		})
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: partitions of %q have no leader yet", core.ErrUnavailable, topic)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// DeleteTopic removes the topic; every node stops and deletes its replicas.
+func (h *Host) DeleteTopic(ctx context.Context, name string) error {
+	res, err := h.proposeMeta(ctx, &metaCmd{Op: "delete_topic", Name: name})
+	if err != nil {
+		return err
+	}
+	if res.Value == metaNotFound {
+		return fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, name)
+	}
+	return nil
+}
+
+func topicInfo(t *TopicMeta) core.TopicInfo {
+	return core.TopicInfo{TopicConfig: t.Config, CreatedAt: t.CreatedAt}
+}
+
+// Topic reads the local copy of the metadata.
+func (h *Host) Topic(name string) (core.TopicInfo, error) {
+	var ti core.TopicInfo
+	var ok bool
+	h.meta.read(func(st *metaState) {
+		if t := st.Topics[name]; t != nil {
+			ti, ok = topicInfo(t), true
+		}
+	})
+	if !ok {
+		return ti, fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, name)
+	}
+	return ti, nil
+}
+
+// Topics lists topics sorted by name.
+func (h *Host) Topics() []core.TopicInfo {
+	var out []core.TopicInfo
+	h.meta.read(func(st *metaState) {
+		for _, t := range st.Topics {
+			out = append(out, topicInfo(t))
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (h *Host) partitionMeta(topic string, partition int) (PartitionMeta, error) {
+	var pm PartitionMeta
+	var terr error
+	h.meta.read(func(st *metaState) {
+		t := st.Topics[topic]
+		switch {
+		case t == nil:
+			terr = fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, topic)
+		case partition < 0 || partition >= len(t.Partitions):
+			terr = fmt.Errorf("%w: topic %q has no partition %d", core.ErrPartitionNotFound, topic, partition)
+		default:
+			pm = t.Partitions[partition]
+		}
+	})
+	return pm, terr
+}
+
+// Partition returns the local replica of a partition.
+func (h *Host) Partition(topic string, partition int) (core.PartitionLog, error) {
+	pm, err := h.partitionMeta(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	psm := h.parts[pm.ShardID]
+	h.mu.Unlock()
+	if psm == nil || psm.seg == nil {
+		h.kick()
+		return nil, fmt.Errorf("%w: partition %s/%d is not hosted on node %d yet", core.ErrUnavailable, topic, partition, h.cfg.NodeID)
+	}
+	return &Partition{h: h, shardID: pm.ShardID, sm: psm}, nil
+}
+
+// PartitionInfo reports placement and the leader's node id.
+func (h *Host) PartitionInfo(topic string, partition int) (core.PartitionInfo, error) {
+	pm, err := h.partitionMeta(topic, partition)
+	if err != nil {
+		return core.PartitionInfo{}, err
+	}
+	pi := core.PartitionInfo{Partition: partition}
+	for _, nid := range pm.Replicas {
+		pi.Replicas = append(pi.Replicas, nid)
+	}
+	sort.Slice(pi.Replicas, func(i, j int) bool { return pi.Replicas[i] < pi.Replicas[j] })
+	if lid, _, ok, err := h.nh.GetLeaderID(pm.ShardID); err == nil && ok {
+		pi.Leader = pm.Replicas[lid]
+	}
+	h.mu.Lock()
+	psm := h.parts[pm.ShardID]
+	h.mu.Unlock()
+	if psm != nil && psm.seg != nil {
+		pi.LogStart, pi.HighWatermark = psm.logStart.Load(), psm.hwm.Load()
+	}
+	return pi, nil
+}
+
+// CommitOffsets stores a group's positions in the metadata shard.
+func (h *Host) CommitOffsets(ctx context.Context, group string, offsets []core.GroupOffset) error {
+	res, err := h.proposeMeta(ctx, &metaCmd{Op: "commit_offsets", Group: group, Offsets: offsets})
+	if err != nil {
+		return err
+	}
+	if res.Value == metaNotFound {
+		return fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, res.Data)
+	}
+	return nil
+}
+
+// GroupOffsets reads a group's committed positions, sorted.
+func (h *Host) GroupOffsets(group string) []core.GroupOffset {
+	var out []core.GroupOffset
+	h.meta.read(func(st *metaState) {
+		for topic, ps := range st.Groups[group] {
+			for p, off := range ps {
+				out = append(out, core.GroupOffset{Topic: topic, Partition: p, Offset: off})
+			}
+		}
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
+}
+
+// Ready reports whether the metadata shard has a leader and this node is registered.
+func (h *Host) Ready() bool {
+	_, _, ok, err := h.nh.GetLeaderID(metaShardID)
+	if err != nil || !ok {
+		return false
+	}
+	reg := false
+	h.meta.read(func(st *metaState) { reg = st.Nodes[h.cfg.NodeID] != nil })
+	return reg
+}
+
+// NodeCount is the number of registered nodes.
+func (h *Host) NodeCount() int {
+	n := 0
+	h.meta.read(func(st *metaState) { n = len(st.Nodes) })
+	return max(n, 1)
+}
+
+// Nodes lists the registered nodes.
+func (h *Host) Nodes() []NodeInfo {
+	var out []NodeInfo
+	h.meta.read(func(st *metaState) {
+		for _, n := range st.Nodes {
+			out = append(out, *n)
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// PutRecord stores an opaque JSON value in a named metadata table.
+func (h *Host) PutRecord(ctx context.Context, table, key string, v any, ifAbsent bool) (bool, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false, err
+	}
+	res, err := h.proposeMeta(ctx, &metaCmd{Op: "put", Table: table, Key: key, Value: b, IfAbsent: ifAbsent})
+	if err != nil {
+		return false, err
+	}
+	return res.Value == metaOK, nil
+}
+
+// DeleteRecord removes a value from a metadata table; false if absent.
+func (h *Host) DeleteRecord(ctx context.Context, table, key string) (bool, error) {
+	res, err := h.proposeMeta(ctx, &metaCmd{Op: "delete", Table: table, Key: key})
+	if err != nil {
+		return false, err
+	}
+	return res.Value == metaOK, nil
+}
+
+// Records returns a copy of a metadata table.
+func (h *Host) Records(table string) map[string]json.RawMessage {
+	out := map[string]json.RawMessage{}
+	h.meta.read(func(st *metaState) {
+		for k, v := range st.Extra[table] {
+			out[k] = v
+		}
+	})
+	return out
+}
