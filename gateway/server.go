@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -81,6 +82,7 @@ func New(broker *core.Broker, cfg Config) *Server {
 		StreamRequestBody:             false,
 		Name:                          "weir",
 		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{cfg.Logger},
 	}
 	return s
 }
@@ -217,4 +219,12 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.Response.Header.SetContentType("application/json")
 	ctx.SetStatusCode(status)
 	ctx.SetBody(body)
+}
+
+// fasthttpLogger sends fasthttp's own messages (mostly clients that went
+// away or sent garbage) to the debug log.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("http: " + fmt.Sprintf(format, args...))
 }

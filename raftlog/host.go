@@ -185,9 +185,9 @@ func New(cfg Config) (*Host, error) {
 
 // shardConfig is the Raft configuration of one replica.
 func (h *Host) shardConfig(shardID, replicaID uint64, voters int) dbconfig.Config {
-	election := h.cfg.ElectionRTT
+	election, heartbeat := h.cfg.ElectionRTT, h.cfg.HeartbeatRTT
 	if voters == 1 {
-		election = 10 // nobody to disagree with: elect fast
+		election, heartbeat = 10, 1 // nobody to disagree with: elect fast
 	}
 	return dbconfig.Config{
 		ShardID:             shardID,
@@ -195,7 +195,7 @@ func (h *Host) shardConfig(shardID, replicaID uint64, voters int) dbconfig.Confi
 		CheckQuorum:         true,
 		PreVote:             true,
 		ElectionRTT:         election,
-		HeartbeatRTT:        h.cfg.HeartbeatRTT,
+		HeartbeatRTT:        heartbeat,
 		SnapshotEntries:     8192,
 		CompactionOverhead:  1024,
 		OrderedConfigChange: true,

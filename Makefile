@@ -1,0 +1,48 @@
+# Weir build, run and test targets. `make run` and `make test` are the two
+# commands of the README's quick start.
+GO        ?= go
+BIN       := bin
+WEIR      := $(BIN)/weir
+PKGS      := ./...
+TEST_FLAGS ?= -count=1 -timeout 30m
+
+.PHONY: all build run test test-short bench examples lint fuzz clean cluster
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(WEIR) ./cmd/weir
+
+run: build
+	./$(WEIR) serve
+
+examples:
+	bash examples/build.sh
+
+# Everything that proves the product works: unit, integration (real Raft
+# nodes, the built binary as a process), Wasm, browser, and short fuzz runs.
+test: build examples
+	$(GO) vet $(PKGS)
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+	cd sdk && $(GO) test -count=1 ./...
+	$(MAKE) fuzz-short
+
+# Each fuzz target for a few seconds (CI); `make fuzz` runs them longer.
+FUZZ_TIME ?= 5s
+fuzz-short:
+	@scripts/fuzz.sh $(FUZZ_TIME)
+
+fuzz:
+	@scripts/fuzz.sh 2m
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./core/... ./raftlog/... ./gateway/... ./plugins/...
+	scripts/bench-http.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf $(BIN)
