@@ -61,6 +61,7 @@ type PartitionLog interface {
 	TrimTo(ctx context.Context, offset int64) error
 	// IsLeader reports whether this node leads the partition's Raft group.
 	IsLeader() bool
+	PartitionState
 }
 
 // TopicConfig is what a topic is created with.
@@ -114,4 +115,5 @@ type Store interface {
 	Ready() bool
 	// NodeCount is the number of nodes in the cluster.
 	NodeCount() int
+	Catalog
 }

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -79,6 +80,9 @@ type metaCmd struct {
 	Value json.RawMessage `json:"value,omitempty"`
 	// IfAbsent makes a put fail with metaExists when the key is present.
 	IfAbsent bool `json:"if_absent,omitempty"`
+	// IfEqual makes a put or delete fail with metaExists unless the key
+	// holds exactly this (compact JSON).
+	IfEqual json.RawMessage `json:"if_equal,omitempty"`
 }
 
 // Result codes of metadata commands (statemachine.Result.Value).
@@ -95,12 +99,32 @@ type metaSM struct {
 	st      *metaState
 	applied uint64
 	onApply func()
+
+	notifyMu sync.Mutex
+	notifyCh chan struct{}
+}
+
+// changed returns a channel closed at the next applied change.
+func (m *metaSM) changed() <-chan struct{} {
+	m.notifyMu.Lock()
+	defer m.notifyMu.Unlock()
+	return m.notifyCh
+}
+
+func (m *metaSM) notify() {
+	m.notifyMu.Lock()
+	close(m.notifyCh)
+	m.notifyCh = make(chan struct{})
+	m.notifyMu.Unlock()
+	if m.onApply != nil {
+		m.onApply()
+	}
 }
 
 var _ sm.IStateMachine = (*metaSM)(nil)
 
 func newMetaSM(onApply func()) *metaSM {
-	return &metaSM{st: newMetaState(), onApply: onApply}
+	return &metaSM{st: newMetaState(), onApply: onApply, notifyCh: make(chan struct{})}
 }
 
 func (m *metaSM) Update(e sm.Entry) (sm.Result, error) {
@@ -112,9 +136,7 @@ func (m *metaSM) Update(e sm.Entry) (sm.Result, error) {
 	res := m.apply(&c)
 	m.applied = e.Index
 	m.mu.Unlock()
-	if m.onApply != nil {
-		m.onApply()
-	}
+	m.notify()
 	return res, nil
 }
 
@@ -188,14 +210,22 @@ func (m *metaSM) apply(c *metaCmd) sm.Result {
 			tbl = map[string]json.RawMessage{}
 			st.Extra[c.Table] = tbl
 		}
-		if _, ok := tbl[c.Key]; ok && c.IfAbsent {
+		cur, ok := tbl[c.Key]
+		if ok && c.IfAbsent {
+			return sm.Result{Value: metaExists}
+		}
+		if c.IfEqual != nil && (!ok || !bytes.Equal(cur, c.IfEqual)) {
 			return sm.Result{Value: metaExists}
 		}
 		tbl[c.Key] = c.Value
 	case "delete":
 		tbl := st.Extra[c.Table]
-		if _, ok := tbl[c.Key]; !ok {
+		cur, ok := tbl[c.Key]
+		if !ok {
 			return sm.Result{Value: metaNotFound}
+		}
+		if c.IfEqual != nil && !bytes.Equal(cur, c.IfEqual) {
+			return sm.Result{Value: metaExists}
 		}
 		delete(tbl, c.Key)
 	default:
@@ -252,9 +282,7 @@ func (m *metaSM) RecoverFromSnapshot(r io.Reader, _ []sm.SnapshotFile, _ <-chan 
 	m.mu.Lock()
 	m.st = st
 	m.mu.Unlock()
-	if m.onApply != nil {
-		m.onApply()
-	}
+	m.notify()
 	return nil
 }
 

@@ -75,10 +75,18 @@ func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes i
 	var derr error
 	bytes := 0
 	err := p.sm.seg.Read(from, maxBytes, func(b segment.Batch) bool {
-		if b.Kind != kindRecords || b.Count == 0 {
+		if b.Count == 0 || (b.Kind != kindRecords && b.Kind != kindTxn) {
 			return true
 		}
-		recs, err := skipEnvelope(b.Payload)
+		env := b.Payload
+		if b.Kind == kindTxn {
+			var err error
+			if env, err = txnEnvelope(env); err != nil {
+				derr = err
+				return false
+			}
+		}
+		recs, err := skipEnvelope(env)
 		if err != nil {
 			derr = err
 			return false

@@ -40,6 +40,7 @@ type checkpoint struct {
 	Index     uint64                    `json:"index"`
 	LogStart  int64                     `json:"log_start"`
 	Producers map[string]*producerState `json:"producers"`
+	State     map[string][]byte         `json:"state,omitempty"`
 }
 
 // partitionSM is the Dragonboat on-disk state machine of one partition: the
@@ -58,6 +59,9 @@ type partitionSM struct {
 	applied   uint64
 	producers map[string]*producerState
 
+	stateMu sync.RWMutex // guards state: written by Update, read by any goroutine
+	state   map[string][]byte
+
 	hwm      atomic.Int64
 	logStart atomic.Int64
 	closed   atomic.Bool
@@ -75,6 +79,7 @@ func newPartitionSM(shardID uint64, dir string, segCfg segment.Config, onApply f
 		segCfg:    segCfg,
 		onApply:   onApply,
 		producers: map[string]*producerState{},
+		state:     map[string][]byte{},
 		notifyCh:  make(chan struct{}),
 	}
 }
@@ -106,6 +111,9 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 	if ck.Producers != nil {
 		p.producers = ck.Producers
 	}
+	if ck.State != nil {
+		p.state = ck.State
+	}
 	err = seg.Scan(ck.Index, func(b segment.Batch) error {
 		switch b.Kind {
 		case kindRecords:
@@ -114,6 +122,8 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 				return err
 			}
 			p.recordProducer(pid, seq, int64(b.Count), b.BaseOffset, b.MaxTimestamp)
+		case kindTxn:
+			return p.replayTxn(b)
 		case kindTrim:
 			if len(b.Payload) == 8 {
 				if _, err := seg.DeleteBefore(int64(binary.BigEndian.Uint64(b.Payload))); err != nil {
@@ -147,6 +157,9 @@ func (p *partitionSM) Update(entries []sm.Entry) ([]sm.Entry, error) {
 			appended += int64(len(e.Cmd))
 		case cmdTrim:
 			e.Result, err = p.applyTrim(e.Index, e.Cmd)
+		case cmdTxn:
+			e.Result, err = p.applyTxn(e.Index, e.Cmd)
+			appended += int64(len(e.Cmd))
 		default:
 			e.Result = sm.Result{Data: []byte{resultCorrupt}}
 		}
@@ -258,18 +271,24 @@ func (p *partitionSM) Sync() error {
 	return p.writeCheckpoint()
 }
 
-func (p *partitionSM) state() checkpoint {
+func (p *partitionSM) snapshotState() checkpoint {
 	prods := make(map[string]*producerState, len(p.producers))
 	for k, v := range p.producers {
 		c := *v
 		c.Recent = append([]batchRef(nil), v.Recent...)
 		prods[k] = &c
 	}
-	return checkpoint{Index: p.applied, LogStart: p.seg.StartOffset(), Producers: prods}
+	p.stateMu.RLock()
+	st := make(map[string][]byte, len(p.state))
+	for k, v := range p.state {
+		st[k] = v // values are never mutated in place
+	}
+	p.stateMu.RUnlock()
+	return checkpoint{Index: p.applied, LogStart: p.seg.StartOffset(), Producers: prods, State: st}
 }
 
 func (p *partitionSM) writeCheckpoint() error {
-	b, err := json.Marshal(p.state())
+	b, err := json.Marshal(p.snapshotState())
 	if err != nil {
 		return err
 	}
@@ -287,7 +306,7 @@ func (p *partitionSM) PrepareSnapshot() (interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &partitionSnapshot{state: p.state(), seg: s}, nil
+	return &partitionSnapshot{state: p.snapshotState(), seg: s}, nil
 }
 
 // SaveSnapshot streams the whole retained partition: a length-prefixed JSON
@@ -337,7 +356,13 @@ func (p *partitionSM) RecoverFromSnapshot(r io.Reader, done <-chan struct{}) err
 	if ck.Producers == nil {
 		ck.Producers = map[string]*producerState{}
 	}
+	if ck.State == nil {
+		ck.State = map[string][]byte{}
+	}
 	p.producers = ck.Producers
+	p.stateMu.Lock()
+	p.state = ck.State
+	p.stateMu.Unlock()
 	p.applied = ck.Index
 	if err := p.writeCheckpoint(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -223,35 +224,72 @@ func (h *Host) Nodes() []NodeInfo {
 	return out
 }
 
-// PutRecord stores an opaque JSON value in a named metadata table.
-func (h *Host) PutRecord(ctx context.Context, table, key string, v any, ifAbsent bool) (bool, error) {
-	b, err := json.Marshal(v)
+// CatalogPut implements core.Catalog.
+func (h *Host) CatalogPut(ctx context.Context, table, key string, value []byte, cond core.CatalogCond) (bool, error) {
+	v, err := compactJSON(value)
 	if err != nil {
 		return false, err
 	}
-	res, err := h.proposeMeta(ctx, &metaCmd{Op: "put", Table: table, Key: key, Value: b, IfAbsent: ifAbsent})
+	c := &metaCmd{Op: "put", Table: table, Key: key, Value: v, IfAbsent: cond.IfAbsent}
+	if cond.IfEqual != nil {
+		if c.IfEqual, err = compactJSON(cond.IfEqual); err != nil {
+			return false, err
+		}
+	}
+	res, err := h.proposeMeta(ctx, c)
 	if err != nil {
 		return false, err
 	}
 	return res.Value == metaOK, nil
 }
 
-// DeleteRecord removes a value from a metadata table; false if absent.
-func (h *Host) DeleteRecord(ctx context.Context, table, key string) (bool, error) {
-	res, err := h.proposeMeta(ctx, &metaCmd{Op: "delete", Table: table, Key: key})
+// CatalogDelete implements core.Catalog.
+func (h *Host) CatalogDelete(ctx context.Context, table, key string, cond core.CatalogCond) (bool, error) {
+	c := &metaCmd{Op: "delete", Table: table, Key: key}
+	if cond.IfEqual != nil {
+		var err error
+		if c.IfEqual, err = compactJSON(cond.IfEqual); err != nil {
+			return false, err
+		}
+	}
+	res, err := h.proposeMeta(ctx, c)
 	if err != nil {
 		return false, err
 	}
 	return res.Value == metaOK, nil
 }
 
-// Records returns a copy of a metadata table.
-func (h *Host) Records(table string) map[string]json.RawMessage {
-	out := map[string]json.RawMessage{}
+// CatalogGet implements core.Catalog.
+func (h *Host) CatalogGet(table, key string) ([]byte, bool) {
+	var v []byte
+	var ok bool
+	h.meta.read(func(st *metaState) {
+		var raw json.RawMessage
+		if raw, ok = st.Extra[table][key]; ok {
+			v = append([]byte(nil), raw...)
+		}
+	})
+	return v, ok
+}
+
+// CatalogList implements core.Catalog.
+func (h *Host) CatalogList(table string) map[string][]byte {
+	out := map[string][]byte{}
 	h.meta.read(func(st *metaState) {
 		for k, v := range st.Extra[table] {
-			out[k] = v
+			out[k] = append([]byte(nil), v...)
 		}
 	})
 	return out
+}
+
+// CatalogChanged implements core.Catalog.
+func (h *Host) CatalogChanged() <-chan struct{} { return h.meta.changed() }
+
+func compactJSON(b []byte) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, core.Invalidf("catalog values must be JSON: %v", err)
+	}
+	return buf.Bytes(), nil
 }

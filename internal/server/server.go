@@ -24,9 +24,9 @@ type Config struct {
 	RaftAddr string
 	Peers    map[uint64]string // initial cluster members (node id → Raft address)
 
-	Raft    raftlog.Config     // advanced Raft settings; identity fields above win
-	Broker  core.BrokerConfig  // domain limits and retention interval
-	Gateway gateway.Config     // HTTP limits
+	Raft    raftlog.Config    // advanced Raft settings; identity fields above win
+	Broker  core.BrokerConfig // domain limits and retention interval
+	Gateway gateway.Config    // HTTP limits
 	Logger  *slog.Logger
 }
 
