@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -97,6 +98,9 @@ func decodeField(raw json.RawMessage, b64, isKey bool) ([]byte, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
+	if !b64 && plainJSONString(raw) {
+		return raw[1 : len(raw)-1 : len(raw)-1], nil
+	}
 	if raw[0] != '"' {
 		if isKey || b64 {
 			return nil, errString
@@ -119,6 +123,25 @@ func decodeField(raw json.RawMessage, b64, isKey bool) ([]byte, error) {
 
 var errString = core.Invalidf("must be a string")
 
+// plainJSONString reports whether raw is a JSON string token with nothing
+// to unescape: printable ASCII (no quote or backslash) or valid UTF-8.
+func plainJSONString(raw []byte) bool {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return false
+	}
+	body := raw[1 : len(raw)-1]
+	ascii := true
+	for _, c := range body {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	return ascii || utf8.Valid(body)
+}
+
 func isJSON(ctx *fasthttp.RequestCtx) bool {
 	ct := ctx.Request.Header.ContentType()
 	if i := bytes.IndexByte(ct, ';'); i >= 0 {
@@ -131,10 +154,17 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
 	var req *core.ProduceRequest
 	q := ctx.QueryArgs()
 	if isJSON(ctx) {
-		var body ProduceRequestJSON
-		if err := decodeJSON(ctx.PostBody(), &body); err != nil {
-			writeError(ctx, err)
-			return
+		raw := ctx.PostBody()
+		if isNoAck(q) {
+			raw = bytes.Clone(raw) // records outlive the request
+		}
+		body, ok := parseProduceFast(raw)
+		if !ok {
+			body = ProduceRequestJSON{}
+			if err := decodeJSON(raw, &body); err != nil {
+				writeError(ctx, err)
+				return
+			}
 		}
 		var err error
 		if req, err = body.ToCore(topic); err != nil {
@@ -143,7 +173,10 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
 		}
 	} else {
 		// Any other content type: the body is one record's value.
-		rec := core.ProduceRecord{Partition: -1, Record: core.Record{Value: append([]byte{}, ctx.PostBody()...)}}
+		rec := core.ProduceRecord{Partition: -1, Record: core.Record{Value: bytes.Clone(ctx.PostBody())}}
+		if rec.Value == nil {
+			rec.Value = []byte{}
+		}
 		if q.Has("key") {
 			rec.Key = append([]byte{}, q.Peek("key")...)
 		}
@@ -195,6 +228,11 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
 	}
 	b = append(b, "}\n"...)
 	writeJSON(ctx, 200, b)
+}
+
+func isNoAck(q *fasthttp.Args) bool {
+	a := string(q.Peek("acks"))
+	return a == "none" || a == "0"
 }
 
 // parseWait reads wait_ms.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -18,7 +20,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var (
-		dataDir, httpAddr, raftAddr, peers, join, logLevel string
+		dataDir, httpAddr, raftAddr, peers, join, logLevel, pprofAddr string
 		nodeID                                             uint64
 	)
 	cmd := &cobra.Command{
@@ -35,6 +37,14 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			slog.SetDefault(logger)
+			if pprofAddr != "" {
+				go func() {
+					logger.Info("pprof listening", "addr", pprofAddr)
+					if err := http.ListenAndServe(pprofAddr, nil); err != nil {
+						logger.Error("pprof", "err", err)
+					}
+				}()
+			}
 			pm, err := parsePeers(peers)
 			if err != nil {
 				return err
@@ -73,6 +83,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.StringVar(&peers, "peers", "", "initial cluster members: 1=HOST:RAFTPORT,2=...; the same list on every initial node")
 	f.StringVar(&join, "join", "", "HOST:HTTPPORT of a running node to join")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (for profiling; keep it on 127.0.0.1)")
 	return cmd
 }
 
