@@ -24,6 +24,9 @@ type BrokerConfig struct {
 	RetentionInterval  time.Duration // how often the leader checks retention; default 30 s
 	MaxUnackedProduces int           // acks=none produces in flight; default 1024
 	Logger             *slog.Logger
+	// Telemetry receives traces and metrics; nil: a Telemetry with tracing
+	// off and no metric export (its counters still feed GET /v1/stats).
+	Telemetry *Telemetry
 }
 
 func (c *BrokerConfig) setDefaults() {
@@ -52,6 +55,9 @@ func (c *BrokerConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Telemetry == nil {
+		c.Telemetry, _ = NewTelemetry(TelemetryConfig{}) // cannot fail with the no-op meter
+	}
 }
 
 // Broker is the domain service the gateway talks to: produce with partition
@@ -72,6 +78,9 @@ func NewBroker(store Store, cfg BrokerConfig) *Broker {
 	cfg.setDefaults()
 	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}}
 }
+
+// Telemetry returns the node's telemetry (never nil).
+func (b *Broker) Telemetry() *Telemetry { return b.cfg.Telemetry }
 
 // Store returns the store the broker runs on.
 func (b *Broker) Store() Store { return b.store }
@@ -179,7 +188,21 @@ type ProduceResult struct {
 
 // Produce validates the request, chooses partitions, appends one batch per
 // partition (in parallel) and returns once every batch is committed.
+//
+// It runs in a weir.produce span (a child of the span in ctx, else of the
+// first record's traceparent) and, when that span is sampled, writes its
+// trace context into the traceparent header of records that have none.
 func (b *Broker) Produce(ctx context.Context, req *ProduceRequest) (*ProduceResult, error) {
+	tel := b.cfg.Telemetry
+	start := time.Now()
+	ctx, span := tel.startProduce(ctx, req)
+	res, err := b.produce(ctx, req)
+	tel.produced(ctx, req, err, time.Since(start))
+	EndSpan(span, err)
+	return res, err
+}
+
+func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResult, error) {
 	t, err := b.store.Topic(req.Topic)
 	if err != nil {
 		return nil, err
@@ -221,6 +244,7 @@ func (b *Broker) Produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 		}
 		parts[i] = p
 	}
+	b.cfg.Telemetry.stampProduce(ctx, req)
 	// Group by partition, keeping request order inside each group.
 	type group struct {
 		p    int
@@ -249,7 +273,7 @@ func (b *Broker) Produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 		if err != nil {
 			return AppendResult{}, err
 		}
-		return log.Append(ctx, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
+		return b.cfg.Telemetry.Append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
 	}
 	if len(groups) == 1 {
 		ar, err := appendOne(groups[0])
@@ -372,7 +396,21 @@ type FetchResult struct {
 
 // Fetch reads from the local replica of a partition, long-polling up to
 // req.Wait while the partition has nothing at the requested offset.
+//
+// It records a weir.fetch span (a child of the span in ctx, else of the
+// first returned record's trace, linked to the others).
 func (b *Broker) Fetch(ctx context.Context, req *FetchRequest) (*FetchResult, error) {
+	tel := b.cfg.Telemetry
+	start := time.Now()
+	res, err := b.fetch(ctx, req)
+	if res != nil {
+		tel.fetched(ctx, req.Topic, res.Records, time.Since(start))
+	}
+	tel.traceFetch(ctx, req, res, err, start)
+	return res, err
+}
+
+func (b *Broker) fetch(ctx context.Context, req *FetchRequest) (*FetchResult, error) {
 	log, err := b.store.Partition(req.Topic, req.Partition)
 	if err != nil {
 		return nil, err

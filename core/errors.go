@@ -18,6 +18,18 @@ var (
 	ErrUnavailable        = errors.New("unavailable")
 	ErrNotLeader          = errors.New("not leader")
 	ErrRateLimited        = errors.New("rate limited")
+
+	// Queue model (subscriptions).
+	ErrSubscriptionNotFound = errors.New("subscription not found")
+	ErrSubscriptionExists   = errors.New("subscription exists")
+	ErrInvalidReceipt       = errors.New("invalid receipt")
+	ErrLeaseLost            = errors.New("lease lost")
+
+	// Consumer groups (stream model).
+	ErrGroupNotFound   = errors.New("group not found")
+	ErrUnknownMember   = errors.New("unknown member")
+	ErrStaleGeneration = errors.New("stale generation")
+	ErrNotAssigned     = errors.New("partition not assigned")
 )
 
 // InvalidError says why a request is malformed. It wraps ErrBadRequest.
@@ -55,3 +67,16 @@ func (e *SequenceError) Error() string {
 	return fmt.Sprintf("producer %q: expected sequence %d, got %d", e.ProducerID, e.Expected, e.Got)
 }
 func (e *SequenceError) Unwrap() error { return ErrOutOfOrderSequence }
+
+// StaleGenerationError refuses a group member's request made in a
+// generation that is no longer current. It wraps ErrStaleGeneration.
+type StaleGenerationError struct {
+	Group      string
+	Generation int64 // the generation of the request
+	Current    int64
+}
+
+func (e *StaleGenerationError) Error() string {
+	return fmt.Sprintf("group %q rebalanced: generation %d is stale, the current generation is %d", e.Group, e.Generation, e.Current)
+}
+func (e *StaleGenerationError) Unwrap() error { return ErrStaleGeneration }

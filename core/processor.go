@@ -32,9 +32,9 @@ type ModuleRef struct {
 // ProcessorLimits bound one pipeline's module. Zero fields take the
 // runtime's defaults.
 type ProcessorLimits struct {
-	MemoryPages    uint32 // 64 KiB pages of guest memory
-	BatchTimeoutMs int64  // CPU/wall time allowed for one batch
-	MaxOutputBytes int64  // bytes of emitted records per batch
+	MemoryPages    uint32 `json:"memory_pages,omitempty"`     // 64 KiB pages of guest memory
+	BatchTimeoutMs int64  `json:"batch_timeout_ms,omitempty"` // CPU/wall time allowed for one batch
+	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"` // bytes of emitted records per batch
 }
 
 // StateReader reads a pipeline's committed state for one input partition.

@@ -78,8 +78,12 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, topic, partStr string) {
 		writeError(ctx, core.Invalidf("encoding must be utf8 or base64, not %q", enc))
 		return
 	}
+	if s.proxyFetch(ctx, &req) { // cluster.go: another node serves this partition
+		return
+	}
 	rctx, cancel := s.requestContext(req.Wait + s.cfg.ProduceTimeout)
 	defer cancel()
+	rctx = s.traceContext(rctx, ctx)
 	res, err := s.broker.Fetch(rctx, &req)
 	if err != nil {
 		writeError(ctx, err)

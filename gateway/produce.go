@@ -22,6 +22,10 @@ type ProduceRecordJSON struct {
 	Headers   map[string]string `json:"headers"`
 	Partition *int              `json:"partition"`
 	Timestamp int64             `json:"timestamp"`
+	// DeliverAt (ms since the epoch) or DelayMs (from now) hold the record
+	// back from subscriptions; kept as the weir-deliver-at header (delay.go).
+	DeliverAt *int64 `json:"deliver_at,omitempty"`
+	DelayMs   *int64 `json:"delay_ms,omitempty"`
 }
 
 // ProduceRequestJSON is a JSON produce request body.
@@ -84,6 +88,11 @@ func (r *ProduceRequestJSON) ToCore(topic string) (*core.ProduceRequest, error) 
 			out.Headers = make([]core.Header, len(keys))
 			for j, k := range keys {
 				out.Headers[j] = core.Header{Key: k, Value: in.Headers[k]}
+			}
+		}
+		if in.DeliverAt != nil || in.DelayMs != nil {
+			if out.Headers, err = withDeliverAt(out.Headers, in.DeliverAt, in.DelayMs); err != nil {
+				return nil, core.Invalidf("records[%d]: %v", i, err)
 			}
 		}
 	}
@@ -188,6 +197,10 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
 			}
 			rec.Partition = p
 		}
+		if err := deliverAtArgs(q, &rec.Record); err != nil { // delay.go
+			writeError(ctx, err)
+			return
+		}
 		req = &core.ProduceRequest{Topic: topic, Records: []core.ProduceRecord{rec}}
 	}
 	switch acks := string(q.Peek("acks")); acks {
@@ -205,6 +218,7 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
 	}
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
+	rctx = s.traceContext(rctx, ctx)
 	res, err := s.broker.Produce(rctx, req)
 	if err != nil {
 		writeError(ctx, err)

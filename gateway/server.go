@@ -23,6 +23,12 @@ type Config struct {
 	// ProduceTimeout bounds a produce that has no deadline of its own; default 30 s.
 	ProduceTimeout time.Duration
 	Logger         *slog.Logger
+
+	// WebSocket configures /v1/ws (ws.go).
+	WebSocket WSConfig
+	// Groups is the consumer group coordinator (groups.go); nil: the
+	// gateway makes one with default settings and runs it until Shutdown.
+	Groups *core.GroupCoordinator
 }
 
 func (c *Config) setDefaults() {
@@ -63,6 +69,15 @@ type Server struct {
 	baseCtx  context.Context
 	cancel   context.CancelFunc
 	inflight sync.WaitGroup
+
+	stats StatsSource // node-level parts of GET /v1/stats (stats.go)
+
+	queues *core.Queues // subscriptions (subscriptions.go); nil: disabled
+
+	fwd *Forwarder // node-to-node client (cluster.go, forward.go); nil: single node
+
+	ws     *wsHub                 // WebSocket connections (ws.go)
+	groups *core.GroupCoordinator // consumer groups (groups.go)
 }
 
 // New returns a gateway for broker.
@@ -84,6 +99,12 @@ func New(broker *core.Broker, cfg Config) *Server {
 		CloseOnShutdown:               true,
 		Logger:                        fasthttpLogger{cfg.Logger},
 	}
+	s.ws = newWSHub(s, cfg.WebSocket)
+	s.groups = cfg.Groups
+	if s.groups == nil {
+		s.groups = core.NewGroupCoordinator(broker, core.GroupConfig{Logger: cfg.Logger})
+		go s.groups.Run(s.baseCtx)
+	}
 	return s
 }
 
@@ -98,6 +119,9 @@ func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
 	s.cancel()
+	if werr := s.ws.wait(ctx); err == nil {
+		err = werr // WebSocket connections close with the base context
+	}
 	return err
 }
 
@@ -129,6 +153,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}` + "\n")
 		return
+	case path == "/" || strings.HasPrefix(path, "/ui/"):
+		s.serveDashboard(ctx, path) // dashboard.go
+		return
 	case path == "/readyz":
 		ctx.SetContentType("application/json")
 		if s.broker.Store().Ready() {
@@ -147,6 +174,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch seg[1] {
 	case "topics":
 		s.routeTopics(ctx, method, seg[2:])
+	case "cluster":
+		s.routeCluster(ctx, method, seg[2:]) // cluster.go
+	case "internal":
+		s.routeInternal(ctx, method, seg[2:]) // forward.go: calls from other nodes
+	case "stats":
+		s.getStats(ctx) // stats.go
 	case "groups":
 		if len(seg) == 4 && seg[3] == "offsets" {
 			switch method {
@@ -159,7 +192,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			}
 			return
 		}
-		writeError(ctx, errNotFound)
+		s.routeGroups(ctx, method, seg[2:]) // groups.go
+	case "ws":
+		if len(seg) != 2 {
+			writeError(ctx, errNotFound)
+			return
+		}
+		s.serveWS(ctx, nil) // ws.go
 	default:
 		writeError(ctx, errNotFound)
 	}
@@ -192,12 +231,18 @@ func (s *Server) routeTopics(ctx *fasthttp.RequestCtx, method string, seg []stri
 		default:
 			writeError(ctx, errMethodNotAllowed)
 		}
+	case len(seg) == 2 && seg[1] == "ws":
+		s.serveTopicWS(ctx, seg[0]) // ws.go
 	case len(seg) == 2 && seg[1] == "records":
 		if method != "POST" {
 			writeError(ctx, errMethodNotAllowed)
 			return
 		}
 		s.produce(ctx, seg[0])
+	case len(seg) >= 2 && seg[1] == "subscriptions":
+		s.routeSubscriptions(ctx, method, seg[0], seg[2:]) // subscriptions.go
+	case len(seg) == 2 && seg[1] == "redrive":
+		s.redrive(ctx, method, seg[0]) // subscriptions.go
 	case len(seg) == 4 && seg[1] == "partitions" && seg[3] == "records":
 		if method != "GET" {
 			writeError(ctx, errMethodNotAllowed)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -17,20 +18,32 @@ import (
 	"github.com/lni/dragonboat/v4/raftio"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 
+	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/raftlog/internal/segment"
 )
 
 // Config configures a Host. The zero value of every field but NodeID,
 // DataDir and RaftAddr has a useful default.
 type Config struct {
-	NodeID   uint64 // this node's id, ≥ 1
+	NodeID   uint64 // this node's id, ≥ 1; never reused after a node is removed
 	DataDir  string // all state: Raft log (LogDB), segments, checkpoints
-	RaftAddr string // host:port Raft listens on and peers dial
+	RaftAddr string // host:port Raft listens on and peers dial; fixed for the data dir's life
 	HTTPAddr string // host:port of this node's gateway, advertised to peers
 	// Peers are the initial members of a new cluster (node id → Raft
 	// address), the same map on every initial node. Empty: a single node
-	// cluster of this node alone.
+	// cluster of this node alone (unless Join).
 	Peers map[uint64]string
+	// Join says this node is not an initial member: a running cluster
+	// admitted it (Cluster.Join on one of its nodes) and it starts its
+	// metadata replica as a non-voting member that catches up.
+	Join bool
+	// MetaVoters is how many nodes vote in the metadata shard: 3 (default)
+	// or 5. The lowest ids among Peers start as voters; further nodes hold
+	// non-voting copies and are promoted when a voter leaves.
+	MetaVoters int
+	// Forwarder reaches other nodes (the gateway's HTTP client). Nil: no
+	// forwarding, partitions not hosted here are unavailable.
+	Forwarder core.Forwarder
 
 	RTTMillisecond uint64 // default 10
 	HeartbeatRTT   uint64 // default 5 (×RTT)
@@ -43,6 +56,10 @@ type Config struct {
 	// ProposalTimeout bounds one proposal when the caller's context has no
 	// deadline; default 10 s.
 	ProposalTimeout time.Duration
+	// AttemptTimeout bounds one forwarded attempt of a write that is safe to
+	// repeat (an idempotent produce, a trim) before it is tried again at
+	// the partition's current leader; default 3 s.
+	AttemptTimeout time.Duration
 	// TransportFactory replaces Dragonboat's TCP transport (tests inject
 	// faults through it). Nil: TCP.
 	TransportFactory dbconfig.TransportFactory
@@ -68,6 +85,12 @@ func (c *Config) setDefaults() {
 	if c.ProposalTimeout == 0 {
 		c.ProposalTimeout = 10 * time.Second
 	}
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = 3 * time.Second
+	}
+	if c.MetaVoters == 0 {
+		c.MetaVoters = 3
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -82,29 +105,61 @@ func (c *Config) Validate() error {
 		return errors.New("raftlog: data dir is required")
 	case c.RaftAddr == "":
 		return errors.New("raftlog: raft address is required")
+	case c.MetaVoters != 3 && c.MetaVoters != 5:
+		return errors.New("raftlog: the metadata shard has 3 or 5 voters")
 	}
 	if len(c.Peers) > 0 {
-		if a, ok := c.Peers[c.NodeID]; !ok {
+		if a, ok := c.Peers[c.NodeID]; !ok && !c.Join {
 			return fmt.Errorf("raftlog: peers do not list this node %d", c.NodeID)
-		} else if a != c.RaftAddr {
+		} else if ok && a != c.RaftAddr {
 			return fmt.Errorf("raftlog: peers give node %d the address %s, but it listens on %s", c.NodeID, a, c.RaftAddr)
 		}
 	}
 	return nil
 }
 
-// Host is this process's Dragonboat NodeHost with the metadata shard and the
-// partition shards placed on this node. It implements core.Store.
-type Host struct {
-	cfg  Config
-	log  *slog.Logger
-	nh   *dragonboat.NodeHost
-	meta *metaSM
+// initialMetaVoters is the bootstrap membership of the metadata shard: the
+// lowest MetaVoters ids among the peers (this node alone without peers).
+func (c *Config) initialMetaVoters() map[uint64]dragonboat.Target {
+	if len(c.Peers) == 0 {
+		return map[uint64]dragonboat.Target{c.NodeID: c.RaftAddr}
+	}
+	ids := make([]uint64, 0, len(c.Peers))
+	for id := range c.Peers {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	out := map[uint64]dragonboat.Target{}
+	for _, id := range ids[:min(len(ids), c.MetaVoters)] {
+		out[id] = c.Peers[id]
+	}
+	return out
+}
 
-	mu    sync.Mutex                // guards parts and stopping
-	parts map[uint64]*partitionSM   // running partition shards by shard id
-	lead  map[uint64]*leaderState   // leader per shard, from the event listener
-	snaps map[uint64]*snapshotState // bytes applied since the last snapshot request
+// Host is this process's Dragonboat NodeHost with the metadata shard and the
+// partition shards placed on this node. It implements core.Store and
+// core.Cluster.
+//
+// Lock order: metaSM.mu (taken by meta.read) may be held while taking h.mu;
+// never call meta.read while holding h.mu.
+type Host struct {
+	cfg   Config
+	log   *slog.Logger
+	nh    *dragonboat.NodeHost
+	meta  *metaSM
+	roles *roleFile
+
+	mu       sync.Mutex                // guards the maps below
+	parts    map[uint64]*partitionSM   // running partition shards by shard id
+	lead     map[uint64]*leaderState   // leader per shard, from the event listener
+	snaps    map[uint64]*snapshotState // bytes applied since the last snapshot request
+	busy     map[uint64]bool           // shards with a membership task in flight
+	hints    map[uint64]uint64         // shard → leader node learned from other nodes
+	seen     map[uint64]time.Time      // node → last answer to a ping
+	moved    map[uint64]time.Time      // shard → last leader transfer request
+	views    map[uint64]*nodeView      // node → cached NodeStatus
+	rinfo    map[uint64]remoteInfo     // shard → HWM of a partition not hosted here
+	unloaded map[uint64]chan struct{}  // shard → closed when Dragonboat unloads it
 
 	reconcileC chan struct{}
 	stopC      chan struct{}
@@ -112,8 +167,10 @@ type Host struct {
 }
 
 type leaderState struct {
-	leader uint64 // replica id
-	term   uint64
+	leader  uint64 // replica id
+	term    uint64
+	since   time.Time
+	changed chan struct{} // closed at the next leader change
 }
 
 type snapshotState struct {
@@ -134,20 +191,33 @@ func New(cfg Config) (*Host, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
+	roles, err := loadRoles(filepath.Join(cfg.DataDir, "roles.json"))
+	if err != nil {
+		return nil, err
+	}
 	h := &Host{
 		cfg:        cfg,
 		log:        cfg.Logger,
+		roles:      roles,
 		parts:      map[uint64]*partitionSM{},
 		lead:       map[uint64]*leaderState{},
 		snaps:      map[uint64]*snapshotState{},
+		busy:       map[uint64]bool{},
+		hints:      map[uint64]uint64{},
+		seen:       map[uint64]time.Time{},
+		moved:      map[uint64]time.Time{},
+		views:      map[uint64]*nodeView{},
+		rinfo:      map[uint64]remoteInfo{},
+		unloaded:   map[uint64]chan struct{}{},
 		reconcileC: make(chan struct{}, 1),
 		stopC:      make(chan struct{}),
 	}
 	nhc := dbconfig.NodeHostConfig{
-		NodeHostDir:       filepath.Join(cfg.DataDir, "raft"),
-		RTTMillisecond:    cfg.RTTMillisecond,
-		RaftAddress:       cfg.RaftAddr,
-		RaftEventListener: h,
+		NodeHostDir:         filepath.Join(cfg.DataDir, "raft"),
+		RTTMillisecond:      cfg.RTTMillisecond,
+		RaftAddress:         cfg.RaftAddr,
+		RaftEventListener:   h,
+		SystemEventListener: sysEvents{h},
 		Expert: dbconfig.ExpertConfig{
 			LogDBFactory:     tan.Factory,
 			LogDB:            dbconfig.GetTinyMemLogDBConfig(),
@@ -161,25 +231,41 @@ func New(cfg Config) (*Host, error) {
 	h.nh = nh
 	h.meta = newMetaSM(h.kick)
 
-	members := map[uint64]dragonboat.Target{}
-	if len(cfg.Peers) == 0 {
-		members[cfg.NodeID] = cfg.RaftAddr
-	} else {
-		for id, addr := range cfg.Peers {
-			members[id] = addr
-		}
+	voters := cfg.initialMetaVoters()
+	_, initialVoter := voters[cfg.NodeID]
+	single := len(cfg.Peers) == 0 && !cfg.Join
+	n := len(voters)
+	if !single {
+		n = 3 // multi-node timing even while only one voter exists
 	}
-	mcfg := h.shardConfig(metaShardID, cfg.NodeID, len(members))
+	mcfg := h.shardConfig(metaShardID, cfg.NodeID, n)
 	mcfg.SnapshotEntries = 1000
 	mcfg.CompactionOverhead = 500
-	err = nh.StartReplica(members, false, func(uint64, uint64) sm.IStateMachine { return h.meta }, mcfg)
+	create := func(uint64, uint64) sm.IStateMachine { return h.meta }
+	switch {
+	case nh.HasNodeInfo(metaShardID, cfg.NodeID):
+		// A restart: Dragonboat has the membership; IsNonVoting must match
+		// the role the replica last had (roles.json).
+		mcfg.IsNonVoting = h.roles.nonVoting(metaShardID)
+		err = nh.StartReplica(nil, false, create, mcfg)
+	case initialVoter && !cfg.Join:
+		err = nh.StartReplica(voters, false, create, mcfg)
+	default:
+		// A joining node (or an initial peer beyond the voters): the
+		// controller adds it as a non-voting member; it catches up.
+		if err = h.roles.set(metaShardID, true); err == nil {
+			mcfg.IsNonVoting = true
+			err = nh.StartReplica(nil, true, create, mcfg)
+		}
+	}
 	if err != nil {
 		nh.Close()
 		return nil, fmt.Errorf("start metadata shard: %w", err)
 	}
-	h.wg.Add(2)
+	h.wg.Add(3)
 	go h.reconcileLoop()
 	go h.registerLoop()
+	go h.probeLoop()
 	return h, nil
 }
 
@@ -225,15 +311,71 @@ func (h *Host) Close() error {
 // LeaderUpdated implements raftio.IRaftEventListener.
 func (h *Host) LeaderUpdated(info raftio.LeaderInfo) {
 	h.mu.Lock()
-	h.lead[info.ShardID] = &leaderState{leader: info.LeaderID, term: info.Term}
+	old := h.lead[info.ShardID]
+	if old == nil || old.leader != info.LeaderID || old.term != info.Term {
+		if old != nil {
+			close(old.changed)
+		}
+		h.lead[info.ShardID] = &leaderState{leader: info.LeaderID, term: info.Term, since: time.Now(), changed: make(chan struct{})}
+	}
 	h.mu.Unlock()
 	h.kick()
 }
+
+// leaderChanged returns a channel closed at the next leader change of shard.
+func (h *Host) leaderChanged(shard uint64) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ls := h.lead[shard]
+	if ls == nil {
+		ls = &leaderState{since: time.Now(), changed: make(chan struct{})}
+		h.lead[shard] = ls
+	}
+	return ls.changed
+}
+
+// sysEvents receives Dragonboat's system events.
+type sysEvents struct{ h *Host }
+
+func (e sysEvents) NodeUnloaded(info raftio.NodeInfo) {
+	e.h.mu.Lock()
+	if c := e.h.unloaded[info.ShardID]; c != nil {
+		close(c)
+		delete(e.h.unloaded, info.ShardID)
+	}
+	e.h.mu.Unlock()
+}
+func (e sysEvents) MembershipChanged(raftio.NodeInfo)         { e.h.kick() }
+func (sysEvents) NodeHostShuttingDown()                       {}
+func (sysEvents) NodeDeleted(raftio.NodeInfo)                 {}
+func (sysEvents) NodeReady(raftio.NodeInfo)                   {}
+func (sysEvents) ConnectionEstablished(raftio.ConnectionInfo) {}
+func (sysEvents) ConnectionFailed(raftio.ConnectionInfo)      {}
+func (sysEvents) SendSnapshotStarted(raftio.SnapshotInfo)     {}
+func (sysEvents) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
+func (sysEvents) SendSnapshotAborted(raftio.SnapshotInfo)     {}
+func (sysEvents) SnapshotReceived(raftio.SnapshotInfo)        {}
+func (sysEvents) SnapshotRecovered(raftio.SnapshotInfo)       {}
+func (sysEvents) SnapshotCreated(raftio.SnapshotInfo)         {}
+func (sysEvents) SnapshotCompacted(raftio.SnapshotInfo)       {}
+func (sysEvents) LogCompacted(raftio.EntryInfo)               {}
+func (sysEvents) LogDBCompacted(raftio.EntryInfo)             {}
+
+var _ raftio.ISystemEventListener = sysEvents{}
 
 func (h *Host) kick() {
 	select {
 	case h.reconcileC <- struct{}{}:
 	default:
+	}
+}
+
+func (h *Host) stopping() bool {
+	select {
+	case <-h.stopC:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -249,8 +391,15 @@ func (h *Host) registerLoop() {
 				cur = &c
 			}
 		})
-		if cur != nil && cur.RaftAddr == h.cfg.RaftAddr && cur.HTTPAddr == h.cfg.HTTPAddr {
-			return
+		if cur != nil && (cur.State == nodeRemoved || cur.RaftAddr == h.cfg.RaftAddr && cur.HTTPAddr == h.cfg.HTTPAddr) {
+			// Registered (or removed for good). Keep watching: an operator
+			// may restart the node on a new HTTP address.
+			select {
+			case <-h.stopC:
+				return
+			case <-h.meta.changed():
+			}
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_, err := h.proposeMeta(ctx, &metaCmd{Op: "register_node", Node: &NodeInfo{ID: h.cfg.NodeID, RaftAddr: h.cfg.RaftAddr, HTTPAddr: h.cfg.HTTPAddr}})
@@ -266,13 +415,15 @@ func (h *Host) registerLoop() {
 }
 
 // reconcileLoop starts the partition shards the metadata places on this node
-// and stops those it no longer does.
+// and stops those it no longer does; on the metadata leader it also runs the
+// controller, and on every node the partition leaders' membership steps.
 func (h *Host) reconcileLoop() {
 	defer h.wg.Done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		h.reconcile()
+		h.control()
 		select {
 		case <-h.stopC:
 			return
@@ -282,42 +433,65 @@ func (h *Host) reconcileLoop() {
 	}
 }
 
+// Replica start modes.
+const (
+	startInitial = iota // a bootstrap member: the identical initial map everywhere
+	startJoin           // added later: joins as a non-voting learner
+)
+
 type desiredShard struct {
 	replicaID uint64
-	members   map[uint64]dragonboat.Target
+	mode      int
+	members   map[uint64]dragonboat.Target // for startInitial
+	voters    int
 }
 
 func (h *Host) reconcile() {
+	self := h.cfg.NodeID
 	want := map[uint64]desiredShard{}
 	h.meta.read(func(st *metaState) {
-		for _, t := range st.Topics {
-			for _, p := range t.Partitions {
-				var mine uint64
-				members := map[uint64]dragonboat.Target{}
-				complete := true
-				for rid, nid := range p.Replicas {
-					n := st.Nodes[nid]
-					if n == nil {
-						complete = false
-						continue
-					}
-					members[rid] = n.RaftAddr
-					if nid == h.cfg.NodeID {
+		if n := st.Nodes[self]; n != nil && n.State == nodeRemoved {
+			return // removed for good: host nothing
+		}
+		st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+			var mine uint64
+			for _, m := range []map[uint64]uint64{p.Replicas, p.members(), p.Learners} {
+				for rid, nid := range m {
+					if nid == self && rid > mine {
 						mine = rid
 					}
 				}
-				if mine != 0 && complete {
-					want[p.ShardID] = desiredShard{replicaID: mine, members: members}
-				}
 			}
-		}
+			if mine == 0 {
+				return
+			}
+			d := desiredShard{replicaID: mine, voters: len(p.Replicas), mode: startJoin}
+			_, inMembers := p.members()[mine]
+			_, inLearners := p.Learners[mine]
+			if _, ok := p.initial()[mine]; ok {
+				d.mode = startInitial
+				d.members = map[uint64]dragonboat.Target{}
+				for rid, nid := range p.initial() {
+					n := st.Nodes[nid]
+					if n == nil {
+						return // a member not registered yet: wait
+					}
+					d.members[rid] = n.RaftAddr
+				}
+			} else if !inMembers && !inLearners && !h.nh.HasNodeInfo(p.ShardID, mine) {
+				return // the leader has not added it to the shard yet
+			}
+			want[p.ShardID] = d
+		})
 	})
 	h.mu.Lock()
-	var start []uint64
-	var stop []uint64
-	for id := range want {
-		if _, ok := h.parts[id]; !ok {
+	var start, stop []uint64
+	for id, d := range want {
+		psm, ok := h.parts[id]
+		if !ok {
 			start = append(start, id)
+		} else if psm.replicaID != 0 && psm.replicaID != d.replicaID {
+			stop = append(stop, id) // an old replica of a shard placed back here
 		}
 	}
 	for id := range h.parts {
@@ -326,14 +500,16 @@ func (h *Host) reconcile() {
 		}
 	}
 	h.mu.Unlock()
-	for _, id := range start {
-		d := want[id]
-		if err := h.startPartition(id, d); err != nil {
-			h.log.Error("start partition shard", "shard", id, "err", err)
-		}
-	}
 	for _, id := range stop {
 		h.stopPartition(id)
+	}
+	for _, id := range start {
+		if h.stopping() {
+			return
+		}
+		if err := h.startPartition(id, want[id]); err != nil {
+			h.log.Error("start partition shard", "shard", id, "err", err)
+		}
 	}
 }
 
@@ -342,13 +518,36 @@ func (h *Host) partitionDir(shardID uint64) string {
 }
 
 func (h *Host) startPartition(shardID uint64, d desiredShard) error {
+	h.mu.Lock()
+	wait := h.unloaded[shardID]
+	h.mu.Unlock()
+	if wait != nil {
+		select { // a previous instance is still unloading (#210)
+		case <-wait:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("shard %d did not unload", shardID)
+		}
+	}
 	psm := newPartitionSM(shardID, h.partitionDir(shardID), segment.Config{SegmentBytes: h.cfg.SegmentBytes},
 		func(n int64) { h.noteApplied(shardID, n) })
+	psm.replicaID = d.replicaID
+	cfg := h.shardConfig(shardID, d.replicaID, d.voters)
+	members, join := d.members, false
+	switch {
+	case h.nh.HasNodeInfo(shardID, d.replicaID):
+		members = nil // a restart: Dragonboat has the membership
+		cfg.IsNonVoting = h.roles.nonVoting(shardID)
+	case d.mode == startJoin:
+		members, join = nil, true
+		cfg.IsNonVoting = true
+		if err := h.roles.set(shardID, true); err != nil {
+			return err
+		}
+	}
 	h.mu.Lock()
 	h.parts[shardID] = psm
 	h.mu.Unlock()
-	cfg := h.shardConfig(shardID, d.replicaID, len(d.members))
-	err := h.nh.StartOnDiskReplica(d.members, false, func(_, rid uint64) sm.IOnDiskStateMachine { psm.replicaID = rid; return psm }, cfg)
+	err := h.nh.StartOnDiskReplica(members, join, func(_, _ uint64) sm.IOnDiskStateMachine { return psm }, cfg)
 	if err != nil && !errors.Is(err, dragonboat.ErrShardAlreadyExist) {
 		h.mu.Lock()
 		delete(h.parts, shardID)
@@ -362,17 +561,30 @@ func (h *Host) stopPartition(shardID uint64) {
 	h.mu.Lock()
 	psm := h.parts[shardID]
 	delete(h.parts, shardID)
-	delete(h.lead, shardID)
 	delete(h.snaps, shardID)
+	unloaded := make(chan struct{})
+	h.unloaded[shardID] = unloaded
 	h.mu.Unlock()
-	if err := h.nh.StopShard(shardID); err != nil && !errors.Is(err, dragonboat.ErrShardNotFound) {
-		h.log.Warn("stop partition shard", "shard", shardID, "err", err)
+	if err := h.nh.StopShard(shardID); err != nil {
+		if !errors.Is(err, dragonboat.ErrShardNotFound) {
+			h.log.Warn("stop partition shard", "shard", shardID, "err", err)
+		}
+		h.mu.Lock()
+		if h.unloaded[shardID] == unloaded {
+			delete(h.unloaded, shardID)
+			close(unloaded)
+		}
+		h.mu.Unlock()
 	}
 	// The replica is gone from the metadata for good: drop its Raft state
 	// and its segments. RemoveData fails until the shard has unloaded.
 	var rid uint64
 	if psm != nil {
 		rid = psm.replicaID
+	}
+	select {
+	case <-unloaded:
+	case <-time.After(10 * time.Second):
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for rid != 0 && time.Now().Before(deadline) {
@@ -385,6 +597,7 @@ func (h *Host) stopPartition(shardID uint64) {
 		psm.Close()
 	}
 	os.RemoveAll(h.partitionDir(shardID))
+	h.roles.clear(shardID)
 }
 
 // noteApplied counts bytes applied to a partition and requests a snapshot

@@ -20,18 +20,122 @@ const metaShardID uint64 = 1
 // never reused, so a deleted topic's shards never come back.
 const firstPartitionShard uint64 = 100
 
+// Node states in the metadata.
+const (
+	nodeActive   = ""         // takes new replicas
+	nodeDraining = "draining" // being removed: its replicas move away
+	nodeRemoved  = "removed"  // gone for good; its id is never reused
+)
+
+// Metadata shard roles of a node (NodeInfo.MetaRole).
+const (
+	roleVoter     = "voter"
+	roleNonVoting = "non_voting"
+)
+
 // NodeInfo is one node of the cluster as the metadata knows it.
 type NodeInfo struct {
 	ID       uint64 `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	State    string `json:"state,omitempty"`     // nodeActive, nodeDraining, nodeRemoved
+	MetaRole string `json:"meta_role,omitempty"` // as last reported by the controller
 }
 
 // PartitionMeta is the placement of one partition: its Raft shard and the
 // replicas (replica id → node id). Replica ids are never reused in a shard.
+//
+// Replicas is the target set of voters. Members and Learners are what the
+// shard's Raft membership holds, as its leader last reported; they differ
+// from Replicas while the partition moves (a new replica joins as a
+// non-voting learner, is promoted once caught up, then the replica it
+// replaces is deleted). Initial is the membership the shard was created with
+// (every initial replica bootstraps with exactly this map).
 type PartitionMeta struct {
-	ShardID  uint64            `json:"shard_id"`
-	Replicas map[uint64]uint64 `json:"replicas"`
+	ShardID   uint64            `json:"shard_id"`
+	Replicas  map[uint64]uint64 `json:"replicas"`
+	Initial   map[uint64]uint64 `json:"initial,omitempty"`
+	Members   map[uint64]uint64 `json:"members,omitempty"`
+	Learners  map[uint64]uint64 `json:"learners,omitempty"`
+	CaughtUp  []uint64          `json:"caught_up,omitempty"` // learners whose node reported them caught up
+	Preferred uint64            `json:"preferred,omitempty"` // preferred leader node
+}
+
+// initial is the bootstrap membership (metadata written before moves
+// existed has none: Replicas never changed there).
+func (p *PartitionMeta) initial() map[uint64]uint64 {
+	if p.Initial == nil {
+		return p.Replicas
+	}
+	return p.Initial
+}
+
+// members is the voting membership Raft has, as last reported.
+func (p *PartitionMeta) members() map[uint64]uint64 {
+	if p.Members == nil {
+		return p.Replicas
+	}
+	return p.Members
+}
+
+// moving reports a pending membership change.
+func (p *PartitionMeta) moving() bool {
+	return len(p.Learners) > 0 || !sameKeys(p.Replicas, p.members())
+}
+
+// nodeOf returns the node a replica id lives on (in any role).
+func (p *PartitionMeta) nodeOf(rid uint64) (uint64, bool) {
+	for _, m := range []map[uint64]uint64{p.Replicas, p.members(), p.Learners, p.initial()} {
+		if n, ok := m[rid]; ok {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// hasNode reports whether node holds a replica of the partition in any role
+// but the bootstrap one.
+func (p *PartitionMeta) hasNode(node uint64) bool {
+	for _, m := range []map[uint64]uint64{p.Replicas, p.members(), p.Learners} {
+		for _, n := range m {
+			if n == node {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *PartitionMeta) caughtUp(rid uint64) bool {
+	for _, r := range p.CaughtUp {
+		if r == rid {
+			return true
+		}
+	}
+	return false
+}
+
+func sameKeys(a, b map[uint64]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func cloneMap(m map[uint64]uint64) map[uint64]uint64 {
+	if m == nil {
+		return nil
+	}
+	out := make(map[uint64]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // TopicMeta is one topic in the metadata.
@@ -83,6 +187,13 @@ type metaCmd struct {
 	// IfEqual makes a put or delete fail with metaExists unless the key
 	// holds exactly this (compact JSON).
 	IfEqual json.RawMessage `json:"if_equal,omitempty"`
+	// Cluster operations.
+	NodeID   uint64            `json:"node_id,omitempty"`
+	Shard    uint64            `json:"shard,omitempty"`
+	Replica  uint64            `json:"replica,omitempty"`
+	Members  map[uint64]uint64 `json:"members,omitempty"`
+	Learners map[uint64]uint64 `json:"learners,omitempty"`
+	Roles    map[uint64]string `json:"roles,omitempty"`
 }
 
 // Result codes of metadata commands (statemachine.Result.Value).
@@ -148,7 +259,17 @@ func (m *metaSM) apply(c *metaCmd) sm.Result {
 			return sm.Result{Value: metaInvalid}
 		}
 		n := *c.Node
+		if cur := st.Nodes[n.ID]; cur != nil {
+			if cur.State == nodeRemoved {
+				return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("node %d was removed from the cluster; node ids are never reused", n.ID))}
+			}
+			n.State, n.MetaRole = cur.State, cur.MetaRole
+		} else {
+			n.State, n.MetaRole = nodeActive, ""
+		}
 		st.Nodes[n.ID] = &n
+	case "join_node", "remove_node", "node_removed", "meta_roles", "partition_members", "caught_up", "rebalance":
+		return st.applyCluster(c)
 	case "create_topic":
 		if c.Topic == nil {
 			return sm.Result{Value: metaInvalid}
@@ -156,23 +277,25 @@ func (m *metaSM) apply(c *metaCmd) sm.Result {
 		if _, ok := st.Topics[c.Topic.Name]; ok {
 			return sm.Result{Value: metaExists}
 		}
-		nodes := st.sortedNodes()
+		nodes := st.activeNodes()
 		if len(nodes) == 0 {
 			return sm.Result{Value: metaInvalid, Data: []byte("no nodes registered")}
 		}
 		cfg := *c.Topic
 		if cfg.ReplicationFactor > len(nodes) {
-			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d exceeds the %d nodes", cfg.ReplicationFactor, len(nodes)))}
+			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d exceeds the %d active nodes", cfg.ReplicationFactor, len(nodes)))}
 		}
 		t := &TopicMeta{Config: cfg, CreatedAt: c.Time}
+		pl := st.newPlacer()
 		for i := 0; i < cfg.Partitions; i++ {
 			pm := PartitionMeta{ShardID: st.NextShardID, Replicas: map[uint64]uint64{}}
 			st.NextShardID++
-			start := int(st.Placements+uint64(i)) % len(nodes)
-			for r := 0; r < cfg.ReplicationFactor; r++ {
-				pm.Replicas[st.NextReplicaID] = nodes[(start+r)%len(nodes)]
+			chosen, preferred := pl.place(cfg.ReplicationFactor, st.Placements+uint64(i))
+			for _, n := range chosen {
+				pm.Replicas[st.NextReplicaID] = n
 				st.NextReplicaID++
 			}
+			pm.Initial, pm.Members, pm.Preferred = cloneMap(pm.Replicas), cloneMap(pm.Replicas), preferred
 			t.Partitions = append(t.Partitions, pm)
 		}
 		st.Placements += uint64(cfg.Partitions)

@@ -65,6 +65,7 @@ type partitionSM struct {
 	hwm      atomic.Int64
 	logStart atomic.Int64
 	closed   atomic.Bool
+	opened   atomic.Bool // Open finished: seg may be read from other goroutines
 
 	notifyMu sync.Mutex
 	notifyCh chan struct{}
@@ -138,6 +139,7 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 	}
 	p.applied = max(ck.Index, seg.LastIndex())
 	p.publish()
+	p.opened.Store(true)
 	return p.applied, nil
 }
 

@@ -124,42 +124,22 @@ func (h *Host) partitionMeta(topic string, partition int) (PartitionMeta, error)
 	return pm, terr
 }
 
-// Partition returns the local replica of a partition.
-func (h *Host) Partition(topic string, partition int) (core.PartitionLog, error) {
-	pm, err := h.partitionMeta(topic, partition)
-	if err != nil {
-		return nil, err
-	}
-	h.mu.Lock()
-	psm := h.parts[pm.ShardID]
-	h.mu.Unlock()
-	if psm == nil || psm.seg == nil {
-		h.kick()
-		return nil, fmt.Errorf("%w: partition %s/%d is not hosted on node %d yet", core.ErrUnavailable, topic, partition, h.cfg.NodeID)
-	}
-	return &Partition{h: h, shardID: pm.ShardID, sm: psm}, nil
-}
-
-// PartitionInfo reports placement and the leader's node id.
+// PartitionInfo reports placement, the leader's node id and the offsets
+// (from the local replica, or from the nodes that host the partition).
 func (h *Host) PartitionInfo(topic string, partition int) (core.PartitionInfo, error) {
 	pm, err := h.partitionMeta(topic, partition)
 	if err != nil {
 		return core.PartitionInfo{}, err
 	}
-	pi := core.PartitionInfo{Partition: partition}
-	for _, nid := range pm.Replicas {
-		pi.Replicas = append(pi.Replicas, nid)
-	}
-	sort.Slice(pi.Replicas, func(i, j int) bool { return pi.Replicas[i] < pi.Replicas[j] })
-	if lid, _, ok, err := h.nh.GetLeaderID(pm.ShardID); err == nil && ok {
-		pi.Leader = pm.Replicas[lid]
-	}
-	h.mu.Lock()
-	psm := h.parts[pm.ShardID]
-	h.mu.Unlock()
-	if psm != nil && psm.seg != nil {
+	pi := core.PartitionInfo{Partition: partition, Replicas: nodeList(pm.Replicas)}
+	if psm := h.localSM(pm.ShardID); psm != nil {
+		if lid, _, ok, err := h.nh.GetLeaderID(pm.ShardID); err == nil && ok {
+			pi.Leader, _ = pm.nodeOf(lid)
+		}
 		pi.LogStart, pi.HighWatermark = psm.logStart.Load(), psm.hwm.Load()
+		return pi, nil
 	}
+	h.remotePartitionInfo(&pm, &pi)
 	return pi, nil
 }
 
@@ -194,21 +174,25 @@ func (h *Host) GroupOffsets(group string) []core.GroupOffset {
 	return out
 }
 
-// Ready reports whether the metadata shard has a leader and this node is registered.
+// Ready reports whether the metadata shard has a leader and this node is
+// registered (and not removed).
 func (h *Host) Ready() bool {
 	_, _, ok, err := h.nh.GetLeaderID(metaShardID)
 	if err != nil || !ok {
 		return false
 	}
 	reg := false
-	h.meta.read(func(st *metaState) { reg = st.Nodes[h.cfg.NodeID] != nil })
+	h.meta.read(func(st *metaState) {
+		n := st.Nodes[h.cfg.NodeID]
+		reg = n != nil && n.State != nodeRemoved && n.HTTPAddr == h.cfg.HTTPAddr
+	})
 	return reg
 }
 
-// NodeCount is the number of registered nodes.
+// NodeCount is the number of active nodes (new replicas go to them).
 func (h *Host) NodeCount() int {
 	n := 0
-	h.meta.read(func(st *metaState) { n = len(st.Nodes) })
+	h.meta.read(func(st *metaState) { n = len(st.activeNodes()) })
 	return max(n, 1)
 }
 

@@ -182,6 +182,7 @@ func newBenchCmd() *cobra.Command {
 	}
 	consume.Flags().StringVar(&ctopic, "topic", "bench", "topic to read")
 	cmd.AddCommand(produce, consume)
+	cmd.AddCommand(extraBenchCommands()...) // extra.go
 	return cmd
 }
 

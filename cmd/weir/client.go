@@ -31,7 +31,9 @@ type apiError struct {
 	Message string
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
+}
 
 // do sends a request with an optional JSON body and decodes a JSON answer into out.
 func (c *apiClient) do(ctx context.Context, method, path string, body any, out any) error {

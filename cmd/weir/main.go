@@ -11,6 +11,7 @@ import (
 )
 
 func main() {
+	runWasmWorkerIfRequested() // a Wasm worker process of a running broker
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weir:", err)

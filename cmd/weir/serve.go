@@ -15,13 +15,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/internal/server"
+	"github.com/weir-broker/weir/internal/telemetry"
+	"github.com/weir-broker/weir/raftlog"
 )
 
 func newServeCmd() *cobra.Command {
 	var (
 		dataDir, httpAddr, raftAddr, peers, join, logLevel, pprofAddr string
-		nodeID                                             uint64
+		nodeID                                                        uint64
+		metaVoters                                                    int
+		allowedOrigins                                                []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -35,7 +40,8 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
-			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			// Log records made with a context carry its trace_id and span_id.
+			logger := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 			slog.SetDefault(logger)
 			if pprofAddr != "" {
 				go func() {
@@ -49,11 +55,15 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			if err != nil {
 				return err
 			}
-			if join != "" {
-				return fmt.Errorf("--join: joining a running cluster is not supported by this build yet; start every initial node with the same --peers")
+			if join != "" && len(pm) > 0 {
+				return fmt.Errorf("--join and --peers exclude each other: --peers forms a new cluster, --join enters a running one")
 			}
 			s, err := server.Start(server.Config{
-				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Logger: logger,
+				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Join: join, Logger: logger,
+				Raft: raftlog.Config{MetaVoters: metaVoters},
+				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
+				// Pages of these origins may open WebSockets (docs/websocket.md).
+				Gateway: gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
 			})
 			if err != nil {
 				return err
@@ -81,8 +91,10 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.StringVar(&raftAddr, "raft-addr", "127.0.0.1:7070", "Raft listen address (peers dial it)")
 	f.Uint64Var(&nodeID, "node-id", 1, "this node's id (≥ 1, unique in the cluster)")
 	f.StringVar(&peers, "peers", "", "initial cluster members: 1=HOST:RAFTPORT,2=...; the same list on every initial node")
-	f.StringVar(&join, "join", "", "HOST:HTTPPORT of a running node to join")
+	f.StringVar(&join, "join", "", "HOST:HTTPPORT of a running node to join (a new node; ignored once it has joined)")
+	f.IntVar(&metaVoters, "meta-voters", 3, "voters of the metadata shard: 3 or 5 (the same on every node)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&allowedOrigins, "allowed-origins", nil, "origins (https://app.example.com, or *) whose pages may open WebSockets besides this node's own; comma-separated")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (for profiling; keep it on 127.0.0.1)")
 	return cmd
 }

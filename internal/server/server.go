@@ -13,6 +13,8 @@ import (
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/gateway"
+	"github.com/weir-broker/weir/internal/telemetry"
+	"github.com/weir-broker/weir/plugins"
 	"github.com/weir-broker/weir/raftlog"
 )
 
@@ -23,11 +25,28 @@ type Config struct {
 	HTTPAddr string // listen address; port 0 picks a free port
 	RaftAddr string
 	Peers    map[uint64]string // initial cluster members (node id → Raft address)
+	Join     string            // HOST:HTTPPORT of a running node to join (cluster.go)
 
 	Raft    raftlog.Config    // advanced Raft settings; identity fields above win
 	Broker  core.BrokerConfig // domain limits and retention interval
 	Gateway gateway.Config    // HTTP limits
 	Logger  *slog.Logger
+
+	// Telemetry configures traces, metrics and disk use (telemetry.go);
+	// the zero value has tracing off and metrics on GET /metrics.
+	Telemetry telemetry.Config
+
+	// Queues tunes subscriptions (the queue model, queues.go).
+	Queues core.QueueConfig
+
+	// Wasm configures the Wasm host (isolation, limits, cache); Pipelines
+	// the pipeline runner (pipelines.go).
+	Wasm      plugins.Config
+	Pipelines core.PipelinesConfig
+
+	// Groups tunes consumer groups (streaming.go); NodeID and Logger are
+	// taken from above.
+	Groups core.GroupConfig
 }
 
 // Server is a running node.
@@ -35,11 +54,21 @@ type Server struct {
 	Host    *raftlog.Host
 	Broker  *core.Broker
 	Gateway *gateway.Server
+	// Telemetry is the node's OpenTelemetry setup (flushed by Close).
+	Telemetry *telemetry.Telemetry
+	// Queues is the subscription service (stopped by Close).
+	Queues *core.Queues
+	// Pipelines runs Wasm pipelines; Wasm is their host (closed by Close).
+	Pipelines *core.Pipelines
+	Wasm      *plugins.Host
+	// Groups coordinates consumer groups (streaming.go).
+	Groups *core.GroupCoordinator
 
-	ln       net.Listener
-	cancel   context.CancelFunc
-	serveErr chan error
-	log      *slog.Logger
+	ln        net.Listener
+	cancel    context.CancelFunc
+	pipesDone <-chan struct{}
+	serveErr  chan error
+	log       *slog.Logger
 }
 
 // Start opens the data directory, joins or forms the Raft cluster and
@@ -56,20 +85,52 @@ func Start(cfg Config) (*Server, error) {
 	rc.NodeID, rc.DataDir, rc.RaftAddr, rc.Peers = cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Peers
 	rc.HTTPAddr = ln.Addr().String()
 	rc.Logger = cfg.Logger
+	fwd, err := prepareCluster(cfg, &rc) // cluster.go: forwarding, --join
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	host, err := raftlog.New(rc)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
+	tel, err := newTelemetry(cfg)
+	if err != nil {
+		host.Close()
+		ln.Close()
+		return nil, err
+	}
 	bc := cfg.Broker
 	bc.Logger = cfg.Logger
+	bc.Telemetry = tel.Core()
 	broker := core.NewBroker(host, bc)
 	gc := cfg.Gateway
 	gc.Logger = cfg.Logger
+	gc.Groups = newGroups(cfg, broker) // streaming.go
 	gw := gateway.New(broker, gc)
+	gw.SetForwarder(fwd)
+	mountBrowser(gw) // streaming.go: /sdk/weir.js and /demo
+	if err := wireTelemetry(tel, cfg.NodeID, host, broker, gw); err != nil {
+		tel.Shutdown(context.Background())
+		host.Close()
+		ln.Close()
+		return nil, err
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Host: host, Broker: broker, Gateway: gw, ln: ln, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
+	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, ln: ln, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
+	s.Groups = gc.Groups
+	startGroups(ctx, s.Groups)              // streaming.go
+	s.Queues = startQueues(cfg, broker, gw) // queues.go
+	if s.Pipelines, s.Wasm, s.pipesDone, err = startPipelines(ctx, cfg, broker, gw); err != nil {
+		cancel()
+		s.Queues.Close()
+		tel.Shutdown(context.Background())
+		host.Close()
+		ln.Close()
+		return nil, err
+	}
 	go broker.RunRetention(ctx)
 	go func() { s.serveErr <- gw.Serve(ln) }()
 	return s, nil
@@ -98,6 +159,12 @@ func (s *Server) WaitReady(ctx context.Context) error {
 func (s *Server) Close(ctx context.Context) error {
 	err := s.Gateway.Shutdown(ctx)
 	s.cancel()
+	s.Queues.Close()
+	<-s.pipesDone // workers stopped: no guest is running
+	s.Wasm.Close()
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+	s.Telemetry.Shutdown(flushCtx) // export errors were logged; nothing to do about them now
+	cancelFlush()
 	if herr := s.Host.Close(); err == nil {
 		err = herr
 	}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func newModuleCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "module", Short: "Upload and list Wasm modules"}
+	upload := &cobra.Command{
+		Use:   "upload NAME FILE.wasm",
+		Short: "Upload a module; each upload is a new version",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			wasm, err := os.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			var out map[string]any
+			if err := clientFor(cmd).do(cmd.Context(), "PUT", "/v1/modules/"+url.PathEscape(args[0]), wasm, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List modules and their latest versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Modules []struct {
+					Name     string `json:"name"`
+					Latest   int    `json:"latest"`
+					Versions []struct {
+						SHA256 string `json:"sha256"`
+						Size   int    `json:"size"`
+					} `json:"versions"`
+				} `json:"modules"`
+			}
+			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/modules", nil, &out); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tLATEST\tSIZE\tSHA256")
+			for _, m := range out.Modules {
+				v := m.Versions[len(m.Versions)-1]
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", m.Name, m.Latest, v.Size, v.SHA256[:16])
+			}
+			return w.Flush()
+		},
+	}
+	describe := &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a module's versions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out map[string]any
+			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/modules/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a module (refused while a pipeline uses it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return clientFor(cmd).do(cmd.Context(), "DELETE", "/v1/modules/"+url.PathEscape(args[0]), nil, nil)
+		},
+	}
+	cmd.AddCommand(upload, list, describe, del)
+	return cmd
+}
+
+func newPipelineCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "pipeline", Short: "Create, inspect and control Wasm pipelines"}
+	var (
+		module, guarantee, dlq, from string
+		version, maxAttempts, batch  int
+		inputs, outputs, config      []string
+		timeoutMs                    int64
+		pages                        uint32
+	)
+	create := &cobra.Command{
+		Use:   "create NAME --module M --input T --output T [--config k=v]...",
+		Short: "Create a pipeline that runs a module between topics",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := map[string]string{}
+			for _, kv := range config {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("--config %q is not key=value", kv)
+				}
+				cfg[k] = v
+			}
+			body := map[string]any{
+				"name": args[0], "module": module, "version": version, "inputs": inputs, "outputs": outputs,
+				"config": cfg, "guarantee": guarantee, "batch_size": batch, "from": from,
+				"on_error": map[string]any{"max_attempts": maxAttempts, "dead_letter_topic": dlq},
+				"limits":   map[string]any{"batch_timeout_ms": timeoutMs, "memory_pages": pages},
+			}
+			var out map[string]any
+			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/pipelines", body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&module, "module", "", "module name")
+	f.IntVar(&version, "version", 0, "module version (0: the latest)")
+	f.StringSliceVar(&inputs, "input", nil, "input topic (repeat or comma-separate)")
+	f.StringSliceVar(&outputs, "output", nil, "output topic (repeat or comma-separate); the module's output 0 is the first")
+	f.StringArrayVar(&config, "config", nil, "module config key=value (repeatable)")
+	f.StringVar(&guarantee, "guarantee", "at_least_once", "at_least_once or exactly_once")
+	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
+	f.StringVar(&dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
+	f.IntVar(&batch, "batch-size", 0, "records per Wasm call (0: 100)")
+	f.StringVar(&from, "from", "", "earliest (default) or latest")
+	f.Int64Var(&timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
+	f.Uint32Var(&pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
+	create.MarkFlagRequired("module")
+	create.MarkFlagRequired("input")
+	create.MarkFlagRequired("output")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List pipelines",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Pipelines []struct {
+					Name      string   `json:"name"`
+					Module    string   `json:"module"`
+					Version   int      `json:"version"`
+					Inputs    []string `json:"inputs"`
+					Outputs   []string `json:"outputs"`
+					Guarantee string   `json:"guarantee"`
+					Paused    bool     `json:"paused"`
+				} `json:"pipelines"`
+			}
+			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/pipelines", nil, &out); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tMODULE\tINPUTS\tOUTPUTS\tGUARANTEE\tSTATE")
+			for _, p := range out.Pipelines {
+				st := "running"
+				if p.Paused {
+					st = "paused"
+				}
+				fmt.Fprintf(w, "%s\t%s@%d\t%s\t%s\t%s\t%s\n", p.Name, p.Module, p.Version, strings.Join(p.Inputs, ","), strings.Join(p.Outputs, ","), p.Guarantee, st)
+			}
+			return w.Flush()
+		},
+	}
+	describe := &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a pipeline's status: per-partition position, lag, processed, failed and dead-lettered counts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out map[string]any
+			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/pipelines/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	simple := func(use, short, method, suffix string) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " NAME",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := clientFor(cmd).do(cmd.Context(), method, "/v1/pipelines/"+url.PathEscape(args[0])+suffix, nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], use+"d")
+				return nil
+			},
+		}
+	}
+	cmd.AddCommand(create, list, describe,
+		simple("delete", "Delete a pipeline", "DELETE", ""),
+		simple("pause", "Pause a pipeline", "POST", "/pause"),
+		simple("resume", "Resume a paused pipeline", "POST", "/resume"))
+	return cmd
+}

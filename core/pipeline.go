@@ -1,0 +1,458 @@
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Errors of the pipeline service.
+var (
+	ErrPipelineNotFound = errors.New("pipeline not found")
+	ErrPipelineExists   = errors.New("pipeline exists")
+	ErrModuleNotFound   = errors.New("module not found")
+)
+
+// Guarantees a pipeline can give.
+const (
+	AtLeastOnce = "at_least_once"
+	ExactlyOnce = "exactly_once"
+)
+
+// ModulesTopic is the internal topic that stores uploaded module bytes, one
+// record per distinct module (key: its SHA-256), replicated like any topic.
+const ModulesTopic = "__modules"
+
+const (
+	catalogModules   = "modules"
+	catalogPipelines = "pipelines"
+)
+
+// ModuleVersion is one uploaded version of a module.
+type ModuleVersion struct {
+	Version   int    `json:"version"`
+	SHA256    string `json:"sha256"`
+	Size      int    `json:"size"`
+	Offset    int64  `json:"offset"` // of its bytes in ModulesTopic
+	CreatedAt int64  `json:"created_at"`
+}
+
+// Module is a named module with its versions (oldest first).
+type Module struct {
+	Name     string          `json:"name"`
+	Versions []ModuleVersion `json:"versions"`
+}
+
+// Latest returns the newest version.
+func (m *Module) Latest() ModuleVersion { return m.Versions[len(m.Versions)-1] }
+
+// OnError says what a pipeline does with a batch that keeps failing.
+type OnError struct {
+	MaxAttempts      int    `json:"max_attempts"`       // default 3
+	DeadLetterTopic  string `json:"dead_letter_topic"`  // default "<pipeline>.dlq", created if missing
+	InitialBackoffMs int64  `json:"initial_backoff_ms"` // default 100
+	MaxBackoffMs     int64  `json:"max_backoff_ms"`     // default 10,000
+}
+
+// PipelineSpec defines a pipeline.
+type PipelineSpec struct {
+	Name      string            `json:"name"`
+	Module    string            `json:"module"`
+	Version   int               `json:"version"` // 0 at creation: the latest, pinned
+	Inputs    []string          `json:"inputs"`
+	Outputs   []string          `json:"outputs"`
+	Config    map[string]string `json:"config"`
+	Guarantee string            `json:"guarantee"` // at_least_once (default) or exactly_once
+	OnError   OnError           `json:"on_error"`
+	Limits    ProcessorLimits   `json:"limits"`
+	BatchSize int               `json:"batch_size"` // records per Wasm call; default 100
+	From      string            `json:"from"`       // earliest (default) or latest: where a new pipeline starts
+	Paused    bool              `json:"paused"`
+	CreatedAt int64             `json:"created_at"`
+}
+
+// PipelinesConfig configures the pipeline service.
+type PipelinesConfig struct {
+	// ResyncInterval: how often the runner checks which input partitions
+	// this node leads (it also reacts to catalog changes). Default 500 ms.
+	ResyncInterval time.Duration
+	// MaxBatchBytes bounds the input read for one Wasm call. Default 1 MiB.
+	MaxBatchBytes int
+	// MaxModuleBytes bounds an upload. Default 16 MiB.
+	MaxModuleBytes int
+	Logger         *slog.Logger
+}
+
+// Pipelines runs Wasm pipelines: modules, pipeline definitions, and the
+// workers that process each input partition on its leader.
+type Pipelines struct {
+	cfg    PipelinesConfig
+	broker *Broker
+	store  Store
+	rt     Runtime
+	log    *slog.Logger
+
+	mu      sync.Mutex // guards workers and procs
+	workers map[pipeKey]*pipeWorker
+	procs   map[string]*procEntry // by pipeline name
+}
+
+type procEntry struct {
+	p       Processor
+	module  string
+	version int
+	limits  ProcessorLimits
+}
+
+// NewPipelines returns the pipeline service. Call Run to start processing.
+func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = 500 * time.Millisecond
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 1 << 20
+	}
+	if cfg.MaxModuleBytes <= 0 {
+		cfg.MaxModuleBytes = 16 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Pipelines{cfg: cfg, broker: b, store: b.Store(), rt: rt, log: cfg.Logger,
+		workers: map[pipeKey]*pipeWorker{}, procs: map[string]*procEntry{}}
+}
+
+// UploadModule validates wasm and stores it as the next version of name.
+func (p *Pipelines) UploadModule(ctx context.Context, name string, wasm []byte) (Module, ModuleVersion, error) {
+	if !ValidTopicName(name) {
+		return Module{}, ModuleVersion{}, Invalidf("module name %q must be 1–249 characters of [A-Za-z0-9._-]", name)
+	}
+	if len(wasm) > p.cfg.MaxModuleBytes {
+		return Module{}, ModuleVersion{}, &ModuleInvalidError{Reason: fmt.Sprintf("module of %d bytes exceeds the limit of %d", len(wasm), p.cfg.MaxModuleBytes)}
+	}
+	if _, err := p.rt.Validate(ctx, wasm); err != nil {
+		return Module{}, ModuleVersion{}, err
+	}
+	sum := sha256.Sum256(wasm)
+	sha := hex.EncodeToString(sum[:])
+	// Reuse stored bytes when any module already has this content.
+	offset := int64(-1)
+	for _, m := range p.Modules() {
+		for _, v := range m.Versions {
+			if v.SHA256 == sha {
+				offset = v.Offset
+			}
+		}
+	}
+	if offset < 0 {
+		if err := p.ensureTopic(ctx, ModulesTopic); err != nil {
+			return Module{}, ModuleVersion{}, err
+		}
+		log, err := p.store.Partition(ModulesTopic, 0)
+		if err != nil {
+			return Module{}, ModuleVersion{}, err
+		}
+		res, err := log.Append(ctx, &AppendBatch{Timestamp: time.Now().UnixMilli(), Records: []Record{{Key: []byte(sha), Value: wasm}}})
+		if err != nil {
+			return Module{}, ModuleVersion{}, err
+		}
+		offset = res.BaseOffset
+	}
+	for {
+		old, exists := p.store.CatalogGet(catalogModules, name)
+		var m Module
+		if exists {
+			if err := json.Unmarshal(old, &m); err != nil {
+				return Module{}, ModuleVersion{}, err
+			}
+		} else {
+			m.Name = name
+		}
+		v := ModuleVersion{Version: len(m.Versions) + 1, SHA256: sha, Size: len(wasm), Offset: offset, CreatedAt: time.Now().UnixMilli()}
+		m.Versions = append(m.Versions, v)
+		doc, _ := json.Marshal(m)
+		cond := CatalogCond{IfAbsent: !exists}
+		if exists {
+			cond.IfEqual = old
+		}
+		ok, err := p.store.CatalogPut(ctx, catalogModules, name, doc, cond)
+		if err != nil {
+			return Module{}, ModuleVersion{}, err
+		}
+		if ok {
+			return m, v, nil
+		}
+	}
+}
+
+func (p *Pipelines) ensureTopic(ctx context.Context, name string) error {
+	if _, err := p.store.Topic(name); err == nil {
+		return nil
+	}
+	_, err := p.broker.CreateTopic(ctx, TopicConfig{Name: name, Partitions: 1, RetentionMs: -1, RetentionBytes: -1})
+	if errors.Is(err, ErrTopicExists) {
+		return nil
+	}
+	return err
+}
+
+// Modules lists modules by name.
+func (p *Pipelines) Modules() []Module {
+	var out []Module
+	for _, b := range p.store.CatalogList(catalogModules) {
+		var m Module
+		if json.Unmarshal(b, &m) == nil {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Module returns one module.
+func (p *Pipelines) Module(name string) (Module, error) {
+	b, ok := p.store.CatalogGet(catalogModules, name)
+	if !ok {
+		return Module{}, fmt.Errorf("%w: module %q does not exist", ErrModuleNotFound, name)
+	}
+	var m Module
+	err := json.Unmarshal(b, &m)
+	return m, err
+}
+
+// DeleteModule removes a module; pipelines that use it refuse the delete.
+func (p *Pipelines) DeleteModule(ctx context.Context, name string) error {
+	if _, err := p.Module(name); err != nil {
+		return err
+	}
+	for _, s := range p.List() {
+		if s.Module == name {
+			return Invalidf("module %q is used by pipeline %q", name, s.Name)
+		}
+	}
+	_, err := p.store.CatalogDelete(ctx, catalogModules, name, CatalogCond{})
+	return err
+}
+
+// moduleBytes reads a module version's bytes from ModulesTopic.
+func (p *Pipelines) moduleBytes(ctx context.Context, v ModuleVersion) ([]byte, error) {
+	log, err := p.store.Partition(ModulesTopic, 0)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := log.Read(ctx, v.Offset, 1, v.Size+1024)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 || recs[0].Offset != v.Offset || string(recs[0].Key) != v.SHA256 {
+		return nil, fmt.Errorf("%w: module bytes %s not found at offset %d", ErrUnavailable, v.SHA256, v.Offset)
+	}
+	sum := sha256.Sum256(recs[0].Value)
+	if hex.EncodeToString(sum[:]) != v.SHA256 {
+		return nil, fmt.Errorf("module bytes at offset %d do not match their SHA-256", v.Offset)
+	}
+	return recs[0].Value, nil
+}
+
+// Create validates and stores a pipeline; runners pick it up on the leaders
+// of its input partitions.
+func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, error) {
+	if !ValidTopicName(s.Name) {
+		return s, Invalidf("pipeline name %q must be 1–249 characters of [A-Za-z0-9._-]", s.Name)
+	}
+	m, err := p.Module(s.Module)
+	if err != nil {
+		return s, err
+	}
+	if s.Version == 0 {
+		s.Version = m.Latest().Version
+	}
+	if s.Version < 0 || s.Version > len(m.Versions) {
+		return s, fmt.Errorf("%w: module %q has no version %d", ErrModuleNotFound, s.Module, s.Version)
+	}
+	if len(s.Inputs) == 0 || len(s.Outputs) == 0 {
+		return s, Invalidf("a pipeline needs at least one input and one output topic")
+	}
+	seen := map[string]bool{}
+	for _, t := range s.Inputs {
+		if _, err := p.store.Topic(t); err != nil {
+			return s, err
+		}
+		seen[t] = true
+	}
+	for _, t := range s.Outputs {
+		if _, err := p.store.Topic(t); err != nil {
+			return s, err
+		}
+		if seen[t] {
+			return s, Invalidf("topic %q is both an input and an output", t)
+		}
+	}
+	switch s.Guarantee {
+	case "":
+		s.Guarantee = AtLeastOnce
+	case AtLeastOnce, ExactlyOnce:
+	default:
+		return s, Invalidf("guarantee must be %s or %s", AtLeastOnce, ExactlyOnce)
+	}
+	switch s.From {
+	case "":
+		s.From = "earliest"
+	case "earliest", "latest":
+	default:
+		return s, Invalidf("from must be earliest or latest")
+	}
+	if s.BatchSize == 0 {
+		s.BatchSize = 100
+	}
+	if s.BatchSize < 1 || s.BatchSize > 10000 {
+		return s, Invalidf("batch_size must be between 1 and 10000")
+	}
+	e := &s.OnError
+	if e.MaxAttempts == 0 {
+		e.MaxAttempts = 3
+	}
+	if e.MaxAttempts < 1 || e.MaxAttempts > 100 {
+		return s, Invalidf("on_error.max_attempts must be between 1 and 100")
+	}
+	if e.InitialBackoffMs <= 0 {
+		e.InitialBackoffMs = 100
+	}
+	if e.MaxBackoffMs <= 0 {
+		e.MaxBackoffMs = 10000
+	}
+	if e.DeadLetterTopic == "" {
+		e.DeadLetterTopic = s.Name + ".dlq"
+	}
+	if seen[e.DeadLetterTopic] {
+		return s, Invalidf("the dead-letter topic cannot be an input")
+	}
+	if s.Config == nil {
+		s.Config = map[string]string{}
+	}
+	if s.Limits.MemoryPages < 0 || s.Limits.BatchTimeoutMs < 0 || s.Limits.MaxOutputBytes < 0 {
+		return s, Invalidf("limits must be positive")
+	}
+	if err := p.ensureTopic(ctx, e.DeadLetterTopic); err != nil {
+		return s, err
+	}
+	s.CreatedAt = time.Now().UnixMilli()
+	doc, _ := json.Marshal(s)
+	ok, err := p.store.CatalogPut(ctx, catalogPipelines, s.Name, doc, CatalogCond{IfAbsent: true})
+	if err != nil {
+		return s, err
+	}
+	if !ok {
+		return s, fmt.Errorf("%w: pipeline %q already exists", ErrPipelineExists, s.Name)
+	}
+	return s, nil
+}
+
+// List returns every pipeline by name.
+func (p *Pipelines) List() []PipelineSpec {
+	var out []PipelineSpec
+	for _, b := range p.store.CatalogList(catalogPipelines) {
+		var s PipelineSpec
+		if json.Unmarshal(b, &s) == nil {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Get returns one pipeline.
+func (p *Pipelines) Get(name string) (PipelineSpec, error) {
+	b, ok := p.store.CatalogGet(catalogPipelines, name)
+	if !ok {
+		return PipelineSpec{}, fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
+	}
+	var s PipelineSpec
+	err := json.Unmarshal(b, &s)
+	return s, err
+}
+
+// Delete removes a pipeline; its workers stop. Its positions stay in the
+// input partitions' state until a pipeline of the same name reuses them, so
+// delete-and-recreate resumes where it was.
+func (p *Pipelines) Delete(ctx context.Context, name string) error {
+	ok, err := p.store.CatalogDelete(ctx, catalogPipelines, name, CatalogCond{})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
+	}
+	return nil
+}
+
+// SetPaused pauses or resumes a pipeline.
+func (p *Pipelines) SetPaused(ctx context.Context, name string, paused bool) (PipelineSpec, error) {
+	for {
+		old, ok := p.store.CatalogGet(catalogPipelines, name)
+		if !ok {
+			return PipelineSpec{}, fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
+		}
+		var s PipelineSpec
+		if err := json.Unmarshal(old, &s); err != nil {
+			return s, err
+		}
+		s.Paused = paused
+		doc, _ := json.Marshal(s)
+		done, err := p.store.CatalogPut(ctx, catalogPipelines, name, doc, CatalogCond{IfEqual: old})
+		if err != nil || done {
+			return s, err
+		}
+	}
+}
+
+// PartitionStatus is a pipeline's progress on one input partition.
+type PartitionStatus struct {
+	Topic        string `json:"topic"`
+	Partition    int    `json:"partition"`
+	Position     int64  `json:"position"` // next input offset to process
+	Lag          int64  `json:"lag"`
+	Processed    int64  `json:"processed"`
+	Failed       int64  `json:"failed"` // failed attempts (traps, timeouts, limits)
+	DeadLettered int64  `json:"dead_lettered"`
+	Emitted      int64  `json:"emitted"`
+	LastError    string `json:"last_error,omitempty"`
+	Running      bool   `json:"running"` // a worker runs on this node
+	Pending      int    `json:"pending_outbox"`
+}
+
+// Status reports per-partition progress from the replicated state.
+func (p *Pipelines) Status(name string) (PipelineSpec, []PartitionStatus, error) {
+	s, err := p.Get(name)
+	if err != nil {
+		return s, nil, err
+	}
+	var out []PartitionStatus
+	for _, t := range s.Inputs {
+		ti, err := p.store.Topic(t)
+		if err != nil {
+			continue
+		}
+		for part := 0; part < ti.Partitions; part++ {
+			ps := PartitionStatus{Topic: t, Partition: part}
+			if log, err := p.store.Partition(t, part); err == nil {
+				m := loadPipeMeta(log, s.Name)
+				ps.Position, ps.Processed, ps.Failed, ps.DeadLettered, ps.Emitted, ps.LastError = m.Pos, m.Processed, m.Failed, m.Dead, m.Emitted, m.LastError
+				ps.Lag = max(0, log.HighWatermark()-m.Pos)
+				log.StateScan(pipePrefix(s.Name)+"ob/", func(string, []byte) bool { ps.Pending++; return true })
+			}
+			p.mu.Lock()
+			_, ps.Running = p.workers[pipeKey{s.Name, t, part}]
+			p.mu.Unlock()
+			out = append(out, ps)
+		}
+	}
+	return s, out, nil
+}

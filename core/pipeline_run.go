@@ -1,0 +1,518 @@
+package core
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Dead-letter headers a pipeline sets on the input records it gives up on,
+// beside the queue model's (core/queue.go): reason, last error, source
+// topic/partition/offset and attempts.
+const (
+	HeaderDLQModule   = "weir-module"
+	HeaderDLQVersion  = "weir-module-version"
+	HeaderDLQPipeline = "weir-pipeline"
+)
+
+type pipeKey struct {
+	pipeline string
+	topic    string
+	part     int
+}
+
+type pipeWorker struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	spec   PipelineSpec
+}
+
+// pipeMeta is a pipeline's progress on one input partition, kept in that
+// partition's replicated state under pipe/<name>/meta and changed only
+// together with the position (one transaction per batch).
+type pipeMeta struct {
+	Pos       int64            `json:"pos"`
+	Started   bool             `json:"started"`
+	Processed int64            `json:"processed"`
+	Failed    int64            `json:"failed"`
+	Dead      int64            `json:"dead"`
+	Emitted   int64            `json:"emitted"`
+	LastError string           `json:"last_error,omitempty"`
+	Outbox    int64            `json:"outbox"` // next outbox sequence
+	Seq       map[string]int64 `json:"seq"`    // next producer sequence per "topic/partition"
+}
+
+func pipePrefix(name string) string { return "pipe/" + name + "/" }
+
+func loadPipeMeta(log PartitionLog, name string) pipeMeta {
+	var m pipeMeta
+	if b, ok := log.StateGet(pipePrefix(name) + "meta"); ok {
+		json.Unmarshal(b, &m)
+	}
+	if m.Seq == nil {
+		m.Seq = map[string]int64{}
+	}
+	return m
+}
+
+// Run starts and stops partition workers as pipelines and leadership
+// change, until ctx ends.
+func (p *Pipelines) Run(ctx context.Context) {
+	t := time.NewTicker(p.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		changed := p.store.CatalogChanged()
+		p.resync(ctx)
+		select {
+		case <-ctx.Done():
+			p.stopAll()
+			return
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Pipelines) resync(ctx context.Context) {
+	want := map[pipeKey]PipelineSpec{}
+	specs := p.List()
+	live := map[string]PipelineSpec{}
+	for _, s := range specs {
+		live[s.Name] = s
+		if s.Paused {
+			continue
+		}
+		for _, t := range s.Inputs {
+			ti, err := p.store.Topic(t)
+			if err != nil {
+				continue
+			}
+			for part := 0; part < ti.Partitions; part++ {
+				log, err := p.store.Partition(t, part)
+				if err == nil && log.IsLeader() {
+					want[pipeKey{s.Name, t, part}] = s
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	var stop []*pipeWorker
+	for k, w := range p.workers {
+		s, ok := want[k]
+		if !ok || s.Version != w.spec.Version || s.Guarantee != w.spec.Guarantee {
+			stop = append(stop, w)
+			delete(p.workers, k)
+		}
+	}
+	for k, s := range want {
+		if _, ok := p.workers[k]; ok {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w := &pipeWorker{cancel: cancel, done: make(chan struct{}), spec: s}
+		p.workers[k] = w
+		go func() {
+			defer close(w.done)
+			p.runWorker(wctx, k, s)
+		}()
+	}
+	// Close processors of deleted or changed pipelines.
+	var closeProcs []Processor
+	for name, e := range p.procs {
+		s, ok := live[name]
+		if !ok || s.Version != e.version || s.Module != e.module || s.Limits != e.limits {
+			closeProcs = append(closeProcs, e.p)
+			delete(p.procs, name)
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range stop {
+		w.cancel()
+		<-w.done
+	}
+	for _, pr := range closeProcs {
+		pr.Close()
+	}
+}
+
+func (p *Pipelines) stopAll() {
+	p.mu.Lock()
+	ws := p.workers
+	p.workers = map[pipeKey]*pipeWorker{}
+	procs := p.procs
+	p.procs = map[string]*procEntry{}
+	p.mu.Unlock()
+	for _, w := range ws {
+		w.cancel()
+		<-w.done
+	}
+	for _, e := range procs {
+		e.p.Close()
+	}
+}
+
+func (p *Pipelines) processor(ctx context.Context, s PipelineSpec) (Processor, error) {
+	p.mu.Lock()
+	if e := p.procs[s.Name]; e != nil && e.version == s.Version && e.module == s.Module && e.limits == s.Limits {
+		p.mu.Unlock()
+		return e.p, nil
+	}
+	p.mu.Unlock()
+	m, err := p.Module(s.Module)
+	if err != nil {
+		return nil, err
+	}
+	if s.Version < 1 || s.Version > len(m.Versions) {
+		return nil, fmt.Errorf("%w: module %q has no version %d", ErrModuleNotFound, s.Module, s.Version)
+	}
+	v := m.Versions[s.Version-1]
+	wasm, err := p.moduleBytes(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := p.rt.Processor(ctx, ModuleRef{Name: s.Module, Version: v.Version, SHA256: v.SHA256, Wasm: wasm}, s.Limits)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.procs[s.Name]; e != nil && e.version == s.Version && e.module == s.Module && e.limits == s.Limits {
+		go pr.Close() // another worker won the race
+		return e.p, nil
+	}
+	p.procs[s.Name] = &procEntry{p: pr, module: s.Module, version: s.Version, limits: s.Limits}
+	return pr, nil
+}
+
+// stateView serves a module's state reads from the input partition's
+// replicated state under pipe/<name>/s/.
+type stateView struct {
+	log    PartitionLog
+	prefix string
+}
+
+func (v stateView) Get(key []byte) ([]byte, bool) { return v.log.StateGet(v.prefix + string(key)) }
+
+// runWorker processes one input partition on its leader until ctx ends.
+func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
+	backoff := time.Duration(s.OnError.InitialBackoffMs) * time.Millisecond
+	for ctx.Err() == nil {
+		err := p.work(ctx, k, s)
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("pipeline worker", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Duration(s.OnError.MaxBackoffMs)*time.Millisecond)
+	}
+}
+
+func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
+	log, err := p.store.Partition(k.topic, k.part)
+	if err != nil {
+		return err
+	}
+	proc, err := p.processor(ctx, s)
+	if err != nil {
+		return err
+	}
+	metaKey := pipePrefix(s.Name) + "meta"
+	// A new leader first ships what its predecessor committed but may not
+	// have delivered.
+	if err := p.shipOutbox(ctx, log, s, k); err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		m := loadPipeMeta(log, s.Name)
+		rawMeta, hadMeta := log.StateGet(metaKey)
+		if !m.Started {
+			m.Pos = log.LogStart()
+			if s.From == "latest" {
+				m.Pos = log.HighWatermark()
+			}
+			m.Started = true
+		}
+		if start := log.LogStart(); m.Pos < start {
+			m.Pos = start // retention deleted records the pipeline had not processed
+		}
+		changed := log.Changed()
+		recs, err := log.Read(ctx, m.Pos, s.BatchSize, p.cfg.MaxBatchBytes)
+		if err != nil {
+			if errors.Is(err, ErrOffsetOutOfRange) {
+				continue
+			}
+			return err
+		}
+		if len(recs) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-changed:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		out, attempts, lastErr := p.processWithRetry(ctx, proc, log, s, k, recs, &m)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		next := recs[len(recs)-1].Offset + 1
+		emit := map[string][]Record{} // "topic/partition" → records
+		var order []string
+		add := func(topic string, part int, r Record) {
+			key := topic + "/" + strconv.Itoa(part)
+			if _, ok := emit[key]; !ok {
+				order = append(order, key)
+			}
+			emit[key] = append(emit[key], r)
+		}
+		var stateOps []StateOp
+		if lastErr != nil {
+			// Give up on the batch: its input goes to the dead-letter topic.
+			for _, r := range recs {
+				add(s.OnError.DeadLetterTopic, 0, p.deadRecord(r, s, k, "batch_failed", lastErr.Error(), attempts))
+			}
+			m.Dead += int64(len(recs))
+			m.LastError = lastErr.Error()
+		} else {
+			for _, o := range out.Records {
+				if o.Output < 0 || o.Output >= len(s.Outputs) {
+					continue
+				}
+				topic := s.Outputs[o.Output]
+				part, err := p.outputPartition(topic, o.Record.Key, k.part)
+				if err != nil {
+					return err
+				}
+				add(topic, part, o.Record)
+				m.Emitted++
+			}
+			for _, d := range out.Dead {
+				if d.Index < 0 || d.Index >= len(recs) {
+					continue
+				}
+				add(s.OnError.DeadLetterTopic, 0, p.deadRecord(recs[d.Index], s, k, "rejected_by_module", d.Reason, 1))
+				m.Dead++
+			}
+			for _, c := range out.State {
+				stateOps = append(stateOps, StateOp{Key: pipePrefix(s.Name) + "s/" + string(c.Key), Value: c.Value, Delete: c.Delete})
+			}
+			m.Processed += int64(len(recs))
+		}
+		m.Pos = next
+		if err := p.commit(ctx, log, s, k, &m, rawMeta, hadMeta, stateOps, emit, order); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (p *Pipelines) outputPartition(topic string, key []byte, inPart int) (int, error) {
+	t, err := p.store.Topic(topic)
+	if err != nil {
+		return 0, err
+	}
+	if key != nil {
+		return KeyPartition(key, t.Partitions), nil
+	}
+	return inPart % t.Partitions, nil
+}
+
+func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log PartitionLog, s PipelineSpec, k pipeKey, recs []Record, m *pipeMeta) (*ProcessOutput, int, error) {
+	backoff := time.Duration(s.OnError.InitialBackoffMs) * time.Millisecond
+	var lastErr error
+	for attempt := 1; attempt <= s.OnError.MaxAttempts; attempt++ {
+		in := &ProcessInput{Pipeline: s.Name, Topic: k.topic, Partition: k.part, Records: recs, Outputs: s.Outputs, Config: s.Config,
+			State: stateView{log: log, prefix: pipePrefix(s.Name) + "s/"}}
+		out, err := proc.Process(ctx, in)
+		if err == nil {
+			return out, attempt, nil
+		}
+		if ctx.Err() != nil {
+			return nil, attempt, ctx.Err()
+		}
+		lastErr = err
+		m.Failed++
+		m.LastError = err.Error()
+		p.log.Info("pipeline batch failed", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "offset", recs[0].Offset, "attempt", attempt, "err", err)
+		if attempt == s.OnError.MaxAttempts {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, attempt, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Duration(s.OnError.MaxBackoffMs)*time.Millisecond)
+	}
+	return nil, s.OnError.MaxAttempts, lastErr
+}
+
+func (p *Pipelines) deadRecord(r Record, s PipelineSpec, k pipeKey, reason, errMsg string, attempts int) Record {
+	h := append([]Header{}, r.Headers...)
+	h = append(h,
+		Header{HeaderDLQReason, reason},
+		Header{HeaderLastError, errMsg},
+		Header{HeaderDLQPipeline, s.Name},
+		Header{HeaderDLQModule, s.Module},
+		Header{HeaderDLQVersion, strconv.Itoa(s.Version)},
+		Header{HeaderSourceTopic, k.topic},
+		Header{HeaderSourcePartition, strconv.Itoa(k.part)},
+		Header{HeaderSourceOffset, strconv.FormatInt(r.Offset, 10)},
+		Header{HeaderAttempts, strconv.Itoa(attempts)},
+	)
+	return Record{Timestamp: r.Timestamp, Key: r.Key, Value: r.Value, Headers: h}
+}
+
+// commit makes a batch's effects durable. Exactly-once: the new position,
+// the module's state changes and the outputs (an outbox entry) are one
+// transaction on the input partition, conditional on the position not
+// having moved; then the outbox is shipped with idempotent appends.
+// At-least-once: outputs are appended first, then the position commits.
+func (p *Pipelines) commit(ctx context.Context, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, stateOps []StateOp, emit map[string][]Record, order []string) error {
+	metaKey := pipePrefix(s.Name) + "meta"
+	cond := StateCond{Key: metaKey, Absent: !hadMeta, Value: rawMeta}
+	if s.Guarantee != ExactlyOnce {
+		for _, key := range order {
+			topic, part := splitTP(key)
+			out, err := p.store.Partition(topic, part)
+			if err != nil {
+				return err
+			}
+			if _, err := out.Append(ctx, &AppendBatch{Timestamp: time.Now().UnixMilli(), Records: emit[key]}); err != nil {
+				return err
+			}
+		}
+		doc, _ := json.Marshal(m)
+		res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: append(stateOps, StateOp{Key: metaKey, Value: doc})})
+		if err != nil {
+			return err
+		}
+		if !res.Applied {
+			return errors.New("pipeline position moved under this worker (another leader?)")
+		}
+		return nil
+	}
+	var ops []StateOp
+	if len(order) > 0 {
+		var entry []byte
+		for _, key := range order {
+			seq := m.Seq[key]
+			m.Seq[key] = seq + int64(len(emit[key]))
+			entry = encodeOutboxGroup(entry, key, seq, emit[key])
+		}
+		ops = append(ops, StateOp{Key: fmt.Sprintf("%sob/%020d", pipePrefix(s.Name), m.Outbox), Value: entry})
+		m.Outbox++
+	}
+	doc, _ := json.Marshal(m)
+	ops = append(ops, stateOps...)
+	ops = append(ops, StateOp{Key: metaKey, Value: doc})
+	res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
+	if err != nil {
+		return err
+	}
+	if !res.Applied {
+		return errors.New("pipeline position moved under this worker (another leader?)")
+	}
+	return p.shipOutbox(ctx, log, s, k)
+}
+
+func splitTP(key string) (string, int) {
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == '/' {
+			n, _ := strconv.Atoi(key[i+1:])
+			return key[:i], n
+		}
+	}
+	return key, 0
+}
+
+// shipOutbox appends every committed outbox entry to its output partitions
+// and deletes it. The appends are idempotent (producer id per pipeline and
+// input partition, sequence fixed at commit), so shipping twice after a crash
+// or a leader change writes each output once.
+func (p *Pipelines) shipOutbox(ctx context.Context, log PartitionLog, s PipelineSpec, k pipeKey) error {
+	prefix := pipePrefix(s.Name) + "ob/"
+	type entry struct {
+		key string
+		val []byte
+	}
+	var pending []entry
+	log.StateScan(prefix, func(key string, v []byte) bool {
+		pending = append(pending, entry{key, v})
+		return true
+	})
+	pid := "pipe/" + s.Name + "/" + k.topic + "/" + strconv.Itoa(k.part)
+	for _, e := range pending {
+		groups, err := decodeOutbox(e.val)
+		if err != nil {
+			return fmt.Errorf("outbox %s: %w", e.key, err)
+		}
+		for _, g := range groups {
+			topic, part := splitTP(g.tp)
+			out, err := p.store.Partition(topic, part)
+			if err != nil {
+				return err
+			}
+			_, err = out.Append(ctx, &AppendBatch{ProducerID: pid, Sequence: g.seq, Timestamp: time.Now().UnixMilli(), Records: g.recs})
+			var se *SequenceError
+			if errors.As(err, &se) && se.Expected > g.seq {
+				err = nil // appended before, beyond the dedup window
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if _, err := log.ApplyTxn(ctx, &StateTxn{Ops: []StateOp{{Key: e.key, Delete: true}}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type outboxGroup struct {
+	tp   string
+	seq  int64
+	recs []Record
+}
+
+// encodeOutboxGroup appends one output partition's records to an outbox
+// entry: uvarint len(tp), tp, varint seq, uvarint len(records), records.
+func encodeOutboxGroup(b []byte, tp string, seq int64, recs []Record) []byte {
+	b = binary.AppendUvarint(b, uint64(len(tp)))
+	b = append(b, tp...)
+	b = binary.AppendVarint(b, seq)
+	enc := AppendRecords(nil, recs)
+	b = binary.AppendUvarint(b, uint64(len(enc)))
+	return append(b, enc...)
+}
+
+func decodeOutbox(b []byte) ([]outboxGroup, error) {
+	var out []outboxGroup
+	d := decoder{b: b}
+	for len(d.b) > 0 && d.err == nil {
+		tp := string(d.bytes(d.uvarint()))
+		seq := d.varint()
+		enc := d.bytes(d.uvarint())
+		if d.err != nil {
+			break
+		}
+		recs, err := DecodeRecords(nil, enc, 0)
+		if err != nil {
+			return nil, err
+		}
+		for i := range recs {
+			recs[i].Offset = 0
+		}
+		out = append(out, outboxGroup{tp, seq, recs})
+	}
+	return out, d.err
+}

@@ -1,0 +1,170 @@
+package gateway
+
+import (
+	"encoding/json"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/weir-broker/weir/core"
+)
+
+// StatsSource supplies the parts of GET /v1/stats that core does not know;
+// internal/server fills it. Every field may be zero.
+type StatsSource struct {
+	NodeID uint64
+	// Nodes lists the cluster's members.
+	Nodes func() []NodeStats
+	// Groups lists the consumer groups that committed offsets.
+	Groups func() []string
+	// DiskBytes is this node's disk use (−1: not measured yet).
+	DiskBytes func() int64
+	// LeaderChanges counts leader changes per "topic/partition".
+	LeaderChanges func() map[string]int64
+	// Tracing says whether spans are exported.
+	Tracing bool
+}
+
+// NodeStats is one cluster member in GET /v1/stats.
+type NodeStats struct {
+	ID       uint64 `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// SetStatsSource supplies the node-level parts of GET /v1/stats. Call it
+// before Serve.
+func (s *Server) SetStatsSource(src StatsSource) { s.stats = src }
+
+type statsPartitionJSON struct {
+	partitionJSON
+	LeaderChanges int64 `json:"leader_changes"`
+}
+
+type statsTopicJSON struct {
+	Name              string               `json:"name"`
+	ReplicationFactor int                  `json:"replication_factor"`
+	Partitions        []statsPartitionJSON `json:"partitions"`
+	RecordsIn         int64                `json:"records_in"`
+	BytesIn           int64                `json:"bytes_in"`
+	RecordsOut        int64                `json:"records_out"`
+	BytesOut          int64                `json:"bytes_out"`
+	HighWatermark     int64                `json:"high_watermark"` // sum over partitions
+}
+
+type statsGroupJSON struct {
+	Group     string `json:"group"`
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Lag       int64  `json:"lag"`
+}
+
+type statsPipelineJSON struct {
+	Name         string `json:"name"`
+	Processed    int64  `json:"processed"`
+	Failed       int64  `json:"failed"`
+	DeadLettered int64  `json:"dead_lettered"`
+	WasmCalls    int64  `json:"wasm_calls"`
+}
+
+type statsJSON struct {
+	Time int64 `json:"time"`
+	Node struct {
+		ID        uint64 `json:"id"`
+		Ready     bool   `json:"ready"`
+		DiskBytes int64  `json:"disk_bytes"`
+		Tracing   bool   `json:"tracing"`
+	} `json:"node"`
+	Nodes     []NodeStats         `json:"nodes"`
+	Topics    []statsTopicJSON    `json:"topics"`
+	Groups    []statsGroupJSON    `json:"groups"`
+	Pipelines []statsPipelineJSON `json:"pipelines"`
+	WebSocket struct {
+		Connections int64 `json:"connections"`
+		Dropped     int64 `json:"dropped"`
+	} `json:"websocket"`
+}
+
+// pipelinesTable is the catalog table pipelines are defined in; the stats
+// list every pipeline defined there, with zero counts until it runs here.
+const pipelinesTable = "pipelines"
+
+// getStats serves GET /v1/stats: one JSON snapshot of this node's view of
+// the cluster for the dashboard (docs/observability.md).
+func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
+	if string(ctx.Path()) != "/v1/stats" && string(ctx.Path()) != "/v1/stats/" {
+		writeError(ctx, errNotFound)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		writeError(ctx, errMethodNotAllowed)
+		return
+	}
+	src := s.stats
+	st := s.broker.Store()
+	tel := s.broker.Telemetry()
+	var out statsJSON
+	out.Time = time.Now().UnixMilli()
+	out.Node.ID = src.NodeID
+	out.Node.Ready = st.Ready()
+	out.Node.DiskBytes = -1
+	if src.DiskBytes != nil {
+		out.Node.DiskBytes = src.DiskBytes()
+	}
+	out.Node.Tracing = src.Tracing || tel.Tracing()
+	out.Nodes = []NodeStats{}
+	if src.Nodes != nil {
+		out.Nodes = append(out.Nodes, src.Nodes()...)
+	}
+	var lc map[string]int64
+	if src.LeaderChanges != nil {
+		lc = src.LeaderChanges()
+	}
+	counters := tel.TopicCounters()
+	out.Topics = []statsTopicJSON{}
+	for _, t := range st.Topics() {
+		_, parts, err := s.broker.Topic(t.Name)
+		if err != nil {
+			continue
+		}
+		c := counters[t.Name]
+		tj := statsTopicJSON{Name: t.Name, ReplicationFactor: t.ReplicationFactor, Partitions: []statsPartitionJSON{},
+			RecordsIn: c.RecordsIn, BytesIn: c.BytesIn, RecordsOut: c.RecordsOut, BytesOut: c.BytesOut}
+		for _, p := range parts {
+			pj := statsPartitionJSON{partitionJSON: partitionJSON{Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, LogStart: p.LogStart, HighWatermark: p.HighWatermark}}
+			if pj.Replicas == nil {
+				pj.Replicas = []uint64{}
+			}
+			pj.LeaderChanges = lc[t.Name+"/"+strconv.Itoa(p.Partition)]
+			tj.HighWatermark += p.HighWatermark
+			tj.Partitions = append(tj.Partitions, pj)
+		}
+		out.Topics = append(out.Topics, tj)
+	}
+	out.Groups = []statsGroupJSON{}
+	if src.Groups != nil {
+		for _, g := range src.Groups() {
+			for _, o := range s.broker.GroupOffsets(g, "") {
+				out.Groups = append(out.Groups, statsGroupJSON{g, o.Topic, o.Partition, o.Offset, o.Lag})
+			}
+		}
+	}
+	pcs := tel.PipelineCounters()
+	for name := range st.CatalogList(pipelinesTable) {
+		if _, ok := pcs[name]; !ok {
+			pcs[name] = core.PipelineCounters{}
+		}
+	}
+	out.Pipelines = []statsPipelineJSON{}
+	for name, c := range pcs {
+		out.Pipelines = append(out.Pipelines, statsPipelineJSON{name, c.Processed, c.Failed, c.DeadLettered, c.WasmCalls})
+	}
+	sort.Slice(out.Pipelines, func(i, j int) bool { return out.Pipelines[i].Name < out.Pipelines[j].Name })
+	out.WebSocket.Connections, out.WebSocket.Dropped = tel.WSCounters()
+	b, _ := json.Marshal(out)
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	writeJSON(ctx, 200, append(b, '\n'))
+}

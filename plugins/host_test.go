@@ -1,0 +1,383 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weir-broker/weir/core"
+)
+
+const guestPkg = "plugins/testdata/guest"
+
+// logCapture records log lines as "LEVEL msg pipeline=P".
+type logCapture struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (c *logCapture) Handle(_ context.Context, r slog.Record) error {
+	line := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "pipeline" {
+			line += " pipeline=" + a.Value.String()
+		}
+		return true
+	})
+	c.mu.Lock()
+	c.l = append(c.l, line)
+	c.mu.Unlock()
+	return nil
+}
+func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *logCapture) WithGroup(string) slog.Handler      { return c }
+func (c *logCapture) lines() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.l)
+}
+
+// countingState is a StateReader that counts its reads.
+type countingState struct {
+	mu    sync.Mutex
+	m     map[string][]byte
+	reads atomic.Int64
+}
+
+func (s *countingState) Get(k []byte) ([]byte, bool) {
+	s.reads.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[string(k)]
+	return v, ok
+}
+
+func (s *countingState) apply(ch []core.StateChange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range ch {
+		if c.Delete {
+			delete(s.m, string(c.Key))
+		} else {
+			s.m[string(c.Key)] = c.Value
+		}
+	}
+}
+
+func TestHostFunctions(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(string(iso), func(t *testing.T) {
+			logs := &logCapture{}
+			h := newHost(t, Config{Isolation: iso, Logger: slog.New(logs)})
+			p := newProcessor(t, h, buildWasm(t, guestPkg), core.ProcessorLimits{})
+			in := &core.ProcessInput{
+				Pipeline: "pl", Topic: "orders", Partition: 3,
+				Records: recs("where", "cfg a", "cfg nope", "emitto second", "dead malformed", "log hello",
+					"print from stdout", "now", "rand", "plain"),
+				Outputs: []string{"first", "second"},
+				Config:  map[string]string{"a": "1"},
+			}
+			in.Records[9].Headers = []core.Header{{Key: "h", Value: "v"}, {Key: "h", Value: "w"}}
+			in.Records[9].Key = nil
+			out, err := p.Process(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs := values(out)
+			if len(vs) != 7 {
+				t.Fatalf("emitted %q", vs)
+			}
+			if vs[0] != "orders/3/first,second" || vs[1] != "1/true" || vs[2] != "/false" || vs[3] != "emitto second" {
+				t.Fatalf("emitted %q", vs)
+			}
+			if out.Records[3].Output != 1 || out.Records[0].Output != 0 {
+				t.Fatalf("outputs %+v", out.Records)
+			}
+			var ns int64
+			fmt.Sscan(vs[4], &ns)
+			if d := time.Since(time.Unix(0, ns)); d < 0 || d > time.Minute {
+				t.Fatalf("now %q is %v off", vs[4], d)
+			}
+			if len(vs[5]) != 16 {
+				t.Fatalf("rand %q", vs[5])
+			}
+			last := out.Records[6].Record
+			if last.Key != nil || !slices.Equal(last.Headers, in.Records[9].Headers) || last.Timestamp != in.Records[9].Timestamp {
+				t.Fatalf("passthrough record %+v", last)
+			}
+			if len(out.Dead) != 1 || out.Dead[0] != (core.DeadRecord{Index: 4, Reason: "malformed"}) {
+				t.Fatalf("dead %+v", out.Dead)
+			}
+			if got := logs.lines(); !slices.Contains(got, "INFO hello pipeline=pl") || !slices.Contains(got, "INFO from stdout pipeline=pl") {
+				t.Fatalf("logs %q", got)
+			}
+		})
+	}
+}
+
+// State writes are visible within their batch, go out in order, and a
+// failed batch's writes never reach later batches.
+func TestStateOverlay(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(string(iso), func(t *testing.T) {
+			h := newHost(t, Config{Isolation: iso})
+			p := newProcessor(t, h, buildWasm(t, guestPkg), core.ProcessorLimits{})
+			st := &countingState{m: map[string][]byte{"k": []byte("v0")}}
+			run := func(cmds ...string) (*core.ProcessOutput, error) {
+				out, err := p.Process(context.Background(), &core.ProcessInput{Records: recs(cmds...), Outputs: []string{"o"}, State: st})
+				if err == nil {
+					st.apply(out.State)
+				}
+				return out, err
+			}
+			out, err := run("get k", "get k", "put k=v1", "get k", "del k", "get k", "get other")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := values(out), []string{"v0", "v0", "v1", "<none>", "<none>"}; !slices.Equal(got, want) {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+			if reads := st.reads.Load(); reads != 2 {
+				t.Fatalf("%d reads of committed state, want 2 (k and other, each once)", reads)
+			}
+			if len(out.State) != 2 || string(out.State[0].Value) != "v1" || !out.State[1].Delete {
+				t.Fatalf("changes %+v", out.State)
+			}
+			// Failed batches: a guest error and a trap.
+			for _, failing := range [][]string{{"put k=bad", "error"}, {"put k=bad", "panic"}, {"put k=bad", "hog"}} {
+				if _, err := run(failing...); err == nil {
+					t.Fatalf("%q: no error", failing)
+				}
+			}
+			out, err = run("get k", "put k=v2", "get k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := values(out), []string{"<none>", "v2"}; !slices.Equal(got, want) {
+				t.Fatalf("after failed batches: got %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestGuestErrors(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(string(iso), func(t *testing.T) {
+			h := newHost(t, Config{Isolation: iso})
+			p := newProcessor(t, h, buildWasm(t, guestPkg), core.ProcessorLimits{MaxOutputBytes: 4096, MemoryPages: 512})
+			tests := []struct {
+				cmd  string
+				want error
+				msg  string
+			}{
+				{"error", ErrGuest, "asked to fail"},
+				{"panic", ErrGuest, "panic: asked to"},
+				{"big 10000", ErrOutputLimit, "4096"},
+				{"emitto nowhere", ErrGuest, "unknown output"},
+				{"hog", ErrTrap, "out of memory (limit 512 pages, 32 MiB)"},
+			}
+			for _, tt := range tests {
+				_, err := p.Process(context.Background(), &core.ProcessInput{Records: recs("plain", tt.cmd), Outputs: []string{"o"}})
+				if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
+					t.Errorf("%s: err = %v, want %v mentioning %q", tt.cmd, err, tt.want, tt.msg)
+				}
+				// The processor goes on.
+				out, err := p.Process(context.Background(), &core.ProcessInput{Records: recs("ok"), Outputs: []string{"o"}})
+				if err != nil || !slices.Equal(values(out), []string{"ok"}) {
+					t.Fatalf("after %s: %v %v", tt.cmd, out, err)
+				}
+			}
+		})
+	}
+}
+
+// A guest that loops forever is stopped at its time limit, while another
+// processor keeps working; the looping module then works again.
+func TestLoopIsStopped(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(string(iso), func(t *testing.T) {
+			h := newHost(t, Config{Isolation: iso})
+			guest := buildWasm(t, guestPkg)
+			const limit = 300 * time.Millisecond
+			looper := newProcessor(t, h, guest, core.ProcessorLimits{BatchTimeoutMs: limit.Milliseconds()})
+			other := newProcessor(t, h, wmod{memory: true, funcs: abiFuncs(i32c(0))}.bytes(), core.ProcessorLimits{})
+
+			stop := make(chan struct{})
+			var served atomic.Int64
+			var otherErr atomic.Value
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := other.Process(context.Background(), &core.ProcessInput{Records: recs("x"), Outputs: []string{"o"}}); err != nil {
+						otherErr.Store(err)
+						return
+					}
+					served.Add(1)
+				}
+			}()
+			start := time.Now()
+			_, err := looper.Process(context.Background(), &core.ProcessInput{Records: recs("plain", "loop"), Outputs: []string{"o"}})
+			elapsed := time.Since(start)
+			before := served.Load()
+			time.Sleep(100 * time.Millisecond) // measure the other processor after the kill, too
+			close(stop)
+			wg.Wait()
+			if !errors.Is(err, ErrTimeout) {
+				t.Fatalf("err = %v, want ErrTimeout", err)
+			}
+			if elapsed < limit || elapsed > limit+2*time.Second {
+				t.Fatalf("stopped after %v, limit %v", elapsed, limit)
+			}
+			if e := otherErr.Load(); e != nil {
+				t.Fatalf("other processor failed: %v", e)
+			}
+			if before == 0 || served.Load() <= before {
+				t.Fatalf("other processor served %d batches during the loop and %d after", before, served.Load()-before)
+			}
+			t.Logf("stopped after %v; the other processor ran %d batches meanwhile", elapsed, before)
+			out, err := looper.Process(context.Background(), &core.ProcessInput{Records: recs("again"), Outputs: []string{"o"}})
+			if err != nil || !slices.Equal(values(out), []string{"again"}) {
+				t.Fatalf("after the loop: %v %v", out, err)
+			}
+		})
+	}
+}
+
+// A killed worker process is gone: it costs nothing afterwards.
+func TestTimedOutWorkerIsReaped(t *testing.T) {
+	h := newHost(t, Config{})
+	pr := newProcessor(t, h, wmod{memory: true, funcs: abiFuncs(loopBody)}.bytes(), core.ProcessorLimits{BatchTimeoutMs: 100})
+	p := pr.(*processor)
+	p.mu.Lock()
+	w := p.idle[0].(*worker)
+	p.mu.Unlock()
+	_, err := p.Process(context.Background(), &core.ProcessInput{Records: recs("x"), Outputs: []string{"o"}})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v", err)
+	}
+	select {
+	case <-w.done:
+	default:
+		t.Fatal("the worker process was not reaped")
+	}
+	if !w.cmd.ProcessState.Exited() && w.cmd.ProcessState.String() != "signal: killed" {
+		t.Fatalf("worker state %v", w.cmd.ProcessState)
+	}
+	p.mu.Lock()
+	n := len(p.live)
+	p.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d live workers after the kill", n)
+	}
+}
+
+func TestCancelStopsBatch(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(string(iso), func(t *testing.T) {
+			h := newHost(t, Config{Isolation: iso})
+			p := newProcessor(t, h, wmod{memory: true, funcs: abiFuncs(loopBody)}.bytes(), core.ProcessorLimits{BatchTimeoutMs: 60000})
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := p.Process(ctx, &core.ProcessInput{Records: recs("x"), Outputs: []string{"o"}})
+			if err == nil || time.Since(start) > 5*time.Second {
+				t.Fatalf("err = %v after %v", err, time.Since(start))
+			}
+		})
+	}
+}
+
+// A non-Go guest written by hand: it emits a fixed record from its data
+// segment through the emit host function.
+func TestHandWrittenGuest(t *testing.T) {
+	rec := []byte{0, 0, 0, 0} // output 0
+	rec = append(rec, make([]byte, 16)...)
+	rec = append(rec, 0xff, 0xff, 0xff, 0xff) // nil key
+	rec = append(rec, 2, 0, 0, 0, 'h', 'i')
+	rec = append(rec, 0, 0, 0, 0)
+	body := append(i32c(1024), i32c(int32(len(rec)))...)
+	body = append(body, 0x10, 0, 0x1a) // call emit (import 0), drop
+	body = append(body, i32c(0)...)
+	m := wmod{
+		memory:  true,
+		data:    rec,
+		imports: []wimport{{mod: "weir", name: "emit", params: []byte{tI32, tI32}, results: []byte{tI32}}},
+		funcs:   abiFuncs(body),
+	}
+	for _, iso := range isolations {
+		h := newHost(t, Config{Isolation: iso})
+		p := newProcessor(t, h, m.bytes(), core.ProcessorLimits{})
+		out, err := p.Process(context.Background(), &core.ProcessInput{Records: recs("a"), Outputs: []string{"o"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Records) != 1 || string(out.Records[0].Record.Value) != "hi" || out.Records[0].Record.Key != nil {
+			t.Fatalf("%s: %+v", iso, out.Records)
+		}
+	}
+}
+
+func TestLimitsConfig(t *testing.T) {
+	h := newHost(t, Config{MaxMemoryPages: 100, Limits: core.ProcessorLimits{MemoryPages: 64}})
+	_, err := h.Processor(context.Background(), core.ModuleRef{Wasm: wmod{memory: true, funcs: abiFuncs(i32c(0))}.bytes()}, core.ProcessorLimits{MemoryPages: 101})
+	if err == nil || !strings.Contains(err.Error(), "above the maximum") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := New(Config{Isolation: "vm"}); err == nil {
+		t.Fatal("unknown isolation accepted")
+	}
+	// A Go guest does not fit in 16 pages (1 MiB): the processor fails to start.
+	if _, err := h.Processor(context.Background(), core.ModuleRef{Wasm: buildWasm(t, guestPkg)}, core.ProcessorLimits{MemoryPages: 16}); err == nil {
+		t.Fatal("a Go guest started in 1 MiB")
+	}
+}
+
+func TestHostClose(t *testing.T) {
+	h := newHost(t, Config{})
+	pr := newProcessor(t, h, wmod{memory: true, funcs: abiFuncs(i32c(0))}.bytes(), core.ProcessorLimits{})
+	w := pr.(*processor).idle[0].(*worker)
+	h.Close()
+	<-w.done
+	if _, err := pr.Process(context.Background(), &core.ProcessInput{Records: recs("x")}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := h.Validate(context.Background(), nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Forwarded records count at their full size toward the output limit, and
+// share the input's bytes.
+func TestForward(t *testing.T) {
+	h := newHost(t, Config{})
+	p := newProcessor(t, h, buildWasm(t, "examples/passthrough"), core.ProcessorLimits{MaxOutputBytes: 1000})
+	in := &core.ProcessInput{Records: recs("a", "b"), Outputs: []string{"o"}}
+	in.Records[1].Headers = []core.Header{{Key: "x", Value: "y"}}
+	out, err := p.Process(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Records) != 2 || !slices.Equal(out.Records[1].Record.Headers, in.Records[1].Headers) ||
+		string(out.Records[1].Record.Key) != "k1" || out.Records[1].Record.Timestamp != in.Records[1].Timestamp {
+		t.Fatalf("forwarded %+v", out.Records)
+	}
+	big := recs(strings.Repeat("x", 600), strings.Repeat("y", 600))
+	if _, err := p.Process(context.Background(), &core.ProcessInput{Records: big, Outputs: []string{"o"}}); !errors.Is(err, ErrOutputLimit) {
+		t.Fatalf("err = %v, want ErrOutputLimit", err)
+	}
+}

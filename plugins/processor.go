@@ -1,0 +1,223 @@
+package plugins
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/sdk/abi"
+)
+
+// runner runs batches of one module: an in-process instance or a worker
+// process holding one.
+type runner interface {
+	// process runs one batch. reusable reports whether the runner may run
+	// another batch (false after a timeout, trap or crash).
+	process(ctx context.Context, in *core.ProcessInput, batch []byte) (out *core.ProcessOutput, logs []logLine, reusable bool, err error)
+	close()
+}
+
+// processor implements core.Processor over a pool of runners.
+//
+// Lock order: processor.mu, then nothing.
+type processor struct {
+	h   *Host
+	ref core.ModuleRef
+	lim limits
+	eng *engine // nil for process isolation
+
+	mu     sync.Mutex
+	idle   []runner
+	live   map[runner]struct{} // every runner not closed, idle or busy
+	closed bool
+
+	bufs  sync.Pool // *[]byte batch encodings
+	hints hintTable // state keys to prefetch, per partition (workers)
+}
+
+func (p *processor) start(ctx context.Context) (runner, error) {
+	var r runner
+	var err error
+	if p.eng != nil {
+		r, err = p.newLocal(ctx)
+	} else {
+		var w *worker
+		if w, err = p.h.startWorker(ctx, p.ref.Wasm, p.lim); err == nil {
+			w.hints = &p.hints
+			r = w
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		r.close()
+		return nil, ErrClosed
+	}
+	p.live[r] = struct{}{}
+	return r, nil
+}
+
+func (p *processor) get(ctx context.Context) (runner, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if n := len(p.idle); n > 0 {
+		r := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return r, nil
+	}
+	p.mu.Unlock()
+	return p.start(ctx)
+}
+
+func (p *processor) put(r runner) {
+	p.mu.Lock()
+	if !p.closed && len(p.idle) < p.h.cfg.MaxIdle {
+		p.idle = append(p.idle, r)
+		p.mu.Unlock()
+		return
+	}
+	delete(p.live, r)
+	p.mu.Unlock()
+	r.close()
+}
+
+func (p *processor) discard(r runner) {
+	p.mu.Lock()
+	delete(p.live, r)
+	p.mu.Unlock()
+	r.close()
+}
+
+// Process runs one batch with one call into the guest. Errors fail the
+// batch only; the runner that failed is discarded unless the guest merely
+// returned an error.
+func (p *processor) Process(ctx context.Context, in *core.ProcessInput) (*core.ProcessOutput, error) {
+	r, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bp, _ := p.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = appendBatch((*bp)[:0], in)
+	start := time.Now()
+	out, logs, reusable, err := r.process(ctx, in, *bp)
+	p.bufs.Put(bp)
+	p.emitLogs(in, logs)
+	if reusable {
+		p.put(r)
+	} else {
+		p.discard(r)
+	}
+	if err != nil {
+		p.h.cfg.Logger.Debug("wasm batch failed", "pipeline", in.Pipeline, "topic", in.Topic,
+			"partition", in.Partition, "records", len(in.Records), "elapsed", time.Since(start), "err", err)
+		return nil, err
+	}
+	return out, nil
+}
+
+func (p *processor) emitLogs(in *core.ProcessInput, logs []logLine) {
+	if len(logs) == 0 {
+		return
+	}
+	lg := p.h.cfg.Logger
+	ctx := context.Background()
+	for _, l := range logs {
+		lg.Log(ctx, slogLevel(l.level), l.msg, "pipeline", in.Pipeline, "module", p.ref.Name,
+			"version", p.ref.Version, "topic", in.Topic, "partition", in.Partition)
+	}
+}
+
+func slogLevel(l int32) slog.Level {
+	switch l {
+	case abi.LevelDebug:
+		return slog.LevelDebug
+	case abi.LevelWarn:
+		return slog.LevelWarn
+	case abi.LevelError:
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Close kills every instance and worker, busy or idle; batches running
+// concurrently fail.
+func (p *processor) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	live := p.live
+	p.live, p.idle = nil, nil
+	p.mu.Unlock()
+	for r := range live {
+		r.close()
+	}
+	if p.eng != nil {
+		p.eng.close(context.Background())
+	}
+	p.h.forget(p)
+	return nil
+}
+
+// local is an in-process runner.
+type local struct {
+	p  *processor
+	in *instance
+}
+
+func (p *processor) newLocal(ctx context.Context) (runner, error) {
+	in, err := p.eng.instantiate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &local{p: p, in: in}, nil
+}
+
+func (l *local) close() { l.in.close(context.Background()) }
+
+func (l *local) process(ctx context.Context, in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, bool, error) {
+	s := newSession(in.Config, len(in.Outputs), len(in.Records), l.p.lim, readerSource{in.State})
+	ctx, cancel := context.WithTimeout(ctx, l.p.lim.timeout)
+	defer cancel()
+	var err error
+	if l.p.h.cfg.Isolation == IsolationTrusted {
+		// No interruption: wait for the guest or the deadline, whichever
+		// comes first. A guest that overruns is abandoned (and keeps its
+		// goroutine until it returns, possibly never).
+		done := make(chan error, 1)
+		go func() { done <- l.in.run(ctx, batch, s) }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return nil, nil, false, batchErrf(ErrTimeout, "batch ran longer than %v (trusted mode: the guest was abandoned, not stopped)", l.p.lim.timeout)
+		}
+	} else {
+		err = l.in.run(ctx, batch, s)
+	}
+	if err != nil {
+		return nil, s.logs, reusableAfter(err), err
+	}
+	out, err := s.output(in.Records)
+	return out, s.logs, err == nil, err
+}
+
+// reusableAfter reports whether an instance may run another batch after err:
+// only when the guest itself reported the failure and its state is intact.
+func reusableAfter(err error) bool {
+	be, ok := err.(*batchError)
+	return ok && (be.kind == ErrGuest || be.kind == ErrOutputLimit || be.kind == ErrABI)
+}

@@ -1,0 +1,93 @@
+package plugins
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// The worker protocol: frames on the worker's stdin (broker to worker) and
+// stdout (worker to broker). A frame is a u32 little-endian length n, then n
+// bytes: a one-byte message type and its payload, encoded with sdk/abi's
+// primitives. One batch is in flight per worker at a time.
+//
+//	broker → worker            worker → broker
+//	msgInit                    msgReady | msgFail
+//	msgBatch                   (msgGet → msgVal)* then msgResult | msgFail
+//
+// State reads: msgBatch carries the committed values of the keys the
+// previous batch of the same partition read (prefetch). The worker first
+// runs the batch speculatively, answering other keys "not found" and noting
+// them; if it noted any, it fetches them all in one msgGet and runs the
+// batch again from scratch (the speculative run's results are dropped).
+// Keys the second run still misses cost one msgGet each. msgResult reports
+// every key read, the next batch's prefetch.
+const (
+	msgInit   byte = 1 // u32 pages, u32 maxState, str cacheDir, bytes wasm
+	msgReady  byte = 2 // (empty)
+	msgBatch  byte = 3 // u64 maxOut, u32 nOutputs, u32 nRecords, u32 nConfig, (str k, str v)*, u32 nPrefetch, (bytes k, u32 found, bytes v)*, u32 len, batch
+	msgGet    byte = 4 // u32 n, (bytes key)*
+	msgVal    byte = 5 // u32 n, (u32 found, bytes value)*
+	msgResult byte = 6 // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*
+	msgFail   byte = 7 // u32 kind, str message, u32 instance lost (0/1), logs
+)
+
+const maxFrame = 1 << 30
+
+type conn struct {
+	r   *bufio.Reader
+	w   *bufio.Writer
+	hdr [4]byte
+	buf []byte
+}
+
+func newConn(r io.Reader, w io.Writer) *conn {
+	return &conn{r: bufio.NewReaderSize(r, 64<<10), w: bufio.NewWriterSize(w, 64<<10)}
+}
+
+// send writes one frame and flushes it.
+func (c *conn) send(typ byte, payload []byte) error { return c.send2(typ, payload, nil) }
+
+// send2 writes one frame whose payload is p1 followed by p2, and flushes it.
+func (c *conn) send2(typ byte, p1, p2 []byte) error {
+	binary.LittleEndian.PutUint32(c.hdr[:], uint32(len(p1)+len(p2)+1))
+	if _, err := c.w.Write(c.hdr[:]); err != nil {
+		return err
+	}
+	if err := c.w.WriteByte(typ); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(p1); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(p2); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// steal takes the buffer of the last frame received: the caller owns it and
+// the next recv allocates (or reuses spare, when non-nil).
+func (c *conn) steal(spare []byte) {
+	c.buf = spare[:0]
+}
+
+// recv reads one frame. The payload is valid until the next recv.
+func (c *conn) recv() (byte, []byte, error) {
+	if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.LittleEndian.Uint32(c.hdr[:])
+	if n == 0 || n > maxFrame {
+		return 0, nil, fmt.Errorf("bad frame length %d", n)
+	}
+	if cap(c.buf) < int(n) {
+		c.buf = make([]byte, n)
+	}
+	b := c.buf[:n]
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		return 0, nil, err
+	}
+	return b[0], b[1:], nil
+}

@@ -1,0 +1,312 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/weir-broker/weir/sdk/abi"
+)
+
+// RunWorker is the Wasm worker: the body of a child process started by a
+// Host with IsolationProcess. It reads the module and then batches from in,
+// runs them in one guest instance at full speed, and writes results to out.
+// The broker's watchdog kills the process when a batch overruns its time, so
+// the worker itself needs no CPU bound. RunWorker returns nil when in
+// reaches EOF (the broker closed the pipe) and an error when the protocol
+// breaks.
+//
+// cmd/weir calls it when WorkerEnv is "1":
+//
+//	if os.Getenv(plugins.WorkerEnv) == "1" {
+//		if err := plugins.RunWorker(ctx, os.Stdin, os.Stdout); err != nil {
+//			os.Exit(1)
+//		}
+//		os.Exit(0)
+//	}
+//
+// Nothing else may write to out.
+func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
+	c := newConn(in, out)
+	w := &workerState{c: c}
+	defer w.close(ctx)
+	for {
+		typ, p, err := c.recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		switch typ {
+		case msgInit:
+			err = w.init(ctx, p)
+		case msgBatch:
+			err = w.batch(ctx, p)
+		default:
+			err = fmt.Errorf("worker: unexpected message %d", typ)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+type workerState struct {
+	c     *conn
+	cache wazero.CompilationCache
+	eng   *engine
+	in    *instance
+	lim   limits
+	out   []byte
+	frame []byte // the frame of the running batch
+}
+
+func (w *workerState) close(ctx context.Context) {
+	if w.in != nil {
+		w.in.close(ctx)
+	}
+	if w.eng != nil {
+		w.eng.close(ctx)
+	}
+	if w.cache != nil {
+		w.cache.Close(ctx)
+	}
+}
+
+func (w *workerState) fail(err error, lost bool, logs []logLine) error {
+	b := abi.AppendU32(w.out[:0], errKind(err))
+	b = abi.AppendStr(b, err.Error())
+	l := uint32(0)
+	if lost {
+		l = 1
+	}
+	b = abi.AppendU32(b, l)
+	b = appendLogs(b, logs)
+	w.out = b
+	return w.c.send(msgFail, b)
+}
+
+func (w *workerState) init(ctx context.Context, p []byte) error {
+	r := abi.NewReader(p)
+	pages := r.U32()
+	maxState := r.U32()
+	dir := r.Str()
+	wasm := r.Bytes()
+	if r.Err() != nil {
+		return errors.New("worker: bad init message")
+	}
+	w.lim = limits{pages: pages, maxState: int(maxState)}
+	if dir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(dir)
+		if err != nil {
+			return w.fail(batchErrf(ErrWorker, "compilation cache: %v", err), true, nil)
+		}
+		w.cache = c
+	}
+	e, err := newEngine(ctx, wasm, w.cache, pages, false)
+	if err != nil {
+		return w.fail(batchErrf(ErrWorker, "%v", err), true, nil)
+	}
+	w.eng = e
+	if w.in, err = e.instantiate(ctx); err != nil {
+		return w.fail(err, true, nil)
+	}
+	return w.c.send(msgReady, nil)
+}
+
+// remoteSource serves a worker's state reads: prefetched values, a
+// speculative "not found" for others (noted in missing), or, once not
+// speculative, a round trip to the broker per key.
+type remoteSource struct {
+	c           *conn
+	buf         []byte
+	known       map[string]stateEntry // prefetched and fetched values
+	speculative bool
+	missing     map[string]bool
+	read        []string // every key read, in first-read order
+	readSet     map[string]bool
+}
+
+func (s *remoteSource) noteRead(k string) {
+	if !s.readSet[k] {
+		s.readSet[k] = true
+		s.read = append(s.read, k)
+	}
+}
+
+func (s *remoteSource) get(key []byte) ([]byte, bool, error) {
+	if e, ok := s.known[string(key)]; ok {
+		s.noteRead(string(key))
+		return e.val, e.ok, nil
+	}
+	if s.speculative {
+		s.missing[string(key)] = true
+		return nil, false, nil
+	}
+	if err := s.fetch([]string{string(key)}); err != nil {
+		return nil, false, err
+	}
+	e := s.known[string(key)]
+	s.noteRead(string(key))
+	return e.val, e.ok, nil
+}
+
+// fetch asks the broker for keys in one round trip.
+func (s *remoteSource) fetch(keys []string) error {
+	b := abi.AppendU32(s.buf[:0], uint32(len(keys)))
+	for _, k := range keys {
+		b = abi.AppendStr(b, k)
+	}
+	s.buf = b
+	if err := s.c.send(msgGet, b); err != nil {
+		return err
+	}
+	typ, p, err := s.c.recv()
+	if err != nil {
+		return err
+	}
+	if typ != msgVal {
+		return fmt.Errorf("worker: got message %d, want state values", typ)
+	}
+	r := abi.NewReader(p)
+	if n := r.U32(); int(n) != len(keys) {
+		return fmt.Errorf("worker: %d state values for %d keys", n, len(keys))
+	}
+	for _, k := range keys {
+		found := r.U32() == 1
+		v := r.Bytes()
+		if r.Err() != nil {
+			return errors.New("worker: bad state value message")
+		}
+		e := stateEntry{ok: found}
+		if found {
+			e.val = append([]byte{}, v...)
+		}
+		s.known[k] = e
+	}
+	return nil
+}
+
+func (w *workerState) batch(ctx context.Context, p []byte) error {
+	if w.eng == nil {
+		return errors.New("worker: batch before init")
+	}
+	r := abi.NewReader(p)
+	lim := w.lim
+	lim.maxOut = int64(r.U64())
+	nOut := int(r.U32())
+	nRec := int(r.U32())
+	nCfg := r.U32()
+	cfg := make(map[string]string, min(nCfg, 1024))
+	for i := uint32(0); i < nCfg && r.Err() == nil; i++ {
+		k := r.Str()
+		cfg[k] = r.Str()
+	}
+	src := &remoteSource{c: w.c, known: map[string]stateEntry{}, speculative: true,
+		missing: map[string]bool{}, readSet: map[string]bool{}}
+	nPre := r.U32()
+	for i := uint32(0); i < nPre && r.Err() == nil; i++ {
+		k := r.Str()
+		found := r.U32() == 1
+		v := r.Bytes()
+		e := stateEntry{ok: found}
+		if found {
+			e.val = append([]byte{}, v...)
+		}
+		src.known[k] = e
+	}
+	batch := r.Bytes()
+	if r.Err() != nil {
+		return errors.New("worker: bad batch message")
+	}
+	// State round trips reuse the frame buffer: take it over, and give the
+	// connection the previous batch's buffer in exchange.
+	w.c.steal(w.frame)
+	w.frame = p[:0:cap(p)]
+
+	s, err := w.run(ctx, batch, func() *session { return newSession(cfg, nOut, nRec, lim, src) })
+	if err == nil || reusableAfter(err) || errors.Is(err, ErrTrap) {
+		if len(src.missing) > 0 {
+			// The speculative run read keys nobody prefetched: fetch them
+			// all at once and run the batch again, for real.
+			keys := make([]string, 0, len(src.missing))
+			for k := range src.missing {
+				keys = append(keys, k)
+			}
+			if err := src.fetch(keys); err != nil {
+				return err
+			}
+			src.speculative = false
+			src.read, src.readSet = src.read[:0], map[string]bool{}
+			s, err = w.run(ctx, batch, func() *session { return newSession(cfg, nOut, nRec, lim, src) })
+		}
+	}
+	if err != nil {
+		return w.fail(err, w.in == nil, s.logs)
+	}
+	b := abi.AppendBytes(w.out[:0], s.emitted)
+	b = abi.AppendU32(b, uint32(len(s.changes)))
+	for _, ch := range s.changes {
+		d := uint32(0)
+		if ch.Delete {
+			d = 1
+		}
+		b = abi.AppendU32(b, d)
+		b = abi.AppendBytes(b, ch.Key)
+		b = abi.AppendBytes(b, ch.Value)
+	}
+	b = abi.AppendU32(b, uint32(len(s.dead)))
+	for _, d := range s.dead {
+		b = abi.AppendU32(b, uint32(d.Index))
+		b = abi.AppendStr(b, d.Reason)
+	}
+	b = appendLogs(b, s.logs)
+	b = abi.AppendU32(b, uint32(len(src.read)))
+	for _, k := range src.read {
+		b = abi.AppendStr(b, k)
+	}
+	w.out = b
+	return w.c.send(msgResult, b)
+}
+
+// run runs one batch in the instance, instantiating one first if needed,
+// and discards the instance when the failure requires it.
+func (w *workerState) run(ctx context.Context, batch []byte, sess func() *session) (*session, error) {
+	s := sess()
+	if w.in == nil {
+		in, err := w.eng.instantiate(ctx)
+		if err != nil {
+			return s, err
+		}
+		w.in = in
+	}
+	err := w.in.run(ctx, batch, s)
+	if err != nil && !reusableAfter(err) {
+		w.in.close(ctx)
+		w.in = nil
+	}
+	return s, err
+}
+
+func appendLogs(b []byte, logs []logLine) []byte {
+	b = abi.AppendU32(b, uint32(len(logs)))
+	for _, l := range logs {
+		b = abi.AppendU32(b, uint32(l.level))
+		b = abi.AppendStr(b, l.msg)
+	}
+	return b
+}
+
+func readLogs(r *abi.Reader) []logLine {
+	n := r.U32()
+	var logs []logLine
+	for i := uint32(0); i < n && r.Err() == nil; i++ {
+		lv := int32(r.U32())
+		logs = append(logs, logLine{lv, r.Str()})
+	}
+	return logs
+}

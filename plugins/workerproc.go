@@ -1,0 +1,366 @@
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/sdk/abi"
+)
+
+// worker is the broker's handle on one worker process holding one guest
+// instance. Its watchdog is a timer per batch that kills the process when
+// the batch overruns; a killed worker is discarded.
+type worker struct {
+	h      *Host
+	lim    limits
+	cmd    *exec.Cmd
+	c      *conn
+	stdin  io.Closer
+	done   chan struct{} // closed when the process has exited and been reaped
+	stderr *tailBuffer
+
+	hints *hintTable // the processor's; nil for none
+
+	mu     sync.Mutex
+	killed error // why the broker killed it, or nil
+	buf    []byte
+	vals   []byte
+}
+
+func (h *Host) workerCommand() (string, []string, error) {
+	path := h.cfg.WorkerPath
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: no executable for workers: %v", ErrWorker, err)
+		}
+		path = exe
+	}
+	return path, h.cfg.WorkerArgs, nil
+}
+
+// startWorker starts a worker process and loads wasm into it.
+func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worker, error) {
+	path, args, err := h.workerCommand()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), WorkerEnv+"=1", "GOMAXPROCS=1")
+	setWorkerAttrs(cmd)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{h: h, lim: lim, cmd: cmd, stdin: stdin, done: make(chan struct{}), stderr: &tailBuffer{max: 4 << 10}}
+	cmd.Stderr = w.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: start %s: %v", ErrWorker, path, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(w.done)
+	}()
+	w.c = newConn(stdout, stdin)
+
+	stop := w.watch(ctx, h.cfg.WorkerStartTimeout, "start")
+	defer stop()
+	b := abi.AppendU32(nil, lim.pages)
+	b = abi.AppendU32(b, uint32(lim.maxState))
+	b = abi.AppendStr(b, h.cfg.CacheDir)
+	b = abi.AppendBytes(b, wasm)
+	if err := w.c.send(msgInit, b); err != nil {
+		return nil, w.broken(err)
+	}
+	typ, p, err := w.c.recv()
+	if err != nil {
+		return nil, w.broken(err)
+	}
+	switch typ {
+	case msgReady:
+		return w, nil
+	case msgFail:
+		r := abi.NewReader(p)
+		kind, msg := r.U32(), r.Str()
+		w.close()
+		err := kindError(kind, msg)
+		if errors.Is(err, ErrWorker) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: module failed to start: %w", ErrWorker, err)
+	}
+	w.close()
+	return nil, fmt.Errorf("%w: unexpected message %d at start", ErrWorker, typ)
+}
+
+// watch arms the watchdog: the process is killed when d passes or ctx ends
+// before the returned stop is called.
+func (w *worker) watch(ctx context.Context, d time.Duration, what string) (stop func()) {
+	t := time.AfterFunc(d, func() {
+		w.kill(batchErrf(ErrTimeout, "%s ran longer than %v; worker killed", what, d))
+	})
+	if ctx.Done() == nil {
+		return func() { t.Stop() }
+	}
+	cancel := context.AfterFunc(ctx, func() { w.kill(ctx.Err()) })
+	return func() {
+		t.Stop()
+		cancel()
+	}
+}
+
+func (w *worker) kill(reason error) {
+	w.mu.Lock()
+	if w.killed == nil {
+		w.killed = reason
+	}
+	w.mu.Unlock()
+	_ = w.cmd.Process.Kill()
+}
+
+// broken explains an I/O error with the worker: the watchdog's reason when
+// it killed the process, else the process's exit and stderr.
+func (w *worker) broken(err error) error {
+	w.mu.Lock()
+	reason := w.killed
+	w.mu.Unlock()
+	w.close()
+	if reason != nil {
+		return reason
+	}
+	msg := w.stderr.String()
+	if msg != "" {
+		msg = ": " + msg
+	}
+	return fmt.Errorf("%w: %v (%s)%s", ErrWorker, err, w.cmd.ProcessState, msg)
+}
+
+// close kills the process and waits for it to be reaped.
+func (w *worker) close() {
+	_ = w.stdin.Close()
+	_ = w.cmd.Process.Kill()
+	<-w.done
+}
+
+func (w *worker) process(ctx context.Context, in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, bool, error) {
+	stop := w.watch(ctx, w.lim.timeout, "batch")
+	out, logs, err := w.run(in, batch)
+	stop()
+	w.mu.Lock()
+	killed := w.killed
+	w.mu.Unlock()
+	if killed != nil {
+		// The watchdog fired, possibly just after the result arrived: the
+		// batch overran its time either way.
+		w.close()
+		if errors.Is(killed, context.Canceled) || errors.Is(killed, context.DeadlineExceeded) {
+			return nil, logs, false, fmt.Errorf("wasm: %w", killed)
+		}
+		return nil, logs, false, killed
+	}
+	if err != nil {
+		var be *batchError
+		if errors.As(err, &be) && be.kind != ErrWorker {
+			return nil, logs, true, err // the guest failed; the worker is fine
+		}
+		return nil, logs, false, w.broken(err)
+	}
+	return out, logs, true, nil
+}
+
+func (w *worker) run(in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, error) {
+	b := abi.AppendU64(w.buf[:0], uint64(w.lim.maxOut))
+	b = abi.AppendU32(b, uint32(len(in.Outputs)))
+	b = abi.AppendU32(b, uint32(len(in.Records)))
+	b = abi.AppendU32(b, uint32(len(in.Config)))
+	for k, v := range in.Config {
+		b = abi.AppendStr(b, k)
+		b = abi.AppendStr(b, v)
+	}
+	b = w.appendPrefetch(b, in)
+	b = abi.AppendU32(b, uint32(len(batch)))
+	w.buf = b
+	if err := w.c.send2(msgBatch, b, batch); err != nil {
+		return nil, nil, err
+	}
+	for {
+		typ, p, err := w.c.recv()
+		if err != nil {
+			return nil, nil, err
+		}
+		r := abi.NewReader(p)
+		switch typ {
+		case msgGet:
+			n := r.U32()
+			b := abi.AppendU32(w.vals[:0], n)
+			for i := uint32(0); i < n && r.Err() == nil; i++ {
+				b = appendStateValue(b, in.State, r.Bytes())
+			}
+			if r.Err() != nil {
+				return nil, nil, errors.New("bad state request")
+			}
+			w.vals = b
+			if err := w.c.send(msgVal, b); err != nil {
+				return nil, nil, err
+			}
+		case msgResult:
+			// The decoded records alias the frame: it becomes theirs.
+			w.c.steal(nil)
+			out, logs, read, err := decodeResult(r, in, w.lim.maxOut)
+			if err == nil && w.hints != nil {
+				w.hints.set(in.Topic, in.Partition, read)
+			}
+			return out, logs, err
+		case msgFail:
+			kind, msg := r.U32(), r.Str()
+			r.U32()
+			logs := readLogs(r)
+			return nil, logs, kindError(kind, msg)
+		default:
+			return nil, nil, fmt.Errorf("unexpected message %d", typ)
+		}
+	}
+}
+
+// decodeResult decodes a msgResult; emitted records alias its frame.
+func decodeResult(r *abi.Reader, in *core.ProcessInput, maxOut int64) (*core.ProcessOutput, []logLine, []string, error) {
+	nOut, nRec := len(in.Outputs), len(in.Records)
+	emitted := r.Bytes()
+	out := &core.ProcessOutput{}
+	n := r.U32()
+	for i := uint32(0); i < n && r.Err() == nil; i++ {
+		del := r.U32() == 1
+		k := append([]byte{}, r.Bytes()...)
+		v := append([]byte{}, r.Bytes()...)
+		if del {
+			v = nil
+		}
+		out.State = append(out.State, core.StateChange{Key: k, Value: v, Delete: del})
+	}
+	n = r.U32()
+	for i := uint32(0); i < n && r.Err() == nil; i++ {
+		idx := int(r.U32())
+		out.Dead = append(out.Dead, core.DeadRecord{Index: idx, Reason: r.Str()})
+	}
+	logs := readLogs(r)
+	nRead := r.U32()
+	var read []string
+	for i := uint32(0); i < nRead && r.Err() == nil; i++ {
+		read = append(read, r.Str())
+	}
+	if r.Err() != nil {
+		return nil, logs, nil, errors.New("bad result message")
+	}
+	recs, err := decodeEmitted(emitted, in.Records, maxOut)
+	if err != nil {
+		return nil, logs, nil, err
+	}
+	for _, rec := range recs {
+		if rec.Output < 0 || rec.Output >= nOut {
+			return nil, logs, nil, batchErrf(ErrABI, "emit to output %d, the pipeline has %d", rec.Output, nOut)
+		}
+	}
+	for _, d := range out.Dead {
+		if d.Index < 0 || d.Index >= nRec {
+			return nil, logs, nil, batchErrf(ErrABI, "dead_letter index %d out of range", d.Index)
+		}
+	}
+	out.Records = recs
+	return out, logs, read, nil
+}
+
+func appendStateValue(b []byte, st core.StateReader, key []byte) []byte {
+	var v []byte
+	var ok bool
+	if st != nil {
+		v, ok = st.Get(key)
+	}
+	found := uint32(0)
+	if ok {
+		found = 1
+	}
+	return abi.AppendBytes(abi.AppendU32(b, found), v)
+}
+
+// appendPrefetch appends the committed values of the keys the previous
+// batch of this partition read.
+func (w *worker) appendPrefetch(b []byte, in *core.ProcessInput) []byte {
+	var keys []string
+	if w.hints != nil && in.State != nil {
+		keys = w.hints.get(in.Topic, in.Partition)
+	}
+	b = abi.AppendU32(b, uint32(len(keys)))
+	for _, k := range keys {
+		b = abi.AppendStr(b, k)
+		b = appendStateValue(b, in.State, []byte(k))
+	}
+	return b
+}
+
+// maxHints bounds the keys prefetched for one batch.
+const maxHints = 8192
+
+// hintTable remembers, per input partition, the state keys the last batch
+// read: the next batch's prefetch. Safe for concurrent use.
+type hintTable struct {
+	mu sync.Mutex
+	m  map[hintKey][]string
+}
+
+type hintKey struct {
+	topic     string
+	partition int
+}
+
+func (t *hintTable) get(topic string, partition int) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[hintKey{topic, partition}]
+}
+
+func (t *hintTable) set(topic string, partition int, keys []string) {
+	if len(keys) > maxHints {
+		keys = keys[:maxHints]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[hintKey][]string)
+	}
+	t.m[hintKey{topic, partition}] = keys
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   bytes.Buffer
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b.Write(p)
+	if over := t.b.Len() - t.max; over > 0 {
+		t.b.Next(over)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimSpace(t.b.Bytes()))
+}

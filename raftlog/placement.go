@@ -1,0 +1,359 @@
+package raftlog
+
+import (
+	"fmt"
+	"sort"
+
+	sm "github.com/lni/dragonboat/v4/statemachine"
+)
+
+// Placement runs inside the metadata state machine, so it is a pure function
+// of the metadata: every replica of the metadata shard computes the same
+// placement for the same entry. The controller and the partition leaders
+// then carry the decisions out (see controller.go).
+
+// activeNodes lists the nodes that take new replicas, sorted by id.
+func (st *metaState) activeNodes() []uint64 {
+	var ids []uint64
+	for id, n := range st.Nodes {
+		if n.State == nodeActive {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// placer keeps per-node replica and preferred-leader counts while placing.
+type placer struct {
+	nodes []uint64       // active nodes, sorted
+	load  map[uint64]int // target replicas per node
+	leads map[uint64]int // preferred leaderships per node
+}
+
+func (st *metaState) newPlacer() *placer {
+	pl := &placer{nodes: st.activeNodes(), load: map[uint64]int{}, leads: map[uint64]int{}}
+	st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+		for _, n := range p.Replicas {
+			pl.load[n]++
+		}
+		if p.Preferred != 0 {
+			pl.leads[p.Preferred]++
+		}
+	})
+	return pl
+}
+
+// place chooses rf nodes with the fewest replicas (rotation breaks ties so
+// that equal loads still spread) and, among them, the preferred leader with
+// the fewest preferred leaderships.
+func (pl *placer) place(rf int, rot uint64) ([]uint64, uint64) {
+	n := len(pl.nodes)
+	order := make([]uint64, n)
+	for i := range pl.nodes {
+		order[i] = pl.nodes[(int(rot%uint64(n))+i)%n]
+	}
+	sort.SliceStable(order, func(i, j int) bool { return pl.load[order[i]] < pl.load[order[j]] })
+	chosen := order[:rf]
+	pref := chosen[0]
+	for _, c := range chosen[1:] {
+		if pl.leads[c] < pl.leads[pref] {
+			pref = c
+		}
+	}
+	for _, c := range chosen {
+		pl.load[c]++
+	}
+	pl.leads[pref]++
+	return append([]uint64(nil), chosen...), pref
+}
+
+// target picks the least loaded active node that holds no replica of p.
+func (pl *placer) target(p *PartitionMeta) (uint64, bool) {
+	best, ok := uint64(0), false
+	for _, n := range pl.nodes {
+		if p.hasNode(n) {
+			continue
+		}
+		if !ok || pl.load[n] < pl.load[best] {
+			best, ok = n, true
+		}
+	}
+	return best, ok
+}
+
+// eachPartition visits partitions in a deterministic order (topic name,
+// partition index).
+func (st *metaState) eachPartition(f func(topic string, idx int, p *PartitionMeta)) {
+	names := make([]string, 0, len(st.Topics))
+	for name := range st.Topics {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t := st.Topics[name]
+		for i := range t.Partitions {
+			f(name, i, &t.Partitions[i])
+		}
+	}
+}
+
+func (st *metaState) partitionByShard(shard uint64) *PartitionMeta {
+	var out *PartitionMeta
+	st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+		if p.ShardID == shard {
+			out = p
+		}
+	})
+	return out
+}
+
+// moveReplica replaces the replica of p on node from with a new replica (a
+// new, never used id) on the least loaded active node without one. The
+// partition leader carries the move out.
+func (st *metaState) moveReplica(pl *placer, p *PartitionMeta, from uint64) error {
+	to, ok := pl.target(p)
+	if !ok {
+		return fmt.Errorf("no active node without a replica of shard %d to move it to", p.ShardID)
+	}
+	for rid, n := range p.Replicas {
+		if n == from {
+			delete(p.Replicas, rid)
+		}
+	}
+	if p.Members == nil {
+		p.Members = cloneMap(p.initial())
+	}
+	if p.Initial == nil {
+		p.Initial = cloneMap(p.Members)
+	}
+	p.Replicas[st.NextReplicaID] = to
+	st.NextReplicaID++
+	pl.load[from]--
+	pl.load[to]++
+	if p.Preferred == from || p.Preferred == 0 {
+		// The new replica is a learner for a while: prefer a remaining one.
+		var best uint64
+		for _, n := range p.Replicas {
+			if n != to && (best == 0 || pl.leads[n] < pl.leads[best]) {
+				best = n
+			}
+		}
+		if best == 0 {
+			best = to
+		}
+		pl.leads[p.Preferred]--
+		pl.leads[best]++
+		p.Preferred = best
+	}
+	return nil
+}
+
+// applyCluster applies the cluster-membership commands.
+func (st *metaState) applyCluster(c *metaCmd) sm.Result {
+	invalid := func(format string, a ...any) sm.Result {
+		return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf(format, a...))}
+	}
+	switch c.Op {
+	case "join_node":
+		if c.Node == nil || c.Node.ID == 0 || c.Node.RaftAddr == "" {
+			return invalid("a joining node needs an id and a Raft address")
+		}
+		n := *c.Node
+		for id, o := range st.Nodes {
+			if id != n.ID && o.RaftAddr == n.RaftAddr && o.State != nodeRemoved {
+				return invalid("node %d already uses the Raft address %s", id, n.RaftAddr)
+			}
+		}
+		if cur := st.Nodes[n.ID]; cur != nil {
+			switch {
+			case cur.State == nodeRemoved:
+				return invalid("node %d was removed from the cluster; node ids are never reused", n.ID)
+			case cur.RaftAddr != n.RaftAddr:
+				return sm.Result{Value: metaExists, Data: []byte(fmt.Sprintf("node %d is already a member with Raft address %s", n.ID, cur.RaftAddr))}
+			}
+			if n.HTTPAddr != "" {
+				cur.HTTPAddr = n.HTTPAddr
+			}
+			return sm.Result{Value: metaOK}
+		}
+		n.State, n.MetaRole = nodeActive, ""
+		st.Nodes[n.ID] = &n
+	case "remove_node":
+		n := st.Nodes[c.NodeID]
+		if n == nil {
+			return sm.Result{Value: metaNotFound, Data: []byte(fmt.Sprintf("node %d is not a member", c.NodeID))}
+		}
+		if n.State == nodeRemoved {
+			return sm.Result{Value: metaOK}
+		}
+		active := st.activeNodes()
+		if n.State == nodeActive && len(active) <= 1 {
+			return invalid("node %d is the last active node", c.NodeID)
+		}
+		// Check every partition can move before changing anything.
+		others := len(active)
+		if n.State == nodeActive {
+			others--
+		}
+		var bad string
+		st.eachPartition(func(topic string, idx int, p *PartitionMeta) {
+			for _, nid := range p.Replicas {
+				if nid == c.NodeID && len(p.Replicas) > others && bad == "" {
+					bad = fmt.Sprintf("%s/%d has %d replicas and only %d other active nodes remain", topic, idx, len(p.Replicas), others)
+				}
+			}
+		})
+		if bad != "" {
+			return invalid("cannot remove node %d: partition %s", c.NodeID, bad)
+		}
+		n.State = nodeDraining
+		pl := st.newPlacer()
+		var err error
+		st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+			for _, nid := range p.Replicas {
+				if nid == c.NodeID && err == nil {
+					err = st.moveReplica(pl, p, c.NodeID)
+				}
+			}
+		})
+		if err != nil { // cannot happen after the check above
+			return invalid("%v", err)
+		}
+	case "node_removed":
+		n := st.Nodes[c.NodeID]
+		if n == nil || n.State != nodeDraining {
+			return sm.Result{Value: metaNotFound}
+		}
+		busy := false
+		st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+			busy = busy || p.hasNode(c.NodeID)
+		})
+		if busy {
+			return sm.Result{Value: metaExists}
+		}
+		n.State, n.MetaRole = nodeRemoved, ""
+	case "meta_roles":
+		for id, n := range st.Nodes {
+			n.MetaRole = c.Roles[id]
+		}
+	case "partition_members":
+		p := st.partitionByShard(c.Shard)
+		if p == nil || len(c.Members) == 0 {
+			return sm.Result{Value: metaNotFound}
+		}
+		if p.Initial == nil {
+			p.Initial = cloneMap(p.initial())
+		}
+		p.Members = cloneMap(c.Members)
+		p.Learners = nil
+		if len(c.Learners) > 0 {
+			p.Learners = cloneMap(c.Learners)
+		}
+		var keep []uint64
+		for _, r := range p.CaughtUp {
+			if _, ok := p.Learners[r]; ok {
+				keep = append(keep, r)
+			}
+		}
+		p.CaughtUp = keep
+	case "caught_up":
+		p := st.partitionByShard(c.Shard)
+		if p == nil {
+			return sm.Result{Value: metaNotFound}
+		}
+		if !p.caughtUp(c.Replica) {
+			p.CaughtUp = append(p.CaughtUp, c.Replica)
+		}
+	case "rebalance":
+		return sm.Result{Value: metaOK, Data: []byte(fmt.Sprint(st.rebalance()))}
+	}
+	return sm.Result{Value: metaOK}
+}
+
+// rebalance moves replicas from the most to the least loaded active nodes
+// until their counts differ by at most one, then spreads preferred leaders
+// evenly. Partitions already moving are left alone. It returns the number of
+// replicas moved.
+func (st *metaState) rebalance() int {
+	pl := st.newPlacer()
+	if len(pl.nodes) < 2 {
+		return 0
+	}
+	// Replicas on draining nodes are already moving away: count only
+	// active nodes.
+	moves := 0
+	for guard := 0; guard < 100000; guard++ {
+		hi, lo := pl.nodes[0], pl.nodes[0]
+		for _, n := range pl.nodes {
+			if pl.load[n] > pl.load[hi] {
+				hi = n
+			}
+			if pl.load[n] < pl.load[lo] {
+				lo = n
+			}
+		}
+		if pl.load[hi]-pl.load[lo] <= 1 {
+			break
+		}
+		var cand *PartitionMeta
+		st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+			if cand != nil || p.moving() || p.hasNode(lo) {
+				return
+			}
+			for _, n := range p.Replicas {
+				if n == hi {
+					cand = p
+				}
+			}
+		})
+		if cand == nil {
+			break
+		}
+		for rid, n := range cand.Replicas {
+			if n == hi {
+				delete(cand.Replicas, rid)
+			}
+		}
+		if cand.Initial == nil {
+			cand.Initial = cloneMap(cand.initial())
+		}
+		if cand.Members == nil {
+			cand.Members = cloneMap(cand.Initial)
+		}
+		cand.Replicas[st.NextReplicaID] = lo
+		st.NextReplicaID++
+		pl.load[hi]--
+		pl.load[lo]++
+		moves++
+	}
+	// Preferred leaders: each partition's preferred node is the one among
+	// its target replicas with the fewest preferred leaderships so far
+	// (keeping the current one on ties, so that few leaders move).
+	leads := map[uint64]int{}
+	active := map[uint64]bool{}
+	for _, n := range pl.nodes {
+		active[n] = true
+	}
+	st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+		var nodes []uint64
+		for _, n := range p.Replicas {
+			if active[n] {
+				nodes = append(nodes, n)
+			}
+		}
+		if len(nodes) == 0 {
+			return
+		}
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+		best := nodes[0]
+		for _, n := range nodes {
+			if leads[n] < leads[best] || (leads[n] == leads[best] && n == p.Preferred) {
+				best = n
+			}
+		}
+		p.Preferred = best
+		leads[best]++
+	})
+	return moves
+}

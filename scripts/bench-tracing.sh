@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Tracing overhead on produce throughput (docs/benchmarks.md, "## Tracing").
+#
+#   scripts/bench-tracing.sh [BASE_BIN]
+#
+# Runs `weir bench produce` against a fresh single node per run, in
+# interleaved rounds, for each configuration:
+#   off   no OTEL_* variable (tracing off: the default)
+#   1%    OTLP/HTTP export to a local sink (scripts/otlpsink) with
+#         OTEL_TRACES_SAMPLER=parentbased_traceidratio, ARG=0.01
+#   100%  the same with every trace sampled (for reference)
+#   base  BASE_BIN, when given: a build without the telemetry code, to
+#         show what tracing off costs
+# and prints each run and the median per configuration and workload.
+# ROUNDS (default 3) and BENCH_DURATION (default 10s) tune it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base_bin=${1:-}
+rounds=${ROUNDS:-3}
+dur=${BENCH_DURATION:-10s}
+port=${BENCH_HTTP_PORT:-18090}; rport=${BENCH_RAFT_PORT:-17090}; sport=${BENCH_SINK_PORT:-14318}
+[ -x bin/weir ] || make build >/dev/null
+go build -o bin/otlpsink ./scripts/otlpsink
+./bin/otlpsink -addr 127.0.0.1:$sport > /tmp/weir-otlpsink.out &
+sink=$!
+pid=
+dir=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  [ -n "$dir" ] && rm -rf "$dir"
+  kill -INT $sink 2>/dev/null; wait $sink 2>/dev/null || true
+  cat /tmp/weir-otlpsink.out 2>/dev/null || true
+}
+trap cleanup EXIT
+
+S=http://127.0.0.1:$port
+run() { # run CONFIG WORKLOAD -> prints records/s
+  local cfg=$1 wl=$2 bin=./bin/weir
+  local -a env=()
+  case $cfg in
+    base) bin=$base_bin ;;
+    1%) env=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sport OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01) ;;
+    100%) env=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sport OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
+  esac
+  dir=$(mktemp -d)
+  env "${env[@]}" $bin serve --data-dir "$dir" --http-addr 127.0.0.1:$port --raft-addr 127.0.0.1:$rport --log-level warn &
+  pid=$!
+  for i in $(seq 1 100); do curl -sf $S/readyz >/dev/null && break; sleep 0.1; done
+  local out
+  case $wl in
+    batch) out=$(./bin/weir bench produce --server $S --topic b100 --partitions 4 --batch 100 --producers 16 --duration $dur) ;;
+    single) out=$(./bin/weir bench produce --server $S --topic b1 --partitions 4 --batch 1 --producers 16 --duration $dur) ;;
+  esac
+  kill $pid; wait $pid 2>/dev/null || true; pid=
+  rm -rf "$dir"; dir=
+  echo "$out" | sed -n 's/.*throughput: \([0-9]*\) records\/s.*/\1/p'
+}
+
+configs=(off 1%)
+[ -n "$base_bin" ] && configs=(base "${configs[@]}")
+configs+=(100%)
+declare -A results
+for wl in batch single; do
+  for r in $(seq 1 "$rounds"); do
+    for cfg in "${configs[@]}"; do
+      v=$(run "$cfg" "$wl")
+      echo "round $r  workload $wl  tracing $cfg: $v records/s"
+      results[$wl/$cfg]+="$v "
+    done
+  done
+done
+echo
+echo "median records/s over $rounds rounds of $dur:"
+for wl in batch single; do
+  for cfg in "${configs[@]}"; do
+    med=$(printf '%s\n' ${results[$wl/$cfg]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "  $wl  $cfg: $med"
+  done
+done
