@@ -161,3 +161,89 @@ func TestCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestCountExactlyOnceAcrossKill9: the count example in an exactly-once
+// pipeline gives every key the exact sequence 1..n although the broker is
+// killed with SIGKILL in the middle of the stream.
+func TestCountExactlyOnceAcrossKill9(t *testing.T) {
+	dir := t.TempDir()
+	p := tu.StartWeir(t, tu.FreeAddr(t), "--data-dir", dir, "--raft-addr", tu.FreeAddr(t), "--log-level", "warn")
+	u := p.URL()
+	for _, tp := range []string{"clicks", "counts"} {
+		if r := tu.Do(t, "POST", u+"/v1/topics", map[string]any{"name": tp, "partitions": 2}); r.Status != 201 {
+			t.Fatalf("create: %d %s", r.Status, r.Body)
+		}
+	}
+	if r := tu.Do(t, "PUT", u+"/v1/modules/count", tu.BuildWasm(t, "examples/count"), "application/wasm"); r.Status != 201 {
+		t.Fatalf("upload: %d %s", r.Status, r.Body)
+	}
+	if r := tu.Do(t, "POST", u+"/v1/pipelines", map[string]any{"name": "c", "module": "count", "inputs": []string{"clicks"}, "outputs": []string{"counts"}, "guarantee": "exactly_once", "batch_size": 5}); r.Status != 201 {
+		t.Fatalf("pipeline: %d %s", r.Status, r.Body)
+	}
+	keys := []string{"a", "b", "c", "d", "e"}
+	const rounds = 40
+	produceRound := func(i int) {
+		// One idempotent request per key (a key is one partition): a retry
+		// after the kill cannot duplicate an input record.
+		for _, k := range keys {
+			body := map[string]any{"producer_id": "p-" + k, "sequence": i, "records": []map[string]any{{"key": k, "value": fmt.Sprint(i)}}}
+			for {
+				r, err := tu.TryDo("POST", u+"/v1/topics/clicks/records", body)
+				if err == nil && r.Status == 200 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	countOut := func() int {
+		n := 0
+		for part := 0; part < 2; part++ {
+			var f struct {
+				HighWatermark int64 `json:"high_watermark"`
+			}
+			r, err := tu.TryDo("GET", fmt.Sprintf("%s/v1/topics/counts/partitions/%d/records?offset=latest", u, part), nil)
+			if err == nil {
+				r.JSON(t, &f)
+				n += int(f.HighWatermark)
+			}
+		}
+		return n
+	}
+	for i := 0; i < rounds/2; i++ {
+		produceRound(i)
+	}
+	// Kill while the pipeline is still working through the input.
+	tu.Eventually(t, 60*time.Second, "pipeline under way", func() bool { return countOut() >= 20 })
+	p.Kill()
+	p.Restart(60 * time.Second)
+	for i := rounds / 2; i < rounds; i++ {
+		produceRound(i)
+	}
+	tu.Eventually(t, 90*time.Second, "all counts", func() bool { return countOut() >= rounds*len(keys) })
+	time.Sleep(time.Second) // duplicates, if any, would land now
+	per := map[string][]string{}
+	for part := 0; part < 2; part++ {
+		var f struct {
+			Records []struct {
+				Key   string `json:"key"`
+				Value string `json:"value"`
+			} `json:"records"`
+		}
+		tu.Do(t, "GET", fmt.Sprintf("%s/v1/topics/counts/partitions/%d/records?offset=earliest&max_records=10000", u, part), nil).JSON(t, &f)
+		for _, r := range f.Records {
+			per[r.Key] = append(per[r.Key], r.Value)
+		}
+	}
+	for _, k := range keys {
+		got := per[k]
+		if len(got) != rounds {
+			t.Fatalf("key %s: %d counts, want %d: %v", k, len(got), rounds, got)
+		}
+		for i, v := range got {
+			if v != fmt.Sprint(i+1) {
+				t.Fatalf("key %s: count #%d is %s: %v", k, i+1, v, got)
+			}
+		}
+	}
+}
