@@ -6,7 +6,7 @@ WEIR      := $(BIN)/weir
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build run test test-short bench examples lint fuzz clean cluster
+.PHONY: all build run test test-short bench examples lint fuzz clean cluster chaos
 
 all: build
 
@@ -46,3 +46,13 @@ lint:
 
 clean:
 	rm -rf $(BIN)
+
+# A local 3-node cluster (child processes, Ctrl-C stops all): docs/cluster.md.
+cluster: build
+	./$(WEIR) dev --nodes 3
+
+# The longer randomized fault run (~10 min) for whoever changes replication
+# code: kill -9, SIGSTOP and whole-cluster restarts under load.
+CHAOS_TIME ?= 10m
+chaos:
+	$(GO) test -tags chaos -count=1 -timeout 30m -run TestChaos -v ./internal/clustertest -chaos.time $(CHAOS_TIME)

@@ -260,8 +260,12 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 			}
 			continue
 		}
-		out, attempts, lastErr := p.processWithRetry(ctx, proc, log, s, k, recs, &m)
+		tel := p.broker.Telemetry() // spans and counts: docs/observability.md
+		bctx, span := tel.StartPipelineBatch(ctx, s.Name, k.topic, k.part, recs)
+		deadBefore := m.Dead
+		out, attempts, lastErr := p.processWithRetry(bctx, proc, log, s, k, recs, &m)
 		if ctx.Err() != nil {
+			EndSpan(span, ctx.Err())
 			return ctx.Err()
 		}
 		next := recs[len(recs)-1].Offset + 1
@@ -308,9 +312,19 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 			m.Processed += int64(len(recs))
 		}
 		m.Pos = next
-		if err := p.commit(ctx, log, s, k, &m, rawMeta, hadMeta, stateOps, emit, order); err != nil {
+		for _, key := range order {
+			tel.Stamp(bctx, emit[key]) // outputs carry the trace of their input
+		}
+		if err := p.commit(bctx, log, s, k, &m, rawMeta, hadMeta, stateOps, emit, order); err != nil {
+			EndSpan(span, err)
 			return err
 		}
+		if lastErr == nil {
+			tel.PipelineRecords(s.Name, len(recs), 0, int(m.Dead-deadBefore))
+		} else {
+			tel.PipelineRecords(s.Name, 0, 0, int(m.Dead-deadBefore))
+		}
+		EndSpan(span, lastErr)
 	}
 	return ctx.Err()
 }
@@ -332,7 +346,11 @@ func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log Pa
 	for attempt := 1; attempt <= s.OnError.MaxAttempts; attempt++ {
 		in := &ProcessInput{Pipeline: s.Name, Topic: k.topic, Partition: k.part, Records: recs, Outputs: s.Outputs, Config: s.Config,
 			State: stateView{log: log, prefix: pipePrefix(s.Name) + "s/"}}
-		out, err := proc.Process(ctx, in)
+		var out *ProcessOutput
+		err := p.broker.Telemetry().WasmCall(ctx, s.Name, s.Module, len(recs), func(ctx context.Context) (err error) {
+			out, err = proc.Process(ctx, in)
+			return err
+		})
 		if err == nil {
 			return out, attempt, nil
 		}
@@ -341,6 +359,7 @@ func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log Pa
 		}
 		lastErr = err
 		m.Failed++
+		p.broker.Telemetry().PipelineRecords(s.Name, 0, len(recs), 0)
 		m.LastError = err.Error()
 		p.log.Info("pipeline batch failed", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "offset", recs[0].Offset, "attempt", attempt, "err", err)
 		if attempt == s.OnError.MaxAttempts {
@@ -387,7 +406,7 @@ func (p *Pipelines) commit(ctx context.Context, log PartitionLog, s PipelineSpec
 			if err != nil {
 				return err
 			}
-			if _, err := out.Append(ctx, &AppendBatch{Timestamp: time.Now().UnixMilli(), Records: emit[key]}); err != nil {
+			if _, err := p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{Timestamp: time.Now().UnixMilli(), Records: emit[key]}); err != nil {
 				return err
 			}
 		}
@@ -462,7 +481,7 @@ func (p *Pipelines) shipOutbox(ctx context.Context, log PartitionLog, s Pipeline
 			if err != nil {
 				return err
 			}
-			_, err = out.Append(ctx, &AppendBatch{ProducerID: pid, Sequence: g.seq, Timestamp: time.Now().UnixMilli(), Records: g.recs})
+			_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{ProducerID: pid, Sequence: g.seq, Timestamp: time.Now().UnixMilli(), Records: g.recs})
 			var se *SequenceError
 			if errors.As(err, &se) && se.Expected > g.seq {
 				err = nil // appended before, beyond the dedup window

@@ -36,6 +36,9 @@ type QueueConfig struct {
 	// dead-letters messages whose last lease expired and retries pending
 	// dead-letter appends; default 1 s.
 	MaintenanceInterval time.Duration
+	// PipelineDepth is how many state transactions one subscription keeps in
+	// flight per partition on this node; default 8.
+	PipelineDepth int
 	// OpTimeout bounds one state transaction; default 10 s.
 	OpTimeout time.Duration
 	// Now is the clock leases and delays are computed with; default time.Now.
@@ -66,6 +69,9 @@ func (c *QueueConfig) setDefaults() {
 	}
 	if c.MaintenanceInterval <= 0 {
 		c.MaintenanceInterval = time.Second
+	}
+	if c.PipelineDepth <= 0 {
+		c.PipelineDepth = 8
 	}
 	if c.OpTimeout <= 0 {
 		c.OpTimeout = 10 * time.Second

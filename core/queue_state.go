@@ -42,9 +42,10 @@ const (
 // subHeader is the per-partition header of a subscription.
 type subHeader struct {
 	gen      uint64
-	frontier int64 // first offset never examined
-	cursor   int64 // every offset below is done
-	dlqNext  int64 // the next dead-letter sequence number
+	tag      uint64 // random per transaction: a condition on the header matches one state only
+	frontier int64  // first offset never examined
+	cursor   int64  // every offset below is done
+	dlqNext  int64  // the next dead-letter sequence number
 	// Counters since the subscription was created (this partition).
 	delivered, acked, nacked, expired, deadLettered, dropped int64
 }
@@ -53,6 +54,7 @@ func (h *subHeader) encode() []byte {
 	b := make([]byte, 0, 64)
 	b = append(b, subHeaderVersion)
 	b = binary.AppendUvarint(b, h.gen)
+	b = binary.BigEndian.AppendUint64(b, h.tag)
 	for _, v := range []int64{h.frontier, h.cursor, h.dlqNext, h.delivered, h.acked, h.nacked, h.expired, h.deadLettered, h.dropped} {
 		b = binary.AppendVarint(b, v)
 	}
@@ -68,6 +70,7 @@ func decodeSubHeader(b []byte) (subHeader, error) {
 	}
 	r := stateReader{b: b[1:]}
 	h.gen = r.uvarint()
+	h.tag = r.u64()
 	for _, p := range []*int64{&h.frontier, &h.cursor, &h.dlqNext, &h.delivered, &h.acked, &h.nacked, &h.expired, &h.deadLettered, &h.dropped} {
 		*p = r.varint()
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 func TestSubStateRoundTrip(t *testing.T) {
-	h := subHeader{gen: 7, frontier: 1 << 40, cursor: 12, dlqNext: 3, delivered: 100, acked: 90, nacked: 5, expired: 4, deadLettered: 1, dropped: 2}
+	h := subHeader{gen: 7, tag: 0xfeedface12345678, frontier: 1 << 40, cursor: 12, dlqNext: 3, delivered: 100, acked: 90, nacked: 5, expired: 4, deadLettered: 1, dropped: 2}
 	got, err := decodeSubHeader(h.encode())
 	if err != nil || got != h {
 		t.Fatalf("header: %+v %v, want %+v", got, err, h)

@@ -54,6 +54,7 @@ type subMirror struct {
 	raw     []byte // the header's bytes in the state; nil when absent
 	h       subHeader
 	entries map[int64]*subEntry // never mutated in place
+	dead    int                 // entries with status entryDead
 }
 
 // flight is one computed batch: proposed (tx set) or needing no change.
@@ -344,6 +345,9 @@ func loadMirror(log PartitionLog, prefix string) (*subMirror, error) {
 			return false
 		}
 		m.entries[off] = e
+		if e.status == entryDead {
+			m.dead++
+		}
 		return true
 	})
 	if derr != nil {
@@ -791,6 +795,7 @@ func (t *subTx) lease(op *wop, off int64, prev *subEntry, rec Record) {
 // header the mirror was built from.
 func (t *subTx) build() *StateTxn {
 	t.h.gen++
+	t.h.tag = rand.Uint64()
 	t.h.cursor = t.h.frontier
 	t.each(func(off int64, _ *subEntry) {
 		if off < t.h.cursor {
@@ -820,10 +825,16 @@ func (t *subTx) commit() {
 	m.raw = t.h.encode()
 	m.h = t.h
 	for off, e := range t.changes {
+		if old := m.entries[off]; old != nil && old.status == entryDead {
+			m.dead--
+		}
 		if e == nil {
 			delete(m.entries, off)
 		} else {
 			m.entries[off] = e
+			if e.status == entryDead {
+				m.dead++
+			}
 		}
 	}
 	if t.madeDead {
@@ -837,7 +848,7 @@ func (t *subTx) commit() {
 // by another node is dropped by the dead-letter partition. Only the
 // partition leader flushes what it did not itself kill.
 func (w *partWorker) flushDLQ() {
-	if w.m == nil || w.sub.DeadLetterTopic == "" {
+	if w.m == nil || w.m.dead == 0 || w.sub.DeadLetterTopic == "" {
 		return
 	}
 	var dead []dlqRef
@@ -933,9 +944,5 @@ func (w *partWorker) flushDLQ() {
 			return
 		}
 	}
-	op := &wop{kind: wopDLQDone, dlqDone: dead, done: make(chan struct{})}
-	w.process([]*wop{op})
-	if len(dead) == dlqBatchRecs {
-		w.kick() // more to flush
-	}
+	w.pending = append(w.pending, &wop{kind: wopDLQDone, dlqDone: dead, done: make(chan struct{})})
 }

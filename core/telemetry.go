@@ -246,6 +246,17 @@ func (t *Telemetry) RecordsOut(topic string, recs []Record) {
 	s.bytesOut.Add(recordsBytes(recs))
 }
 
+// CountOut counts n records of about bytes bytes read from topic (for
+// paths that have no core.Record at hand, such as WebSocket frames).
+func (t *Telemetry) CountOut(topic string, n, bytes int) {
+	if t == nil || n == 0 {
+		return
+	}
+	s := t.topic(topic)
+	s.recordsOut.Add(int64(n))
+	s.bytesOut.Add(int64(bytes))
+}
+
 // PipelineRecords counts a pipeline's input records by outcome.
 func (t *Telemetry) PipelineRecords(pipeline string, processed, failed, deadLettered int) {
 	if t == nil {
@@ -332,6 +343,15 @@ func (t *Telemetry) StartBatch(ctx context.Context, name string, kind trace.Span
 		return ctx, noSpan
 	}
 	return t.startBatch(ctx, name, kind, time.Time{}, len(recs), func(i int) (string, bool) { return recs[i].Header(TraceparentHeader) }, attrs)
+}
+
+// StartBatchOf is StartBatch for n records whose traceparent headers tp
+// returns (for callers that hold encoded records).
+func (t *Telemetry) StartBatchOf(ctx context.Context, name string, kind trace.SpanKind, n int, tp func(i int) (string, bool), attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if !t.Tracing() {
+		return ctx, noSpan
+	}
+	return t.startBatch(ctx, name, kind, time.Time{}, n, tp, attrs)
 }
 
 func (t *Telemetry) startBatch(ctx context.Context, name string, kind trace.SpanKind, start time.Time, n int, tp func(int) (string, bool), attrs []attribute.KeyValue) (context.Context, trace.Span) {
@@ -481,6 +501,39 @@ func (t *Telemetry) WasmCall(ctx context.Context, pipeline, module string, n int
 	t.wasmDur.Record(ctx, time.Since(start).Seconds(), s.record...)
 	EndSpan(span, err)
 	return err
+}
+
+// StartPipelineBatch starts the weir.pipeline.batch span of one input batch
+// (see StartBatch for its parent and links).
+func (t *Telemetry) StartPipelineBatch(ctx context.Context, pipeline, topic string, partition int, recs []Record) (context.Context, trace.Span) {
+	if !t.Tracing() {
+		return ctx, noSpan
+	}
+	return t.StartBatch(ctx, SpanPipelineBatch, trace.SpanKindConsumer, recs,
+		attribute.String("messaging.system", "weir"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("weir.pipeline", pipeline),
+		attribute.String("messaging.destination.name", topic),
+		attribute.String("messaging.destination.partition.id", strconv.Itoa(partition)),
+		attribute.Int("messaging.batch.message_count", len(recs)))
+}
+
+// AppendOutput appends a pipeline's output batch inside a
+// weir.pipeline.output span (parent: the span in ctx, else the first
+// record's trace), with its weir.raft.commit child.
+func (t *Telemetry) AppendOutput(ctx context.Context, log PartitionLog, pipeline, topic string, partition int, b *AppendBatch) (AppendResult, error) {
+	span := noSpan
+	if t.Tracing() {
+		ctx, span = t.StartBatch(ctx, SpanPipelineOutput, trace.SpanKindProducer, b.Records,
+			attribute.String("messaging.system", "weir"),
+			attribute.String("weir.pipeline", pipeline),
+			attribute.String("messaging.destination.name", topic),
+			attribute.String("messaging.destination.partition.id", strconv.Itoa(partition)),
+			attribute.Int("messaging.batch.message_count", len(b.Records)))
+	}
+	res, err := t.Append(ctx, log, topic, partition, b)
+	EndSpan(span, err)
+	return res, err
 }
 
 // EndSpan ends span, marking it failed when err is not nil.

@@ -7,6 +7,8 @@ out="$root/bin/examples"
 mkdir -p "$out"
 cd "$root"
 for main in examples/*/main.go; do
+	# Only transforms (main packages on the guest SDK) build to Wasm.
+	grep -q 'weir/sdk/transform"' "$main" || continue
 	dir=$(dirname "$main")
 	name=$(basename "$dir")
 	echo "building $out/$name.wasm"

@@ -98,6 +98,13 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 		b = append(b, `,"high_watermark":`...)
 		b = strconv.AppendInt(b, re.HighWatermark, 10)
 	}
+	// An idempotent producer learns where the partition is: a sequence below
+	// expected_sequence was stored already (docs/guarantees.md).
+	var sqe *core.SequenceError
+	if errors.As(err, &sqe) {
+		b = append(b, `,"expected_sequence":`...)
+		b = strconv.AppendInt(b, sqe.Expected, 10)
+	}
 	b = append(b, "}\n"...)
 	ctx.Response.Header.SetContentType("application/json")
 	ctx.SetStatusCode(status)

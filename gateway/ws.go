@@ -180,6 +180,7 @@ func (h *wsHub) add(c *wsConn) bool {
 	}
 	h.conns[c] = struct{}{}
 	h.wg.Add(1)
+	h.s.broker.Telemetry().WSConnections(1)
 	return true
 }
 
@@ -187,6 +188,7 @@ func (h *wsHub) remove(c *wsConn) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
+	h.s.broker.Telemetry().WSConnections(-1)
 	h.wg.Done()
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weir-broker/weir/core"
 )
@@ -63,6 +64,7 @@ type wsOffset struct {
 // it is never modified.
 type outFrame struct {
 	head, body, tail []byte
+	span             trace.Span // a records frame's weir.deliver span, or nil (ws_trace.go)
 }
 
 func (f *outFrame) size() int64 { return int64(len(f.head) + len(f.body) + len(f.tail)) }
@@ -295,7 +297,9 @@ func (c *wsConn) writeLoop() {
 		select {
 		case <-c.out.ready:
 			for _, f := range c.out.take() {
-				if err := c.writeFrame(&f); err != nil {
+				err := c.writeFrame(&f)
+				c.hub.s.endDelivery(&f, err) // ws_trace.go
+				if err != nil {
 					return
 				}
 				c.out.done(f.size())

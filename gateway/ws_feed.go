@@ -63,6 +63,7 @@ type chunk struct {
 	from, base int64
 	bounds     []int32
 	buf        []byte
+	tps        []string // each record's traceparent, nil when none has one (ws_trace.go)
 }
 
 func (c *chunk) end() int64 { return c.base + int64(len(c.bounds)-1) }
@@ -135,6 +136,7 @@ func encodeChunk(from int64, recs []core.Record, k feedKey) *chunk {
 		size += recs[i].Size() + len(k.topic) + 64
 	}
 	c := &chunk{from: from, base: recs[0].Offset, bounds: make([]int32, 0, len(recs)+1), buf: make([]byte, 0, size)}
+	c.tps = chunkTraceparents(recs) // ws_trace.go
 	for i := range recs {
 		start := len(c.buf)
 		c.bounds = append(c.bounds, int32(start))

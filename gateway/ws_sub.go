@@ -140,10 +140,8 @@ func (sp *subSpec) startOffset(ctx context.Context, log core.PartitionLog, p int
 	start, hwm := log.LogStart(), log.HighWatermark()
 	if off, ok := sp.positions[p]; ok {
 		// A resume point: below the log start the reader reports the skip
-		// and goes on from the start; above the end it is an error.
-		if off > hwm {
-			return 0, &core.OffsetRangeError{Offset: off, LogStart: start, HighWatermark: hwm}
-		}
+		// and goes on from the start; above the end (a node still replaying
+		// its log after a restart) it waits for the log to get there.
 		return off, nil
 	}
 	switch sp.kind {
@@ -490,7 +488,10 @@ func (s *wsSub) runPump(ctx context.Context, p int, log core.PartitionLog, pu *p
 		}
 		backoff = 10 * time.Millisecond
 		if got > 0 {
-			if err := s.c.out.push(ctx, outFrame{head: s.head, body: body, tail: framesTail}, &hub.paused); err != nil {
+			fr := outFrame{head: s.head, body: body, tail: framesTail}
+			hub.s.traceDelivery(ctx, &fr, f, s.spec.topic, p, off, got) // ws_trace.go
+			if err := s.c.out.push(ctx, fr, &hub.paused); err != nil {
+				hub.s.endDelivery(&fr, err)
 				return
 			}
 		}

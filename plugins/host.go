@@ -124,11 +124,20 @@ func (h *Host) Close() error {
 	procs := h.procs
 	h.procs = nil
 	h.mu.Unlock()
+	busy := false
 	for p := range procs {
 		p.Close()
+		p.mu.Lock()
+		busy = busy || p.running > 0
+		p.mu.Unlock()
 	}
 	ctx := context.Background()
 	h.valRT.Close(ctx)
+	if busy {
+		// A trusted guest is still running on compiled code the cache owns:
+		// leave the cache to the garbage collector rather than crash.
+		return nil
+	}
 	return h.cache.Close(ctx)
 }
 

@@ -381,3 +381,45 @@ func TestForward(t *testing.T) {
 		t.Fatalf("err = %v, want ErrOutputLimit", err)
 	}
 }
+
+// Trusted mode cannot stop a guest: the batch fails at its deadline, the
+// guest is abandoned until it returns by itself, and closing meanwhile does
+// not crash the broker.
+func TestTrustedAbandons(t *testing.T) {
+	// Count a parameter down from 2^30: about a second of guest time.
+	body := append(i32c(1<<30), 0x21, 0) // local.set 0
+	body = append(body, 0x03, 0x40, 0x20, 0)
+	body = append(body, i32c(1)...)
+	body = append(body, 0x6b, 0x22, 0, 0x0d, 0, 0x0b) // i32.sub, local.tee 0, br_if 0, end
+	body = append(body, i32c(0)...)
+	h := newHost(t, Config{Isolation: IsolationTrusted})
+	pr := newProcessor(t, h, wmod{memory: true, funcs: abiFuncs(body)}.bytes(), core.ProcessorLimits{BatchTimeoutMs: 20})
+	start := time.Now()
+	_, err := pr.Process(context.Background(), &core.ProcessInput{Records: recs("x"), Outputs: []string{"o"}})
+	if !errors.Is(err, ErrTimeout) || time.Since(start) > 5*time.Second {
+		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+	p := pr.(*processor)
+	p.Close()
+	h.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		p.mu.Lock()
+		n := p.running
+		p.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned guest never returned")
+		}
+	}
+}
+
+// An executable that is not a worker is found out, with a hint.
+func TestWorkerNotDispatched(t *testing.T) {
+	h := newHost(t, Config{WorkerPath: "/bin/echo", WorkerArgs: []string{"hello"}})
+	_, err := h.Processor(context.Background(), core.ModuleRef{Wasm: wmod{memory: true, funcs: abiFuncs(i32c(0))}.bytes()}, core.ProcessorLimits{})
+	if !errors.Is(err, ErrWorker) || !strings.Contains(err.Error(), "plugins.RunWorker") {
+		t.Fatalf("err = %v", err)
+	}
+}

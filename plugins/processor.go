@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-broker/weir/core"
@@ -28,10 +29,11 @@ type processor struct {
 	lim limits
 	eng *engine // nil for process isolation
 
-	mu     sync.Mutex
-	idle   []runner
-	live   map[runner]struct{} // every runner not closed, idle or busy
-	closed bool
+	mu      sync.Mutex
+	idle    []runner
+	live    map[runner]struct{} // every runner not closed, idle or busy
+	closed  bool
+	running int // in-process guest calls under way (engine in use)
 
 	bufs  sync.Pool // *[]byte batch encodings
 	hints hintTable // state keys to prefetch, per partition (workers)
@@ -151,8 +153,11 @@ func slogLevel(l int32) slog.Level {
 	return slog.LevelInfo
 }
 
-// Close kills every instance and worker, busy or idle; batches running
-// concurrently fail.
+// Close kills every instance and worker, busy or idle; batches running in
+// workers fail. In-process instances that are running are closed when their
+// batch returns, and the compiled code is released after the last one (never,
+// if a trusted guest was abandoned still running: freeing code under a
+// running guest would crash the broker).
 func (p *processor) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -161,22 +166,54 @@ func (p *processor) Close() error {
 	}
 	p.closed = true
 	live := p.live
+	idle := p.idle
 	p.live, p.idle = nil, nil
+	closeEng := p.eng != nil && p.running == 0
 	p.mu.Unlock()
 	for r := range live {
-		r.close()
+		if _, ok := r.(*worker); ok || containsRunner(idle, r) {
+			r.close()
+		}
 	}
-	if p.eng != nil {
+	if closeEng {
 		p.eng.close(context.Background())
 	}
 	p.h.forget(p)
 	return nil
 }
 
+func containsRunner(rs []runner, r runner) bool {
+	for _, x := range rs {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// enter and leave count in-process guest calls; the engine is closed by
+// Close, or by the last call to leave after Close.
+func (p *processor) enter() {
+	p.mu.Lock()
+	p.running++
+	p.mu.Unlock()
+}
+
+func (p *processor) leave() {
+	p.mu.Lock()
+	p.running--
+	closeEng := p.closed && p.running == 0
+	p.mu.Unlock()
+	if closeEng {
+		p.eng.close(context.Background())
+	}
+}
+
 // local is an in-process runner.
 type local struct {
-	p  *processor
-	in *instance
+	p         *processor
+	in        *instance
+	abandoned atomic.Bool // a trusted guest still running after its deadline
 }
 
 func (p *processor) newLocal(ctx context.Context) (runner, error) {
@@ -187,7 +224,11 @@ func (p *processor) newLocal(ctx context.Context) (runner, error) {
 	return &local{p: p, in: in}, nil
 }
 
-func (l *local) close() { l.in.close(context.Background()) }
+func (l *local) close() {
+	if !l.abandoned.Load() {
+		l.in.close(context.Background())
+	}
+}
 
 func (l *local) process(ctx context.Context, in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, bool, error) {
 	s := newSession(in.Config, len(in.Outputs), len(in.Records), l.p.lim, readerSource{in.State})
@@ -196,17 +237,34 @@ func (l *local) process(ctx context.Context, in *core.ProcessInput, batch []byte
 	var err error
 	if l.p.h.cfg.Isolation == IsolationTrusted {
 		// No interruption: wait for the guest or the deadline, whichever
-		// comes first. A guest that overruns is abandoned (and keeps its
-		// goroutine until it returns, possibly never).
+		// comes first. A guest that overruns is abandoned: its goroutine
+		// keeps running (possibly forever) and closes the instance if it
+		// ever returns.
 		done := make(chan error, 1)
-		go func() { done <- l.in.run(ctx, batch, s) }()
+		l.p.enter()
+		go func() {
+			err := l.in.run(ctx, batch, s)
+			if l.abandoned.Load() {
+				l.in.close(context.Background())
+			}
+			l.p.leave()
+			done <- err
+		}()
 		select {
 		case err = <-done:
 		case <-ctx.Done():
-			return nil, nil, false, batchErrf(ErrTimeout, "batch ran longer than %v (trusted mode: the guest was abandoned, not stopped)", l.p.lim.timeout)
+			l.abandoned.Store(true)
+			select {
+			case err = <-done: // it finished after all
+				l.abandoned.Store(false)
+			default:
+				return nil, nil, false, batchErrf(ErrTimeout, "batch ran longer than %v (trusted mode: the guest was abandoned, not stopped)", l.p.lim.timeout)
+			}
 		}
 	} else {
+		l.p.enter()
 		err = l.in.run(ctx, batch, s)
+		l.p.leave()
 	}
 	if err != nil {
 		return nil, s.logs, reusableAfter(err), err

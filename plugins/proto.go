@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"time"
 )
 
 // The worker protocol: frames on the worker's stdin (broker to worker) and
@@ -13,6 +14,7 @@ import (
 // primitives. One batch is in flight per worker at a time.
 //
 //	broker → worker            worker → broker
+//	                           msgHello (at once, before any input)
 //	msgInit                    msgReady | msgFail
 //	msgBatch                   (msgGet → msgVal)* then msgResult | msgFail
 //
@@ -31,7 +33,12 @@ const (
 	msgVal    byte = 5 // u32 n, (u32 found, bytes value)*
 	msgResult byte = 6 // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*
 	msgFail   byte = 7 // u32 kind, str message, u32 instance lost (0/1), logs
+	msgHello  byte = 8 // u32 abi version: "this process is a worker"
 )
+
+// helloTimeout bounds the wait for msgHello: an executable that does not
+// dispatch to RunWorker (see WorkerEnv) is found out quickly.
+const helloTimeout = 10 * time.Second
 
 const maxFrame = 1 << 30
 

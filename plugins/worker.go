@@ -31,6 +31,9 @@ import (
 // Nothing else may write to out.
 func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	c := newConn(in, out)
+	if err := c.send(msgHello, abi.AppendU32(nil, abi.Version)); err != nil {
+		return err
+	}
 	w := &workerState{c: c}
 	defer w.close(ctx)
 	for {

@@ -49,6 +49,11 @@ func (h *Host) workerCommand() (string, []string, error) {
 
 // startWorker starts a worker process and loads wasm into it.
 func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worker, error) {
+	if os.Getenv(WorkerEnv) == "1" {
+		// This process was started as a worker but did not dispatch to
+		// RunWorker; starting workers from here would recurse.
+		return nil, fmt.Errorf("%w: this process has %s=1 but its main did not call plugins.RunWorker", ErrWorker, WorkerEnv)
+	}
 	path, args, err := h.workerCommand()
 	if err != nil {
 		return nil, err
@@ -75,6 +80,15 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 	}()
 	w.c = newConn(stdout, stdin)
 
+	stopHello := w.watch(ctx, min(helloTimeout, h.cfg.WorkerStartTimeout), "waiting for the worker's hello")
+	typ, _, err := w.c.recv()
+	stopHello()
+	if err != nil || typ != msgHello {
+		if err == nil {
+			err = fmt.Errorf("message %d", typ)
+		}
+		return nil, fmt.Errorf("%w (is %s a Weir binary whose main calls plugins.RunWorker when %s=1?)", w.broken(err), path, WorkerEnv)
+	}
 	stop := w.watch(ctx, h.cfg.WorkerStartTimeout, "start")
 	defer stop()
 	b := abi.AppendU32(nil, lim.pages)

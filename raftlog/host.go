@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lni/dragonboat/v4"
@@ -161,6 +162,8 @@ type Host struct {
 	rinfo    map[uint64]remoteInfo     // shard → HWM of a partition not hosted here
 	unloaded map[uint64]chan struct{}  // shard → closed when Dragonboat unloads it
 
+	metaSynced atomic.Bool // a linearizable read of the metadata succeeded since start
+
 	reconcileC chan struct{}
 	stopC      chan struct{}
 	wg         sync.WaitGroup
@@ -262,7 +265,8 @@ func New(cfg Config) (*Host, error) {
 		nh.Close()
 		return nil, fmt.Errorf("start metadata shard: %w", err)
 	}
-	h.wg.Add(3)
+	h.wg.Add(4)
+	go h.syncMetaLoop()
 	go h.reconcileLoop()
 	go h.registerLoop()
 	go h.probeLoop()
@@ -379,6 +383,28 @@ func (h *Host) stopping() bool {
 	}
 }
 
+// syncMetaLoop waits until this node's metadata replica has applied
+// everything the metadata leader had committed (a linearizable read
+// succeeds): until then a missing topic may just not be replayed yet.
+func (h *Host) syncMetaLoop() {
+	defer h.wg.Done()
+	for !h.stopping() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := h.nh.SyncRead(ctx, metaShardID, nil)
+		cancel()
+		if err == nil {
+			h.metaSynced.Store(true)
+			h.kick()
+			return
+		}
+		select {
+		case <-h.stopC:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // registerLoop puts this node's addresses into the metadata once a
 // metadata leader exists, and again whenever they change.
 func (h *Host) registerLoop() {
@@ -447,6 +473,11 @@ type desiredShard struct {
 }
 
 func (h *Host) reconcile() {
+	if !h.metaSynced.Load() {
+		// A replaying metadata replica may still place a replica here that
+		// a later entry removes: act on caught-up metadata only.
+		return
+	}
 	self := h.cfg.NodeID
 	want := map[uint64]desiredShard{}
 	h.meta.read(func(st *metaState) {

@@ -90,7 +90,7 @@ func (h *Host) Topic(name string) (core.TopicInfo, error) {
 		}
 	})
 	if !ok {
-		return ti, fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, name)
+		return ti, h.notFound(name)
 	}
 	return ti, nil
 }
@@ -114,7 +114,7 @@ func (h *Host) partitionMeta(topic string, partition int) (PartitionMeta, error)
 		t := st.Topics[topic]
 		switch {
 		case t == nil:
-			terr = fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, topic)
+			terr = h.notFound(topic)
 		case partition < 0 || partition >= len(t.Partitions):
 			terr = fmt.Errorf("%w: topic %q has no partition %d", core.ErrPartitionNotFound, topic, partition)
 		default:
@@ -174,9 +174,23 @@ func (h *Host) GroupOffsets(group string) []core.GroupOffset {
 	return out
 }
 
-// Ready reports whether the metadata shard has a leader and this node is
+// notFound is the error for a topic missing from this node's metadata: not
+// found, unless the metadata replica has not caught up since it started
+// (then the topic may well exist).
+func (h *Host) notFound(topic string) error {
+	if !h.metaSynced.Load() {
+		return fmt.Errorf("%w: node %d is still catching up with the cluster's metadata", core.ErrUnavailable, h.cfg.NodeID)
+	}
+	return fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, topic)
+}
+
+// Ready reports whether the metadata shard has a leader, this node's copy
+// of the metadata has caught up since it started, and this node is
 // registered (and not removed).
 func (h *Host) Ready() bool {
+	if !h.metaSynced.Load() {
+		return false
+	}
 	_, _, ok, err := h.nh.GetLeaderID(metaShardID)
 	if err != nil || !ok {
 		return false

@@ -69,3 +69,18 @@ func txnResult(res sm.Result) (core.TxnResult, error) {
 		return core.TxnResult{}, fmt.Errorf("%w: the partition rejected a corrupt transaction", core.ErrBadRequest)
 	}
 }
+
+// ProposeTxn implements ProposeTxn for the routed handle Host.Partition
+// returns: only where this node's replica leads the partition (a follower
+// or a node without a replica fails, and the caller falls back to
+// ApplyTxn, which forwards to the leader).
+func (r *routed) ProposeTxn(txn *core.StateTxn) (func(ctx context.Context) (core.TxnResult, error), error) {
+	if r.local == nil {
+		return nil, fmt.Errorf("%w: no replica of %s/%d on this node", core.ErrNotLeader, r.topic, r.partition)
+	}
+	lid, _, ok, err := r.h.nh.GetLeaderID(r.shard)
+	if err != nil || !ok || lid != r.local.sm.replicaID {
+		return nil, fmt.Errorf("%w: this node does not lead %s/%d", core.ErrNotLeader, r.topic, r.partition)
+	}
+	return r.local.ProposeTxn(txn)
+}

@@ -11,7 +11,9 @@
 #   100%  the same with every trace sampled (for reference)
 #   base  BASE_BIN, when given: a build without the telemetry code, to
 #         show what tracing off costs
-# and prints each run and the median per configuration and workload.
+# and prints each run and the median per configuration and workload, as
+# records/s and as the server's CPU time per record (user + system, from
+# /proc): on a shared machine the second is much steadier than the first.
 # ROUNDS (default 3) and BENCH_DURATION (default 10s) tune it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,29 +53,33 @@ run() { # run CONFIG WORKLOAD -> prints records/s
     batch) out=$(./bin/weir bench produce --server $S --topic b100 --partitions 4 --batch 100 --producers 16 --duration $dur) ;;
     single) out=$(./bin/weir bench produce --server $S --topic b1 --partitions 4 --batch 1 --producers 16 --duration $dur) ;;
   esac
+  local ticks n
+  ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
   kill $pid; wait $pid 2>/dev/null || true; pid=
   rm -rf "$dir"; dir=
-  echo "$out" | sed -n 's/.*throughput: \([0-9]*\) records\/s.*/\1/p'
+  n=$(echo "$out" | sed -n 's/^produce: \([0-9]*\) records.*/\1/p')
+  echo "$(echo "$out" | sed -n 's/.*throughput: \([0-9]*\) records\/s.*/\1/p') $(awk -v t="$ticks" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
 }
 
 configs=(off 1%)
 [ -n "$base_bin" ] && configs=(base "${configs[@]}")
 configs+=(100%)
-declare -A results
+declare -A results cpus
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for wl in batch single; do
   for r in $(seq 1 "$rounds"); do
     for cfg in "${configs[@]}"; do
-      v=$(run "$cfg" "$wl")
-      echo "round $r  workload $wl  tracing $cfg: $v records/s"
+      read -r v cpu < <(run "$cfg" "$wl")
+      echo "round $r  workload $wl  tracing $cfg: $v records/s, $cpu µs CPU per record"
       results[$wl/$cfg]+="$v "
+      cpus[$wl/$cfg]+="$cpu "
     done
   done
 done
 echo
-echo "median records/s over $rounds rounds of $dur:"
+echo "medians over $rounds rounds of $dur (records/s, server µs CPU per record):"
 for wl in batch single; do
   for cfg in "${configs[@]}"; do
-    med=$(printf '%s\n' ${results[$wl/$cfg]} | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    echo "  $wl  $cfg: $med"
+    echo "  $wl  $cfg: $(median ${results[$wl/$cfg]}) records/s, $(median ${cpus[$wl/$cfg]}) µs/record"
   done
 done

@@ -181,7 +181,7 @@ func newBenchCmd() *cobra.Command {
 		},
 	}
 	consume.Flags().StringVar(&ctopic, "topic", "bench", "topic to read")
-	cmd.AddCommand(produce, consume)
+	cmd.AddCommand(produce, consume, newBenchPipelineCmd())
 	cmd.AddCommand(extraBenchCommands()...) // extra.go
 	return cmd
 }

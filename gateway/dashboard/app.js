@@ -143,8 +143,8 @@ function update(s) {
       el("td", { class: "num" }, fmtNum(p.high_watermark)), el("td", { class: "num" }, p.leader_changes)));
   }
   fillTable("partitions", parts, "no partitions");
-  fillTable("pipelines", s.pipelines.map((p) => el("tr", {},
-    el("td", {}, p.name), el("td", { class: "num" }, fmtNum(p.processed)),
+  fillTable("pipelines", s.pipelines.map((p) => el("tr", { "data-pipeline": p.name },
+    el("td", {}, p.name), el("td", { class: "num processed" }, fmtNum(p.processed)),
     el("td", { class: "num" + (p.failed ? " bad" : "") }, fmtNum(p.failed)),
     el("td", { class: "num" + (p.dead_lettered ? " warn" : "") }, fmtNum(p.dead_lettered)),
     el("td", { class: "num" }, fmtNum(p.wasm_calls)))), "no pipelines");

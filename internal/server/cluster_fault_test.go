@@ -1,40 +1,12 @@
 package server
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/weir-broker/weir/internal/faultnet"
 	tu "github.com/weir-broker/weir/internal/testutil"
 )
-
-// checkLedger reads every partition of topic from every member's own
-// replica and checks it against the acknowledgements.
-func checkLedger(t *testing.T, l *tu.Ledger, topic string, urlOf func(node uint64) string, statusURL string) {
-	t.Helper()
-	var st = clusterStatus(t, statusURL)
-	for _, cp := range st.PartitionsL {
-		if cp.Topic != topic {
-			continue
-		}
-		reps := map[string][]string{}
-		for _, n := range cp.Members {
-			reps[fmt.Sprintf("node%d", n)] = readPartition(t, urlOf(n), topic, cp.Partition, true)
-		}
-		l.Check(t, cp.Partition, reps)
-	}
-}
-
-func leaderOf(t *testing.T, url, topic string, partition int) uint64 {
-	t.Helper()
-	for _, cp := range clusterStatus(t, url).PartitionsL {
-		if cp.Topic == topic && cp.Partition == partition {
-			return cp.Leader
-		}
-	}
-	return 0
-}
 
 // A network partition isolates a partition's leader from the other nodes
 // (Raft traffic only; clients still reach every node, as in Jepsen's
@@ -46,10 +18,10 @@ func TestClusterIsolatedLeader(t *testing.T) {
 	if r := tu.Do(t, "POST", u(1)+"/v1/topics", map[string]any{"name": "f", "partitions": 3}); r.Status != 201 {
 		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
-	tu.Eventually(t, 60*time.Second, "settled", func() bool { return settled(clusterStatus(t, u(1))) })
+	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
 	load := tu.StartLoad(t, []string{u(1), u(2), u(3)}, "f", 3, 6)
 	time.Sleep(2 * time.Second)
-	victim := leaderOf(t, u(1), "f", 0)
+	victim := tu.LeaderOf(t, u(1), "f", 0)
 	if victim == 0 {
 		t.Fatal("partition 0 has no leader")
 	}
@@ -67,6 +39,6 @@ func TestClusterIsolatedLeader(t *testing.T) {
 	load.Stop(t)
 	t.Logf("isolated node %d (leader of f/0); first ack after the cut %v later, longest gap while cut %v, %d records acknowledged",
 		victim, first.Sub(cut), load.Ledger.MaxGap(0, cut, healed), load.Ledger.Count())
-	tu.Eventually(t, 60*time.Second, "settled after heal", func() bool { return settled(clusterStatus(t, u(1))) })
-	checkLedger(t, load.Ledger, "f", u, u(2))
+	tu.Eventually(t, 60*time.Second, "settled after heal", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
+	tu.CheckTopic(t, load.Ledger, "f", u(2), u)
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weir-broker/weir/core"
 	tu "github.com/weir-broker/weir/internal/testutil"
 )
 
@@ -97,22 +96,6 @@ func (c *testCluster) stopAll() {
 	wg.Wait()
 }
 
-func clusterStatus(t *testing.T, url string) core.ClusterStatus {
-	t.Helper()
-	var st core.ClusterStatus
-	r := tu.Do(t, "GET", url+"/v1/cluster?partitions=true", nil)
-	if r.Status != 200 {
-		t.Fatalf("cluster status: %d %s", r.Status, r.Body)
-	}
-	r.JSON(t, &st)
-	return st
-}
-
-// settled: every partition has a leader, none moves, no replica lags.
-func settled(st core.ClusterStatus) bool {
-	return st.Leaderless == 0 && st.Moving == 0 && len(st.Lagging) == 0
-}
-
 // produceSeq produces n records one request at a time with an idempotent
 // producer to one partition through url; it returns the acked offsets.
 func produceSeq(t *testing.T, url, topic string, partition int, producer string, from, n int) []int64 {
@@ -130,153 +113,6 @@ func produceSeq(t *testing.T, url, topic string, partition int, producer string,
 		offs = append(offs, o.Offsets[0].Offset)
 	}
 	return offs
-}
-
-// readAll reads a partition from offset 0 to its end through url; local
-// asks for that node's own replica (HopsHeader).
-func readPartition(t *testing.T, url, topic string, partition int, local bool) []string {
-	t.Helper()
-	var vals []string
-	next := int64(0)
-	for {
-		u := fmt.Sprintf("%s/v1/topics/%s/partitions/%d/records?offset=%d&max_records=1000", url, topic, partition, next)
-		var r *tu.Response
-		if local {
-			r = doHops(t, u)
-		} else {
-			r = tu.Do(t, "GET", u, nil)
-		}
-		if r.Status != 200 {
-			t.Fatalf("fetch %s: %d %s", u, r.Status, r.Body)
-		}
-		var f fetchResp
-		r.JSON(t, &f)
-		for i, rec := range f.Records {
-			if rec.Offset != next+int64(i) {
-				t.Fatalf("offsets not dense: got %d want %d", rec.Offset, next+int64(i))
-			}
-			vals = append(vals, rec.Value)
-		}
-		if len(f.Records) == 0 || f.NextOffset >= f.HighWatermark {
-			return vals
-		}
-		next = f.NextOffset
-	}
-}
-
-func TestClusterPlacementForwardingAndStatus(t *testing.T) {
-	c := startCluster(t, 3, nil)
-	u1 := c.nodes[1].URL()
-	r := tu.Do(t, "POST", u1+"/v1/topics", map[string]any{"name": "orders", "partitions": 6})
-	if r.Status != 201 {
-		t.Fatalf("create: %d %s", r.Status, r.Body)
-	}
-	var topic struct {
-		ReplicationFactor int `json:"replication_factor"`
-		Partitions        []struct {
-			Replicas []uint64 `json:"replicas"`
-		} `json:"partitions"`
-	}
-	r.JSON(t, &topic)
-	if topic.ReplicationFactor != 3 {
-		t.Fatalf("default replication factor %d, want 3", topic.ReplicationFactor)
-	}
-	// Leaders spread evenly once the balancer has moved them to the
-	// preferred nodes: 2 per node.
-	tu.Eventually(t, 60*time.Second, "leaders spread evenly", func() bool {
-		st := clusterStatus(t, u1)
-		if !settled(st) || len(st.Nodes) != 3 {
-			return false
-		}
-		for _, n := range st.Nodes {
-			if n.Health != "up" || n.Replicas != 6 || n.Leaders != 2 || n.MetaRole != "voter" {
-				return false
-			}
-		}
-		return true
-	})
-	// Every node takes produces for every partition (forwarding to the
-	// leader) and serves fetches of every partition.
-	want := map[int][]string{}
-	for id := uint64(1); id <= 3; id++ {
-		u := c.nodes[id].URL()
-		for p := 0; p < 6; p++ {
-			pid := fmt.Sprintf("n%d-p%d", id, p)
-			offs := produceSeq(t, u, "orders", p, pid, 0, 3)
-			for i, off := range offs {
-				if off != int64(len(want[p])+i) {
-					t.Fatalf("partition %d: offset %d, want %d", p, off, len(want[p])+i)
-				}
-			}
-			for i := 0; i < 3; i++ {
-				want[p] = append(want[p], fmt.Sprintf("%s-%d", pid, i))
-			}
-		}
-	}
-	// A retried idempotent batch answers duplicate with its first offsets.
-	r = tu.Do(t, "POST", c.nodes[2].URL()+"/v1/topics/orders/records", map[string]any{"producer_id": "n1-p0", "sequence": 2,
-		"records": []map[string]any{{"value": "n1-p0-2", "partition": 0}}})
-	var o offsetsResp
-	r.JSON(t, &o)
-	if r.Status != 200 || !o.Duplicate || o.Offsets[0].Offset != 2 {
-		t.Fatalf("retry: %d %s", r.Status, r.Body)
-	}
-	for id := uint64(1); id <= 3; id++ {
-		for p := 0; p < 6; p++ {
-			got := readPartition(t, c.nodes[id].URL(), "orders", p, false)
-			if fmt.Sprint(got) != fmt.Sprint(want[p]) {
-				t.Fatalf("node %d partition %d: %v, want %v", id, p, got, want[p])
-			}
-		}
-	}
-	// Every replica holds the same records at the same offsets.
-	tu.Eventually(t, 20*time.Second, "replicas agree", func() bool {
-		for p := 0; p < 6; p++ {
-			for id := uint64(1); id <= 3; id++ {
-				if fmt.Sprint(readPartition(t, c.nodes[id].URL(), "orders", p, true)) != fmt.Sprint(want[p]) {
-					return false
-				}
-			}
-		}
-		return true
-	})
-	// Describe through any node reports leaders and offsets.
-	var d struct {
-		Partitions []struct {
-			Leader        uint64 `json:"leader"`
-			HighWatermark int64  `json:"high_watermark"`
-		} `json:"partitions"`
-	}
-	tu.Do(t, "GET", c.nodes[3].URL()+"/v1/topics/orders", nil).JSON(t, &d)
-	for p, pi := range d.Partitions {
-		if pi.Leader == 0 || pi.HighWatermark != 9 {
-			t.Fatalf("partition %d described as %+v", p, pi)
-		}
-	}
-	// Admin and group calls work through any node.
-	r = tu.Do(t, "POST", c.nodes[3].URL()+"/v1/groups/g/offsets", map[string]any{"offsets": []map[string]any{{"topic": "orders", "partition": 1, "offset": 4}}})
-	if r.Status != 204 {
-		t.Fatalf("commit: %d %s", r.Status, r.Body)
-	}
-	tu.Eventually(t, 10*time.Second, "group offsets everywhere", func() bool {
-		var g struct {
-			Offsets []struct {
-				Offset int64 `json:"offset"`
-				Lag    int64 `json:"lag"`
-			} `json:"offsets"`
-		}
-		tu.Do(t, "GET", c.nodes[1].URL()+"/v1/groups/g/offsets", nil).JSON(t, &g)
-		return len(g.Offsets) == 1 && g.Offsets[0].Offset == 4 && g.Offsets[0].Lag == 5
-	})
-}
-
-func doHops(t *testing.T, url string) *tu.Response {
-	t.Helper()
-	r, err := tu.TryDoHeader("GET", url, nil, map[string]string{"Weir-Hops": "1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 func TestClusterJoinRebalanceRemove(t *testing.T) {
@@ -297,10 +133,10 @@ func TestClusterJoinRebalanceRemove(t *testing.T) {
 	checkReplicas := func() {
 		t.Helper()
 		tu.Eventually(t, 30*time.Second, "replicas agree", func() bool {
-			st := clusterStatus(t, u(2))
+			st := tu.ClusterStatus(t, u(2))
 			for _, cp := range st.PartitionsL {
 				for _, n := range cp.Members {
-					if fmt.Sprint(readPartition(t, u(n), "a", cp.Partition, true)) != fmt.Sprint(want[cp.Partition]) {
+					if fmt.Sprint(tu.ReadPartition(t, u(n), "a", cp.Partition, true)) != fmt.Sprint(want[cp.Partition]) {
 						return false
 					}
 				}
@@ -314,7 +150,7 @@ func TestClusterJoinRebalanceRemove(t *testing.T) {
 	c.join(4, 2)
 	c.waitReady(4)
 	tu.Eventually(t, 30*time.Second, "node 4 admitted", func() bool {
-		for _, n := range clusterStatus(t, u(4)).Nodes {
+		for _, n := range tu.ClusterStatus(t, u(4)).Nodes {
 			if n.ID == 4 {
 				return n.Health == "up" && n.MetaRole == "non_voting"
 			}
@@ -327,8 +163,8 @@ func TestClusterJoinRebalanceRemove(t *testing.T) {
 		t.Fatalf("rebalance: %d %s", r.Status, r.Body)
 	}
 	tu.Eventually(t, 90*time.Second, "rebalanced", func() bool {
-		st := clusterStatus(t, u(3))
-		if !settled(st) {
+		st := tu.ClusterStatus(t, u(3))
+		if !tu.Settled(st) {
 			return false
 		}
 		for _, n := range st.Nodes {
@@ -345,7 +181,7 @@ func TestClusterJoinRebalanceRemove(t *testing.T) {
 	if r.Status != 201 {
 		t.Fatalf("create b: %d %s", r.Status, r.Body)
 	}
-	st := clusterStatus(t, u(3))
+	st := tu.ClusterStatus(t, u(3))
 	for _, n := range st.Nodes {
 		if n.Placed != 5 {
 			t.Fatalf("after topic b, node %d holds %d replicas, want 5", n.ID, n.Placed)
@@ -359,8 +195,8 @@ func TestClusterJoinRebalanceRemove(t *testing.T) {
 		t.Fatalf("remove: %d %s", r.Status, r.Body)
 	}
 	tu.Eventually(t, 120*time.Second, "node 1 removed", func() bool {
-		st := clusterStatus(t, u(2))
-		if !settled(st) {
+		st := tu.ClusterStatus(t, u(2))
+		if !tu.Settled(st) {
 			return false
 		}
 		for _, n := range st.Nodes {

@@ -35,10 +35,10 @@ func chromiumPath(t *testing.T) string {
 }
 
 // newBrowser starts headless Chromium with a fresh profile.
-func newBrowser(t *testing.T, timeout time.Duration) (context.Context, context.CancelFunc) {
+func newBrowser(t *testing.T, path string, timeout time.Duration) (context.Context, context.CancelFunc) {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.ExecPath(path),
 		chromedp.Flag("headless", true),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
@@ -61,14 +61,17 @@ func newBrowser(t *testing.T, timeout time.Duration) (context.Context, context.C
 // the group's lag, live throughput samples, and records in the browser.
 // With WEIR_SCREENSHOT=path it also saves a PNG there (docs/dashboard.png).
 func TestDashboardInChromium(t *testing.T) {
-	ctx, cancel := newBrowser(t, 90*time.Second)
-	defer cancel()
-
+	browser := chromiumPath(t)
 	s := startNode(t, t.TempDir(), func(c *Config) { c.Telemetry.DiskInterval = 300 * time.Millisecond })
 	defer stop(t, s)
 	u := s.URL()
 	createTopic(t, u, "orders", 3)
 	createTopic(t, u, "payments", 1)
+	createTopic(t, u, "orders-copy", 1)
+	uploadModule(t, u, "passthrough", "examples/passthrough")
+	createPipeline(t, u, map[string]any{"name": "copy-orders", "module": "passthrough", "inputs": []string{"orders"}, "outputs": []string{"orders-copy"}})
+	ctx, cancel := newBrowser(t, browser, 90*time.Second)
+	defer cancel()
 
 	// Steady traffic until the test ends; a consumer group that lags.
 	stopLoad := make(chan struct{})
@@ -164,6 +167,9 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if inRate == "–" || inRate == "0" {
 		t.Errorf("records in /s card shows %q while records flow", inRate)
+	}
+	if processed := text(`#pipelines tbody tr[data-pipeline="copy-orders"] td.processed`); processed == "" || processed == "0" {
+		t.Errorf("pipeline copy-orders shows %q records processed while records flow", processed)
 	}
 
 	// The record browser: click the topic, read partition records.

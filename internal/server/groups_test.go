@@ -380,7 +380,21 @@ func TestWSGroupRebalance(t *testing.T) {
 	waitParts(a, "a", 2)
 	waitParts(b, "b", 2)
 	produceAll(3, "c")
-	c.wait(15*time.Second, "c's records", func(msgs []wsMsg) bool { return countRecords(msgs, "g") == 6 })
+	// c starts at the committed offsets (10): it gets b's uncommitted
+	// records again (at-least-once) and the new ones, up to offset 17.
+	cParts, _ := lastAssigned(t, c.snapshot(), "g")
+	c.wait(15*time.Second, "c's records", func(msgs []wsMsg) bool {
+		last := map[int]int64{}
+		for _, m := range msgs {
+			for _, r := range m.Records {
+				last[r.Partition] = r.Offset
+			}
+		}
+		return len(last) == 2 && last[cParts[0]] == 17 && last[cParts[1]] == 17
+	})
+	if first := c.records("g")[0]; first.Offset != 10 {
+		t.Fatalf("c started at offset %d, want the committed 10", first.Offset)
+	}
 	cMsgs := c.snapshot()
 	c.conn.NetConn().Close()
 	waitParts(a, "a", 3)
@@ -421,5 +435,104 @@ func TestWSGroupRebalance(t *testing.T) {
 		if p.Member != d.Members[0].ID {
 			t.Fatalf("partition %d owned by %q", p.Partition, p.Member)
 		}
+	}
+}
+
+// TestGroupsAcrossNodes: the group lives in the cluster, so members on
+// different nodes share one assignment, any node serves any HTTP member,
+// and any node expires a silent one.
+func TestGroupsAcrossNodes(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	n1, n2, n3 := c.nodes[1].URL(), c.nodes[2].URL(), c.nodes[3].URL()
+	createTopic(t, n1, "multi", 4)
+
+	a := dialWS(t, n1, "/v1/ws", nil)
+	a.send(map[string]any{"op": "subscribe", "id": "g", "topic": "multi", "group": "x", "from": "earliest"})
+	a.expect(0, "subscribed", "g")
+	a.wait(15*time.Second, "a to hold all 4", func(msgs []wsMsg) bool {
+		var ps []int
+		for _, m := range msgs {
+			if m.Op == "assigned" {
+				ps = nil
+				json.Unmarshal(m.Partitions, &ps)
+			}
+		}
+		return len(ps) == 4
+	})
+
+	// b joins through node 2 and polls through node 3.
+	b := joinGroup(t, n2, "x", map[string]any{"topics": []string{"multi"}, "session_timeout_ms": 2000, "from": "earliest"})
+	if b.Generation != 2 || len(b.parts("multi")) != 2 {
+		t.Fatalf("b: %+v", b)
+	}
+	a.wait(15*time.Second, "a (on node 1) to see generation 2", func(msgs []wsMsg) bool {
+		for _, m := range msgs {
+			if m.Op == "assigned" && m.Generation == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	aParts, _ := lastAssigned(t, a.snapshot(), "g")
+	for _, p := range aParts {
+		if slices.Contains(b.parts("multi"), p) {
+			t.Fatalf("partition %d on both nodes' members: a %v, b %v", p, aParts, b.parts("multi"))
+		}
+	}
+	for p := 0; p < 4; p++ {
+		produceN(t, n2, "multi", 5, p, fmt.Sprint("p", p, "-"))
+	}
+	var got []wsRec
+	var positions any
+	tu.Eventually(t, 15*time.Second, "b to poll its 10 records through node 3", func() bool {
+		pr, r := poll(t, n3, "x", b.MemberID, map[string]any{"positions": positions, "generation": 2})
+		if r.Status != 200 {
+			t.Fatalf("poll via node 3: %d %s", r.Status, r.Body)
+		}
+		got = append(got, pr.Records...)
+		positions = pr.Positions
+		return len(got) == 10
+	})
+	for _, r := range got {
+		if !slices.Contains(b.parts("multi"), r.Partition) {
+			t.Fatalf("b polled partition %d it does not own", r.Partition)
+		}
+	}
+	a.wait(15*time.Second, "a's 10 records", func(msgs []wsMsg) bool { return countRecords(msgs, "g") == 10 })
+	gl := &groupLog{owner: map[[2]int64]string{}}
+	gl.check(t, "a", a.snapshot(), "g")
+
+	// A commit through node 1 is fenced by the same document.
+	r := tu.Do(t, "POST", n1+"/v1/groups/x/members/"+b.MemberID+"/commit",
+		map[string]any{"generation": 2, "offsets": []map[string]any{{"topic": "multi", "partition": b.parts("multi")[0], "offset": 5}}})
+	if r.Status != 204 {
+		t.Fatalf("commit via node 1: %d %s", r.Status, r.Body)
+	}
+	var d describeResp
+	tu.Do(t, "GET", n3+"/v1/groups/x", nil).JSON(t, &d)
+	if len(d.Members) != 2 || d.Generation != 2 {
+		t.Fatalf("describe via node 3: %+v", d)
+	}
+	nodes := map[string]uint64{}
+	for _, m := range d.Members {
+		nodes[m.Kind] = m.Node
+	}
+	if nodes["ws"] != 1 || nodes["http"] != 2 {
+		t.Fatalf("members' nodes: %v", nodes)
+	}
+
+	// b goes silent: some node expires it and a, on node 1, gets all four.
+	a.wait(20*time.Second, "b to expire and a to hold all 4", func(msgs []wsMsg) bool {
+		var ps []int
+		for _, m := range msgs {
+			if m.Op == "assigned" {
+				ps = nil
+				json.Unmarshal(m.Partitions, &ps)
+			}
+		}
+		return len(ps) == 4
+	})
+	if _, r := heartbeat(t, n2, "x", b.MemberID); r.Status != 404 {
+		t.Fatalf("expired member's heartbeat: %d", r.Status)
 	}
 }

@@ -494,3 +494,94 @@ func names(exp *tracetest.InMemoryExporter) []string {
 	}
 	return out
 }
+
+// TestTraceFollowsRecordThroughPipelineAndWebSocket follows one record from
+// its producer through a Wasm pipeline to a WebSocket subscriber of the
+// output topic: every span is in the producer's trace, each the child of
+// the step before it, and the delivered record carries that trace.
+func TestTraceFollowsRecordThroughPipelineAndWebSocket(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	s := startNode(t, t.TempDir(), withSpans(exp))
+	defer stop(t, s)
+	u := s.URL()
+	createTopic(t, u, "src", 1)
+	createTopic(t, u, "dst", 1)
+	uploadModule(t, u, "passthrough", "examples/passthrough")
+	createPipeline(t, u, map[string]any{"name": "pt", "module": "passthrough", "inputs": []string{"src"}, "outputs": []string{"dst"}})
+
+	c := dialWS(t, u, "/v1/ws", nil)
+	c.send(map[string]any{"op": "subscribe", "id": "out", "topic": "dst", "partition": 0, "from": "earliest"})
+	c.expect(0, "subscribed", "out")
+	if conns, _ := s.Broker.Telemetry().WSCounters(); conns != 1 {
+		t.Fatalf("weir.ws.connections = %d with one client", conns)
+	}
+
+	const producerTrace, producerSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	produceWithTraceparent(t, u, "src", "00-"+producerTrace+"-"+producerSpan+"-01",
+		map[string]any{"records": []map[string]any{{"key": "order-1", "value": `{"amount":42}`}}})
+	c.wait(30*time.Second, "the record through the pipeline", func(msgs []wsMsg) bool { return countRecords(msgs, "out") >= 1 })
+	got := c.records("out")[0]
+
+	// Spans end asynchronously (delivery ends once the frame is written).
+	want := []string{core.SpanProduce, core.SpanPipelineBatch, core.SpanWasmCall, core.SpanPipelineOutput, core.SpanDeliver}
+	var spans map[string][]tracetest.SpanStub
+	tu.Eventually(t, 10*time.Second, "every span of the record's journey", func() bool {
+		spans = spansByName(exp)
+		for _, n := range want {
+			if len(spans[n]) == 0 {
+				return false
+			}
+		}
+		return len(spans[core.SpanCommit]) >= 2
+	})
+	one := func(name string) tracetest.SpanStub {
+		t.Helper()
+		if len(spans[name]) != 1 {
+			t.Fatalf("%d %s spans, want 1: %v", len(spans[name]), name, names(exp))
+		}
+		return spans[name][0]
+	}
+	produce, batch, wasm, output, deliver := one(core.SpanProduce), one(core.SpanPipelineBatch), one(core.SpanWasmCall), one(core.SpanPipelineOutput), one(core.SpanDeliver)
+	for _, sp := range exp.GetSpans() {
+		if tid := sp.SpanContext.TraceID().String(); tid != producerTrace {
+			t.Errorf("span %s in trace %s, want every span in the producer's trace %s", sp.Name, tid, producerTrace)
+		}
+	}
+	parentOf := func(child, parent tracetest.SpanStub) {
+		t.Helper()
+		if child.Parent.SpanID() != parent.SpanContext.SpanID() {
+			t.Errorf("%s's parent is %s, want %s %s", child.Name, child.Parent.SpanID(), parent.Name, parent.SpanContext.SpanID())
+		}
+	}
+	if produce.Parent.SpanID().String() != producerSpan {
+		t.Errorf("produce's parent %s, want the producer's span", produce.Parent.SpanID())
+	}
+	parentOf(batch, produce) // through the input record's traceparent
+	parentOf(wasm, batch)
+	parentOf(output, batch)
+	parentOf(deliver, batch) // through the output record's traceparent
+	var commits []string
+	for _, c := range spans[core.SpanCommit] {
+		commits = append(commits, attr(c, "messaging.destination.name"))
+		switch attr(c, "messaging.destination.name") {
+		case "src":
+			parentOf(c, produce)
+		case "dst":
+			parentOf(c, output)
+		}
+	}
+	if strings.Join(commits, ",") != "src,dst" && strings.Join(commits, ",") != "dst,src" {
+		t.Errorf("commit spans on %v, want src and dst", commits)
+	}
+	if attr(batch, "weir.pipeline") != "pt" || attr(wasm, "weir.module") != "passthrough" || attr(deliver, "messaging.destination.name") != "dst" {
+		t.Errorf("attributes: batch %v wasm %v deliver %v", batch.Attributes, wasm.Attributes, deliver.Attributes)
+	}
+	if tp := got.Headers["traceparent"]; tp != core.FormatTraceparent(batch.SpanContext) {
+		t.Errorf("delivered record traceparent %q, want the pipeline batch's %q", tp, core.FormatTraceparent(batch.SpanContext))
+	}
+	pc := s.Broker.Telemetry().PipelineCounters()["pt"]
+	tc := s.Broker.Telemetry().TopicCounters()["dst"]
+	if pc.Processed != 1 || pc.WasmCalls != 1 || tc.RecordsOut < 1 {
+		t.Errorf("pipeline counters %+v, dst counters %+v", pc, tc)
+	}
+}

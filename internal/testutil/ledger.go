@@ -1,9 +1,12 @@
 package testutil
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"sort"
 	"sync"
 	"testing"
@@ -60,7 +63,7 @@ func (l *Load) producer(topic string, partition int, pid string, node int) {
 			}
 			body := map[string]any{"producer_id": pid, "sequence": seq,
 				"records": []map[string]any{{"value": value, "partition": partition}}}
-			r, err := TryDo("POST", l.url(node)+"/v1/topics/"+topic+"/records", body)
+			r, err := loadPost(l.url(node)+"/v1/topics/"+topic+"/records", body)
 			if err == nil && r.Status == 200 {
 				var o struct {
 					Offsets []struct {
@@ -221,3 +224,24 @@ func (g *Ledger) Check(t testing.TB, partition int, replicas map[string][]string
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// loadClient gives up on a node after a few seconds (a stopped node
+// accepts connections but never answers), as a real client would.
+var loadClient = &http.Client{Timeout: 5 * time.Second}
+
+func loadPost(url string, body any) (*Response, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := loadClient.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+}

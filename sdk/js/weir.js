@@ -4,6 +4,9 @@
 // A dependency-free ES module; the gateway serves it at /sdk/weir.js.
 // Protocol: docs/websocket.md. Usage: sdk/js/README.md.
 
+// Error codes worth retrying: the server could not do it now.
+const RETRYABLE = new Set(["unavailable", "rate_limited"]);
+
 /** An error answered by the server ({code, message}) or raised by the client. */
 export class WeirError extends Error {
   constructor(code, message, frame) {
@@ -329,10 +332,18 @@ export class Client extends Emitter {
       const sub = this._subs.get(f.sub ?? f.id);
       if (sub) {
         if (f.id === sub.id && sub._awaiting) {
-          // The subscribe itself failed: it is not going to be resumed.
-          this._subs.delete(sub.id);
-          sub._closed = true;
-          sub._ready.reject(err);
+          if (RETRYABLE.has(err.code)) {
+            // A node that is starting up: subscribe again after a pause.
+            const epoch = this._epoch;
+            setTimeout(() => {
+              if (this._subs.get(sub.id) === sub && this.connected && this._epoch === epoch) this._sendNow(sub._subscribeFrame());
+            }, this.options.minBackoffMs);
+          } else {
+            // The subscribe itself failed: it is not going to be resumed.
+            this._subs.delete(sub.id);
+            sub._closed = true;
+            sub._ready.reject(err);
+          }
         }
         sub._emit("error", err);
         return;

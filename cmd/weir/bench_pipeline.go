@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/valyala/fasthttp"
+)
+
+// newBenchPipelineCmd measures how fast a pipeline moves records: it loads
+// an input topic, then creates the pipeline and times until every record is
+// in the output, beside the plain produce rate of the same records.
+func newBenchPipelineCmd() *cobra.Command {
+	var (
+		modulePath, guarantee   string
+		records, size, parts, n int
+		batch                   int
+	)
+	cmd := &cobra.Command{
+		Use:   "pipeline --module FILE.wasm",
+		Short: "Time a pipeline (e.g. passthrough) over a pre-loaded topic; compare with plain produce",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := clientFor(cmd)
+			base, _ := cmd.Flags().GetString("server")
+			base = strings.TrimRight(base, "/")
+			wasm, err := os.ReadFile(modulePath)
+			if err != nil {
+				return err
+			}
+			suffix := fmt.Sprint(time.Now().UnixNano() % 1e9)
+			in, out, name := "bp-in-"+suffix, "bp-out-"+suffix, "bp-"+suffix
+			for _, t := range []string{in, out} {
+				if err := c.do(cmd.Context(), "POST", "/v1/topics", map[string]any{"name": t, "partitions": parts}, nil); err != nil {
+					return err
+				}
+			}
+			if err := c.do(cmd.Context(), "PUT", "/v1/modules/"+name, wasm, nil); err != nil {
+				return err
+			}
+			// Load the input: the plain produce rate of the same records.
+			body := benchBody(size, 100)
+			hc := &fasthttp.Client{MaxConnsPerHost: 64, ReadTimeout: time.Minute}
+			var sent atomic.Int64
+			start := time.Now()
+			var wg sync.WaitGroup
+			var firstErr atomic.Value
+			for p := 0; p < n; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+					defer fasthttp.ReleaseRequest(req)
+					defer fasthttp.ReleaseResponse(resp)
+					for sent.Add(100) <= int64(records) {
+						req.SetRequestURI(base + "/v1/topics/" + in + "/records")
+						req.Header.SetMethod("POST")
+						req.Header.SetContentType("application/json")
+						req.SetBodyRaw(body)
+						if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+							firstErr.Store(fmt.Errorf("produce: %v %d", err, resp.StatusCode()))
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if e, ok := firstErr.Load().(error); ok {
+				return e
+			}
+			prodEl := time.Since(start)
+			// Now the pipeline moves them.
+			start = time.Now()
+			spec := map[string]any{"name": name, "module": name, "inputs": []string{in}, "outputs": []string{out}, "guarantee": guarantee, "batch_size": batch}
+			if err := c.do(cmd.Context(), "POST", "/v1/pipelines", spec, nil); err != nil {
+				return err
+			}
+			for {
+				var st struct {
+					Processed int64 `json:"processed"`
+					Lag       int64 `json:"lag"`
+				}
+				if err := c.do(cmd.Context(), "GET", "/v1/pipelines/"+url.PathEscape(name), nil, &st); err != nil {
+					return err
+				}
+				if st.Processed >= int64(records) && st.Lag == 0 {
+					break
+				}
+				if time.Since(start) > 10*time.Minute {
+					return fmt.Errorf("pipeline did not finish: %+v", st)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			pipeEl := time.Since(start)
+			pr, pp := float64(records)/prodEl.Seconds(), float64(records)/pipeEl.Seconds()
+			fmt.Fprintf(cmd.OutOrStdout(), "plain produce: %d records of %d B in %.2fs: %.0f records/s\n", records, size, prodEl.Seconds(), pr)
+			fmt.Fprintf(cmd.OutOrStdout(), "pipeline (%s, batch %d, %d partitions): %.2fs: %.0f records/s = %.0f%% of plain produce\n", guarantee, batch, parts, pipeEl.Seconds(), pp, 100*pp/pr)
+			c.do(cmd.Context(), "DELETE", "/v1/pipelines/"+url.PathEscape(name), nil, nil)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&modulePath, "module", "bin/examples/passthrough.wasm", "the module to run")
+	f.StringVar(&guarantee, "guarantee", "at_least_once", "at_least_once or exactly_once")
+	f.IntVar(&records, "records", 200000, "records to load and move")
+	f.IntVar(&size, "record-size", 1024, "value bytes per record")
+	f.IntVar(&parts, "partitions", 4, "partitions of the input and output topics")
+	f.IntVar(&n, "producers", 16, "producers loading the input")
+	f.IntVar(&batch, "batch-size", 100, "records per Wasm call")
+	return cmd
+}

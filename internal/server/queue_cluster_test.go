@@ -1,0 +1,110 @@
+package server
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	tu "github.com/weir-broker/weir/internal/testutil"
+)
+
+// Leases, acks and delivery counts live in the partition's replicated
+// state: when the partition's leader goes away, the new leader (and every
+// other node) goes on with them. Receipts work through any node.
+func TestQueueSurvivesLeaderChange(t *testing.T) {
+	c := startCluster(t, 3, fastQueues)
+	u := func(id uint64) string { return c.nodes[id].URL() }
+	if r := tu.Do(t, "POST", u(1)+"/v1/topics", map[string]any{"name": "lc", "partitions": 1, "replication_factor": 3}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
+	leader := tu.LeaderOf(t, u(1), "lc", 0)
+	if leader == 0 {
+		t.Fatal("no leader")
+	}
+	other := leader%3 + 1 // a node that stays
+	createSub(t, u(leader), "lc", map[string]any{"name": "s", "visibility_timeout_ms": 6000,
+		"backoff": map[string]any{"initial_ms": 50, "max_ms": 50, "multiplier": 1}})
+	var recs []map[string]any
+	for i := 0; i < 20; i++ {
+		recs = append(recs, map[string]any{"value": fmt.Sprint(i)})
+	}
+	produceJSON(t, u(leader), "lc", recs...)
+
+	// Through the leader: lease 5, ack 2 of them.
+	leased := receive(t, u(leader), "lc", "s", map[string]any{"max_records": 5})
+	if len(leased) != 5 {
+		t.Fatalf("leased %+v", leased)
+	}
+	if res := receipts(t, u(leader), "lc", "s", "ack", receiptsOf(leased[:2]), nil); res[0].Status != "ok" || res[1].Status != "ok" {
+		t.Fatalf("ack: %+v", res)
+	}
+	held := leased[2:]
+
+	stop(t, c.nodes[leader])
+	delete(c.nodes, leader)
+	tu.Eventually(t, 60*time.Second, "a new leader", func() bool {
+		l := tu.LeaderOf(t, u(other), "lc", 0)
+		return l != 0 && l != leader
+	})
+
+	// Through a surviving node: the 15 never delivered come, the 3 still
+	// leased do not (until their leases end), the 2 acked never do.
+	got := map[string]qmsg{}
+	tu.Eventually(t, 30*time.Second, "the 15 fresh messages", func() bool {
+		ms, err := tryReceive(u(other), "lc", "s", map[string]any{"max_records": 20, "wait_ms": 500})
+		if err != nil {
+			t.Logf("receive during failover: %v", err)
+			return false
+		}
+		for _, m := range ms {
+			got[m.Value] = m
+		}
+		return len(got) >= 15
+	})
+	for _, m := range leased {
+		if _, ok := got[m.Value]; ok && time.Now().UnixMilli() < m.LeaseExpiresAt {
+			t.Fatalf("message %s leased before the leader change was handed out again: %+v", m.Value, got[m.Value])
+		}
+	}
+	if len(got) != 15 {
+		t.Fatalf("got %d messages, want 15", len(got))
+	}
+	for _, m := range got {
+		if m.Attempt != 1 {
+			t.Fatalf("fresh message with attempt %d", m.Attempt)
+		}
+	}
+	// A receipt from before the change acks through another node.
+	if res := receipts(t, u(other), "lc", "s", "ack", receiptsOf(held[:1]), nil); res[0].Status != "ok" {
+		t.Fatalf("ack of a pre-failover receipt via node %d: %+v", other, res[0])
+	}
+	receipts(t, u(other), "lc", "s", "ack", receiptsOf(mapValues(got)), nil)
+	// The other two come back when their leases end, as attempt 2.
+	var back []qmsg
+	tu.Eventually(t, 30*time.Second, "expired leases redelivered", func() bool {
+		ms, err := tryReceive(u(other), "lc", "s", map[string]any{"wait_ms": 1000})
+		if err == nil {
+			back = append(back, ms...)
+		}
+		return len(back) >= 2
+	})
+	for _, m := range back {
+		if m.Attempt != 2 || (m.Value != held[1].Value && m.Value != held[2].Value) {
+			t.Fatalf("redelivered %+v, want %s and %s as attempt 2", m, held[1].Value, held[2].Value)
+		}
+	}
+	receipts(t, u(other), "lc", "s", "ack", receiptsOf(back), nil)
+	st := describeSub(t, u(other), "lc", "s").Stats
+	if st.Delivered != 22 || st.Acked != 20 || st.Expired != 2 || st.Backlog != 0 {
+		t.Fatalf("counts after the leader change: %+v", st)
+	}
+}
+
+func mapValues(m map[string]qmsg) []qmsg {
+	out := make([]qmsg, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
