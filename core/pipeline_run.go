@@ -361,7 +361,7 @@ func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log Pa
 		m.Failed++
 		p.broker.Telemetry().PipelineRecords(s.Name, 0, len(recs), 0)
 		m.LastError = err.Error()
-		p.log.Info("pipeline batch failed", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "offset", recs[0].Offset, "attempt", attempt, "err", err)
+		p.log.InfoContext(ctx, "pipeline batch failed", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "offset", recs[0].Offset, "attempt", attempt, "err", err)
 		if attempt == s.OnError.MaxAttempts {
 			break
 		}

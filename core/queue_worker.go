@@ -431,6 +431,13 @@ func (w *partWorker) compute(log PartitionLog, batch []*wop) *subTx {
 			t.dlqDone(op)
 		}
 	}
+	scan := false
+	for _, op := range batch {
+		scan = scan || op.kind == wopReceive || op.kind == wopMaintain
+	}
+	if !scan {
+		return t // receipts only: nothing to deliver or dead-letter
+	}
 	t.scan()
 	for _, op := range batch {
 		if op.kind == wopReceive {

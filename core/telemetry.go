@@ -520,7 +520,8 @@ func (t *Telemetry) StartPipelineBatch(ctx context.Context, pipeline, topic stri
 
 // AppendOutput appends a pipeline's output batch inside a
 // weir.pipeline.output span (parent: the span in ctx, else the first
-// record's trace), with its weir.raft.commit child.
+// record's trace), with its weir.raft.commit child, and counts the records
+// in to the output topic.
 func (t *Telemetry) AppendOutput(ctx context.Context, log PartitionLog, pipeline, topic string, partition int, b *AppendBatch) (AppendResult, error) {
 	span := noSpan
 	if t.Tracing() {
@@ -532,6 +533,11 @@ func (t *Telemetry) AppendOutput(ctx context.Context, log PartitionLog, pipeline
 			attribute.Int("messaging.batch.message_count", len(b.Records)))
 	}
 	res, err := t.Append(ctx, log, topic, partition, b)
+	if t != nil && err == nil && !res.Duplicate {
+		s := t.topic(topic) // outputs count as records in to their topic
+		s.recordsIn.Add(int64(len(b.Records)))
+		s.bytesIn.Add(recordsBytes(b.Records))
+	}
 	EndSpan(span, err)
 	return res, err
 }

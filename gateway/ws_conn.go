@@ -46,6 +46,13 @@ type wsFrame struct {
 	Offset     *int64     `json:"offset"`
 	Offsets    []wsOffset `json:"offsets"`
 	Generation int64      `json:"generation"`
+
+	// queue subscriptions (ws_queue.go): subscribe, ack, nack, extend
+	Subscription        string   `json:"subscription"`
+	Receipts            []string `json:"receipts"`
+	DelayMs             *int64   `json:"delay_ms"`
+	Error               string   `json:"error"`
+	VisibilityTimeoutMs int64    `json:"visibility_timeout_ms"`
 }
 
 type wsPosition struct {
@@ -81,7 +88,8 @@ type sendQueue struct {
 	frames []outFrame
 	bytes  int64 // queued or being written
 	closed bool
-	space  chan struct{} // closed and replaced when bytes fall
+	space  chan struct{} // closed and replaced when bytes fall and someone waits
+	full   int           // pushers waiting for space
 	ready  chan struct{} // cap 1: frames are waiting
 	nbytes atomic.Int64  // bytes, readable without the lock
 }
@@ -100,16 +108,21 @@ func (q *sendQueue) push(ctx context.Context, f outFrame, paused *atomic.Int64) 
 			paused.Add(1)
 		}
 		ch := q.space
+		q.full++
 		q.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			q.mu.Lock()
+			q.full--
+			q.mu.Unlock()
 			if waiting {
 				paused.Add(-1)
 			}
 			return ctx.Err()
 		}
 		q.mu.Lock()
+		q.full--
 	}
 	if waiting {
 		paused.Add(-1)
@@ -141,8 +154,10 @@ func (q *sendQueue) done(n int64) {
 	q.mu.Lock()
 	q.bytes -= n
 	q.nbytes.Store(q.bytes)
-	close(q.space)
-	q.space = make(chan struct{})
+	if q.full > 0 {
+		close(q.space)
+		q.space = make(chan struct{})
+	}
 	q.mu.Unlock()
 }
 
@@ -267,7 +282,11 @@ func (c *wsConn) dispatch(f *wsFrame) {
 	var err error
 	switch f.Op {
 	case "subscribe":
-		err = c.opSubscribe(f)
+		if f.Subscription != "" {
+			err = c.opSubscribeQueue(f) // ws_queue.go
+		} else {
+			err = c.opSubscribe(f)
+		}
 	case "unsubscribe":
 		err = c.opUnsubscribe(f)
 	case "credit":
@@ -278,10 +297,12 @@ func (c *wsConn) dispatch(f *wsFrame) {
 		err = c.opProduce(f)
 	case "ping":
 		err = c.opPing(f)
+	case "ack", "nack", "extend":
+		err = c.opReceipts(f) // ws_queue.go
 	case "":
 		err = core.Invalidf("a frame needs an op")
 	default:
-		err = core.Invalidf("unknown op %q (subscribe, unsubscribe, credit, commit, produce, ping)", f.Op)
+		err = core.Invalidf("unknown op %q (subscribe, unsubscribe, credit, commit, produce, ping, ack, nack, extend)", f.Op)
 	}
 	if err != nil {
 		c.sendError(f.ID, f.Sub, nil, err)

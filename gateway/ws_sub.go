@@ -45,6 +45,7 @@ type subSpec struct {
 	group      string
 	clientID   string
 	session    time.Duration
+	queue      string // a queue subscription's name (ws_queue.go); "" for log subscriptions
 }
 
 // parseSubscribe validates a subscribe frame against the topic.
@@ -451,6 +452,14 @@ func (s *wsSub) runPump(ctx context.Context, p int, log core.PartitionLog, pu *p
 			case <-ch:
 			case <-ctx.Done():
 				return
+			}
+			if log.HighWatermark() <= off {
+				// Woken with nothing new: a handle taken before this node's
+				// replica opened (a restart) keeps looking elsewhere, so
+				// take a fresh one.
+				if l, err := hub.s.broker.Store().Partition(s.spec.topic, p); err == nil {
+					log = l
+				}
 			}
 		}
 		n, err := s.credit.take(ctx, maxFrameRecords)

@@ -61,6 +61,11 @@ type Config struct {
 	// repeat (an idempotent produce, a trim) before it is tried again at
 	// the partition's current leader; default 3 s.
 	AttemptTimeout time.Duration
+	// LogDB is the Raft log store: "tan" (default: one log file per replica,
+	// fastest, but each file preallocates 64 MiB of disk) or "pebble"
+	// (16 shared Pebble instances: for thousands of replicas per node).
+	// Fixed for the life of a data dir.
+	LogDB string
 	// TransportFactory replaces Dragonboat's TCP transport (tests inject
 	// faults through it). Nil: TCP.
 	TransportFactory dbconfig.TransportFactory
@@ -108,6 +113,8 @@ func (c *Config) Validate() error {
 		return errors.New("raftlog: raft address is required")
 	case c.MetaVoters != 3 && c.MetaVoters != 5:
 		return errors.New("raftlog: the metadata shard has 3 or 5 voters")
+	case c.LogDB != "" && c.LogDB != "tan" && c.LogDB != "pebble":
+		return fmt.Errorf("raftlog: LogDB %q is neither tan nor pebble", c.LogDB)
 	}
 	if len(c.Peers) > 0 {
 		if a, ok := c.Peers[c.NodeID]; !ok && !c.Join {
@@ -226,6 +233,9 @@ func New(cfg Config) (*Host, error) {
 			LogDB:            dbconfig.GetTinyMemLogDBConfig(),
 			TransportFactory: cfg.TransportFactory,
 		},
+	}
+	if cfg.LogDB == "pebble" {
+		nhc.Expert.LogDBFactory = nil // Dragonboat's default: sharded Pebble
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {

@@ -304,11 +304,9 @@ func (r *routed) Append(ctx context.Context, b *core.AppendBatch) (core.AppendRe
 			res, err = r.h.cfg.Forwarder.Append(ctx, to, b)
 			return
 		})
-	if err == nil && unknown && res.Duplicate {
-		// An earlier attempt of this very call landed: to the producer it
-		// is the first (and only) append.
-		res.Duplicate = false
-	}
+	// When an earlier attempt with an unknown outcome landed, the retry
+	// answers duplicate with the original offsets: the batch is in the log
+	// once, as the producer asked.
 	return res, err
 }
 

@@ -14,7 +14,7 @@ trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$dir"' EXIT
 S=(http://127.0.0.1:$hp http://127.0.0.1:$((hp+1)) http://127.0.0.1:$((hp+2)))
 for s in "${S[@]}"; do for i in $(seq 1 300); do curl -sf $s/readyz >/dev/null && break; sleep 0.1; done; done
 settle() { # until every partition has a leader, none moves, none lags
-  for i in $(seq 1 600); do
+  for i in $(seq 1 1200); do
     st=$(curl -sf "${S[0]}/v1/cluster" || true)
     [ -n "$st" ] && [ "$(echo "$st" | jq '.leaderless + .moving + (.lagging|length)')" = 0 ] && return
     sleep 0.5
@@ -42,7 +42,9 @@ rss
 if [ -n "${BENCH_PARTITIONS:-}" ]; then
   echo "== $BENCH_PARTITIONS partitions, RF 3"
   t0=$(date +%s)
-  curl -sf -XPOST ${S[0]}/v1/topics -d "{\"name\":\"many\",\"partitions\":$BENCH_PARTITIONS}" >/dev/null
+  # The create answers once this node's replicas have leaders; on a busy
+  # machine that can take longer than the request's 30 s: settle decides.
+  curl -s -m 120 -XPOST ${S[0]}/v1/topics -d "{\"name\":\"many\",\"partitions\":$BENCH_PARTITIONS}" >/dev/null || true
   settle
   echo "created and settled in $(( $(date +%s) - t0 )) s"
   sleep 20; settle; rss

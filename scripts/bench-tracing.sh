@@ -22,7 +22,7 @@ rounds=${ROUNDS:-3}
 dur=${BENCH_DURATION:-10s}
 port=${BENCH_HTTP_PORT:-18090}; rport=${BENCH_RAFT_PORT:-17090}; sport=${BENCH_SINK_PORT:-14318}
 [ -x bin/weir ] || make build >/dev/null
-go build -o bin/otlpsink ./scripts/otlpsink
+[ -x bin/otlpsink ] || go build -o bin/otlpsink ./scripts/otlpsink
 ./bin/otlpsink -addr 127.0.0.1:$sport > /tmp/weir-otlpsink.out &
 sink=$!
 pid=

@@ -135,6 +135,7 @@ func newDevCmd() *cobra.Command {
 		nodes             int
 		dataDir           string
 		httpPort, rftPort int
+		logDB             string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -161,7 +162,7 @@ failover. Ctrl-C stops them all.`,
 				args := []string{"serve", "--node-id", strconv.Itoa(i),
 					"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort+i-1),
 					"--raft-addr", fmt.Sprintf("127.0.0.1:%d", rftPort+i-1),
-					"--data-dir", filepath.Join(dataDir, fmt.Sprintf("node-%d", i))}
+					"--data-dir", filepath.Join(dataDir, fmt.Sprintf("node-%d", i)), "--logdb", logDB}
 				if nodes > 1 {
 					args = append(args, "--peers", strings.Join(peers, ","))
 				}
@@ -192,5 +193,6 @@ failover. Ctrl-C stops them all.`,
 	f.StringVar(&dataDir, "data-dir", "./weir-dev", "parent directory of the nodes' data")
 	f.IntVar(&httpPort, "http-port", 8080, "HTTP port of node 1 (node i: +i-1)")
 	f.IntVar(&rftPort, "raft-port", 7070, "Raft port of node 1 (node i: +i-1)")
+	f.StringVar(&logDB, "logdb", "tan", "Raft log store of the nodes: tan or pebble (see weir serve --help)")
 	return cmd
 }

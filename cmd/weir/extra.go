@@ -12,5 +12,5 @@ func extraCommands() []*cobra.Command {
 // extraBenchCommands lists the subcommands of `weir bench` built beside
 // the core.
 func extraBenchCommands() []*cobra.Command {
-	return []*cobra.Command{newBenchQueueCmd()}
+	return []*cobra.Command{newBenchQueueCmd(), newBenchWSCmd()}
 }

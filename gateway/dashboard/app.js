@@ -6,6 +6,7 @@
 const params = new URLSearchParams(location.search);
 const INTERVAL = Math.max(250, Number(params.get("interval")) || 1000); // ms between polls
 const HISTORY = 180; // samples kept for the charts
+const SHOW_INTERNAL = params.has("internal"); // topics named __* (module storage) are hidden unless ?internal
 const COLORS = ["#4fb3ff", "#3ecf8e", "#f5b041", "#ff6b6b", "#b48cff", "#ff8fd0", "#5ee6e6", "#c9d65b"];
 
 const state = {
@@ -80,6 +81,7 @@ async function poll() {
 }
 
 function update(s) {
+  if (!SHOW_INTERNAL) s.topics = s.topics.filter((t) => !t.name.startsWith("__"));
   const prev = state.prev;
   const dt = prev ? (s.time - prev.time) / 1000 : 0;
   const prevTopics = new Map((prev ? prev.topics : []).map((t) => [t.name, t]));

@@ -226,3 +226,106 @@ func TestClusterJoinRebalanceRemove(t *testing.T) {
 		t.Fatalf("rejoin of a removed id: %d %s", r.Status, r.Body)
 	}
 }
+
+func TestClusterPlacementForwardingAndStatus(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	u1 := c.nodes[1].URL()
+	r := tu.Do(t, "POST", u1+"/v1/topics", map[string]any{"name": "orders", "partitions": 6})
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	var topic struct {
+		ReplicationFactor int `json:"replication_factor"`
+	}
+	r.JSON(t, &topic)
+	if topic.ReplicationFactor != 3 {
+		t.Fatalf("default replication factor %d, want 3", topic.ReplicationFactor)
+	}
+	// Leaders spread evenly once the balancer has moved them to the
+	// preferred nodes: 2 per node.
+	tu.Eventually(t, 60*time.Second, "leaders spread evenly", func() bool {
+		st := tu.ClusterStatus(t, u1)
+		if !tu.Settled(st) || len(st.Nodes) != 3 {
+			return false
+		}
+		for _, n := range st.Nodes {
+			if n.Health != "up" || n.Replicas != 6 || n.Leaders != 2 || n.MetaRole != "voter" {
+				return false
+			}
+		}
+		return true
+	})
+	// Every node takes produces for every partition (forwarding to the
+	// leader) and serves fetches of every partition.
+	want := map[int][]string{}
+	for id := uint64(1); id <= 3; id++ {
+		u := c.nodes[id].URL()
+		for p := 0; p < 6; p++ {
+			pid := fmt.Sprintf("n%d-p%d", id, p)
+			offs := produceSeq(t, u, "orders", p, pid, 0, 3)
+			for i, off := range offs {
+				if off != int64(len(want[p])+i) {
+					t.Fatalf("partition %d: offset %d, want %d", p, off, len(want[p])+i)
+				}
+			}
+			for i := 0; i < 3; i++ {
+				want[p] = append(want[p], fmt.Sprintf("%s-%d", pid, i))
+			}
+		}
+	}
+	// A retried idempotent batch answers duplicate with its first offsets.
+	r = tu.Do(t, "POST", c.nodes[2].URL()+"/v1/topics/orders/records", map[string]any{"producer_id": "n1-p0", "sequence": 2,
+		"records": []map[string]any{{"value": "n1-p0-2", "partition": 0}}})
+	var o offsetsResp
+	r.JSON(t, &o)
+	if r.Status != 200 || !o.Duplicate || o.Offsets[0].Offset != 2 {
+		t.Fatalf("retry: %d %s", r.Status, r.Body)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		for p := 0; p < 6; p++ {
+			got := tu.ReadPartition(t, c.nodes[id].URL(), "orders", p, false)
+			if fmt.Sprint(got) != fmt.Sprint(want[p]) {
+				t.Fatalf("node %d partition %d: %v, want %v", id, p, got, want[p])
+			}
+		}
+	}
+	// Every replica holds the same records at the same offsets.
+	tu.Eventually(t, 20*time.Second, "replicas agree", func() bool {
+		for p := 0; p < 6; p++ {
+			for id := uint64(1); id <= 3; id++ {
+				if fmt.Sprint(tu.ReadPartition(t, c.nodes[id].URL(), "orders", p, true)) != fmt.Sprint(want[p]) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// Describe through any node reports leaders and offsets.
+	var d struct {
+		Partitions []struct {
+			Leader        uint64 `json:"leader"`
+			HighWatermark int64  `json:"high_watermark"`
+		} `json:"partitions"`
+	}
+	tu.Do(t, "GET", c.nodes[3].URL()+"/v1/topics/orders", nil).JSON(t, &d)
+	for p, pi := range d.Partitions {
+		if pi.Leader == 0 || pi.HighWatermark != 9 {
+			t.Fatalf("partition %d described as %+v", p, pi)
+		}
+	}
+	// Admin and group calls work through any node.
+	r = tu.Do(t, "POST", c.nodes[3].URL()+"/v1/groups/g/offsets", map[string]any{"offsets": []map[string]any{{"topic": "orders", "partition": 1, "offset": 4}}})
+	if r.Status != 204 {
+		t.Fatalf("commit: %d %s", r.Status, r.Body)
+	}
+	tu.Eventually(t, 10*time.Second, "group offsets everywhere", func() bool {
+		var g struct {
+			Offsets []struct {
+				Offset int64 `json:"offset"`
+				Lag    int64 `json:"lag"`
+			} `json:"offsets"`
+		}
+		tu.Do(t, "GET", c.nodes[1].URL()+"/v1/groups/g/offsets", nil).JSON(t, &g)
+		return len(g.Offsets) == 1 && g.Offsets[0].Offset == 4 && g.Offsets[0].Lag == 5
+	})
+}

@@ -433,3 +433,25 @@ func TestWSOrigins(t *testing.T) {
 		t.Fatalf("refused handshake: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestWSResumeAfterRestart: a client that reconnects to a restarted node
+// with its resume positions gets the records after them, even while the
+// node is still opening its partitions.
+func TestWSResumeAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := startNode(t, dir)
+	createTopic(t, s.URL(), "resume", 1)
+	produceN(t, s.URL(), "resume", 3, 0, "x")
+	stop(t, s)
+	s = startNode(t, dir)
+	defer stop(t, s)
+	u := s.URL()
+	c := dialWS(t, u, "/v1/ws", nil)
+	c.send(map[string]any{"op": "subscribe", "id": "a", "topic": "resume", "positions": []map[string]any{{"partition": 0, "offset": 2}}})
+	c.expect(0, "subscribed", "a")
+	produceN(t, u, "resume", 2, 0, "y")
+	c.wait(10*time.Second, "records from offset 2", func(msgs []wsMsg) bool { return countRecords(msgs, "a") == 3 })
+	if recs := c.records("a"); recs[0].Offset != 2 || recs[0].Value != "x2" || recs[2].Value != "y1" {
+		t.Fatalf("resumed records: %+v", recs)
+	}
+}

@@ -168,9 +168,22 @@ func CheckTopic(t testing.TB, l *Ledger, topic, statusURL string, urlOf func(nod
 		if cp.Topic != topic {
 			continue
 		}
-		reps := map[string][]string{}
-		for _, n := range cp.Members {
-			reps[fmt.Sprintf("node%d", n)] = ReadPartition(t, urlOf(n), topic, cp.Partition, true)
+		// Followers learn the last commits with the next heartbeat: wait
+		// (bounded) until every replica holds as many records.
+		var reps map[string][]string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			reps = map[string][]string{}
+			lens := map[int]bool{}
+			for _, n := range cp.Members {
+				vals := ReadPartition(t, urlOf(n), topic, cp.Partition, true)
+				reps[fmt.Sprintf("node%d", n)] = vals
+				lens[len(vals)] = true
+			}
+			if len(lens) <= 1 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		l.Check(t, cp.Partition, reps)
 	}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/spf13/cobra"
+	"github.com/valyala/fasthttp"
+)
+
+// newBenchWSCmd is `weir bench ws`: WebSocket fan-out throughput and
+// delivery latency, and the server's memory per idle connection.
+func newBenchWSCmd() *cobra.Command {
+	var (
+		topic                                      string
+		partitions, subscribers, rate, size, batch int
+		credit, idle, serverPID                    int
+		duration, warmup                           time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "ws",
+		Short: "WebSocket fan-out: N subscribers on one topic; delivered records/s, delivery latency, memory per idle connection",
+		Long: `Open --subscribers WebSocket connections that each subscribe to --topic from
+latest, produce --rate records/s over HTTP (each value carries its send time),
+and report the records/s delivered to all subscribers together and the
+delivery latency (send to receipt, the first record of each frame) after
+--warmup. With --server-pid (a server on this machine) it first opens --idle
+idle connections and reports the server's resident memory per connection,
+bare and with one idle subscription each.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if size < 19 || rate <= 0 || batch <= 0 || subscribers <= 0 || credit <= 0 {
+				return fmt.Errorf("--size must be ≥ 19; --rate, --batch, --subscribers and --credit ≥ 1")
+			}
+			base, _ := cmd.Flags().GetString("server")
+			base = strings.TrimRight(base, "/")
+			wsBase := "ws" + strings.TrimPrefix(base, "http")
+			if err := ensureTopic(cmd, topic, partitions); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			dialer := &websocket.Dialer{ReadBufferSize: 4096, WriteBufferSize: 512, HandshakeTimeout: 30 * time.Second}
+
+			if serverPID > 0 && idle > 0 {
+				settle := func() int64 { time.Sleep(2 * time.Second); return rssBytes(serverPID) }
+				rss0 := settle()
+				conns, err := dialAll(dialer, wsBase, idle)
+				if err != nil {
+					return err
+				}
+				rss1 := settle()
+				for _, c := range conns {
+					if err := benchSubscribe(c, topic, 1000); err != nil {
+						closeAll(conns)
+						return err
+					}
+				}
+				rss2 := settle()
+				closeAll(conns)
+				fmt.Fprintf(out, "idle connections: %d; server RSS %.1f MB → %.1f MB: %.1f KiB per connection; with one idle subscription each %.1f MB: %.1f KiB per connection\n",
+					idle, mb(rss0), mb(rss1), kib(rss1-rss0)/float64(idle), mb(rss2), kib(rss2-rss0)/float64(idle))
+			}
+
+			conns, err := dialAll(dialer, wsBase, subscribers)
+			if err != nil {
+				return err
+			}
+			defer closeAll(conns)
+			for _, c := range conns {
+				if err := benchSubscribe(c, topic, credit); err != nil {
+					return err
+				}
+			}
+			var (
+				measuring atomic.Bool
+				delivered atomic.Int64
+				measured  atomic.Int64
+				mu        sync.Mutex
+				lats      []time.Duration
+				readers   sync.WaitGroup
+			)
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			for _, c := range conns {
+				readers.Add(1)
+				go func() {
+					defer readers.Done()
+					var local []time.Duration
+					defer func() { mu.Lock(); lats = append(lats, local...); mu.Unlock() }()
+					var buf bytes.Buffer
+					consumed := 0
+					for {
+						_, r, err := c.NextReader()
+						if err != nil {
+							return
+						}
+						buf.Reset()
+						if _, err := io.Copy(&buf, r); err != nil {
+							return
+						}
+						now := time.Now()
+						frame := buf.Bytes()
+						n := bytes.Count(frame, []byte(`{"topic":`))
+						if n == 0 {
+							continue
+						}
+						delivered.Add(int64(n))
+						if measuring.Load() {
+							measured.Add(int64(n))
+							// The first record of the frame is its oldest.
+							if i := bytes.Index(frame, []byte(`"value":"`)); i >= 0 && len(frame) >= i+9+19 {
+								if ns, err := strconv.ParseInt(string(frame[i+9:i+9+19]), 10, 64); err == nil {
+									local = append(local, now.Sub(time.Unix(0, ns)))
+								}
+							}
+						}
+						if consumed += n; consumed >= credit/2 {
+							c.WriteMessage(websocket.TextMessage, []byte(`{"op":"credit","sub":"b","records":`+strconv.Itoa(consumed)+`}`))
+							consumed = 0
+						}
+						if ctx.Err() != nil {
+							return
+						}
+					}
+				}()
+			}
+
+			// Produce at the rate, in batches; each value starts with its
+			// send time in nanoseconds.
+			hc := &fasthttp.Client{MaxConnsPerHost: 16, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+			target := base + "/v1/topics/" + url.PathEscape(topic) + "/records"
+			interval := time.Duration(float64(time.Second) * float64(batch) / float64(rate))
+			pad := strings.Repeat("x", size-19)
+			var produced, failures atomic.Int64
+			start := time.Now()
+			warmEnd := start.Add(warmup)
+			end := warmEnd.Add(duration)
+			var producers sync.WaitGroup
+			ticker := time.NewTicker(interval)
+			for time.Now().Before(end) {
+				<-ticker.C
+				if !measuring.Load() && time.Now().After(warmEnd) {
+					measuring.Store(true)
+				}
+				var b bytes.Buffer
+				b.WriteString(`{"records":[`)
+				now := time.Now().UnixNano()
+				for i := 0; i < batch; i++ {
+					if i > 0 {
+						b.WriteByte(',')
+					}
+					fmt.Fprintf(&b, `{"value":"%019d%s"}`, now, pad)
+				}
+				b.WriteString(`]}`)
+				producers.Add(1)
+				go func(body []byte) {
+					defer producers.Done()
+					req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+					defer fasthttp.ReleaseRequest(req)
+					defer fasthttp.ReleaseResponse(resp)
+					req.SetRequestURI(target)
+					req.Header.SetMethod("POST")
+					req.Header.SetContentType("application/json")
+					req.SetBodyRaw(body)
+					if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+						failures.Add(1)
+						return
+					}
+					produced.Add(int64(batch))
+				}(b.Bytes())
+			}
+			ticker.Stop()
+			measuring.Store(false)
+			window := time.Since(warmEnd)
+			producers.Wait()
+			// Let the subscribers drain what was produced.
+			want := produced.Load() * int64(subscribers)
+			drain := time.Now().Add(10 * time.Second)
+			for delivered.Load() < want && time.Now().Before(drain) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			cancel()
+			closeAll(conns)
+			readers.Wait()
+
+			sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+			pct := func(p float64) time.Duration {
+				if len(lats) == 0 {
+					return 0
+				}
+				return lats[min(len(lats)-1, int(p*float64(len(lats))))].Round(100 * time.Microsecond)
+			}
+			fmt.Fprintf(out, "fan-out: %d subscribers, %d records/s produced in %d-record batches of %d-byte values, measured %s after %s of warm-up\n",
+				subscribers, rate, batch, size, window.Round(time.Millisecond), warmup)
+			fmt.Fprintf(out, "delivered: %.0f records/s to all subscribers together; %d of %d records delivered by the end (%d produce failures)\n",
+				float64(measured.Load())/window.Seconds(), delivered.Load(), want, failures.Load())
+			fmt.Fprintf(out, "delivery latency (send → receipt of each frame's first record, %d frames): p50 %s  p90 %s  p99 %s  max %s\n",
+				len(lats), pct(0.50), pct(0.90), pct(0.99), pct(1))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&topic, "topic", "bench-ws", "topic (created when missing)")
+	f.IntVar(&partitions, "partitions", 1, "partitions of a new topic")
+	f.IntVar(&subscribers, "subscribers", 1000, "WebSocket subscribers, one connection each")
+	f.IntVar(&rate, "rate", 400, "records produced per second (each is delivered to every subscriber)")
+	f.IntVar(&size, "size", 100, "value size in bytes (≥ 19)")
+	f.IntVar(&batch, "batch", 20, "records per produce request")
+	f.IntVar(&credit, "credit", 1000, "credit window per subscription")
+	f.DurationVar(&duration, "duration", 20*time.Second, "measured time")
+	f.DurationVar(&warmup, "warmup", 3*time.Second, "time before measuring")
+	f.IntVar(&idle, "idle", 1000, "idle connections for the memory measurement (needs --server-pid)")
+	f.IntVar(&serverPID, "server-pid", 0, "pid of a server on this machine, to read its resident memory (/proc/PID/status)")
+	return cmd
+}
+
+// dialAll opens n connections to wsBase/v1/ws, 32 at a time.
+func dialAll(d *websocket.Dialer, wsBase string, n int) ([]*websocket.Conn, error) {
+	conns := make([]*websocket.Conn, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, _, err := d.Dial(wsBase+"/v1/ws", nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			conns[i] = c
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		closeAll(conns)
+		return nil, err
+	}
+	return conns, nil
+}
+
+// benchSubscribe subscribes a connection from latest and waits for the answer.
+func benchSubscribe(c *websocket.Conn, topic string, credit int) error {
+	if err := c.WriteJSON(map[string]any{"op": "subscribe", "id": "b", "topic": topic, "from": "latest", "credit": credit}); err != nil {
+		return err
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	var m struct {
+		Op    string `json:"op"`
+		Error *struct {
+			Code, Message string
+		} `json:"error"`
+	}
+	if err := c.ReadJSON(&m); err != nil {
+		return err
+	}
+	if m.Op != "subscribed" {
+		return fmt.Errorf("subscribe: %s %+v", m.Op, m.Error)
+	}
+	return nil
+}
+
+func closeAll(conns []*websocket.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// rssBytes reads VmRSS of a process on this machine (0 when unknown).
+func rssBytes(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func mb(b int64) float64  { return float64(b) / (1 << 20) }
+func kib(b int64) float64 { return float64(b) / 1024 }
