@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/raftlog/internal/segment"
@@ -59,8 +60,31 @@ func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.Appen
 	}
 }
 
+// catchUp waits, once per replica start, until the replica has applied
+// everything committed before it (a ReadIndex round): until then a restarted
+// replica would serve a stale prefix and a high watermark below what was
+// acknowledged.
+func (p *Partition) catchUp(ctx context.Context) error {
+	if p.sm.caughtUp.Load() {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	if _, err := p.h.nh.SyncRead(ctx, p.shardID, nil); err != nil {
+		return fmt.Errorf("%w: partition replica is catching up: %v", core.ErrUnavailable, err)
+	}
+	p.sm.caughtUp.Store(true)
+	return nil
+}
+
 // Read serves records from this node's applied segments.
 func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
+	if err := p.catchUp(ctx); err != nil {
+		return nil, err
+	}
 	start, hwm := p.sm.logStart.Load(), p.sm.hwm.Load()
 	if from < start || from > hwm {
 		return nil, &core.OffsetRangeError{Offset: from, LogStart: start, HighWatermark: hwm}

@@ -66,6 +66,10 @@ type partitionSM struct {
 	logStart atomic.Int64
 	closed   atomic.Bool
 	opened   atomic.Bool // Open finished: seg may be read from other goroutines
+	// caughtUp: a linearizable read succeeded since Open, so the replica
+	// applied every entry committed before it started (after a restart,
+	// Dragonboat replays the Raft log tail asynchronously).
+	caughtUp atomic.Bool
 
 	notifyMu sync.Mutex
 	notifyCh chan struct{}

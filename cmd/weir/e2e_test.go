@@ -74,7 +74,14 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	for part := 0; part < 2; part++ {
 		next := int64(0)
 		for {
-			r := tu.Do(t, "GET", fmt.Sprintf("%s/v1/topics/k9/partitions/%d/records?offset=%d&max_records=5000", u, part, next), nil)
+			url := fmt.Sprintf("%s/v1/topics/k9/partitions/%d/records?offset=%d&max_records=5000", u, part, next)
+			// Right after a restart a partition may answer 503 unavailable
+			// (with Retry-After) until its replica has a leader and caught up.
+			var r *tu.Response
+			tu.Eventually(t, 30*time.Second, "partition readable after restart", func() bool {
+				r = tu.Do(t, "GET", url, nil)
+				return r.Status == 200
+			})
 			var f struct {
 				Records []struct {
 					Offset int64  `json:"offset"`
@@ -101,7 +108,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	}
 	for v := range acked {
 		if seen[v] != 1 {
-			t.Fatalf("acknowledged record %s found %d times after kill -9", v, seen[v])
+			t.Fatalf("acknowledged record %s (at %d/%d) found %d times after kill -9; %d acked, %d in the log", v, acked[v].partition, acked[v].offset, seen[v], len(acked), len(seen))
 		}
 	}
 	t.Logf("%d acknowledged records all present after kill -9 (%d in the log)", len(acked), len(seen))
