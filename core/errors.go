@@ -30,6 +30,12 @@ var (
 	ErrUnknownMember   = errors.New("unknown member")
 	ErrStaleGeneration = errors.New("stale generation")
 	ErrNotAssigned     = errors.New("partition not assigned")
+
+	// Security (core/auth, docs/security.md).
+	ErrUnauthenticated   = errors.New("unauthenticated")
+	ErrForbidden         = errors.New("forbidden")
+	ErrPrincipalNotFound = errors.New("principal not found")
+	ErrACLNotFound       = errors.New("acl not found")
 )
 
 // InvalidError says why a request is malformed. It wraps ErrBadRequest.

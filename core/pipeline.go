@@ -76,6 +76,15 @@ type PipelineSpec struct {
 	From      string            `json:"from"`       // earliest (default) or latest: where a new pipeline starts
 	Paused    bool              `json:"paused"`
 	CreatedAt int64             `json:"created_at"`
+	// Principal created the pipeline; it runs with that principal's rights
+	// (docs/security.md). Empty when security was off.
+	Principal string `json:"principal,omitempty"`
+}
+
+// AccessChecker answers whether a stored principal may do op ("read",
+// "write") on a resource ("topic", name); core/auth implements it.
+type AccessChecker interface {
+	PrincipalAllowed(principal, resourceType, resource, op string) bool
 }
 
 // PipelinesConfig configures the pipeline service.
@@ -88,6 +97,10 @@ type PipelinesConfig struct {
 	// MaxModuleBytes bounds an upload. Default 16 MiB.
 	MaxModuleBytes int
 	Logger         *slog.Logger
+	// Access, when set, is checked before each batch: the pipeline's
+	// principal must be allowed to read its inputs and write its outputs
+	// and dead-letter topic, else the batch fails (docs/security.md).
+	Access AccessChecker
 }
 
 // Pipelines runs Wasm pipelines: modules, pipeline definitions, and the

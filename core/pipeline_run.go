@@ -243,6 +243,9 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 		if start := log.LogStart(); m.Pos < start {
 			m.Pos = start // retention deleted records the pipeline had not processed
 		}
+		if err := p.checkAccess(s, k.topic); err != nil {
+			return err
+		}
 		changed := log.Changed()
 		recs, err := log.Read(ctx, m.Pos, s.BatchSize, p.cfg.MaxBatchBytes)
 		if err != nil {
@@ -534,4 +537,22 @@ func decodeOutbox(b []byte) ([]outboxGroup, error) {
 		out = append(out, outboxGroup{tp, seq, recs})
 	}
 	return out, d.err
+}
+
+// checkAccess refuses a batch when the pipeline's principal may no longer
+// read its input or write its outputs (docs/security.md).
+func (p *Pipelines) checkAccess(s PipelineSpec, input string) error {
+	a := p.cfg.Access
+	if a == nil {
+		return nil
+	}
+	if !a.PrincipalAllowed(s.Principal, "topic", input, "read") {
+		return fmt.Errorf("%w: pipeline %q runs as principal %q, which may not read topic %q", ErrForbidden, s.Name, s.Principal, input)
+	}
+	for _, t := range append(append([]string(nil), s.Outputs...), s.OnError.DeadLetterTopic) {
+		if t != "" && !a.PrincipalAllowed(s.Principal, "topic", t, "write") {
+			return fmt.Errorf("%w: pipeline %q runs as principal %q, which may not write topic %q", ErrForbidden, s.Name, s.Principal, t)
+		}
+	}
+	return nil
 }

@@ -621,10 +621,16 @@ func (q *Queues) Receive(ctx context.Context, req *ReceiveRequest) ([]Message, e
 		if len(out) > 0 {
 			return out, nil
 		}
-		if served == 0 && lastErr != nil {
-			return nil, lastErr
-		}
 		d := time.Until(deadline)
+		if served == 0 && lastErr != nil {
+			// Nothing could be served. A replica catching up after a
+			// restart, or a partition between leaders, is worth waiting
+			// for while the long-poll lasts.
+			if !errors.Is(lastErr, ErrUnavailable) || d <= 0 {
+				return nil, lastErr
+			}
+			nextDue = time.Now().Add(min(d, 100*time.Millisecond)).UnixMilli()
+		}
 		if d <= 0 {
 			return nil, nil
 		}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // A partWorker serialises this node's work on one subscription's state on
@@ -46,6 +47,8 @@ type partWorker struct {
 	pending  []*wop     // taken from ops (or requeued), not yet computed
 	inflight []*flight  // proposed, oldest first
 	broken   bool       // a flight failed: start no more until all landed, then rebuild
+	failed   bool       // the last rebuild's base lost a condition: wait for the replica to move
+	base     []byte     // the replica's header the mirror was last built from
 	waits    sync.WaitGroup
 }
 
@@ -283,7 +286,7 @@ func (w *partWorker) land() {
 	case f.err == nil:
 		// Not applied: another writer got there first, or an earlier
 		// flight failed. Compute again on the real state.
-		w.broken = true
+		w.broken, w.failed = true, true
 		w.requeue(f.ops)
 	default:
 		w.broken = true // the outcome is unknown
@@ -305,11 +308,43 @@ func (w *partWorker) requeue(ops []*wop) {
 }
 
 // refresh makes the mirror match the replicated state.
+//
+// This node's replica may lag the leader (a follower, or a node that
+// forwards its transactions): when it has not yet applied the transactions
+// the mirror already holds (a lower generation), the mirror is kept, since
+// those transactions committed. After a transaction failed, a rebuild from
+// a replica that has not changed since the failed computation would fail
+// again: it waits (a little) for the replica to apply something first.
 func (w *partWorker) refresh(log PartitionLog) error {
+	raw, ok := log.StateGet(w.hdrKey)
 	if w.m != nil {
-		raw, ok := log.StateGet(w.hdrKey)
 		if ok == (w.m.raw != nil) && bytes.Equal(raw, w.m.raw) {
 			return nil
+		}
+		if ok && w.m.raw != nil {
+			if h, err := decodeSubHeader(raw); err == nil && h.gen < w.m.h.gen {
+				return nil // the mirror is ahead of this replica
+			}
+		}
+	}
+	if w.failed {
+		w.failed = false
+		deadline := time.NewTimer(time.Second)
+		defer deadline.Stop()
+	wait:
+		for {
+			changed := log.Changed()
+			raw, ok = log.StateGet(w.hdrKey)
+			if ok != (w.base != nil) || !bytes.Equal(raw, w.base) {
+				break
+			}
+			select {
+			case <-changed:
+			case <-deadline.C:
+				break wait
+			case <-w.q.ctx.Done():
+				return fmt.Errorf("%w: the queue service is stopping", ErrUnavailable)
+			}
 		}
 	}
 	m, err := loadMirror(log, w.prefix)
@@ -317,6 +352,7 @@ func (w *partWorker) refresh(log PartitionLog) error {
 		return err
 	}
 	w.m = m
+	w.base = m.raw
 	return nil
 }
 
@@ -529,8 +565,10 @@ func (t *subTx) ack(op *wop) {
 			// Already done: an ack is idempotent.
 		case r.offset >= t.h.frontier:
 			op.errs[i] = fmt.Errorf("%w: offset %d was never delivered", ErrInvalidReceipt, r.offset)
+			t.dirty = true // validate: this replica may lag
 		default:
 			op.errs[i] = fmt.Errorf("%w: the message was nacked or leased again since this receipt", ErrLeaseLost)
+			t.dirty = true
 		}
 	}
 }
@@ -576,7 +614,11 @@ func (t *subTx) extend(op *wop) {
 	}
 }
 
+// lostErr says why r holds no lease. An answer computed on this replica's
+// state is confirmed by a transaction (the batch is made dirty): a lagging
+// replica must not turn a live lease into an error.
 func (t *subTx) lostErr(r receipt) error {
+	t.dirty = true
 	switch {
 	case t.done(r.offset):
 		return fmt.Errorf("%w: the message was acknowledged or dead-lettered", ErrLeaseLost)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -37,12 +38,23 @@ const deadlineHeader = "Weir-Deadline-Ms"
 type ForwarderConfig struct {
 	DialTimeout     time.Duration // default 1 s
 	MaxConnsPerNode int           // default 1024
+	// TLS, when set, makes node-to-node calls HTTPS with this client
+	// configuration (the nodes serve HTTPS; docs/security.md).
+	TLS *tls.Config
+	// Secret is sent in NodeSecretHeader on every call: the receiving node
+	// requires it on internal endpoints when security is on.
+	Secret string
 }
+
+// NodeSecretHeader carries the cluster secret on node-to-node calls.
+const NodeSecretHeader = "Weir-Node-Secret"
 
 // Forwarder is the HTTP client of node-to-node calls; it implements
 // core.Forwarder. Safe for concurrent use.
 type Forwarder struct {
-	c *fasthttp.Client
+	c      *fasthttp.Client
+	scheme string // "http://" or "https://"
+	secret string
 }
 
 var _ core.Forwarder = (*Forwarder)(nil)
@@ -56,7 +68,12 @@ func NewForwarder(cfg ForwarderConfig) *Forwarder {
 		cfg.MaxConnsPerNode = 1024
 	}
 	dt := cfg.DialTimeout
-	return &Forwarder{c: &fasthttp.Client{
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
+	}
+	return &Forwarder{scheme: scheme, secret: cfg.Secret, c: &fasthttp.Client{
+		TLSConfig:                cfg.TLS,
 		Name:                     "weir-node",
 		NoDefaultUserAgentHeader: true,
 		MaxConnsPerHost:          cfg.MaxConnsPerNode,
@@ -76,6 +93,9 @@ func (f *Forwarder) do(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 		deadline = time.Now().Add(time.Minute)
 	}
 	req.Header.Set(deadlineHeader, strconv.FormatInt(max(1, time.Until(deadline).Milliseconds()), 10))
+	if f.secret != "" {
+		req.Header.Set(NodeSecretHeader, f.secret)
+	}
 	done := make(chan error, 1)
 	go func() { done <- f.c.DoDeadline(req, resp, deadline) }()
 	select {
@@ -114,6 +134,7 @@ func (f *Forwarder) call(ctx context.Context, method, url string, hops int, body
 	if hops > 0 {
 		req.Header.Set(HopsHeader, strconv.Itoa(hops))
 	}
+	injectTraceparent(ctx, req) // telemetry.go
 	if body != nil {
 		req.Header.SetContentType(ctype)
 		req.SetBodyRaw(body)
@@ -135,8 +156,8 @@ func (f *Forwarder) call(ctx context.Context, method, url string, hops int, body
 	return nil
 }
 
-func partitionURL(to core.Route, op string) string {
-	return "http://" + to.Addr + "/v1/internal/" + op + "?topic=" + urlEscape(to.Topic) + "&partition=" + strconv.Itoa(to.Partition)
+func (f *Forwarder) partitionURL(to core.Route, op string) string {
+	return f.scheme + to.Addr + "/v1/internal/" + op + "?topic=" + urlEscape(to.Topic) + "&partition=" + strconv.Itoa(to.Partition)
 }
 
 func urlEscape(s string) string {
@@ -148,7 +169,7 @@ func urlEscape(s string) string {
 func (f *Forwarder) Append(ctx context.Context, to core.Route, b *core.AppendBatch) (core.AppendResult, error) {
 	body := encodeForwardAppend(b)
 	var res core.AppendResult
-	err := f.call(ctx, "POST", partitionURL(to, "append"), to.Hops, body, "application/octet-stream", func(resp *fasthttp.Response) error {
+	err := f.call(ctx, "POST", f.partitionURL(to, "append"), to.Hops, body, "application/octet-stream", func(resp *fasthttp.Response) error {
 		var out struct {
 			BaseOffset int64 `json:"base_offset"`
 			Duplicate  bool  `json:"duplicate"`
@@ -173,7 +194,7 @@ func (f *Forwarder) ApplyTxn(ctx context.Context, to core.Route, txn *core.State
 		return core.TxnResult{}, err
 	}
 	var res core.TxnResult
-	err = f.call(ctx, "POST", partitionURL(to, "txn"), to.Hops, body, "application/json", func(resp *fasthttp.Response) error {
+	err = f.call(ctx, "POST", f.partitionURL(to, "txn"), to.Hops, body, "application/json", func(resp *fasthttp.Response) error {
 		return json.Unmarshal(resp.Body(), &res)
 	})
 	return res, err
@@ -181,12 +202,12 @@ func (f *Forwarder) ApplyTxn(ctx context.Context, to core.Route, txn *core.State
 
 // TrimTo implements core.Forwarder.
 func (f *Forwarder) TrimTo(ctx context.Context, to core.Route, offset int64) error {
-	return f.call(ctx, "POST", partitionURL(to, "trim")+"&offset="+strconv.FormatInt(offset, 10), to.Hops, []byte{}, "application/octet-stream", nil)
+	return f.call(ctx, "POST", f.partitionURL(to, "trim")+"&offset="+strconv.FormatInt(offset, 10), to.Hops, []byte{}, "application/octet-stream", nil)
 }
 
 // Read implements core.Forwarder.
 func (f *Forwarder) Read(ctx context.Context, to core.Route, r core.ReadRequest) (core.ReadResult, error) {
-	url := partitionURL(to, "read") + "&from=" + strconv.FormatInt(r.From, 10) + "&max_records=" + strconv.Itoa(r.MaxRecords) +
+	url := f.partitionURL(to, "read") + "&from=" + strconv.FormatInt(r.From, 10) + "&max_records=" + strconv.Itoa(r.MaxRecords) +
 		"&max_bytes=" + strconv.Itoa(r.MaxBytes) + "&timestamp=" + strconv.FormatInt(r.Timestamp, 10)
 	var res core.ReadResult
 	err := f.call(ctx, "GET", url, to.Hops, nil, "", func(resp *fasthttp.Response) error {
@@ -199,7 +220,7 @@ func (f *Forwarder) Read(ctx context.Context, to core.Route, r core.ReadRequest)
 
 // State implements core.Forwarder.
 func (f *Forwarder) State(ctx context.Context, to core.Route, prefix string, exact bool) (map[string][]byte, error) {
-	url := partitionURL(to, "state") + "&prefix=" + string(fasthttp.AppendQuotedArg(nil, []byte(prefix)))
+	url := f.partitionURL(to, "state") + "&prefix=" + string(fasthttp.AppendQuotedArg(nil, []byte(prefix)))
 	if exact {
 		url += "&exact=1"
 	}
@@ -213,7 +234,7 @@ func (f *Forwarder) State(ctx context.Context, to core.Route, prefix string, exa
 // NodeStatus implements core.Forwarder.
 func (f *Forwarder) NodeStatus(ctx context.Context, addr string) (core.NodeStatus, error) {
 	var st core.NodeStatus
-	err := f.call(ctx, "GET", "http://"+addr+"/v1/internal/node", 1, nil, "", func(resp *fasthttp.Response) error {
+	err := f.call(ctx, "GET", f.scheme+addr+"/v1/internal/node", 1, nil, "", func(resp *fasthttp.Response) error {
 		return json.Unmarshal(resp.Body(), &st)
 	})
 	return st, err
@@ -221,7 +242,7 @@ func (f *Forwarder) NodeStatus(ctx context.Context, addr string) (core.NodeStatu
 
 // Ping implements core.Forwarder.
 func (f *Forwarder) Ping(ctx context.Context, addr string) error {
-	return f.call(ctx, "GET", "http://"+addr+"/healthz", 0, nil, "", nil)
+	return f.call(ctx, "GET", f.scheme+addr+"/healthz", 0, nil, "", nil)
 }
 
 // Proxy sends the client's request as is to another node (marked with
@@ -232,8 +253,11 @@ func (f *Forwarder) Proxy(ctx *fasthttp.RequestCtx, addr string, hops int, deadl
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	ctx.Request.CopyTo(req)
-	req.SetRequestURI("http://" + addr + string(ctx.RequestURI()))
+	req.SetRequestURI(f.scheme + addr + string(ctx.RequestURI()))
 	req.Header.Set(HopsHeader, strconv.Itoa(hops))
+	if f.secret != "" {
+		req.Header.Set(NodeSecretHeader, f.secret)
+	}
 	if err := f.c.DoDeadline(req, resp, deadline); err != nil {
 		return false
 	}
@@ -446,7 +470,7 @@ func (s *Server) routeInternal(ctx *fasthttp.RequestCtx, method string, seg []st
 			writeInternalError(ctx, err)
 			return
 		}
-		res, err := log.Append(rctx, b)
+		res, err := s.broker.Telemetry().Append(s.traceContext(rctx, ctx), log, topic, p, b) // a commit span on this node too
 		if err != nil {
 			writeInternalError(ctx, err)
 			return

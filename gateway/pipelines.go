@@ -12,6 +12,7 @@ import (
 // MountPipelines serves the module and pipeline API (API.md "Modules and
 // pipelines") from p.
 func (s *Server) MountPipelines(p *core.Pipelines) {
+	s.pipes = p // for GET /v1/stats
 	h := &pipelineAPI{s: s, p: p}
 	s.Handle(Route{Path: "/v1/modules/", Handler: h.modules})
 	s.Handle(Route{Path: "/v1/pipelines/", Handler: h.pipelines})
@@ -122,6 +123,7 @@ func (a *pipelineAPI) pipelines(ctx *fasthttp.RequestCtx) {
 			Name: req.Name, Module: req.Module, Version: req.Version, Inputs: req.Inputs, Outputs: req.Outputs,
 			Config: req.Config, Guarantee: req.Guarantee, OnError: req.OnError, Limits: req.Limits,
 			BatchSize: req.BatchSize, From: req.From,
+			Principal: a.s.creator(ctx), // runs with its creator's rights (docs/security.md)
 		})
 		if err != nil {
 			writeError(ctx, err)

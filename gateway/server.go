@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/auth"
 )
 
 // Config configures the gateway. Zero values take the defaults named.
@@ -29,6 +30,10 @@ type Config struct {
 	// Groups is the consumer group coordinator (groups.go); nil: the
 	// gateway makes one with default settings and runs it until Shutdown.
 	Groups *core.GroupCoordinator
+
+	// Auth authenticates and authorizes requests (security.go); nil or
+	// disabled: every request is allowed, as the anonymous admin.
+	Auth *auth.Service
 }
 
 func (c *Config) setDefaults() {
@@ -70,7 +75,8 @@ type Server struct {
 	cancel   context.CancelFunc
 	inflight sync.WaitGroup
 
-	stats StatsSource // node-level parts of GET /v1/stats (stats.go)
+	stats StatsSource     // node-level parts of GET /v1/stats (stats.go)
+	pipes *core.Pipelines // set by MountPipelines; GET /v1/stats reads pipeline progress
 
 	queues *core.Queues // subscriptions (subscriptions.go); nil: disabled
 
@@ -138,8 +144,9 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetConnectionClose()
 }
 
-// handle routes a request. Paths: see API.md.
-func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+// route routes a request (after handle, security.go, authorized it).
+// Paths: see API.md.
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	method := string(ctx.Method())
 	for _, r := range s.routes {
@@ -180,6 +187,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.routeInternal(ctx, method, seg[2:]) // forward.go: calls from other nodes
 	case "stats":
 		s.getStats(ctx) // stats.go
+	case "principals", "acls", "whoami":
+		s.routeSecurity(ctx, method, seg[1:]) // security_api.go
 	case "groups":
 		if len(seg) == 4 && seg[3] == "offsets" {
 			switch method {

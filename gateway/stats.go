@@ -64,10 +64,13 @@ type statsGroupJSON struct {
 
 type statsPipelineJSON struct {
 	Name         string `json:"name"`
+	State        string `json:"state,omitempty"` // running or paused
 	Processed    int64  `json:"processed"`
 	Failed       int64  `json:"failed"`
 	DeadLettered int64  `json:"dead_lettered"`
-	WasmCalls    int64  `json:"wasm_calls"`
+	Lag          int64  `json:"lag"`
+	LastError    string `json:"last_error,omitempty"`
+	WasmCalls    int64  `json:"wasm_calls"` // on this node
 }
 
 type statsJSON struct {
@@ -88,9 +91,49 @@ type statsJSON struct {
 	} `json:"websocket"`
 }
 
-// pipelinesTable is the catalog table pipelines are defined in; the stats
-// list every pipeline defined there, with zero counts until it runs here.
+// pipelinesTable is the catalog table pipelines are defined in.
 const pipelinesTable = "pipelines"
+
+// statsPipelines reports every pipeline with its progress: from the
+// replicated state when the pipeline service is mounted (cluster-wide
+// counts: processed records, failed attempts, dead-lettered records, lag),
+// else from this node's counters (records of failed batches).
+func (s *Server) statsPipelines(local map[string]core.PipelineCounters) []statsPipelineJSON {
+	out := []statsPipelineJSON{}
+	if s.pipes != nil {
+		for _, spec := range s.pipes.List() {
+			_, parts, err := s.pipes.Status(spec.Name)
+			if err != nil {
+				continue
+			}
+			pj := statsPipelineJSON{Name: spec.Name, State: "running", WasmCalls: local[spec.Name].WasmCalls}
+			if spec.Paused {
+				pj.State = "paused"
+			}
+			for _, p := range parts {
+				pj.Processed += p.Processed
+				pj.Failed += p.Failed
+				pj.DeadLettered += p.DeadLettered
+				pj.Lag += p.Lag
+				if pj.LastError == "" {
+					pj.LastError = p.LastError
+				}
+			}
+			out = append(out, pj)
+		}
+		return out
+	}
+	for name := range s.broker.Store().CatalogList(pipelinesTable) {
+		if _, ok := local[name]; !ok {
+			local[name] = core.PipelineCounters{}
+		}
+	}
+	for name, c := range local {
+		out = append(out, statsPipelineJSON{Name: name, Processed: c.Processed, Failed: c.Failed, DeadLettered: c.DeadLettered, WasmCalls: c.WasmCalls})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
 
 // getStats serves GET /v1/stats: one JSON snapshot of this node's view of
 // the cluster for the dashboard (docs/observability.md).
@@ -152,17 +195,7 @@ func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
 			}
 		}
 	}
-	pcs := tel.PipelineCounters()
-	for name := range st.CatalogList(pipelinesTable) {
-		if _, ok := pcs[name]; !ok {
-			pcs[name] = core.PipelineCounters{}
-		}
-	}
-	out.Pipelines = []statsPipelineJSON{}
-	for name, c := range pcs {
-		out.Pipelines = append(out.Pipelines, statsPipelineJSON{name, c.Processed, c.Failed, c.DeadLettered, c.WasmCalls})
-	}
-	sort.Slice(out.Pipelines, func(i, j int) bool { return out.Pipelines[i].Name < out.Pipelines[j].Name })
+	out.Pipelines = s.statsPipelines(tel.PipelineCounters())
 	out.WebSocket.Connections, out.WebSocket.Dropped = tel.WSCounters()
 	b, _ := json.Marshal(out)
 	ctx.Response.Header.Set("Cache-Control", "no-store")

@@ -116,6 +116,8 @@ type wsHub struct {
 	wg    sync.WaitGroup // one per connection
 
 	paused atomic.Int64
+
+	pconns principalConns // connections per principal (ws_security.go)
 }
 
 func newWSHub(s *Server, cfg WSConfig) *wsHub {
@@ -207,6 +209,10 @@ func (h *wsHub) stats() WSStats {
 // wait blocks until every connection has ended (they end when the
 // gateway's base context is cancelled) or ctx ends.
 func (h *wsHub) wait(ctx context.Context) error {
+	// An add in progress finishes first; later ones see the base context
+	// cancelled and refuse, so Wait below races with no Add.
+	h.mu.Lock()
+	h.mu.Unlock()
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	select {
@@ -249,6 +255,10 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx, preset *wsFrame) {
 			Msg: fmt.Sprintf("origin %q may not open WebSockets here (same origin only, or list it in --allowed-origins)", origin)})
 		return
 	}
+	principal, release, ok := s.wsAdmit(ctx) // ws_security.go
+	if !ok {
+		return
+	}
 	// Copy what gorilla needs: ctx must not be used after the hijack.
 	req := &http.Request{
 		Method:     "GET",
@@ -264,6 +274,7 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx, preset *wsFrame) {
 	}
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(nc net.Conn) {
+		defer release()
 		w := &hijackWriter{conn: nc, header: http.Header{}}
 		conn, err := s.ws.upgrader.Upgrade(w, req, nil)
 		if err != nil {
@@ -272,6 +283,7 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx, preset *wsFrame) {
 			return
 		}
 		c := newWSConn(s.ws, conn)
+		c.principal, c.remote = principal, req.RemoteAddr
 		if !s.ws.add(c) {
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 			conn.Close()

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/auth"
 )
 
 // wsFrame is any client frame (docs/websocket.md). Fields are read by the
@@ -90,12 +91,17 @@ type sendQueue struct {
 	closed bool
 	space  chan struct{} // closed and replaced when bytes fall and someone waits
 	full   int           // pushers waiting for space
-	ready  chan struct{} // cap 1: frames are waiting
+	active bool          // a writer is draining the queue
+	start  func()        // starts a writer; called with mu held
 	nbytes atomic.Int64  // bytes, readable without the lock
 }
 
-func newSendQueue(limit int) *sendQueue {
-	return &sendQueue{limit: int64(limit), space: make(chan struct{}), ready: make(chan struct{}, 1)}
+// newSendQueue returns a queue of limit bytes. start is called (with the
+// queue's lock held, so it must not block) when a frame arrives and no
+// writer is active: writers run only while there is something to write,
+// so an idle connection has no writer goroutine.
+func newSendQueue(limit int, start func()) *sendQueue {
+	return &sendQueue{limit: int64(limit), space: make(chan struct{}), start: start}
 }
 
 func (q *sendQueue) push(ctx context.Context, f outFrame, paused *atomic.Int64) error {
@@ -134,19 +140,23 @@ func (q *sendQueue) push(ctx context.Context, f outFrame, paused *atomic.Int64) 
 	q.frames = append(q.frames, f)
 	q.bytes += n
 	q.nbytes.Store(q.bytes)
-	select {
-	case q.ready <- struct{}{}:
-	default:
+	if !q.active {
+		q.active = true
+		q.start()
 	}
 	return nil
 }
 
-// take removes the queued frames; their bytes stay counted until done.
-func (q *sendQueue) take() []outFrame {
+// next removes the queued frames (their bytes stay counted until done).
+// When there are none the calling writer is done: it must return.
+func (q *sendQueue) next() []outFrame {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	fs := q.frames
 	q.frames = nil
+	if len(fs) == 0 {
+		q.active = false
+	}
 	return fs
 }
 
@@ -172,9 +182,10 @@ func (q *sendQueue) close() {
 func (q *sendQueue) queued() int64 { return q.nbytes.Load() }
 
 // wsConn is one WebSocket connection. Goroutines: the reader (run, on the
-// hijacked connection's goroutine), the writer (writeLoop), the partition
-// readers and group watchers of its subscriptions, and one per produce or
-// commit in progress. run owns them all and returns once they have ended.
+// hijacked connection's goroutine), a writer while frames are queued
+// (writeFrames), the ping timer's, the partition readers and group
+// watchers of its subscriptions, and one per produce or commit in
+// progress. run owns them all and returns once they have ended.
 type wsConn struct {
 	hub  *wsHub
 	cfg  *WSConfig
@@ -186,6 +197,14 @@ type wsConn struct {
 
 	inflight chan struct{} // semaphore of produce and commit requests
 	wg       sync.WaitGroup
+	writers  sync.WaitGroup // the writer goroutine, while one runs
+
+	pingMu      sync.Mutex // guards pingTimer and pingStopped
+	pingTimer   *time.Timer
+	pingStopped bool
+
+	principal auth.Principal // the authenticated caller (ws_security.go)
+	remote    string
 
 	mu      sync.Mutex // guards subs and nextSub
 	subs    map[string]*wsSub
@@ -193,8 +212,15 @@ type wsConn struct {
 }
 
 func newWSConn(h *wsHub, conn *websocket.Conn) *wsConn {
-	c := &wsConn{hub: h, cfg: &h.cfg, conn: conn, out: newSendQueue(h.cfg.SendBufferBytes),
+	c := &wsConn{hub: h, cfg: &h.cfg, conn: conn,
 		inflight: make(chan struct{}, h.cfg.MaxInflight), subs: map[string]*wsSub{}}
+	c.out = newSendQueue(h.cfg.SendBufferBytes, func() {
+		c.writers.Add(1)
+		go func() {
+			defer c.writers.Done()
+			c.writeFrames()
+		}()
+	})
 	c.ctx, c.cancel = context.WithCancel(h.s.baseCtx)
 	return c
 }
@@ -209,19 +235,31 @@ func (c *wsConn) subCount() int {
 // gateway shuts down; then it stops every subscription (leaving their
 // groups) and returns.
 func (c *wsConn) run(preset *wsFrame) {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
+	c.pingMu.Lock()
+	c.pingTimer = time.AfterFunc(c.cfg.PingInterval, c.ping)
+	c.pingMu.Unlock()
+	// When the connection's context ends (shutdown, a failed write, the
+	// reader's end), unblock the reader and any write with deadlines: the
+	// hijacked connection itself is closed by fasthttp once run returns, so
+	// run waits for this function before returning.
+	closed := make(chan struct{})
 	stopClose := context.AfterFunc(c.ctx, func() {
+		defer close(closed)
+		nc := c.conn.NetConn()
 		if c.hub.s.baseCtx.Err() != nil {
 			c.conn.WriteControl(websocket.CloseMessage,
 				websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+			nc.SetWriteDeadline(time.Now())
+			nc.SetReadDeadline(time.Now().Add(time.Second)) // time for the client's close reply
+			return
 		}
-		c.conn.NetConn().Close() // unblocks the reader
+		nc.SetDeadline(time.Now())
 	})
-	defer stopClose()
+	defer func() {
+		if !stopClose() {
+			<-closed
+		}
+	}()
 	if preset != nil {
 		if err := c.opSubscribe(preset); err != nil {
 			c.sendError(preset.ID, "", nil, err)
@@ -240,9 +278,27 @@ func (c *wsConn) run(preset *wsFrame) {
 		s.stop()
 	}
 	c.wg.Wait()
-	c.out.close()
-	<-writerDone
+	c.out.close() // no writer starts after this
+	c.writers.Wait()
+	c.pingMu.Lock()
+	c.pingStopped = true
+	c.pingTimer.Stop()
+	c.pingMu.Unlock()
 	c.conn.Close()
+}
+
+// ping sends a ping every PingInterval; a failed one ends the connection.
+func (c *wsConn) ping() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	if c.pingStopped {
+		return
+	}
+	if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
+		c.cancel()
+		return
+	}
+	c.pingTimer.Reset(c.cfg.PingInterval)
 }
 
 func (c *wsConn) readLoop() {
@@ -279,6 +335,10 @@ func (c *wsConn) readLoop() {
 // dispatch runs one client frame. Each op is one case and one method; an
 // error becomes an error frame carrying the frame's id (and sub).
 func (c *wsConn) dispatch(f *wsFrame) {
+	if err := c.authorizeFrame(f); err != nil { // ws_security.go
+		c.sendError(f.ID, f.Sub, nil, err)
+		return
+	}
 	var err error
 	switch f.Op {
 	case "subscribe":
@@ -309,28 +369,26 @@ func (c *wsConn) dispatch(f *wsFrame) {
 	}
 }
 
-// writeLoop writes queued frames and pings until the connection ends.
-func (c *wsConn) writeLoop() {
-	defer c.cancel() // a failed write ends the connection
-	ping := time.NewTicker(c.cfg.PingInterval)
-	defer ping.Stop()
+// writeFrames writes queued frames until the queue is empty; a failed
+// write ends the connection.
+func (c *wsConn) writeFrames() {
 	for {
-		select {
-		case <-c.out.ready:
-			for _, f := range c.out.take() {
-				err := c.writeFrame(&f)
-				c.hub.s.endDelivery(&f, err) // ws_trace.go
-				if err != nil {
-					return
-				}
-				c.out.done(f.size())
-			}
-		case <-ping.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
+		fs := c.out.next()
+		if len(fs) == 0 {
+			return
+		}
+		for i := range fs {
+			f := &fs[i]
+			if c.ctx.Err() != nil {
 				return
 			}
-		case <-c.ctx.Done():
-			return
+			err := c.writeFrame(f)
+			c.hub.s.endDelivery(f, err) // ws_trace.go
+			if err != nil {
+				c.cancel()
+				return
+			}
+			c.out.done(f.size())
 		}
 	}
 }

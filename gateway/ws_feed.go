@@ -89,8 +89,8 @@ type feed struct {
 	limit      int
 	frameBytes int
 
-	mu     sync.Mutex // guards chunks and bytes; held while reading the log
-	chunks []*chunk   // oldest first
+	mu     sync.RWMutex // guards chunks and bytes; held (exclusively) while reading the log
+	chunks []*chunk     // oldest first
 	bytes  int
 }
 
@@ -99,19 +99,27 @@ type feed struct {
 // the offset after them. It returns no records when off is at the high
 // watermark.
 func (f *feed) get(ctx context.Context, log core.PartitionLog, off int64, max int) ([]byte, int, int64, error) {
+	// Most subscribers of a busy partition find their records cached: they
+	// share the read lock. The first to miss reads the log under the write
+	// lock, and the others then find its chunk.
+	f.mu.RLock()
+	c := f.lookup(off)
+	f.mu.RUnlock()
+	if c != nil {
+		b, n, next := c.slice(off, max)
+		return b, n, next, nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for i := len(f.chunks) - 1; i >= 0; i-- {
-		if c := f.chunks[i]; c.from <= off && off < c.end() {
-			b, n, next := c.slice(off, max)
-			return b, n, next, nil
-		}
+	if c := f.lookup(off); c != nil {
+		b, n, next := c.slice(off, max)
+		return b, n, next, nil
 	}
 	recs, err := log.Read(ctx, off, 1000, f.frameBytes)
 	if err != nil || len(recs) == 0 {
 		return nil, 0, off, err
 	}
-	c := encodeChunk(off, recs, f.key)
+	c = encodeChunk(off, recs, f.key)
 	f.chunks = append(f.chunks, c)
 	f.bytes += len(c.buf)
 	for f.bytes > f.limit && len(f.chunks) > 1 {
@@ -121,6 +129,16 @@ func (f *feed) get(ctx context.Context, log core.PartitionLog, off int64, max in
 	}
 	b, n, next := c.slice(off, max)
 	return b, n, next, nil
+}
+
+// lookup returns the newest chunk holding off, or nil. f.mu must be held.
+func (f *feed) lookup(off int64) *chunk {
+	for i := len(f.chunks) - 1; i >= 0; i-- {
+		if c := f.chunks[i]; c.from <= off && off < c.end() {
+			return c
+		}
+	}
+	return nil
 }
 
 // encodeChunk encodes recs read at from, up to the first gap in offsets.

@@ -70,6 +70,11 @@ type Config struct {
 	// faults through it). Nil: TCP.
 	TransportFactory dbconfig.TransportFactory
 	Logger           *slog.Logger
+	// MutualTLS secures Raft traffic between nodes (docs/security.md):
+	// every node presents CertFile/KeyFile and accepts only peers whose
+	// certificate CAFile signed (Dragonboat's mutual TLS).
+	MutualTLS                 bool
+	CAFile, CertFile, KeyFile string
 }
 
 func (c *Config) setDefaults() {
@@ -228,6 +233,10 @@ func New(cfg Config) (*Host, error) {
 		RaftAddress:         cfg.RaftAddr,
 		RaftEventListener:   h,
 		SystemEventListener: sysEvents{h},
+		MutualTLS:           cfg.MutualTLS,
+		CAFile:              cfg.CAFile,
+		CertFile:            cfg.CertFile,
+		KeyFile:             cfg.KeyFile,
 		Expert: dbconfig.ExpertConfig{
 			LogDBFactory:     tan.Factory,
 			LogDB:            dbconfig.GetTinyMemLogDBConfig(),

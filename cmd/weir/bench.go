@@ -35,7 +35,8 @@ func newBenchCmd() *cobra.Command {
 				return err
 			}
 			body := benchBody(size, batch)
-			hc := &fasthttp.Client{MaxConnsPerHost: producers * 2, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+			hc := &fasthttp.Client{MaxConnsPerHost: producers * 2, ReadTimeout: time.Minute, WriteTimeout: time.Minute, TLSConfig: tlsConfigOf(cmd)}
+			token := tokenOf(cmd)
 			target := base + "/v1/topics/" + url.PathEscape(topic) + "/records"
 			var sent atomic.Int64
 			var failures atomic.Int64
@@ -70,6 +71,9 @@ func newBenchCmd() *cobra.Command {
 						req.Header.SetMethod("POST")
 						req.Header.SetContentType("application/json")
 						req.SetBodyRaw(body)
+						if token != "" {
+							req.Header.Set("Authorization", "Bearer "+token)
+						}
 						t0 := time.Now()
 						err := hc.Do(req, resp)
 						if err != nil || resp.StatusCode() != 200 {
@@ -131,7 +135,7 @@ func newBenchCmd() *cobra.Command {
 				return err
 			}
 			base, _ := cmd.Flags().GetString("server")
-			hc := &fasthttp.Client{ReadTimeout: time.Minute, MaxResponseBodySize: 64 << 20}
+			hc := &fasthttp.Client{ReadTimeout: time.Minute, MaxResponseBodySize: 64 << 20, TLSConfig: tlsConfigOf(cmd)}
 			var total, bytesRead atomic.Int64
 			start := time.Now()
 			var wg sync.WaitGroup

@@ -143,6 +143,8 @@ bare and with one idle subscription each.`,
 			interval := time.Duration(float64(time.Second) * float64(batch) / float64(rate))
 			pad := strings.Repeat("x", size-19)
 			var produced, failures atomic.Int64
+			var ackMu sync.Mutex
+			var acks []time.Duration
 			start := time.Now()
 			warmEnd := start.Add(warmup)
 			end := warmEnd.Add(duration)
@@ -173,9 +175,15 @@ bare and with one idle subscription each.`,
 					req.Header.SetMethod("POST")
 					req.Header.SetContentType("application/json")
 					req.SetBodyRaw(body)
+					t0 := time.Now()
 					if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 						failures.Add(1)
 						return
+					}
+					if measuring.Load() {
+						ackMu.Lock()
+						acks = append(acks, time.Since(t0))
+						ackMu.Unlock()
 					}
 					produced.Add(int64(batch))
 				}(b.Bytes())
@@ -195,18 +203,22 @@ bare and with one idle subscription each.`,
 			readers.Wait()
 
 			sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-			pct := func(p float64) time.Duration {
-				if len(lats) == 0 {
+			sort.Slice(acks, func(i, j int) bool { return acks[i] < acks[j] })
+			pctOf := func(ds []time.Duration, p float64) time.Duration {
+				if len(ds) == 0 {
 					return 0
 				}
-				return lats[min(len(lats)-1, int(p*float64(len(lats))))].Round(100 * time.Microsecond)
+				return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(100 * time.Microsecond)
 			}
+			pct := func(p float64) time.Duration { return pctOf(lats, p) }
 			fmt.Fprintf(out, "fan-out: %d subscribers, %d records/s produced in %d-record batches of %d-byte values, measured %s after %s of warm-up\n",
 				subscribers, rate, batch, size, window.Round(time.Millisecond), warmup)
 			fmt.Fprintf(out, "delivered: %.0f records/s to all subscribers together; %d of %d records delivered by the end (%d produce failures)\n",
 				float64(measured.Load())/window.Seconds(), delivered.Load(), want, failures.Load())
 			fmt.Fprintf(out, "delivery latency (send → receipt of each frame's first record, %d frames): p50 %s  p90 %s  p99 %s  max %s\n",
 				len(lats), pct(0.50), pct(0.90), pct(0.99), pct(1))
+			fmt.Fprintf(out, "produce acknowledgement (part of the above: committed and fsynced): p50 %s  p99 %s\n",
+				pctOf(acks, 0.50), pctOf(acks, 0.99))
 			return nil
 		},
 	}

@@ -15,13 +15,15 @@ import (
 
 // apiClient is the CLI's small HTTP client of the Weir API.
 type apiClient struct {
-	base string
-	http *http.Client
+	base  string
+	token string // --token: sent as a bearer token
+	http  *http.Client
 }
 
 func clientFor(cmd *cobra.Command) *apiClient {
 	s, _ := cmd.Flags().GetString("server")
-	return &apiClient{base: strings.TrimRight(s, "/"), http: &http.Client{Timeout: 2 * time.Minute}}
+	return &apiClient{base: strings.TrimRight(s, "/"), token: tokenOf(cmd),
+		http: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: tlsConfigOf(cmd), Proxy: http.ProxyFromEnvironment}}}
 }
 
 // apiError is an error answer of the API.
@@ -56,6 +58,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, out a
 	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -194,5 +194,6 @@ failover. Ctrl-C stops them all.`,
 	f.IntVar(&httpPort, "http-port", 8080, "HTTP port of node 1 (node i: +i-1)")
 	f.IntVar(&rftPort, "raft-port", 7070, "Raft port of node 1 (node i: +i-1)")
 	f.StringVar(&logDB, "logdb", "tan", "Raft log store of the nodes: tan or pebble (see weir serve --help)")
+	cmd.AddCommand(newDevCertsCmd()) // security_cli.go
 	return cmd
 }

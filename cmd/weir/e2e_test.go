@@ -155,6 +155,12 @@ func TestCLI(t *testing.T) {
 	if out, err := run("", "consume", "cli", "--group", "g1"); err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("consume again with group: %v %q", err, out)
 	}
+	if out, err := run("", "group", "describe", "g1"); err != nil || !strings.Contains(out, "COMMITTED") || !strings.Contains(out, "cli ") {
+		t.Fatalf("group describe: %v %s", err, out)
+	}
+	if out, err := run("", "group", "describe", "nobody"); err == nil || !strings.Contains(out, "group_not_found") {
+		t.Fatalf("group describe of a missing group: %v %s", err, out)
+	}
 	if out, err := run("", "topic", "describe", "nope"); err == nil || !strings.Contains(out, "topic_not_found") {
 		t.Fatalf("describe missing: %v %s", err, out)
 	}

@@ -27,10 +27,12 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("server", "http://127.0.0.1:8080", "URL of the Weir node to talk to (env WEIR_SERVER)")
+	addSecurityFlags(root) // security_cli.go: --token, --ca, --cert, --key
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return applyEnv(cmd)
 	}
 	root.AddCommand(newServeCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newBenchCmd())
+	root.AddCommand(newAuthCmd(), newACLCmd()) // security_cli.go
 	for _, c := range extraCommands() {
 		root.AddCommand(c)
 	}

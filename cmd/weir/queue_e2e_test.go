@@ -82,6 +82,10 @@ func TestQueueLeasesAndDelaysSurviveKill9(t *testing.T) {
 	}
 	p.Kill()
 	p.Restart(60 * time.Second)
+	tu.Eventually(t, 30*time.Second, "reads served after the restart", func() bool {
+		r, err := tu.TryDo("GET", u+"/v1/topics/kq/partitions/0/records?offset=earliest&max_records=1", nil)
+		return err == nil && r.Status == 200
+	})
 
 	if time.Now().UnixMilli() < first[0].LeaseExpiresAt-500 {
 		if got := e2eReceive(t, u, nil); len(got) != 0 && got[0].Value == "leased" {

@@ -145,10 +145,12 @@ function update(s) {
       el("td", { class: "num" }, fmtNum(p.high_watermark)), el("td", { class: "num" }, p.leader_changes)));
   }
   fillTable("partitions", parts, "no partitions");
-  fillTable("pipelines", s.pipelines.map((p) => el("tr", { "data-pipeline": p.name },
-    el("td", {}, p.name), el("td", { class: "num processed" }, fmtNum(p.processed)),
+  fillTable("pipelines", s.pipelines.map((p) => el("tr", { "data-pipeline": p.name, title: p.last_error ? "last error: " + p.last_error : "" },
+    el("td", {}, p.name), el("td", { class: p.state === "paused" ? "warn" : "" }, p.state || "–"),
+    el("td", { class: "num processed" }, fmtNum(p.processed)),
     el("td", { class: "num" + (p.failed ? " bad" : "") }, fmtNum(p.failed)),
     el("td", { class: "num" + (p.dead_lettered ? " warn" : "") }, fmtNum(p.dead_lettered)),
+    el("td", { class: "num" }, fmtNum(p.lag)),
     el("td", { class: "num" }, fmtNum(p.wasm_calls)))), "no pipelines");
   fillTable("nodes", s.nodes.map((n) => el("tr", {},
     el("td", { class: "num" }, n.id + (n.id === s.node.id ? " (this)" : "")), el("td", {}, n.http_addr), el("td", {}, n.raft_addr))), "–");

@@ -25,7 +25,11 @@ const joinTimeout = 2 * time.Minute
 // node started with Join that has no Raft state yet, asks the running
 // cluster to admit it first (a restarted node already is a member).
 func prepareCluster(cfg Config, rc *raftlog.Config) (*gateway.Forwarder, error) {
-	fwd := gateway.NewForwarder(gateway.ForwarderConfig{})
+	fc, err := cfg.Security.forwarderConfig() // security.go
+	if err != nil {
+		return nil, err
+	}
+	fwd := gateway.NewForwarder(fc)
 	rc.Forwarder = fwd
 	if cfg.Join == "" {
 		return fwd, nil
@@ -37,7 +41,7 @@ func prepareCluster(cfg Config, rc *raftlog.Config) (*gateway.Forwarder, error) 
 	req := core.JoinRequest{NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, HTTPAddr: rc.HTTPAddr}
 	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
-	if err := join(ctx, cfg.Join, req); err != nil {
+	if err := join(ctx, cfg.Join, req, fc); err != nil {
 		return nil, fmt.Errorf("join the cluster at %s: %w", cfg.Join, err)
 	}
 	cfg.Logger.Info("admitted to the cluster", "via", cfg.Join, "node", cfg.NodeID)
@@ -46,11 +50,15 @@ func prepareCluster(cfg Config, rc *raftlog.Config) (*gateway.Forwarder, error) 
 
 // join posts the join request until the cluster admits the node, refuses
 // it, or ctx ends.
-func join(ctx context.Context, addr string, req core.JoinRequest) error {
+func join(ctx context.Context, addr string, req core.JoinRequest, fc gateway.ForwarderConfig) error {
 	body, _ := json.Marshal(req)
 	var last error
+	scheme := "http://"
+	if fc.TLS != nil {
+		scheme = "https://"
+	}
 	for {
-		status, resp, err := postJSON(ctx, "http://"+addr+"/v1/cluster/join", body)
+		status, resp, err := postJSON(ctx, scheme+addr+"/v1/cluster/join", body, fc)
 		switch {
 		case err == nil && status == 200:
 			return nil
@@ -69,13 +77,16 @@ func join(ctx context.Context, addr string, req core.JoinRequest) error {
 	}
 }
 
-func postJSON(ctx context.Context, url string, body []byte) (int, []byte, error) {
+func postJSON(ctx context.Context, url string, body []byte, fc gateway.ForwarderConfig) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	c := &http.Client{Timeout: 30 * time.Second}
+	if fc.Secret != "" {
+		req.Header.Set(gateway.NodeSecretHeader, fc.Secret)
+	}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: fc.TLS}}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err

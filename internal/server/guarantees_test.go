@@ -53,7 +53,7 @@ func TestGuaranteeAtLeastOnce(t *testing.T) {
 	defer stop(t, s)
 	u := s.URL()
 	createTopic(t, u, "alo", 1)
-	createSub(t, u, "alo", map[string]any{"name": "s", "visibility_timeout_ms": 300,
+	createSub(t, u, "alo", map[string]any{"name": "s", "visibility_timeout_ms": 2000,
 		"backoff": map[string]any{"initial_ms": 0, "max_ms": 0, "multiplier": 1}})
 	produceJSON(t, u, "alo", map[string]any{"value": "job-1"}, map[string]any{"value": "job-2"})
 	crashed := receive(t, u, "alo", "s", map[string]any{"max_records": 1})
@@ -146,6 +146,7 @@ func TestGuaranteeExactlyOnceConsumeTransformProduce(t *testing.T) {
 	s = startNode(t, dir)
 	defer stop(t, s)
 	u = s.URL()
+	waitServing(t, u, "in")
 	// The restarted consumer redoes 20..29 (all duplicates) and goes on.
 	if d := process(u, 50, 50); d != 10 {
 		t.Fatalf("%d duplicates on the replay, want 10", d)

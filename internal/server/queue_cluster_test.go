@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -23,12 +24,13 @@ func TestQueueSurvivesLeaderChange(t *testing.T) {
 		t.Fatal("no leader")
 	}
 	other := leader%3 + 1 // a node that stays
-	createSub(t, u(leader), "lc", map[string]any{"name": "s", "visibility_timeout_ms": 6000,
+	createSub(t, u(leader), "lc", map[string]any{"name": "s", "visibility_timeout_ms": 20000,
 		"backoff": map[string]any{"initial_ms": 50, "max_ms": 50, "multiplier": 1}})
 	var recs []map[string]any
 	for i := 0; i < 20; i++ {
 		recs = append(recs, map[string]any{"value": fmt.Sprint(i)})
 	}
+	recs = append(recs, map[string]any{"value": "later", "delay_ms": 4000})
 	produceJSON(t, u(leader), "lc", recs...)
 
 	// Through the leader: lease 5, ack 2 of them.
@@ -36,8 +38,10 @@ func TestQueueSurvivesLeaderChange(t *testing.T) {
 	if len(leased) != 5 {
 		t.Fatalf("leased %+v", leased)
 	}
-	if res := receipts(t, u(leader), "lc", "s", "ack", receiptsOf(leased[:2]), nil); res[0].Status != "ok" || res[1].Status != "ok" {
-		t.Fatalf("ack: %+v", res)
+	for _, r := range receipts(t, u(leader), "lc", "s", "ack", receiptsOf(leased[:2]), nil) {
+		if r.Status != "ok" {
+			t.Fatalf("ack: %+v", r)
+		}
 	}
 	held := leased[2:]
 
@@ -49,56 +53,79 @@ func TestQueueSurvivesLeaderChange(t *testing.T) {
 	})
 
 	// Through a surviving node: the 15 never delivered come, the 3 still
-	// leased do not (until their leases end), the 2 acked never do.
+	// leased do not (their leases hold), the 2 acked never do; the delayed
+	// one comes when due.
 	got := map[string]qmsg{}
+	var later qmsg
+	var laterAt int64
+	collect := func(ms []qmsg) {
+		now := time.Now().UnixMilli()
+		for _, m := range ms {
+			for _, l := range leased {
+				if m.Value == l.Value && now < l.LeaseExpiresAt {
+					t.Fatalf("message %s leased before the leader change was handed out again: %+v", m.Value, m)
+				}
+			}
+			if m.Value == "later" {
+				later, laterAt = m, now
+				continue
+			}
+			got[m.Value] = m
+		}
+	}
 	tu.Eventually(t, 30*time.Second, "the 15 fresh messages", func() bool {
 		ms, err := tryReceive(u(other), "lc", "s", map[string]any{"max_records": 20, "wait_ms": 500})
 		if err != nil {
 			t.Logf("receive during failover: %v", err)
 			return false
 		}
-		for _, m := range ms {
-			got[m.Value] = m
-		}
+		collect(ms)
 		return len(got) >= 15
 	})
-	for _, m := range leased {
-		if _, ok := got[m.Value]; ok && time.Now().UnixMilli() < m.LeaseExpiresAt {
-			t.Fatalf("message %s leased before the leader change was handed out again: %+v", m.Value, got[m.Value])
-		}
-	}
-	if len(got) != 15 {
-		t.Fatalf("got %d messages, want 15", len(got))
-	}
 	for _, m := range got {
 		if m.Attempt != 1 {
-			t.Fatalf("fresh message with attempt %d", m.Attempt)
+			t.Fatalf("fresh message with attempt %d: %+v", m.Attempt, m)
 		}
-	}
-	// A receipt from before the change acks through another node.
-	if res := receipts(t, u(other), "lc", "s", "ack", receiptsOf(held[:1]), nil); res[0].Status != "ok" {
-		t.Fatalf("ack of a pre-failover receipt via node %d: %+v", other, res[0])
 	}
 	for _, r := range receipts(t, u(other), "lc", "s", "ack", receiptsOf(mapValues(got)), nil) {
 		if r.Status != "ok" {
 			t.Fatalf("ack: %+v", r)
 		}
 	}
-	// The other two come back when their leases end, as attempt 2.
+	// Receipts from before the change work through another node: ack one,
+	// nack two, which come back at once as attempt 2.
+	if res := receipts(t, u(other), "lc", "s", "ack", receiptsOf(held[:1]), nil); res[0].Status != "ok" {
+		t.Fatalf("ack of a pre-failover receipt via node %d: %+v", other, res[0])
+	}
+	for _, r := range receipts(t, u(other), "lc", "s", "nack", receiptsOf(held[1:]), map[string]any{"delay_ms": 0}) {
+		if r.Status != "ok" {
+			t.Fatalf("nack of a pre-failover receipt: %+v", r)
+		}
+	}
 	var back []qmsg
-	tu.Eventually(t, 30*time.Second, "expired leases redelivered", func() bool {
+	tu.Eventually(t, 30*time.Second, "the nacked messages and the delayed one", func() bool {
 		ms, err := tryReceive(u(other), "lc", "s", map[string]any{"wait_ms": 1000})
 		if err == nil {
-			back = append(back, ms...)
+			for _, m := range ms {
+				if m.Value == "later" {
+					later, laterAt = m, time.Now().UnixMilli()
+				} else {
+					back = append(back, m)
+				}
+			}
 		}
-		return len(back) >= 2
+		return len(back) >= 2 && later.Receipt != ""
 	})
 	for _, m := range back {
 		if m.Attempt != 2 || (m.Value != held[1].Value && m.Value != held[2].Value) {
 			t.Fatalf("redelivered %+v, want %s and %s as attempt 2", m, held[1].Value, held[2].Value)
 		}
 	}
-	for _, r := range receipts(t, u(other), "lc", "s", "ack", receiptsOf(back), nil) {
+	due, _ := strconv.ParseInt(later.Headers["weir-deliver-at"], 10, 64)
+	if due == 0 || laterAt < due || later.Attempt != 1 {
+		t.Fatalf("delayed message at %d (due %d): %+v", laterAt, due, later)
+	}
+	for _, r := range receipts(t, u(other), "lc", "s", "ack", receiptsOf(append(back, later)), nil) {
 		if r.Status != "ok" {
 			t.Fatalf("ack: %+v", r)
 		}
@@ -108,9 +135,9 @@ func TestQueueSurvivesLeaderChange(t *testing.T) {
 	var st subStats
 	tu.Eventually(t, 10*time.Second, "the counts", func() bool {
 		st = describeSub(t, u(other), "lc", "s")
-		return st.Stats.Acked == 20
+		return st.Stats.Acked == 21
 	})
-	if s := st.Stats; s.Delivered != 22 || s.Expired != 2 || s.Backlog != 0 {
+	if s := st.Stats; s.Delivered != 23 || s.Nacked != 2 || s.Backlog != 0 {
 		t.Fatalf("counts after the leader change: %+v", s)
 	}
 }

@@ -288,11 +288,22 @@ func TestQueueLeaseExpiryNackExtend(t *testing.T) {
 	if len(first) != 1 || first[0].Attempt != 1 || first[0].Value != "m1" {
 		t.Fatalf("first receive: %+v", first)
 	}
-	if again := receive(t, u, "lease", "s", nil); len(again) != 0 {
-		t.Fatalf("a leased message was handed out again: %+v", again)
+	// receiveAfter receives once at once, then long-polls: whatever comes
+	// must not come before notBefore (a check that holds however slow the
+	// machine is).
+	receiveAfter := func(notBefore int64, what string) ([]qmsg, int64) {
+		t.Helper()
+		got := receive(t, u, "lease", "s", nil)
+		if now := time.Now().UnixMilli(); len(got) > 0 {
+			if now < notBefore {
+				t.Fatalf("%s handed out at %d, before %d: %+v", what, now, notBefore, got)
+			}
+			return got, now
+		}
+		got = receive(t, u, "lease", "s", map[string]any{"wait_ms": 10000})
+		return got, time.Now().UnixMilli()
 	}
-	second := receive(t, u, "lease", "s", map[string]any{"wait_ms": 10000})
-	now := time.Now().UnixMilli()
+	second, now := receiveAfter(first[0].LeaseExpiresAt+400, "a leased message")
 	if len(second) != 1 || second[0].Attempt != 2 || second[0].Offset != first[0].Offset {
 		t.Fatalf("redelivery: %+v", second)
 	}
@@ -302,19 +313,17 @@ func TestQueueLeaseExpiryNackExtend(t *testing.T) {
 	if res := receipts(t, u, "lease", "s", "ack", receiptsOf(first), nil); res[0].Error.Code != "lease_lost" {
 		t.Fatalf("ack with the expired receipt: %+v", res[0])
 	}
+	before := time.Now().UnixMilli()
 	res := receipts(t, u, "lease", "s", "extend", receiptsOf(second), map[string]any{"visibility_timeout_ms": 5000})
-	if res[0].Status != "ok" || res[0].LeaseExpiresAt < time.Now().UnixMilli()+4000 {
+	if res[0].Status != "ok" || res[0].LeaseExpiresAt < before+5000 {
 		t.Fatalf("extend: %+v", res[0])
 	}
 	nackAt := time.Now().UnixMilli()
 	if res := receipts(t, u, "lease", "s", "nack", receiptsOf(second), map[string]any{"delay_ms": 300, "error": "try later"}); res[0].Status != "ok" {
 		t.Fatalf("nack: %+v", res[0])
 	}
-	if got := receive(t, u, "lease", "s", nil); len(got) != 0 {
-		t.Fatalf("nacked message delivered before its delay: %+v", got)
-	}
-	third := receive(t, u, "lease", "s", map[string]any{"wait_ms": 10000})
-	if len(third) != 1 || third[0].Attempt != 3 || time.Now().UnixMilli() < nackAt+300 {
+	third, at := receiveAfter(nackAt+300, "a nacked message")
+	if len(third) != 1 || third[0].Attempt != 3 || at < nackAt+300 {
 		t.Fatalf("after nack: %+v", third)
 	}
 	if res := receipts(t, u, "lease", "s", "ack", receiptsOf(third), nil); res[0].Status != "ok" {
@@ -534,7 +543,7 @@ func TestQueueDelayedDelivery(t *testing.T) {
 	createSub(t, u, "later", map[string]any{"name": "s"})
 	produceJSON(t, u, "later",
 		map[string]any{"value": "now"},
-		map[string]any{"value": "soon", "delay_ms": 2000},
+		map[string]any{"value": "soon", "delay_ms": 5000},
 		map[string]any{"value": "days", "delay_ms": 3 * 24 * 3600 * 1000},
 		map[string]any{"value": "past", "deliver_at": 1000})
 	got := receive(t, u, "later", "s", map[string]any{"max_records": 10})
@@ -556,6 +565,7 @@ func TestQueueDelayedDelivery(t *testing.T) {
 	s = startNode(t, dir, fastQueues)
 	defer stop(t, s)
 	u = s.URL()
+	waitServing(t, u, "later")
 	got = receive(t, u, "later", "s", map[string]any{"wait_ms": 15000})
 	if len(got) != 1 || got[0].Value != "soon" {
 		t.Fatalf("after restart: %+v", got)
@@ -646,3 +656,13 @@ func TestQueueBadInputs(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// waitServing waits until a restarted node serves reads of topic's
+// partition 0 (a replica answers 503 until it has caught up).
+func waitServing(t *testing.T, u, topic string) {
+	t.Helper()
+	tu.Eventually(t, 30*time.Second, "reads served after the restart", func() bool {
+		r, err := tu.TryDo("GET", u+"/v1/topics/"+topic+"/partitions/0/records?offset=earliest&max_records=1", nil)
+		return err == nil && r.Status == 200
+	})
+}

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/internal/telemetry"
 	"github.com/weir-broker/weir/plugins"
@@ -47,6 +49,9 @@ type Config struct {
 	// Groups tunes consumer groups (streaming.go); NodeID and Logger are
 	// taken from above.
 	Groups core.GroupConfig
+
+	// Security: TLS, authentication, ACLs, audit log (security.go).
+	Security SecurityConfig
 }
 
 // Server is a running node.
@@ -65,6 +70,7 @@ type Server struct {
 	Groups *core.GroupCoordinator
 
 	ln        net.Listener
+	scheme    string
 	cancel    context.CancelFunc
 	pipesDone <-chan struct{}
 	serveErr  chan error
@@ -77,11 +83,31 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	sec := cfg.Security // security.go
+	if err := sec.validate(len(cfg.Peers) > 0 || cfg.Join != ""); err != nil {
+		return nil, err
+	}
+	if !sec.Auth {
+		cfg.Logger.Warn("AUTHENTICATION IS OFF: anyone who can reach this node may read, write and delete everything (start with --auth for production; docs/security.md)")
+	}
+	cfg.HTTPAddr = sec.listenAddr(cfg.HTTPAddr, cfg.Logger.Warn)
+	var tlsCfg *tls.Config
+	if sec.TLS() {
+		var err error
+		if tlsCfg, err = sec.serverTLS(); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	scheme := "http://"
+	if tlsCfg != nil {
+		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
+	}
 	rc := cfg.Raft
+	sec.applyRaft(&rc)
 	rc.NodeID, rc.DataDir, rc.RaftAddr, rc.Peers = cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Peers
 	rc.HTTPAddr = ln.Addr().String()
 	rc.Logger = cfg.Logger
@@ -101,6 +127,16 @@ func Start(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	authSvc, err := auth.New(host, func() auth.Config { c := sec.authConfig(); c.Logger = cfg.Logger; return c }())
+	if err != nil {
+		tel.Shutdown(context.Background())
+		host.Close()
+		ln.Close()
+		return nil, err
+	}
+	if sec.Auth {
+		cfg.Pipelines.Access = authSvc // pipelines run with their creator's rights
+	}
 	bc := cfg.Broker
 	bc.Logger = cfg.Logger
 	bc.Telemetry = tel.Core()
@@ -108,6 +144,7 @@ func Start(cfg Config) (*Server, error) {
 	gc := cfg.Gateway
 	gc.Logger = cfg.Logger
 	gc.Groups = newGroups(cfg, broker) // streaming.go
+	gc.Auth = authSvc
 	gw := gateway.New(broker, gc)
 	gw.SetForwarder(fwd)
 	mountBrowser(gw) // streaming.go: /sdk/weir.js and /demo
@@ -119,7 +156,8 @@ func Start(cfg Config) (*Server, error) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, ln: ln, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
+	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, ln: ln, scheme: scheme, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
+	go authSvc.Run(ctx) // the audit log writer
 	s.Groups = gc.Groups
 	startGroups(ctx, s.Groups)              // streaming.go
 	s.Queues = startQueues(cfg, broker, gw) // queues.go
@@ -140,7 +178,7 @@ func Start(cfg Config) (*Server, error) {
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the node's base URL.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+func (s *Server) URL() string { return s.scheme + s.Addr() }
 
 // WaitReady blocks until the node can take writes or ctx ends.
 func (s *Server) WaitReady(ctx context.Context) error {

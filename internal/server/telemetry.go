@@ -5,11 +5,10 @@ import (
 
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/internal/telemetry"
 	"github.com/weir-broker/weir/raftlog"
-
-	"github.com/weir-broker/weir/core"
 )
 
 // newTelemetry builds the node's telemetry from cfg.Telemetry, filling

@@ -579,9 +579,64 @@ func TestTraceFollowsRecordThroughPipelineAndWebSocket(t *testing.T) {
 	if tp := got.Headers["traceparent"]; tp != core.FormatTraceparent(batch.SpanContext) {
 		t.Errorf("delivered record traceparent %q, want the pipeline batch's %q", tp, core.FormatTraceparent(batch.SpanContext))
 	}
+	var st struct {
+		Pipelines []struct {
+			Name      string `json:"name"`
+			State     string `json:"state"`
+			Processed int64  `json:"processed"`
+			WasmCalls int64  `json:"wasm_calls"`
+		} `json:"pipelines"`
+	}
+	tu.Do(t, "GET", u+"/v1/stats", nil).JSON(t, &st)
+	if len(st.Pipelines) != 1 || st.Pipelines[0].Name != "pt" || st.Pipelines[0].State != "running" || st.Pipelines[0].Processed != 1 || st.Pipelines[0].WasmCalls != 1 {
+		t.Errorf("GET /v1/stats pipelines: %+v", st.Pipelines)
+	}
 	pc := s.Broker.Telemetry().PipelineCounters()["pt"]
 	tc := s.Broker.Telemetry().TopicCounters()["dst"]
 	if pc.Processed != 1 || pc.WasmCalls != 1 || tc.RecordsOut < 1 {
 		t.Errorf("pipeline counters %+v, dst counters %+v", pc, tc)
+	}
+}
+
+// TestTraceCrossesNodes produces through a node that does not lead the
+// partition: its commit span's context travels with the forwarded append,
+// and the leader's commit span joins the same trace as its child.
+func TestTraceCrossesNodes(t *testing.T) {
+	var mu sync.Mutex
+	exps := map[uint64]*tracetest.InMemoryExporter{}
+	c := startCluster(t, 3, func(cfg *Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		exps[cfg.NodeID] = tracetest.NewInMemoryExporter()
+		cfg.Telemetry.SpanExporter = exps[cfg.NodeID]
+	})
+	u1 := c.nodes[1].URL()
+	if r := tu.Do(t, "POST", u1+"/v1/topics", map[string]any{"name": "spread", "partitions": 1, "replication_factor": 3}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	var leader uint64
+	tu.Eventually(t, 30*time.Second, "a leader", func() bool { leader = tu.LeaderOf(t, u1, "spread", 0); return leader != 0 })
+	via := leader%3 + 1 // a follower
+	const producerTrace = "5b8efff798038103d269b633813fc60c"
+	produceWithTraceparent(t, c.nodes[via].URL(), "spread", "00-"+producerTrace+"-eee19b7ec3c1b174-01",
+		map[string]any{"records": []map[string]any{{"value": "across"}}})
+
+	var fwdCommit, leaderCommit tracetest.SpanStub
+	tu.Eventually(t, 10*time.Second, "commit spans on both nodes", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		f, l := spansByName(exps[via])[core.SpanCommit], spansByName(exps[leader])[core.SpanCommit]
+		if len(f) == 0 || len(l) == 0 {
+			return false
+		}
+		fwdCommit, leaderCommit = f[0], l[0]
+		return true
+	})
+	if fwdCommit.SpanContext.TraceID().String() != producerTrace || leaderCommit.SpanContext.TraceID().String() != producerTrace {
+		t.Fatalf("commit spans in traces %s (node %d) and %s (leader %d), want %s",
+			fwdCommit.SpanContext.TraceID(), via, leaderCommit.SpanContext.TraceID(), leader, producerTrace)
+	}
+	if leaderCommit.Parent.SpanID() != fwdCommit.SpanContext.SpanID() || !leaderCommit.Parent.IsRemote() {
+		t.Fatalf("leader's commit span parent %s, want node %d's commit span %s", leaderCommit.Parent.SpanID(), via, fwdCommit.SpanContext.SpanID())
 	}
 }

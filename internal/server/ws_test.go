@@ -39,7 +39,10 @@ func produceN(t *testing.T, url, topic string, n int, part int, prefix string) {
 // TestWSFrames exercises every client and server frame type and the
 // error frames of bad input.
 func TestWSFrames(t *testing.T) {
-	s := startNode(t, t.TempDir(), func(c *Config) { c.Gateway.WebSocket.MaxSubscriptions = 4; c.Gateway.WebSocket.MaxMessageBytes = 64 << 10 })
+	s := startNode(t, t.TempDir(), func(c *Config) {
+		c.Gateway.WebSocket.MaxSubscriptions = 4
+		c.Gateway.WebSocket.MaxMessageBytes = 64 << 10
+	})
 	defer stop(t, s)
 	u := s.URL()
 	createTopic(t, u, "frames", 2)
@@ -454,4 +457,43 @@ func TestWSResumeAfterRestart(t *testing.T) {
 	if recs := c.records("a"); recs[0].Offset != 2 || recs[0].Value != "x2" || recs[2].Value != "y1" {
 		t.Fatalf("resumed records: %+v", recs)
 	}
+}
+
+// TestWSKeepAlive: the server pings, and drops a connection from which
+// nothing (not even a pong) comes for PongTimeout.
+func TestWSKeepAlive(t *testing.T) {
+	s := startNode(t, t.TempDir(), func(c *Config) {
+		c.Gateway.WebSocket.PingInterval = 100 * time.Millisecond
+		c.Gateway.WebSocket.PongTimeout = 700 * time.Millisecond
+	})
+	defer stop(t, s)
+	u := s.URL()
+	// A reading client answers pings (gorilla does it in its reader) and stays.
+	pings := make(chan struct{}, 100)
+	c := dialWS(t, u, "/v1/ws", nil)
+	c.conn.SetPingHandler(func(data string) error {
+		select {
+		case pings <- struct{}{}:
+		default:
+		}
+		return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	for i := 0; i < 10; i++ { // ten pings: well past the pong timeout
+		select {
+		case <-pings:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no ping from the server")
+		}
+	}
+	c.send(map[string]any{"op": "ping", "id": "alive"})
+	c.expect(0, "pong", "alive")
+
+	// A client that never reads (so never answers a ping) is dropped.
+	d := websocket.Dialer{}
+	silent, _, err := d.Dial(wsURL(u, "/v1/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	tu.Eventually(t, 10*time.Second, "the silent connection to be dropped", func() bool { return s.Gateway.WSStats().Connections == 1 })
 }

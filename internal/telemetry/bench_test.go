@@ -3,6 +3,8 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"syscall"
 	"testing"
 	"time"
@@ -52,7 +54,7 @@ func BenchmarkProduceTelemetry(b *testing.B) {
 }
 
 func benchProduceTelemetry(b *testing.B, n int, sampler sdktrace.Sampler) {
-	cfg := Config{}
+	cfg := Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if sampler != nil {
 		cfg.SpanExporter, cfg.Sampler = tracetest.NewNoopExporter(), sampler
 	}
