@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/lni/dragonboat/v4"
 	"time"
 
 	"github.com/weir-broker/weir/core"
@@ -73,11 +74,24 @@ func (p *Partition) catchUp(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	if _, err := p.h.nh.SyncRead(ctx, p.shardID, nil); err != nil {
-		return fmt.Errorf("%w: partition replica is catching up: %v", core.ErrUnavailable, err)
+	backoff := 5 * time.Millisecond
+	for {
+		_, err := p.h.nh.SyncRead(ctx, p.shardID, nil)
+		if err == nil {
+			p.sm.caughtUp.Store(true)
+			return nil
+		}
+		// No leader yet (the shard just started): wait for one, within ctx.
+		if !dragonboat.IsTempError(err) {
+			return fmt.Errorf("%w: partition replica is catching up: %v", core.ErrUnavailable, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: partition replica is catching up: %v", core.ErrUnavailable, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
 	}
-	p.sm.caughtUp.Store(true)
-	return nil
 }
 
 // Read serves records from this node's applied segments.
