@@ -113,7 +113,13 @@ func (h *Host) task(key uint64, f func(ctx context.Context)) {
 		h.mu.Lock()
 		delete(h.busy, key)
 		h.mu.Unlock()
-		h.kick()
+		// A partition move goes on at once with its next step. The metadata
+		// task runs on every pass of the metadata leader and kicks by
+		// itself when it changed something: waking the loop after it would
+		// spin an idle node (measured: 45% of a core).
+		if key != metaShardID {
+			h.kick()
+		}
 	}()
 }
 
