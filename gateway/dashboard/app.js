@@ -59,12 +59,24 @@ function fillTable(id, rows, empty) {
   body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: cols }, empty))]));
 }
 
+// With authentication on, requests carry the API token the user typed in
+// (kept in this browser's localStorage), as a bearer token.
 async function getJSON(url) {
-  const r = await fetch(url, { cache: "no-store" });
+  const headers = {};
+  const token = localStorage.getItem("weirToken");
+  if (token) headers.Authorization = "Bearer " + token;
+  const r = await fetch(url, { cache: "no-store", headers });
   const body = await r.json().catch(() => ({}));
+  if (r.status === 401 || r.status === 403) $("#auth").hidden = false;
   if (!r.ok) throw new Error((body.error && body.error.message) || `HTTP ${r.status}`);
   return body;
 }
+
+$("#auth").addEventListener("submit", (e) => {
+  e.preventDefault();
+  localStorage.setItem("weirToken", $("#token").value.trim());
+  $("#auth").hidden = true;
+});
 
 // ---- polling ----
 
