@@ -11,11 +11,14 @@
 #   100%  the same with every trace sampled (for reference)
 #   base  BASE_BIN, when given: a build without the telemetry code, to
 #         show what tracing off costs
-# and prints each run, then per configuration and workload the median
-# records/s and the lowest server CPU time per record (user + system, from
+# and prints each run, then per configuration and workload the median and
+# mean records/s and the lowest server CPU time per record (user + system, from
 # /proc). Other load on the machine only adds to the CPU time, so its
 # minimum over rounds is the steadiest figure on a shared machine.
-# ROUNDS (default 3) and BENCH_DURATION (default 10s) tune it.
+# ROUNDS (default 3), BENCH_DURATION (default 10s), WORKLOADS (default
+# "batch single") and CONFIGS (default "off 1% 100%", plus base when
+# BASE_BIN is given) tune it; the nodes log to
+# $TMPDIR/weir-bench-tracing-serve.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base_bin=${1:-}
@@ -46,7 +49,7 @@ run() { # run CONFIG WORKLOAD -> prints records/s
     100%) env=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sport OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
   esac
   dir=$(mktemp -d)
-  env "${env[@]}" $bin serve --data-dir "$dir" --http-addr 127.0.0.1:$port --raft-addr 127.0.0.1:$rport --log-level warn &
+  env "${env[@]}" $bin serve --data-dir "$dir" --http-addr 127.0.0.1:$port --raft-addr 127.0.0.1:$rport --log-level warn 2>>"${TMPDIR:-/tmp}/weir-bench-tracing-serve.log" &
   pid=$!
   for i in $(seq 1 100); do curl -sf $S/readyz >/dev/null && break; sleep 0.1; done
   local out
@@ -62,13 +65,14 @@ run() { # run CONFIG WORKLOAD -> prints records/s
   echo "$(echo "$out" | sed -n 's/.*throughput: \([0-9]*\) records\/s.*/\1/p') $(awk -v t="$ticks" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
 }
 
-configs=(off 1%)
+read -r -a configs <<< "${CONFIGS:-off 1% 100%}"
 [ -n "$base_bin" ] && configs=(base "${configs[@]}")
-configs+=(100%)
+read -r -a workloads <<< "${WORKLOADS:-batch single}"
 declare -A results cpus
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 minimum() { printf '%s\n' "$@" | sort -g | head -1; }
-for wl in batch single; do
+mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%.0f", s/NR}'; }
+for wl in "${workloads[@]}"; do
   for r in $(seq 1 "$rounds"); do
     for cfg in "${configs[@]}"; do
       read -r v cpu < <(run "$cfg" "$wl")
@@ -79,9 +83,9 @@ for wl in batch single; do
   done
 done
 echo
-echo "over $rounds rounds of $dur: median records/s, lowest server CPU µs per record"
-for wl in batch single; do
+echo "over $rounds rounds of $dur: median and mean records/s, lowest server CPU µs per record"
+for wl in "${workloads[@]}"; do
   for cfg in "${configs[@]}"; do
-    echo "  $wl  $cfg: $(median ${results[$wl/$cfg]}) records/s, $(minimum ${cpus[$wl/$cfg]}) µs/record"
+    echo "  $wl  $cfg: median $(median ${results[$wl/$cfg]}), mean $(mean ${results[$wl/$cfg]}) records/s, $(minimum ${cpus[$wl/$cfg]}) µs/record"
   done
 done
