@@ -72,7 +72,7 @@ type PipelineSpec struct {
 	Guarantee string            `json:"guarantee"` // at_least_once (default) or exactly_once
 	OnError   OnError           `json:"on_error"`
 	Limits    ProcessorLimits   `json:"limits"`
-	BatchSize int               `json:"batch_size"` // records per Wasm call; default 100
+	BatchSize int               `json:"batch_size"` // records per Wasm call (and at most 1 MiB); default 1000
 	From      string            `json:"from"`       // earliest (default) or latest: where a new pipeline starts
 	Paused    bool              `json:"paused"`
 	CreatedAt int64             `json:"created_at"`
@@ -323,7 +323,7 @@ func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, e
 		return s, Invalidf("from must be earliest or latest")
 	}
 	if s.BatchSize == 0 {
-		s.BatchSize = 100
+		s.BatchSize = 1000
 	}
 	if s.BatchSize < 1 || s.BatchSize > 10000 {
 		return s, Invalidf("batch_size must be between 1 and 10000")

@@ -112,6 +112,6 @@ func newBenchPipelineCmd() *cobra.Command {
 	f.IntVar(&size, "record-size", 1024, "value bytes per record")
 	f.IntVar(&parts, "partitions", 4, "partitions of the input and output topics")
 	f.IntVar(&n, "producers", 16, "producers loading the input")
-	f.IntVar(&batch, "batch-size", 100, "records per Wasm call")
+	f.IntVar(&batch, "batch-size", 1000, "records per Wasm call")
 	return cmd
 }

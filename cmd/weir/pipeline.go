@@ -123,7 +123,7 @@ func newPipelineCmd() *cobra.Command {
 	f.StringVar(&guarantee, "guarantee", "at_least_once", "at_least_once or exactly_once")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
 	f.StringVar(&dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
-	f.IntVar(&batch, "batch-size", 0, "records per Wasm call (0: 100)")
+	f.IntVar(&batch, "batch-size", 0, "records per Wasm call (0: 1000)")
 	f.StringVar(&from, "from", "", "earliest (default) or latest")
 	f.Int64Var(&timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
 	f.Uint32Var(&pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
