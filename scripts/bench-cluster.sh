@@ -4,6 +4,7 @@
 #   BENCH_DURATION   per load (default 15s)
 #   BENCH_PARTITIONS 1000-partition memory run when set to a number (e.g. 1000)
 set -euo pipefail
+command -v jq >/dev/null || { echo "bench-cluster.sh needs jq (apt-get install jq)"; exit 1; }
 cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
 hp=${BENCH_HTTP_PORT:-18180}; rp=${BENCH_RAFT_PORT:-17170}
