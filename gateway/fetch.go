@@ -122,24 +122,30 @@ func AppendRecordsJSON(b []byte, recs []core.Record, b64 bool, topic string, par
 		}
 		b = append(b, `"offset":`...)
 		b = strconv.AppendInt(b, r.Offset, 10)
-		b = append(b, `,"timestamp":`...)
-		b = strconv.AppendInt(b, r.Timestamp, 10)
-		b = append(b, `,"key":`...)
-		b = appendBytesField(b, r.Key, b64, true)
-		b = append(b, `,"value":`...)
-		b = appendBytesField(b, r.Value, b64, false)
-		b = append(b, `,"headers":{`...)
-		for j, h := range r.Headers {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, h.Key)
-			b = append(b, ':')
-			b = appendJSONString(b, h.Value)
-		}
-		b = append(b, "}}"...)
+		b = appendRecordFields(b, r, b64)
 	}
 	return append(b, ']')
+}
+
+// appendRecordFields appends `,"timestamp":…,"key":…,"value":…,"headers":{…}}`:
+// the fields every record-carrying answer shares, and the closing brace.
+func appendRecordFields(b []byte, r *core.Record, b64 bool) []byte {
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, r.Timestamp, 10)
+	b = append(b, `,"key":`...)
+	b = appendBytesField(b, r.Key, b64, true)
+	b = append(b, `,"value":`...)
+	b = appendBytesField(b, r.Value, b64, false)
+	b = append(b, `,"headers":{`...)
+	for j, h := range r.Headers {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, h.Key)
+		b = append(b, ':')
+		b = appendJSONString(b, h.Value)
+	}
+	return append(b, "}}"...)
 }
 
 func appendBytesField(b, v []byte, b64, nullable bool) []byte {

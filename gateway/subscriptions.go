@@ -332,22 +332,7 @@ func AppendMessagesJSON(b []byte, msgs []core.Message, b64 bool) []byte {
 		b = strconv.AppendInt(b, int64(m.Attempt), 10)
 		b = append(b, `,"lease_expires_at":`...)
 		b = strconv.AppendInt(b, m.LeaseExpiresAt, 10)
-		b = append(b, `,"timestamp":`...)
-		b = strconv.AppendInt(b, m.Timestamp, 10)
-		b = append(b, `,"key":`...)
-		b = appendBytesField(b, m.Key, b64, true)
-		b = append(b, `,"value":`...)
-		b = appendBytesField(b, m.Value, b64, false)
-		b = append(b, `,"headers":{`...)
-		for j, h := range m.Headers {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, h.Key)
-			b = append(b, ':')
-			b = appendJSONString(b, h.Value)
-		}
-		b = append(b, "}}"...)
+		b = appendRecordFields(b, &m.Record, b64)
 	}
 	return append(b, ']')
 }
