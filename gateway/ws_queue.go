@@ -3,8 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/weir-broker/weir/core"
@@ -59,29 +57,10 @@ func (c *wsConn) opSubscribeQueue(f *wsFrame) error {
 	}
 	vt := time.Duration(f.VisibilityTimeoutMs) * time.Millisecond
 
-	c.mu.Lock()
-	if len(c.subs) >= c.cfg.MaxSubscriptions {
-		c.mu.Unlock()
-		return &StatusError{Status: 429, Code: "too_many_subscriptions",
-			Msg: fmt.Sprintf("a connection may have at most %d subscriptions", c.cfg.MaxSubscriptions)}
+	s, err := c.addSub(sp)
+	if err != nil {
+		return err
 	}
-	if sp.id == "" {
-		for {
-			c.nextSub++
-			sp.id = "s" + strconv.Itoa(c.nextSub)
-			if c.subs[sp.id] == nil {
-				break
-			}
-		}
-	}
-	if c.subs[sp.id] != nil {
-		c.mu.Unlock()
-		return core.Invalidf("subscription id %q is in use on this connection", sp.id)
-	}
-	s := &wsSub{c: c, spec: sp, credit: newCreditGate(sp.credit), pumps: map[int]*pump{}}
-	s.ctx, s.cancel = context.WithCancel(c.ctx)
-	c.subs[sp.id] = s
-	c.mu.Unlock()
 
 	b := frameStart("subscribed", sp.reqID, sp.id)
 	b = append(b, `,"topic":`...)

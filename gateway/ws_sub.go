@@ -250,10 +250,29 @@ func (c *wsConn) opSubscribe(f *wsFrame) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	if len(c.subs) >= c.cfg.MaxSubscriptions {
+	s, err := c.addSub(sp)
+	if err != nil {
+		return err
+	}
+	s.head = append(appendJSONString(append([]byte(nil), `{"op":"records","sub":`...), sp.id), `,"records":[`...)
+
+	if err := s.start(); err != nil {
+		c.mu.Lock()
+		delete(c.subs, sp.id)
 		c.mu.Unlock()
-		return &StatusError{Status: 429, Code: "too_many_subscriptions",
+		s.stop()
+		return err
+	}
+	return nil
+}
+
+// addSub registers a new subscription on the connection, naming it when the
+// client did not, within the per-connection cap.
+func (c *wsConn) addSub(sp *subSpec) (*wsSub, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.subs) >= c.cfg.MaxSubscriptions {
+		return nil, &StatusError{Status: 429, Code: "too_many_subscriptions",
 			Msg: fmt.Sprintf("a connection may have at most %d subscriptions", c.cfg.MaxSubscriptions)}
 	}
 	if sp.id == "" {
@@ -266,23 +285,12 @@ func (c *wsConn) opSubscribe(f *wsFrame) error {
 		}
 	}
 	if c.subs[sp.id] != nil {
-		c.mu.Unlock()
-		return core.Invalidf("subscription id %q is in use on this connection", sp.id)
+		return nil, core.Invalidf("subscription id %q is in use on this connection", sp.id)
 	}
 	s := &wsSub{c: c, spec: sp, credit: newCreditGate(sp.credit), pumps: map[int]*pump{}}
 	s.ctx, s.cancel = context.WithCancel(c.ctx)
-	s.head = append(appendJSONString(append([]byte(nil), `{"op":"records","sub":`...), sp.id), `,"records":[`...)
 	c.subs[sp.id] = s
-	c.mu.Unlock()
-
-	if err := s.start(); err != nil {
-		c.mu.Lock()
-		delete(c.subs, sp.id)
-		c.mu.Unlock()
-		s.stop()
-		return err
-	}
-	return nil
+	return s, nil
 }
 
 // start resolves the start offsets (or joins the group), replies
