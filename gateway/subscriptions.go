@@ -176,23 +176,12 @@ func (s *Server) listSubscriptions(ctx *fasthttp.RequestCtx, topic string) {
 }
 
 type subPartitionJSON struct {
-	Partition     int    `json:"partition"`
-	Cursor        int64  `json:"cursor"`
-	Frontier      int64  `json:"frontier"`
-	HighWatermark int64  `json:"high_watermark"`
-	Backlog       int64  `json:"backlog"`
-	InFlight      int    `json:"in_flight"`
-	Retrying      int    `json:"retrying"`
-	Delayed       int    `json:"delayed"`
-	Blocked       int    `json:"blocked"`
-	DeadPending   int    `json:"dead_letter_pending"`
-	Delivered     int64  `json:"delivered"`
-	Acked         int64  `json:"acked"`
-	Nacked        int64  `json:"nacked"`
-	Expired       int64  `json:"expired"`
-	DeadLettered  int64  `json:"dead_lettered"`
-	Dropped       int64  `json:"dropped"`
-	Error         string `json:"error,omitempty"`
+	Partition     int   `json:"partition"`
+	Cursor        int64 `json:"cursor"`
+	Frontier      int64 `json:"frontier"`
+	HighWatermark int64 `json:"high_watermark"`
+	subTotalsJSON
+	Error string `json:"error,omitempty"`
 }
 
 type subTotalsJSON struct {
@@ -210,6 +199,21 @@ type subTotalsJSON struct {
 	Dropped      int64 `json:"dropped"`
 }
 
+func (t *subTotalsJSON) add(p *subTotalsJSON) {
+	t.Backlog += p.Backlog
+	t.InFlight += p.InFlight
+	t.Retrying += p.Retrying
+	t.Delayed += p.Delayed
+	t.Blocked += p.Blocked
+	t.DeadPending += p.DeadPending
+	t.Delivered += p.Delivered
+	t.Acked += p.Acked
+	t.Nacked += p.Nacked
+	t.Expired += p.Expired
+	t.DeadLettered += p.DeadLettered
+	t.Dropped += p.Dropped
+}
+
 func (s *Server) describeSubscription(ctx *fasthttp.RequestCtx, topic, name string) {
 	sub, parts, err := s.queues.Stats(topic, name)
 	if err != nil {
@@ -224,25 +228,14 @@ func (s *Server) describeSubscription(ctx *fasthttp.RequestCtx, topic, name stri
 	tot := &out.Stats
 	for i, p := range parts {
 		pj := subPartitionJSON{Partition: p.Partition, Cursor: p.Cursor, Frontier: p.Frontier, HighWatermark: p.HighWatermark,
-			Backlog: p.Backlog, InFlight: p.InFlight, Retrying: p.Retrying, Delayed: p.Delayed, Blocked: p.Blocked,
-			DeadPending: p.DeadPending, Delivered: p.Delivered, Acked: p.Acked, Nacked: p.Nacked, Expired: p.Expired,
-			DeadLettered: p.DeadLettered, Dropped: p.Dropped}
+			subTotalsJSON: subTotalsJSON{Backlog: p.Backlog, InFlight: p.InFlight, Retrying: p.Retrying, Delayed: p.Delayed,
+				Blocked: p.Blocked, DeadPending: p.DeadPending, Delivered: p.Delivered, Acked: p.Acked, Nacked: p.Nacked,
+				Expired: p.Expired, DeadLettered: p.DeadLettered, Dropped: p.Dropped}}
 		if p.Err != nil {
 			pj.Error = p.Err.Error()
 		}
 		out.Partitions[i] = pj
-		tot.Backlog += p.Backlog
-		tot.InFlight += p.InFlight
-		tot.Retrying += p.Retrying
-		tot.Delayed += p.Delayed
-		tot.Blocked += p.Blocked
-		tot.DeadPending += p.DeadPending
-		tot.Delivered += p.Delivered
-		tot.Acked += p.Acked
-		tot.Nacked += p.Nacked
-		tot.Expired += p.Expired
-		tot.DeadLettered += p.DeadLettered
-		tot.Dropped += p.Dropped
+		tot.add(&pj.subTotalsJSON)
 	}
 	b, _ := json.Marshal(out)
 	writeJSON(ctx, 200, append(b, '\n'))
