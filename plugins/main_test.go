@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/internal/testutil"
 )
 
 // testDir holds wasm built by tests and the compilation cache shared by all
@@ -37,35 +35,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var builds sync.Map // package path → *build
-
-type build struct {
-	once sync.Once
-	wasm []byte
-	err  error
-}
-
 // buildWasm compiles a main package of this module (path relative to the
 // module root) to a wasip1 reactor, once per test binary.
 func buildWasm(tb testing.TB, pkg string) []byte {
 	tb.Helper()
-	v, _ := builds.LoadOrStore(pkg, &build{})
-	bd := v.(*build)
-	bd.once.Do(func() {
-		out := filepath.Join(testDir, strings.ReplaceAll(pkg, "/", "_")+".wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./"+pkg)
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			bd.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
-			return
-		}
-		bd.wasm, bd.err = os.ReadFile(out)
-	})
-	if bd.err != nil {
-		tb.Fatal(bd.err)
-	}
-	return bd.wasm
+	return testutil.BuildWasm(tb, pkg)
 }
 
 func newHost(tb testing.TB, cfg Config) *Host {
