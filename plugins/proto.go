@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -88,6 +89,16 @@ func (c *conn) recv() (byte, []byte, error) {
 	n := binary.LittleEndian.Uint32(c.hdr[:])
 	if n == 0 || n > maxFrame {
 		return 0, nil, fmt.Errorf("bad frame length %d", n)
+	}
+	if int(n) > cap(c.buf) && n > 4<<20 {
+		// A large declared length: let the buffer grow with the bytes that
+		// actually arrive, so a bad length costs no memory up front.
+		var bb bytes.Buffer
+		if _, err := io.CopyN(&bb, c.r, int64(n)); err != nil {
+			return 0, nil, err
+		}
+		b := bb.Bytes()
+		return b[0], b[1:], nil
 	}
 	if cap(c.buf) < int(n) {
 		c.buf = make([]byte, n)
