@@ -66,8 +66,8 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB},
 				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
 				// Pages of these origins may open WebSockets (docs/websocket.md).
-				Gateway:  gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
-				Security: sec.config(),
+				Gateway:   gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
+				Security:  sec.config(),
 				KafkaAddr: kafkaAddr, KafkaAdvertisedAddr: kafkaAdvertisedAddr, // docs/kafka.md
 			})
 			if err != nil {
