@@ -238,7 +238,7 @@ func New(cfg Config) (*Host, error) {
 		CertFile:            cfg.CertFile,
 		KeyFile:             cfg.KeyFile,
 		Expert: dbconfig.ExpertConfig{
-			LogDBFactory:     tan.Factory,
+			LogDBFactory:     skipEmptyFactory{tan.Factory}, // logdb.go
 			LogDB:            dbconfig.GetTinyMemLogDBConfig(),
 			TransportFactory: cfg.TransportFactory,
 		},
