@@ -57,7 +57,7 @@ func TestRecordsBinaryRoundTrip(t *testing.T) {
 		{"records", core.FetchResult{NextOffset: 44, HighWatermark: 50, LogStart: 0, Records: []core.Record{
 			{Offset: 41, Timestamp: 1764096000000, Key: []byte("k1"), Value: []byte("hello"),
 				Headers: []core.Header{{Key: "traceparent", Value: "00-abc"}, {Key: "empty", Value: ""}}},
-			{Offset: 42, Timestamp: 1, Key: nil, Value: []byte{0, 0xFF, '"', '\n'}},   // no key, binary value
+			{Offset: 42, Timestamp: 1, Key: nil, Value: []byte{0, 0xFF, '"', '\n'}},  // no key, binary value
 			{Offset: 43, Timestamp: 2, Key: []byte{}, Value: []byte{}, Headers: nil}, // empty key and value
 		}}},
 	} {
