@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 
@@ -26,6 +27,10 @@ type Host struct {
 	mu     sync.Mutex
 	procs  map[*processor]struct{}
 	closed bool
+
+	// stranded counts trusted instantiations abandoned at their deadline
+	// and still running on compiled code the cache owns.
+	stranded atomic.Int64
 }
 
 // New returns a Host. cfg is validated once here.
@@ -145,7 +150,7 @@ func (h *Host) Close() error {
 	procs := h.procs
 	h.procs = nil
 	h.mu.Unlock()
-	busy := false
+	busy := h.stranded.Load() > 0
 	for p := range procs {
 		p.Close()
 		p.mu.Lock()

@@ -249,6 +249,7 @@ func (p *processor) newLocal(ctx context.Context) (runner, error) {
 		defer p.leave()
 		in, err := p.eng.instantiate(context.WithoutCancel(ctx))
 		if !state.CompareAndSwap(0, 1) {
+			p.h.stranded.Add(-1)
 			if err == nil {
 				in.close(context.Background()) // abandoned: nobody wants it now
 			}
@@ -263,9 +264,11 @@ func (p *processor) newLocal(ctx context.Context) (runner, error) {
 		}
 		return &local{p: p, in: r.in}, nil
 	case <-ctx.Done():
+		p.h.stranded.Add(1)
 		if state.CompareAndSwap(0, 2) {
 			return nil, overran()
 		}
+		p.h.stranded.Add(-1)
 		r := <-done // it returned just now
 		if r.err != nil {
 			return nil, r.err
