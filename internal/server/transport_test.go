@@ -3,16 +3,21 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/weir-broker/weir/internal/devcerts"
 	tu "github.com/weir-broker/weir/internal/testutil"
 )
 
@@ -197,6 +202,16 @@ func TestUnauthenticatedBodiesAreNotRead(t *testing.T) {
 			t.Fatalf("healthz: %d", r.Status)
 		}
 	})
+	t.Run("audited", func(t *testing.T) {
+		tu.Eventually(t, 20*time.Second, "an audit event of an early 401", func() bool {
+			for _, e := range auditEvents(t, admin) {
+				if e.Result == "unauthenticated" && e.Status == 401 && e.Action == "POST /v1/topics/t/records" {
+					return true
+				}
+			}
+			return false
+		})
+	})
 	t.Run("tiny unauthenticated body", func(t *testing.T) {
 		// Read (one byte), refused by the normal path: 401 just the same.
 		r := newSecClient(t, u, "", nil).do("POST", "/v1/topics/t/records", []byte("x"))
@@ -209,7 +224,11 @@ func TestUnauthenticatedBodiesAreNotRead(t *testing.T) {
 // expect401 sends head and body, then must read a 401 unauthenticated with
 // WWW-Authenticate and a clean close (no reset), under a deadline.
 func expect401(addr, head string, body []byte) error {
-	c, err := net.Dial("tcp", addr)
+	return expect401On(func() (net.Conn, error) { return net.Dial("tcp", addr) }, head, body)
+}
+
+func expect401On(dial func() (net.Conn, error), head string, body []byte) error {
+	c, err := dial()
 	if err != nil {
 		return err
 	}
@@ -239,4 +258,37 @@ func expect401(addr, head string, body []byte) error {
 		return fmt.Errorf("after the 401: %d bytes, %v; want EOF", n, err)
 	}
 	return nil
+}
+
+func TestTLSEarlyAnswersNeverReset(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devcerts.Write(dir, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := func(n string) string { return filepath.Join(dir, n) }
+	s := securedNode(t, func(c *Config) {
+		c.Security.TLSCert, c.Security.TLSKey = f("server.pem"), f("server-key.pem")
+		c.Gateway.MaxBodyBytes = 1 << 20
+	})
+	defer stop(t, s)
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(f("ca.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	tc := &tls.Config{RootCAs: pool}
+	admin := newSecClient(t, s.URL(), testAdminToken, tc)
+	admin.expect(201, "POST", "/v1/topics", map[string]any{"name": "t"})
+	big := bytes.Repeat([]byte("x"), 2<<20)
+	for i := 0; i < 10; i++ {
+		r, err := admin.try("POST", "/v1/topics/t/records", big)
+		if err != nil || r.Status != 413 || r.ErrorCode() != "too_large" {
+			t.Fatalf("round %d: %v %v, want 413 too_large", i, err, r)
+		}
+	}
+	dial := func() (net.Conn, error) { return tls.Dial("tcp", s.Addr(), tc) }
+	head := "POST /v1/topics/t/records HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+	for i := 0; i < 10; i++ {
+		if err := expect401On(dial, head, big[:64<<10]); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
 }
