@@ -409,7 +409,7 @@ func (p *Pipelines) moduleBytes(ctx context.Context, v ModuleVersion) ([]byte, e
 // limits the runtime refuses, and a module whose initial memory exceeds the
 // pipeline's memory limit are ErrBadRequest.
 func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, error) {
-	s.Failure, s.Paused = nil, false
+	s.Failure = nil
 	if err := s.Validate(); err != nil {
 		return s, err
 	}
