@@ -16,8 +16,8 @@
 // errors.Is it against ErrTimeout, ErrTrap, ErrGuest, ErrOutputLimit,
 // ErrABI, ErrWorker. Instantiation (the start function, _initialize) runs
 // under the same time and memory limits as a batch: Processor fails with
-// ErrTimeout, ErrTrap or ErrMemoryLimit (wrapped in ErrWorker from a worker)
-// for a module that cannot start, and Host.Limits resolves and checks a
+// ErrTimeout, ErrTrap (from a worker: ErrWorker wrapping it) or
+// ErrMemoryLimit for a module that cannot start, and Host.Limits resolves and checks a
 // pipeline's limits before anything runs. Output records alias buffers owned by the output, and
 // records a guest forwarded unchanged share the memory of the input records.
 //

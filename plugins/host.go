@@ -95,8 +95,8 @@ func (h *Host) Limits(lim core.ProcessorLimits) (core.ProcessorLimits, error) {
 // Instantiation runs under the batch limits: a module whose declared initial
 // memory is above the memory limit fails with ErrMemoryLimit before anything
 // runs, and one whose start function or _initialize traps or overruns the
-// time limit fails with ErrTrap or ErrTimeout (in a worker: ErrWorker
-// wrapping them).
+// time limit fails with ErrTimeout, or ErrTrap (from a worker: ErrWorker
+// wrapping it).
 func (h *Host) Processor(ctx context.Context, m core.ModuleRef, lim core.ProcessorLimits) (core.Processor, error) {
 	if err := h.check(); err != nil {
 		return nil, err
