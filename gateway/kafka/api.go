@@ -173,13 +173,24 @@ func (c *conn) saslAuthenticate(r *kmsg.SASLAuthenticateRequest) (kmsg.Response,
 
 func (c *conn) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	resp := r.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := c.s.advertised()
 	self := int32(c.s.cfg.NodeID)
-	br := kmsg.NewMetadataResponseBroker()
-	br.NodeID, br.Host, br.Port = self, host, port
-	resp.Brokers = []kmsg.MetadataResponseBroker{br}
+	brokers := c.s.brokers()
+	ids := make([]uint64, 0, len(brokers))
+	for id := range brokers {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		host, port, _ := splitHostPort(brokers[id].Addr)
+		br := kmsg.NewMetadataResponseBroker()
+		br.NodeID, br.Host, br.Port = int32(id), host, port
+		resp.Brokers = append(resp.Brokers, br)
+	}
 	resp.ClusterID = &c.s.cfg.ClusterID
 	resp.ControllerID = self
+	if id, ok := c.s.coordinator(brokers); ok {
+		resp.ControllerID = int32(id)
+	}
 	var names []string
 	if r.Topics == nil {
 		for _, t := range c.s.broker.Store().Topics() {
@@ -212,17 +223,31 @@ func (c *conn) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 		for _, pi := range parts {
 			mp := kmsg.NewMetadataResponseTopicPartition()
 			mp.Partition = int32(pi.Partition)
-			// This node answers for every partition: writes are forwarded
-			// by core to the Raft leader, reads served from a replica.
-			mp.Leader = self
-			mp.LeaderEpoch = -1
-			mp.Replicas = []int32{self}
-			mp.ISR = []int32{self}
+			mp.Leader, mp.LeaderEpoch = kafkaLeader(pi, self, brokers), -1
+			for _, r := range pi.Replicas {
+				if _, ok := brokers[r]; ok {
+					mp.Replicas = append(mp.Replicas, int32(r))
+				}
+			}
+			if len(mp.Replicas) == 0 {
+				mp.Replicas = []int32{mp.Leader}
+			}
+			mp.ISR = mp.Replicas
 			mt.Partitions = append(mt.Partitions, mp)
 		}
 		resp.Topics = append(resp.Topics, mt)
 	}
 	return resp
+}
+
+// kafkaLeader is the broker Metadata names as a partition's leader: its
+// Raft leader when that node has a Kafka listener, else this node (which
+// then forwards writes through core).
+func kafkaLeader(pi core.PartitionInfo, self int32, brokers map[uint64]Broker) int32 {
+	if _, ok := brokers[pi.Leader]; ok && pi.Leader != 0 {
+		return int32(pi.Leader)
+	}
+	return self
 }
 
 // allowedQuiet checks an ACL without auditing (listing filters what a

@@ -265,16 +265,20 @@ func (c *conn) groupAllowed(api, group string, op auth.Operation) bool {
 
 func (c *conn) findCoordinator(r *kmsg.FindCoordinatorRequest) *kmsg.FindCoordinatorResponse {
 	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	host, port := c.s.advertised()
-	self := int32(c.s.cfg.NodeID)
+	brokers := c.s.brokers()
+	cid, known := c.s.coordinator(brokers)
+	host, port, _ := splitHostPort(brokers[cid].Addr)
 	keys := r.CoordinatorKeys
 	if r.Version < 4 {
 		keys = []string{r.CoordinatorKey}
 	}
 	for _, k := range keys {
 		ck := kmsg.NewFindCoordinatorResponseCoordinator()
-		ck.Key, ck.NodeID, ck.Host, ck.Port = k, self, host, port
+		ck.Key, ck.NodeID, ck.Host, ck.Port = k, int32(cid), host, port
 		switch {
+		case !known:
+			ck.NodeID, ck.Host, ck.Port = -1, "", -1
+			ck.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		case r.CoordinatorType != 0:
 			ck.NodeID, ck.Host, ck.Port = -1, "", -1
 			ck.ErrorCode = kerr.InvalidRequest.Code // 42: transactions are not supported
@@ -313,6 +317,9 @@ func (c *conn) joinGroup(ctx context.Context, r *kmsg.JoinGroupRequest) *kmsg.Jo
 	}
 	if len(r.Protocols) == 0 || r.ProtocolType == "" {
 		return fail(kerr.InconsistentGroupProtocol.Code)
+	}
+	if c.notCoordinator() {
+		return fail(kerr.NotCoordinator.Code)
 	}
 	co := c.s.groups
 	co.mu.Lock()
@@ -381,6 +388,9 @@ func (c *conn) syncGroup(ctx context.Context, r *kmsg.SyncGroupRequest) *kmsg.Sy
 	fail := func(code int16) *kmsg.SyncGroupResponse { resp.ErrorCode = code; return resp }
 	if !c.groupAllowed("SyncGroup", r.Group, auth.Read) {
 		return fail(kerr.GroupAuthorizationFailed.Code)
+	}
+	if c.notCoordinator() {
+		return fail(kerr.NotCoordinator.Code)
 	}
 	co := c.s.groups
 	co.mu.Lock()
@@ -465,6 +475,10 @@ func (c *conn) heartbeat(r *kmsg.HeartbeatRequest) *kmsg.HeartbeatResponse {
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
+	if c.notCoordinator() {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp
+	}
 	co := c.s.groups
 	co.mu.Lock()
 	defer co.mu.Unlock()
@@ -476,6 +490,10 @@ func (c *conn) leaveGroup(r *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupResponse {
 	resp := r.ResponseKind().(*kmsg.LeaveGroupResponse)
 	if !c.groupAllowed("LeaveGroup", r.Group, auth.Read) {
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp
+	}
+	if c.notCoordinator() {
+		resp.ErrorCode = kerr.NotCoordinator.Code
 		return resp
 	}
 	ids := []string{r.MemberID}
@@ -520,6 +538,8 @@ func (c *conn) offsetCommit(ctx context.Context, r *kmsg.OffsetCommitRequest) *k
 	code := int16(0)
 	if !c.groupAllowed("OffsetCommit", r.Group, auth.Read) {
 		code = kerr.GroupAuthorizationFailed.Code
+	} else if (r.Generation >= 0 || r.MemberID != "") && c.notCoordinator() {
+		code = kerr.NotCoordinator.Code
 	} else if r.Generation >= 0 || r.MemberID != "" {
 		co := c.s.groups
 		co.mu.Lock()

@@ -239,6 +239,18 @@ func (c *conn) producePartition(ctx context.Context, acks int16, topic string, p
 	if err != nil {
 		return err
 	}
+	if c.s.cfg.Cluster != nil {
+		// Metadata named the Raft leader: a produce that reaches another
+		// node means the client's metadata is stale, so it refreshes.
+		pi, err := c.s.broker.Store().PartitionInfo(topic, int(p.Partition))
+		if err != nil {
+			return err
+		}
+		self := int32(c.s.cfg.NodeID)
+		if kafkaLeader(pi, self, c.s.brokers()) != self {
+			return fmt.Errorf("%w: node %d leads partition %d of %q", kerr.NotLeaderForPartition, pi.Leader, p.Partition, topic)
+		}
+	}
 	for i, b := range batches {
 		req := &core.ProduceRequest{Topic: topic, Records: make([]core.ProduceRecord, len(b.records))}
 		for j, rec := range b.records {

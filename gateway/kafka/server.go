@@ -41,13 +41,11 @@ type Config struct {
 	Auth *auth.Service
 	// MaxRequestBytes bounds a request frame; default 100 MiB.
 	MaxRequestBytes int
+	// Cluster names the other nodes and the group coordinator; nil: this
+	// node alone answers for every partition and group.
+	Cluster Cluster
 	// ClusterID is returned in Metadata; default "weir".
 	ClusterID string
-	// GroupRebalanceTimeout bounds how long a JoinGroup waits for the
-	// other members to rejoin when the client asks for none; default 60 s.
-	// GroupInitialDelay is how long the first join waits for more members
-	// (Kafka's group.initial.rebalance.delay.ms); default 0.
-	GroupInitialDelay time.Duration
 	// Now is the clock for session expiry; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -148,8 +146,16 @@ func (s *Server) Listen() error {
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
-	if err := s.setListener(ln); err != nil {
+	if err := s.Start(ln); err != nil {
 		ln.Close()
+		return err
+	}
+	return nil
+}
+
+// Start serves ln in a goroutine owned by the server; Close stops it.
+func (s *Server) Start(ln net.Listener) error {
+	if err := s.setListener(ln); err != nil {
 		return err
 	}
 	s.wg.Add(1)
@@ -248,6 +254,8 @@ func (s *Server) advertised() (string, int32) {
 	}
 	return h, p
 }
+
+func joinHostPort(h string, p int32) string { return net.JoinHostPort(h, strconv.Itoa(int(p))) }
 
 func splitHostPort(a string) (string, int32, error) {
 	h, ps, err := net.SplitHostPort(a)

@@ -114,7 +114,18 @@ func Start(cfg Config) (*Server, error) {
 	if tlsCfg != nil {
 		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
 	}
+	kln, kadv, err := listenKafka(cfg, sec, tlsCfg) // kafka.go
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	defer func() { // until startKafka owns it
+		if kln != nil {
+			kln.Close()
+		}
+	}()
 	rc := cfg.Raft
+	rc.KafkaAddr = kadv
 	sec.applyRaft(&rc)
 	rc.NodeID, rc.DataDir, rc.RaftAddr, rc.Peers = cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Peers
 	rc.HTTPAddr = ln.Addr().String()
@@ -179,7 +190,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	go broker.RunRetention(ctx)
 	go func() { s.serveErr <- gw.Serve(ln) }()
-	if s.Kafka, err = startKafka(cfg, sec, broker, authSvc, tlsCfg); err != nil { // kafka.go
+	kafkaLn := kln // startKafka owns it now
+	kln = nil
+	if s.Kafka, err = startKafka(cfg, kafkaLn, kadv, broker, authSvc, host); err != nil { // kafka.go
 		s.Close(context.Background())
 		return nil, err
 	}
