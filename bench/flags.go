@@ -24,7 +24,7 @@ func parseRun(args []string) (*config, error) {
 	fs.IntVar(&c.size, "size", 1024, "value bytes per record")
 	fs.IntVar(&c.perFetch, "per-fetch", 1000, "records per fetch (consume)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to publish (batch, one)")
-	fs.StringVar(&c.accept, "accept", "json", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
+	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -89,6 +89,10 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, topic, partStr string) {
 		writeError(ctx, err)
 		return
 	}
+	if wantsBinaryRecords(ctx) { // fetchbin.go
+		writeFetchBinary(ctx, res)
+		return
+	}
 	b := make([]byte, 0, 64)
 	b = append(b, `{"records":`...)
 	b = AppendRecordsJSON(b, res.Records, b64, "", -1)
