@@ -3,11 +3,13 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -126,6 +128,20 @@ func (s *Server) serveConn(nc net.Conn) {
 	if !s.cfg.Auth.Enabled() {
 		c.authenticated = true
 		c.principal = auth.Principal{Name: "anonymous", Admin: true, Via: "anonymous"}
+	}
+	if tc, ok := nc.(*tls.Conn); ok && s.cfg.Auth.Enabled() {
+		// A verified client certificate (mTLS) authenticates its CN, as
+		// on HTTP; SASL may still replace it.
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		if pcs := tc.ConnectionState().VerifiedChains; len(pcs) > 0 && len(pcs[0]) > 0 {
+			if p, err := s.cfg.Auth.AuthenticateCert(pcs[0][0].Subject.CommonName); err == nil {
+				c.principal, c.authenticated = p, true
+			}
+		}
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	for {
