@@ -128,7 +128,7 @@ if [ "${BENCH_PIPELINE:-1}" = 1 ]; then
       start_weir 1
       echo "== pipeline $g, run $run"
       ./bin/weir bench pipeline --server "$servers" --module bin/examples/passthrough.wasm \
-        --records "${BENCH_PIPELINE_RECORDS:-200000}" --guarantee $g | tail -1
+        --records "${BENCH_PIPELINE_RECORDS:-200000}" --guarantee $g | tail -2
       stop
     done
   done
