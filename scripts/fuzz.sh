@@ -9,7 +9,7 @@ while IFS= read -r line; do
   name=$(sed -E 's/^.*func (Fuzz[A-Za-z0-9_]+).*/\1/' <<<"$line")
   dir=$(dirname "$file")
   echo "fuzz $dir $name ($t)"
-  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" "./$dir" >/tmp/weir-fuzz.log 2>&1; then
+  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} "./$dir" >/tmp/weir-fuzz.log 2>&1; then
     cat /tmp/weir-fuzz.log; fail=1
   fi
 done < <(grep -rn --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' . | grep -v '^./sdk/' | sort)
@@ -19,7 +19,7 @@ while IFS= read -r line; do
   name=$(sed -E 's/^.*func (Fuzz[A-Za-z0-9_]+).*/\1/' <<<"$line")
   dir=$(dirname "${file#sdk/}")
   echo "fuzz sdk/$dir $name ($t)"
-  if ! (cd sdk && go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" "./$dir") >/tmp/weir-fuzz.log 2>&1; then
+  if ! (cd sdk && go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} "./$dir") >/tmp/weir-fuzz.log 2>&1; then
     cat /tmp/weir-fuzz.log; fail=1
   fi
 done < <(grep -rn --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' sdk | sort)
