@@ -640,11 +640,21 @@ func (h *Host) stopPartition(shardID uint64) {
 	case <-time.After(10 * time.Second):
 	}
 	deadline := time.Now().Add(10 * time.Second)
+	stopped := rid == 0
 	for rid != 0 && time.Now().Before(deadline) {
-		if err := h.nh.RemoveData(shardID, rid); err == nil || !errors.Is(err, dragonboat.ErrShardNotStopped) {
+		err := h.nh.RemoveData(shardID, rid)
+		if err == nil || !errors.Is(err, dragonboat.ErrShardNotStopped) {
+			stopped = true
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if !stopped {
+		// The state machine may still be applying (and writing its
+		// checkpoint): deleting its directory under it would crash the
+		// node. Leave the files; a restart's reconcile drops them.
+		h.log.Warn("partition shard did not stop; its files are kept", "shard", shardID)
+		return
 	}
 	if psm != nil {
 		psm.Close()
