@@ -243,6 +243,25 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 	}
 }
 
+// recordStart fixes where a new pipeline starts on a partition, once, in
+// the partition's replicated state: the log start (from earliest) or the
+// high watermark when the pipeline was first run (from latest). Kept only
+// in memory, a "latest" start moved with every new record and the pipeline
+// never processed any; kept in state, it survives restarts and failover.
+func (p *Pipelines) recordStart(ctx context.Context, log PartitionLog, s PipelineSpec, metaKey string) error {
+	if m := loadPipeMeta(log, s.Name); m.Started {
+		return nil
+	}
+	m := pipeMeta{Pos: log.LogStart(), Started: true}
+	if s.From == "latest" {
+		m.Pos = log.HighWatermark()
+	}
+	doc, _ := json.Marshal(m)
+	// Absent: a predecessor that started first keeps its start.
+	_, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: true}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
+	return err
+}
+
 func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 	log, err := p.store.Partition(k.topic, k.part)
 	if err != nil {
@@ -258,15 +277,14 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 	if err := p.shipOutbox(ctx, log, s, k); err != nil {
 		return err
 	}
+	if err := p.recordStart(ctx, log, s, metaKey); err != nil {
+		return err
+	}
 	for ctx.Err() == nil {
 		m := loadPipeMeta(log, s.Name)
 		rawMeta, hadMeta := log.StateGet(metaKey)
-		if !m.Started {
-			m.Pos = log.LogStart()
-			if s.From == "latest" {
-				m.Pos = log.HighWatermark()
-			}
-			m.Started = true
+		if !m.Started { // recordStart lost a race with a predecessor's first batch
+			m.Pos, m.Started = log.LogStart(), true
 		}
 		if start := log.LogStart(); m.Pos < start {
 			m.Pos = start // retention deleted records the pipeline had not processed

@@ -384,3 +384,28 @@ func TestPipelineAPIErrors(t *testing.T) {
 		t.Fatalf("delete pipeline: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestPipelineFromLatest: a pipeline created with "from":"latest" skips
+// what its input held at creation and processes everything after. (Its
+// start was kept only in memory and moved with every new record, so it
+// never processed anything.)
+func TestPipelineFromLatest(t *testing.T) {
+	s := startNode(t, t.TempDir())
+	defer stop(t, s)
+	u := s.URL()
+	createTopic(t, u, "src", 1)
+	createTopic(t, u, "dst", 1)
+	uploadModule(t, u, "pass", "examples/passthrough")
+	produce(t, u, "src", map[string]any{"value": "old-1"}, map[string]any{"value": "old-2"})
+	createPipeline(t, u, map[string]any{"name": "late", "module": "pass", "inputs": []string{"src"}, "outputs": []string{"dst"}, "from": "latest"})
+	tu.Eventually(t, 60*time.Second, "the pipeline to fix its start at the high watermark", func() bool {
+		st := pipelineStatus(t, u, "late")
+		return len(st.Partitions) == 1 && st.Partitions[0].Position == 2
+	})
+	produce(t, u, "src", map[string]any{"value": "new-1"}, map[string]any{"value": "new-2"})
+	waitCaughtUp(t, u, "late")
+	got := readAll(t, u, "dst")
+	if len(got) != 2 || got[0].Value != "new-1" || got[1].Value != "new-2" {
+		t.Fatalf("dst holds %+v, want new-1 and new-2 only", got)
+	}
+}
