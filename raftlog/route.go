@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-broker/weir/core"
@@ -19,6 +21,14 @@ import (
 // only while the count is below maxHops, so a call never loops; past the
 // limit a node with a replica proposes locally (Dragonboat hands the
 // proposal to the leader) and a node without one answers not_leader.
+//
+// A replica serves reads only once it has caught up (Partition.catchUp):
+// after a restart it may hold a stale prefix. A call taken from a client
+// (hops 0) whose local replica has not caught up gives it catchUpWait and
+// then reads from another replica through the Forwarder, the leader first;
+// only when no other replica answers does it wait for the local one as long
+// as the call allows. A forwarded read is served here or not at all: it
+// waits for the local replica within the caller's deadline.
 
 const (
 	maxHops       = 2
@@ -27,6 +37,10 @@ const (
 	infoMaxAge    = 200 * time.Millisecond // how long a remote HWM is reused
 	pollInterval  = 100 * time.Millisecond // Changed() of a remote partition
 	aliveWindow   = 2 * time.Second        // a node that answered a ping this recently is up
+	// catchUpWait bounds how long a client's read waits for a restarted
+	// local replica to catch up before it asks another replica.
+	catchUpWait  = 250 * time.Millisecond
+	catchUpRetry = 2 * time.Second // after a failed catchUpWait, read elsewhere this long
 )
 
 // errUnknownOutcome marks an attempt whose effect is unknown (it timed out
@@ -41,6 +55,10 @@ type routed struct {
 	shard     uint64
 	local     *Partition // nil: no open replica here
 	hops      int        // nodes the call crossed before reaching this one
+	// missedAt (UnixNano, 0 never): when a bounded catch-up of local last
+	// failed on this handle; for catchUpRetry after it, reads through the
+	// handle go to another replica without waiting again.
+	missedAt atomic.Int64
 }
 
 var _ core.PartitionLog = (*routed)(nil)
@@ -346,6 +364,20 @@ func (r *routed) remoteRead(ctx context.Context, f func(ctx context.Context, to 
 	if len(cands) == 0 {
 		return fmt.Errorf("%w: no node of partition %s/%d is reachable", core.ErrUnavailable, r.topic, r.partition)
 	}
+	if r.local != nil {
+		// The local replica's view of the leader is fresher than the hint.
+		if lid, _, ok, err := r.h.nh.GetLeaderID(r.shard); err == nil && ok && lid != r.local.sm.replicaID {
+			if n, ok := pm.nodeOf(lid); ok {
+				for i, c := range cands {
+					if c == n {
+						copy(cands[1:i+1], cands[:i])
+						cands[0] = n
+						break
+					}
+				}
+			}
+		}
+	}
 	for _, n := range cands {
 		err = f(ctx, r.route(n, r.h.httpAddr(n)))
 		r.noteRemote(n, err)
@@ -356,11 +388,69 @@ func (r *routed) remoteRead(ctx context.Context, f func(ctx context.Context, to 
 	return fmt.Errorf("%w: %v", core.ErrUnavailable, err)
 }
 
+// mayReadElsewhere reports whether a read may go to another replica: it was
+// taken from a client (a forwarded read is served here or not at all) and
+// the partition has another node to ask.
+func (r *routed) mayReadElsewhere() bool {
+	if r.hops > 0 || r.h.cfg.Forwarder == nil {
+		return false
+	}
+	pm, err := r.h.partitionMeta(r.topic, r.partition)
+	return err == nil && len(r.h.candidates(&pm)) > 0
+}
+
+// localReady reports whether the local replica may serve a read now: it
+// has caught up since it started, or catches up within catchUpWait (not
+// tried again for catchUpRetry after a miss). elsewhere says the read should
+// go to another replica; when no other replica may serve it, localReady
+// waits as long as ctx allows (Partition.catchUp's default without a
+// deadline) and err is the read's answer.
+func (r *routed) localReady(ctx context.Context) (elsewhere bool, err error) {
+	p := r.local
+	if p.sm.caughtUp.Load() {
+		return false, nil
+	}
+	if !r.mayReadElsewhere() {
+		return false, p.catchUp(ctx)
+	}
+	if at := r.missedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < catchUpRetry {
+		return true, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	defer cancel()
+	if p.catchUp(cctx) != nil {
+		r.missedAt.Store(time.Now().UnixNano())
+		return true, nil
+	}
+	return false, nil
+}
+
+// elsewhereFailed reports whether a read sent to other replicas failed for
+// want of a replica (not with the request's own answer), so that the local
+// replica is worth waiting for.
+func elsewhereFailed(ctx context.Context, err error) bool {
+	return err != nil && !isDomainError(err) && ctx.Err() == nil
+}
+
 // Read implements core.PartitionLog.
 func (r *routed) Read(ctx context.Context, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
-	if r.local != nil {
+	if r.local == nil {
+		return r.readElsewhere(ctx, from, maxRecords, maxBytes)
+	}
+	if elsewhere, err := r.localReady(ctx); err != nil {
+		return nil, err
+	} else if !elsewhere {
 		return r.local.Read(ctx, from, maxRecords, maxBytes)
 	}
+	out, err := r.readElsewhere(ctx, from, maxRecords, maxBytes)
+	if elsewhereFailed(ctx, err) {
+		// No other replica served it: wait for this one (catchUp).
+		return r.local.Read(ctx, from, maxRecords, maxBytes)
+	}
+	return out, err
+}
+
+func (r *routed) readElsewhere(ctx context.Context, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
 	var out []core.Record
 	err := r.remoteRead(ctx, func(ctx context.Context, to core.Route) error {
 		rctx, cancel := context.WithTimeout(ctx, remoteTimeout)
@@ -377,9 +467,25 @@ func (r *routed) Read(ctx context.Context, from int64, maxRecords, maxBytes int)
 
 // OffsetForTime implements core.PartitionLog.
 func (r *routed) OffsetForTime(ctx context.Context, ts int64) (int64, error) {
-	if r.local != nil {
+	if r.local == nil {
+		return r.offsetElsewhere(ctx, ts)
+	}
+	if elsewhere, err := r.localReady(ctx); err != nil {
+		return 0, err
+	} else if !elsewhere {
 		return r.local.OffsetForTime(ctx, ts)
 	}
+	off, err := r.offsetElsewhere(ctx, ts)
+	if elsewhereFailed(ctx, err) {
+		if err := r.local.catchUp(ctx); err != nil {
+			return 0, err
+		}
+		return r.local.OffsetForTime(ctx, ts)
+	}
+	return off, err
+}
+
+func (r *routed) offsetElsewhere(ctx context.Context, ts int64) (int64, error) {
 	var off int64
 	err := r.remoteRead(ctx, func(ctx context.Context, to core.Route) error {
 		rctx, cancel := context.WithTimeout(ctx, remoteTimeout)
@@ -387,6 +493,7 @@ func (r *routed) OffsetForTime(ctx context.Context, ts int64) (int64, error) {
 		res, err := r.h.cfg.Forwarder.Read(rctx, to, core.ReadRequest{Timestamp: ts})
 		if err == nil {
 			off = res.Offset
+			r.h.setRemoteInfo(r.shard, res.HighWatermark, res.LogStart)
 		}
 		return err
 	})
@@ -407,37 +514,60 @@ func (r *routed) Changed() <-chan struct{} {
 
 // HighWatermark implements core.PartitionLog.
 func (r *routed) HighWatermark() int64 {
-	if r.local != nil {
-		return r.local.HighWatermark()
-	}
-	hwm, _ := r.remoteInfo()
+	hwm, _ := r.info()
 	return hwm
 }
 
 // LogStart implements core.PartitionLog.
 func (r *routed) LogStart() int64 {
-	if r.local != nil {
-		return r.local.LogStart()
-	}
-	_, start := r.remoteInfo()
+	_, start := r.info()
 	return start
 }
 
-func (r *routed) remoteInfo() (hwm, start int64) {
-	if hwm, start, ok := r.h.cachedRemoteInfo(r.shard); ok {
+// info answers HighWatermark and LogStart: from the local replica once it
+// has caught up (localReady), else from another replica, else from the
+// local replica after waiting (infoTimeout in all) for it to catch up. A replica still catching
+// up may report a high watermark below what was acknowledged; it is the
+// answer of last resort.
+func (r *routed) info() (hwm, start int64) {
+	p := r.local
+	if p == nil {
+		hwm, start, _ = r.remoteInfo()
 		return hwm, start
+	}
+	if p.sm.caughtUp.Load() { // the common case: no context to allocate
+		return p.HighWatermark(), p.LogStart()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), infoTimeout)
 	defer cancel()
-	_ = r.remoteRead(ctx, func(ctx context.Context, to core.Route) error {
-		res, err := r.h.cfg.Forwarder.Read(ctx, to, core.ReadRequest{From: -1, Timestamp: -1})
+	if elsewhere, _ := r.localReady(ctx); elsewhere {
+		if hwm, start, ok := r.remoteInfo(); ok {
+			return hwm, start
+		}
+		_ = p.catchUp(ctx)
+	}
+	return p.HighWatermark(), p.LogStart()
+}
+
+// remoteInfo asks another replica for the partition's HighWatermark and
+// LogStart (cached for infoMaxAge). The query is an OffsetForTime past
+// every record, which the serving replica answers only once it has caught
+// up, so the high watermark is never one a restarted replica lags behind.
+func (r *routed) remoteInfo() (hwm, start int64, ok bool) {
+	if hwm, start, ok := r.h.cachedRemoteInfo(r.shard); ok {
+		return hwm, start, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), infoTimeout)
+	defer cancel()
+	err := r.remoteRead(ctx, func(ctx context.Context, to core.Route) error {
+		res, err := r.h.cfg.Forwarder.Read(ctx, to, core.ReadRequest{From: -1, Timestamp: math.MaxInt64})
 		if err == nil {
 			hwm, start = res.HighWatermark, res.LogStart
 			r.h.setRemoteInfo(r.shard, hwm, start)
 		}
 		return err
 	})
-	return hwm, start
+	return hwm, start, err == nil
 }
 
 // Segments implements core.PartitionLog (local replicas only).
@@ -453,21 +583,30 @@ func (r *routed) IsLeader() bool { return r.local != nil && r.local.IsLeader() }
 
 // StateGet implements core.PartitionState.
 func (r *routed) StateGet(key string) ([]byte, bool) {
-	if r.local != nil {
+	if r.stateLocal() {
 		return r.local.StateGet(key)
 	}
-	m := r.remoteState(key, true)
+	m, err := r.remoteState(key, true)
+	if err != nil && r.local != nil {
+		r.waitLocal()
+		return r.local.StateGet(key)
+	}
 	v, ok := m[key]
 	return v, ok
 }
 
 // StateScan implements core.PartitionState.
 func (r *routed) StateScan(prefix string, fn func(string, []byte) bool) {
-	if r.local != nil {
+	if r.stateLocal() {
 		r.local.StateScan(prefix, fn)
 		return
 	}
-	m := r.remoteState(prefix, false)
+	m, err := r.remoteState(prefix, false)
+	if err != nil && r.local != nil {
+		r.waitLocal()
+		r.local.StateScan(prefix, fn)
+		return
+	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -480,7 +619,30 @@ func (r *routed) StateScan(prefix string, fn func(string, []byte) bool) {
 	}
 }
 
-func (r *routed) remoteState(prefix string, exact bool) map[string][]byte {
+// stateLocal reports whether a state read is served by the local replica
+// (localReady within remoteTimeout).
+func (r *routed) stateLocal() bool {
+	if r.local == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
+	defer cancel()
+	elsewhere, _ := r.localReady(ctx) // a failed wait leaves the local state as the only answer
+	return !elsewhere
+}
+
+// waitLocal gives the local replica remoteTimeout to catch up when no other
+// replica answered a state read; the state interface has no error to
+// return, so the local state is the answer of last resort.
+func (r *routed) waitLocal() {
+	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
+	defer cancel()
+	if err := r.local.catchUp(ctx); err != nil {
+		r.h.log.Warn("partition state read from a replica still catching up", "topic", r.topic, "partition", r.partition, "err", err)
+	}
+}
+
+func (r *routed) remoteState(prefix string, exact bool) (map[string][]byte, error) {
 	var out map[string][]byte
 	ctx, cancel := context.WithTimeout(context.Background(), remoteTimeout)
 	defer cancel()
@@ -492,7 +654,7 @@ func (r *routed) remoteState(prefix string, exact bool) map[string][]byte {
 	if err != nil {
 		r.h.log.Debug("remote partition state", "topic", r.topic, "partition", r.partition, "err", err)
 	}
-	return out
+	return out, err
 }
 
 // FetchRoute implements core.Cluster: a fetch is served here when this node
