@@ -174,6 +174,11 @@ func TestGroupMembersHTTP(t *testing.T) {
 	}
 
 	// Long-poll: m2 waits at the end of its partitions; a produce wakes it.
+	// The answer is the same whichever comes first: a produce before the
+	// poll reads is read at once, a later one ends the wait; either way
+	// nothing else can end the poll before the deadline below (its wait is
+	// longer). Over HTTP nothing shows the poll waiting, so the test does
+	// not guess with a sleep; TestLongPollWakesOnProduce covers the wake.
 	p2, _ := poll(t, u, "workers", m2.MemberID, map[string]any{"max_records": 1000})
 	positions := p2.Positions
 	done := make(chan pollResp, 1)
@@ -184,7 +189,6 @@ func TestGroupMembersHTTP(t *testing.T) {
 		}
 		done <- p
 	}()
-	time.Sleep(100 * time.Millisecond) // let the poll start waiting; correctness does not depend on it
 	produceN(t, u, "jobs", 1, theirs, "wake-")
 	select {
 	case p := <-done:
