@@ -438,6 +438,12 @@ func (s *Server) forwardedContext(ctx *fasthttp.RequestCtx, limit time.Duration)
 }
 
 // routeInternal serves /v1/internal/...: calls from other nodes.
+// internal serves /v1/internal/* (calls from other nodes; the route table
+// admits only them).
+func (s *Server) internal(ctx *fasthttp.RequestCtx) {
+	s.routeInternal(ctx, string(ctx.Method()), splitPath(string(ctx.Path()))[2:])
+}
+
 func (s *Server) routeInternal(ctx *fasthttp.RequestCtx, method string, seg []string) {
 	c, ok := s.broker.Store().(core.Cluster)
 	if !ok || len(seg) != 1 {
