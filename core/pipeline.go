@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -42,6 +43,10 @@ type ModuleVersion struct {
 	Size      int    `json:"size"`
 	Offset    int64  `json:"offset"` // of its bytes in ModulesTopic
 	CreatedAt int64  `json:"created_at"`
+	// MemoryPages is the module's declared initial memory (64 KiB pages),
+	// checked against a pipeline's limits.memory_pages at creation. Zero for
+	// versions uploaded before it was recorded.
+	MemoryPages uint32 `json:"memory_pages,omitempty"`
 }
 
 // Module is a named module with its versions (oldest first).
@@ -61,6 +66,44 @@ type OnError struct {
 	MaxBackoffMs     int64  `json:"max_backoff_ms"`     // default 10,000
 }
 
+// Defaults and bounds of a pipeline's definition besides its limits
+// (ProcessorLimits has those). PipelineSpec.Validate refuses values outside
+// them with ErrBadRequest (HTTP 400); zero takes the default.
+const (
+	DefaultBatchSize = 1000
+	BatchSizeMax     = 10_000
+
+	DefaultMaxAttempts = 3
+	MaxAttemptsMax     = 100
+
+	DefaultInitialBackoffMs = 100
+	DefaultMaxBackoffMs     = 10_000
+	BackoffMsMax            = 3_600_000 // one hour, for either backoff
+
+	// ConfigBytesMax bounds a pipeline's config map (keys plus values): it
+	// travels to the module with every batch.
+	ConfigBytesMax = 64 << 10
+)
+
+// PipelineFailure says why a pipeline stopped: its module could not start
+// (instantiation trapped, overran the time limit, or did not fit its memory
+// limit) on_error.max_attempts times in a row. Resuming the pipeline clears
+// it and tries again.
+type PipelineFailure struct {
+	Error     string `json:"error"`
+	Topic     string `json:"topic"`     // the input partition whose worker gave up
+	Partition int    `json:"partition"` //
+	Attempts  int    `json:"attempts"`
+	At        int64  `json:"at"` // Unix milliseconds
+}
+
+// Pipeline states, as PipelineSpec.State reports them.
+const (
+	PipelineRunning = "running"
+	PipelinePaused  = "paused"
+	PipelineFailed  = "failed"
+)
+
 // PipelineSpec defines a pipeline.
 type PipelineSpec struct {
 	Name      string            `json:"name"`
@@ -75,10 +118,95 @@ type PipelineSpec struct {
 	BatchSize int               `json:"batch_size"` // records per Wasm call (and at most 1 MiB); default 1000
 	From      string            `json:"from"`       // earliest (default) or latest: where a new pipeline starts
 	Paused    bool              `json:"paused"`
-	CreatedAt int64             `json:"created_at"`
+	// Failure is set when the pipeline stopped because its module could not
+	// start; nothing runs until a resume clears it. Create ignores it.
+	Failure   *PipelineFailure `json:"failure,omitempty"`
+	CreatedAt int64            `json:"created_at"`
 	// Principal created the pipeline; it runs with that principal's rights
 	// (docs/security.md). Empty when security was off.
 	Principal string `json:"principal,omitempty"`
+}
+
+// State is the pipeline's state: PipelineFailed when Failure is set, else
+// PipelinePaused or PipelineRunning.
+func (s *PipelineSpec) State() string {
+	switch {
+	case s.Failure != nil:
+		return PipelineFailed
+	case s.Paused:
+		return PipelinePaused
+	}
+	return PipelineRunning
+}
+
+// Validate checks what a pipeline definition can be checked for on its own:
+// name, guarantee, start position, batch size, error handling, limits and
+// config size against the bounds above. Zero values are defaults and valid.
+// It does not look at modules or topics (Create does). Errors wrap
+// ErrBadRequest.
+func (s *PipelineSpec) Validate() error {
+	if !ValidTopicName(s.Name) {
+		return Invalidf("pipeline name %q must be 1–249 characters of [A-Za-z0-9._-]", s.Name)
+	}
+	if s.Module == "" {
+		return Invalidf("a pipeline needs a module")
+	}
+	if s.Version < 0 {
+		return Invalidf("version must be 0 (the latest) or a module version")
+	}
+	if len(s.Inputs) == 0 || len(s.Outputs) == 0 {
+		return Invalidf("a pipeline needs at least one input and one output topic")
+	}
+	switch s.Guarantee {
+	case "", AtLeastOnce, ExactlyOnce:
+	default:
+		return Invalidf("guarantee must be %s or %s", AtLeastOnce, ExactlyOnce)
+	}
+	switch s.From {
+	case "", "earliest", "latest":
+	default:
+		return Invalidf("from must be earliest or latest")
+	}
+	if s.BatchSize < 0 || s.BatchSize > BatchSizeMax {
+		return Invalidf("batch_size must be between 1 and %d", BatchSizeMax)
+	}
+	e := s.OnError
+	if e.MaxAttempts < 0 || e.MaxAttempts > MaxAttemptsMax {
+		return Invalidf("on_error.max_attempts must be between 1 and %d", MaxAttemptsMax)
+	}
+	if e.InitialBackoffMs < 0 || e.InitialBackoffMs > BackoffMsMax || e.MaxBackoffMs < 0 || e.MaxBackoffMs > BackoffMsMax {
+		return Invalidf("on_error.initial_backoff_ms and max_backoff_ms must be between 1 and %d", BackoffMsMax)
+	}
+	initial, maxB := cmp.Or(e.InitialBackoffMs, DefaultInitialBackoffMs), cmp.Or(e.MaxBackoffMs, DefaultMaxBackoffMs)
+	if initial > maxB {
+		return Invalidf("on_error.initial_backoff_ms (%d) is above max_backoff_ms (%d)", initial, maxB)
+	}
+	if err := s.Limits.Validate(); err != nil {
+		return err
+	}
+	n := 0
+	for k, v := range s.Config {
+		n += len(k) + len(v)
+	}
+	if n > ConfigBytesMax {
+		return Invalidf("config has %d bytes of keys and values; at most %d", n, ConfigBytesMax)
+	}
+	return nil
+}
+
+// setDefaults fills the zero fields of a validated definition.
+func (s *PipelineSpec) setDefaults() {
+	s.Guarantee = cmp.Or(s.Guarantee, AtLeastOnce)
+	s.From = cmp.Or(s.From, "earliest")
+	s.BatchSize = cmp.Or(s.BatchSize, DefaultBatchSize)
+	e := &s.OnError
+	e.MaxAttempts = cmp.Or(e.MaxAttempts, DefaultMaxAttempts)
+	e.InitialBackoffMs = cmp.Or(e.InitialBackoffMs, DefaultInitialBackoffMs)
+	e.MaxBackoffMs = cmp.Or(e.MaxBackoffMs, DefaultMaxBackoffMs)
+	e.DeadLetterTopic = cmp.Or(e.DeadLetterTopic, s.Name+".dlq")
+	if s.Config == nil {
+		s.Config = map[string]string{}
+	}
 }
 
 // AccessChecker answers whether a stored principal may do op ("read",
@@ -94,7 +222,8 @@ type PipelinesConfig struct {
 	ResyncInterval time.Duration
 	// MaxBatchBytes bounds the input read for one Wasm call. Default 1 MiB.
 	MaxBatchBytes int
-	// MaxModuleBytes bounds an upload. Default 16 MiB.
+	// MaxModuleBytes bounds an upload. Default DefaultMaxModuleBytes
+	// (16 MiB, the gateway's default body limit).
 	MaxModuleBytes int
 	Logger         *slog.Logger
 	// Access, when set, is checked before each batch: the pipeline's
@@ -133,7 +262,7 @@ func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
 		cfg.MaxBatchBytes = 1 << 20
 	}
 	if cfg.MaxModuleBytes <= 0 {
-		cfg.MaxModuleBytes = 16 << 20
+		cfg.MaxModuleBytes = DefaultMaxModuleBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -150,7 +279,8 @@ func (p *Pipelines) UploadModule(ctx context.Context, name string, wasm []byte) 
 	if len(wasm) > p.cfg.MaxModuleBytes {
 		return Module{}, ModuleVersion{}, &ModuleInvalidError{Reason: fmt.Sprintf("module of %d bytes exceeds the limit of %d", len(wasm), p.cfg.MaxModuleBytes)}
 	}
-	if _, err := p.rt.Validate(ctx, wasm); err != nil {
+	info, err := p.rt.Validate(ctx, wasm)
+	if err != nil {
 		return Module{}, ModuleVersion{}, err
 	}
 	sum := sha256.Sum256(wasm)
@@ -188,7 +318,7 @@ func (p *Pipelines) UploadModule(ctx context.Context, name string, wasm []byte) 
 		} else {
 			m.Name = name
 		}
-		v := ModuleVersion{Version: len(m.Versions) + 1, SHA256: sha, Size: len(wasm), Offset: offset, CreatedAt: time.Now().UnixMilli()}
+		v := ModuleVersion{Version: len(m.Versions) + 1, SHA256: sha, Size: len(wasm), Offset: offset, CreatedAt: time.Now().UnixMilli(), MemoryPages: info.MemoryPages}
 		m.Versions = append(m.Versions, v)
 		doc, _ := json.Marshal(m)
 		cond := CatalogCond{IfAbsent: !exists}
@@ -275,11 +405,15 @@ func (p *Pipelines) moduleBytes(ctx context.Context, v ModuleVersion) ([]byte, e
 }
 
 // Create validates and stores a pipeline; runners pick it up on the leaders
-// of its input partitions.
+// of its input partitions. Out-of-range fields (PipelineSpec.Validate),
+// limits the runtime refuses, and a module whose initial memory exceeds the
+// pipeline's memory limit are ErrBadRequest.
 func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, error) {
-	if !ValidTopicName(s.Name) {
-		return s, Invalidf("pipeline name %q must be 1–249 characters of [A-Za-z0-9._-]", s.Name)
+	s.Failure = nil
+	if err := s.Validate(); err != nil {
+		return s, err
 	}
+	s.setDefaults()
 	m, err := p.Module(s.Module)
 	if err != nil {
 		return s, err
@@ -287,11 +421,16 @@ func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, e
 	if s.Version == 0 {
 		s.Version = m.Latest().Version
 	}
-	if s.Version < 0 || s.Version > len(m.Versions) {
+	if s.Version > len(m.Versions) {
 		return s, fmt.Errorf("%w: module %q has no version %d", ErrModuleNotFound, s.Module, s.Version)
 	}
-	if len(s.Inputs) == 0 || len(s.Outputs) == 0 {
-		return s, Invalidf("a pipeline needs at least one input and one output topic")
+	lim, err := p.rt.Limits(s.Limits)
+	if err != nil {
+		return s, err
+	}
+	if v := m.Versions[s.Version-1]; v.MemoryPages > lim.MemoryPages {
+		return s, Invalidf("module %q version %d declares %d pages (%d MiB) of initial memory, above the pipeline's memory limit of %d pages (%d MiB): raise limits.memory_pages (at most %d)",
+			s.Module, s.Version, v.MemoryPages, v.MemoryPages/16, lim.MemoryPages, lim.MemoryPages/16, MemoryPagesMax)
 	}
 	seen := map[string]bool{}
 	for _, t := range s.Inputs {
@@ -308,52 +447,10 @@ func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, e
 			return s, Invalidf("topic %q is both an input and an output", t)
 		}
 	}
-	switch s.Guarantee {
-	case "":
-		s.Guarantee = AtLeastOnce
-	case AtLeastOnce, ExactlyOnce:
-	default:
-		return s, Invalidf("guarantee must be %s or %s", AtLeastOnce, ExactlyOnce)
-	}
-	switch s.From {
-	case "":
-		s.From = "earliest"
-	case "earliest", "latest":
-	default:
-		return s, Invalidf("from must be earliest or latest")
-	}
-	if s.BatchSize == 0 {
-		s.BatchSize = 1000
-	}
-	if s.BatchSize < 1 || s.BatchSize > 10000 {
-		return s, Invalidf("batch_size must be between 1 and 10000")
-	}
-	e := &s.OnError
-	if e.MaxAttempts == 0 {
-		e.MaxAttempts = 3
-	}
-	if e.MaxAttempts < 1 || e.MaxAttempts > 100 {
-		return s, Invalidf("on_error.max_attempts must be between 1 and 100")
-	}
-	if e.InitialBackoffMs <= 0 {
-		e.InitialBackoffMs = 100
-	}
-	if e.MaxBackoffMs <= 0 {
-		e.MaxBackoffMs = 10000
-	}
-	if e.DeadLetterTopic == "" {
-		e.DeadLetterTopic = s.Name + ".dlq"
-	}
-	if seen[e.DeadLetterTopic] {
+	if seen[s.OnError.DeadLetterTopic] {
 		return s, Invalidf("the dead-letter topic cannot be an input")
 	}
-	if s.Config == nil {
-		s.Config = map[string]string{}
-	}
-	if s.Limits.MemoryPages < 0 || s.Limits.BatchTimeoutMs < 0 || s.Limits.MaxOutputBytes < 0 {
-		return s, Invalidf("limits must be positive")
-	}
-	if err := p.ensureTopic(ctx, e.DeadLetterTopic); err != nil {
+	if err := p.ensureTopic(ctx, s.OnError.DeadLetterTopic); err != nil {
 		return s, err
 	}
 	s.CreatedAt = time.Now().UnixMilli()
@@ -406,7 +503,8 @@ func (p *Pipelines) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// SetPaused pauses or resumes a pipeline.
+// SetPaused pauses or resumes a pipeline. Resuming a failed pipeline clears
+// its Failure: its workers start again, with a fresh count of attempts.
 func (p *Pipelines) SetPaused(ctx context.Context, name string, paused bool) (PipelineSpec, error) {
 	for {
 		old, ok := p.store.CatalogGet(catalogPipelines, name)
@@ -418,6 +516,9 @@ func (p *Pipelines) SetPaused(ctx context.Context, name string, paused bool) (Pi
 			return s, err
 		}
 		s.Paused = paused
+		if !paused {
+			s.Failure = nil
+		}
 		doc, _ := json.Marshal(s)
 		done, err := p.store.CatalogPut(ctx, catalogPipelines, name, doc, CatalogCond{IfEqual: old})
 		if err != nil || done {

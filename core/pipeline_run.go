@@ -83,7 +83,7 @@ func (p *Pipelines) resync(ctx context.Context) {
 	live := map[string]PipelineSpec{}
 	for _, s := range specs {
 		live[s.Name] = s
-		if s.Paused {
+		if s.Paused || s.Failure != nil {
 			continue
 		}
 		for _, t := range s.Inputs {
@@ -176,7 +176,10 @@ func (p *Pipelines) processor(ctx context.Context, s PipelineSpec) (Processor, e
 	}
 	pr, err := p.rt.Processor(ctx, ModuleRef{Name: s.Module, Version: v.Version, SHA256: v.SHA256, Wasm: wasm}, s.Limits)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &startError{err}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -197,15 +200,40 @@ type stateView struct {
 
 func (v stateView) Get(key []byte) ([]byte, bool) { return v.log.StateGet(v.prefix + string(key)) }
 
+// startError is a module that could not start: the runtime refused to
+// instantiate it (its start function or _initialize trapped or overran the
+// time limit, its memory does not fit the limit, its worker died). Unlike
+// other worker errors (a leader change, an unavailable partition) it counts
+// as a failed attempt.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return "module failed to start: " + e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
 // runWorker processes one input partition on its leader until ctx ends.
+// Errors back off exponentially. A module that cannot start counts as a
+// failed attempt in the partition's status; after on_error.max_attempts of
+// them in a row the pipeline is marked failed (PipelineSpec.Failure) and the
+// worker waits for resync to stop it: no node restarts it until a resume.
 func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 	backoff := time.Duration(s.OnError.InitialBackoffMs) * time.Millisecond
+	startFailures := 0
 	for ctx.Err() == nil {
 		err := p.work(ctx, k, s)
 		if ctx.Err() != nil {
 			return
 		}
 		p.log.Warn("pipeline worker", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "err", err)
+		var se *startError
+		if errors.As(err, &se) {
+			startFailures++
+			if p.startFailed(ctx, k, s, se, startFailures) {
+				<-ctx.Done() // the catalog change stops this worker
+				return
+			}
+		} else {
+			startFailures = 0
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -330,6 +358,55 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 		EndSpan(span, lastErr)
 	}
 	return ctx.Err()
+}
+
+// startFailed counts a failed start in the partition's status (failed,
+// last_error) and, at the last attempt, marks the pipeline failed. It
+// reports whether it did.
+func (p *Pipelines) startFailed(ctx context.Context, k pipeKey, s PipelineSpec, err *startError, attempts int) bool {
+	if log, lerr := p.store.Partition(k.topic, k.part); lerr == nil {
+		metaKey := pipePrefix(s.Name) + "meta"
+		for range 3 { // the position may move under a concurrent commit; recount
+			raw, had := log.StateGet(metaKey)
+			m := loadPipeMeta(log, s.Name)
+			m.Failed++
+			m.LastError = err.Error()
+			doc, _ := json.Marshal(m)
+			res, terr := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: !had, Value: raw}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
+			if terr != nil || res.Applied {
+				break
+			}
+		}
+	}
+	if attempts < s.OnError.MaxAttempts {
+		return false
+	}
+	f := &PipelineFailure{Error: err.Error(), Topic: k.topic, Partition: k.part, Attempts: attempts, At: time.Now().UnixMilli()}
+	for ctx.Err() == nil {
+		old, ok := p.store.CatalogGet(catalogPipelines, s.Name)
+		if !ok {
+			return true // deleted meanwhile
+		}
+		var cur PipelineSpec
+		if json.Unmarshal(old, &cur) != nil || cur.CreatedAt != s.CreatedAt || cur.Version != s.Version {
+			return false // replaced: resync restarts this worker with the new definition
+		}
+		if cur.Failure != nil {
+			return true // another partition's worker got there first
+		}
+		cur.Failure = f
+		doc, _ := json.Marshal(cur)
+		done, cerr := p.store.CatalogPut(ctx, catalogPipelines, s.Name, doc, CatalogCond{IfEqual: old})
+		if cerr != nil {
+			p.log.Warn("pipeline failure not recorded", "pipeline", s.Name, "err", cerr)
+			return false // back off and try again
+		}
+		if done {
+			p.log.Error("pipeline failed: its module cannot start", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "attempts", attempts, "err", err)
+			return true
+		}
+	}
+	return true
 }
 
 func (p *Pipelines) outputPartition(topic string, key []byte, inPart int) (int, error) {

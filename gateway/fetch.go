@@ -97,6 +97,10 @@ func (s *Server) fetch(c *call, r *fetchReq) {
 		writeError(ctx, err)
 		return
 	}
+	if wantsBinaryRecords(ctx) { // fetchbin.go
+		writeFetchBinary(ctx, res)
+		return
+	}
 	b := make([]byte, 0, 64)
 	b = append(b, `{"records":`...)
 	b = AppendRecordsJSON(b, res.Records, b64, "", -1)

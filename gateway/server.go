@@ -91,9 +91,13 @@ func New(broker *core.Broker, cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, broker: broker}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	g := newHeaderGate(s) // earlyauth.go: 413 and 401 from the headers, body unread
 	s.srv = &fasthttp.Server{
-		Handler:                       s.handle,
-		ErrorHandler:                  s.handleParseError,
+		Handler:                       g.handler(s.handle),
+		ErrorHandler:                  g.parseError, // then handleParseError
+		HeaderReceived:                g.received,
+		ConnState:                     g.connState,
+		SecureErrorLogMessage:         true, // no request bytes (tokens) in logs
 		MaxRequestBodySize:            cfg.MaxBodyBytes,
 		ReadTimeout:                   cfg.ReadTimeout,
 		WriteTimeout:                  cfg.WriteTimeout,
@@ -118,8 +122,15 @@ func New(broker *core.Broker, cfg Config) *Server {
 // before Serve.
 func (s *Server) Handle(r Route) { s.mounts = append(s.mounts, r) }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve accepts connections on ln until Shutdown. A connection answered
+// before its request was read closes lingeringly (conn.go); Serve returns
+// once those drains ended too (each within 2 s).
+func (s *Server) Serve(ln net.Listener) error {
+	l := newLingerListener(ln)
+	err := s.srv.Serve(l)
+	l.wait()
+	return err
+}
 
 // Shutdown stops accepting, lets in-flight requests (produces included)
 // finish until ctx ends, then closes the rest.
@@ -135,14 +146,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Handler returns the gateway's request handler (tests serve it on their own listeners).
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
+// handleParseError answers a request fasthttp could not read. The message
+// never quotes the request (fasthttp's errors do: headers, tokens
+// included), and the connection closes lingeringly: the client may still
+// be sending (conn.go).
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		writeError(ctx, &StatusError{Status: 413, Code: "too_large", Msg: "request body exceeds the limit"})
-		ctx.SetConnectionClose()
-		return
-	}
-	writeError(ctx, &StatusError{Status: 400, Code: "bad_request", Msg: "malformed HTTP request: " + err.Error()})
 	ctx.SetConnectionClose()
+	lingerOnClose(ctx)
+	var small *fasthttp.ErrSmallBuffer
+	var broken fasthttp.ErrBrokenChunk
+	var ne net.Error
+	msg := "malformed HTTP request"
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, &StatusError{Status: 413, Code: "too_large",
+			Msg: fmt.Sprintf("request body exceeds the limit of %d bytes", s.cfg.MaxBodyBytes)})
+		return
+	case errors.As(err, &small):
+		msg = "request header block too large (at most 4 KiB)"
+	case errors.As(err, &broken):
+		msg = "malformed chunked request body"
+	case errors.As(err, &ne) && ne.Timeout():
+		msg = "timed out reading the request"
+	}
+	writeError(ctx, &StatusError{Status: 400, Code: "bad_request", Msg: msg})
 }
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {

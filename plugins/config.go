@@ -35,13 +35,14 @@ const (
 // and stdout before anything else, and exit.
 const WorkerEnv = "WEIR_WASM_WORKER"
 
-// Defaults of Config and core.ProcessorLimits.
+// Defaults of Config and core.ProcessorLimits; the limits' defaults and
+// bounds are core's (core.DefaultMemoryPages and the rest).
 const (
-	DefaultMaxModuleBytes  = 32 << 20
-	DefaultMemoryPages     = 256 // 16 MiB
-	DefaultMaxMemoryPages  = 4096
-	DefaultBatchTimeout    = 2 * time.Second
-	DefaultMaxOutputBytes  = 16 << 20
+	DefaultMaxModuleBytes  = core.DefaultMaxModuleBytes // 16 MiB, the gateway's body limit
+	DefaultMemoryPages     = core.DefaultMemoryPages    // 16 MiB
+	DefaultMaxMemoryPages  = core.MemoryPagesMax        // 256 MiB
+	DefaultBatchTimeout    = core.DefaultBatchTimeoutMs * time.Millisecond
+	DefaultMaxOutputBytes  = core.DefaultMaxOutputBytes
 	DefaultMaxStateBytes   = 1 << 20
 	DefaultMaxIdle         = 2
 	DefaultWorkerStartTime = time.Minute
@@ -54,15 +55,19 @@ type Config struct {
 	// workers. Empty: an in-memory cache in the broker, and every worker
 	// compiles the module itself (slow: ~1 s per Go guest).
 	CacheDir string
-	// MaxModuleBytes bounds an uploaded module. Default 32 MiB.
+	// MaxModuleBytes bounds an uploaded module. Default 16 MiB, the gateway's
+	// default body limit: a larger module could not be uploaded anyway.
 	MaxModuleBytes int
 	// Isolation is where guests run. Default IsolationProcess.
 	Isolation Isolation
-	// Limits apply where a pipeline's core.ProcessorLimits leaves a zero.
+	// Limits apply where a pipeline's core.ProcessorLimits leaves a zero,
+	// for batches and for instantiation (start function, _initialize).
 	// Defaults: 256 pages (16 MiB), 2000 ms, 16 MiB of output per batch.
+	// They must be within core's bounds (core.ProcessorLimits.Validate).
 	Limits core.ProcessorLimits
 	// MaxMemoryPages is the most memory a pipeline may ask for, in 64 KiB
-	// pages. Default 4096 (256 MiB).
+	// pages: a module declaring more initial memory is refused at upload.
+	// Default and upper bound core.MemoryPagesMax, 4096 (256 MiB).
 	MaxMemoryPages uint32
 	// MaxStateBytes bounds one state key plus value. Default 1 MiB.
 	MaxStateBytes int
@@ -126,21 +131,23 @@ func (c *Config) Validate() error {
 	if c.MaxModuleBytes < 0 || c.MaxStateBytes < 0 || c.MaxIdle < 0 {
 		return errors.New("plugins: negative size in config")
 	}
-	if c.MaxMemoryPages > 65536 {
-		return errors.New("plugins: MaxMemoryPages above 65536 (4 GiB)")
+	if c.MaxMemoryPages > core.MemoryPagesMax {
+		return fmt.Errorf("plugins: MaxMemoryPages above %d (%d MiB)", core.MemoryPagesMax, core.MemoryPagesMax/16)
 	}
 	if err := c.checkLimits(c.Limits); err != nil {
-		return err
+		return fmt.Errorf("plugins: default limits: %w", err)
 	}
 	return nil
 }
 
+// checkLimits checks limits against core's bounds and MaxMemoryPages.
+// Errors wrap core.ErrBadRequest.
 func (c *Config) checkLimits(l core.ProcessorLimits) error {
-	if l.BatchTimeoutMs < 0 || l.MaxOutputBytes < 0 {
-		return errors.New("plugins: negative limit")
+	if err := l.Validate(); err != nil {
+		return err
 	}
 	if c.MaxMemoryPages != 0 && l.MemoryPages > c.MaxMemoryPages {
-		return fmt.Errorf("plugins: memory limit of %d pages above the maximum of %d", l.MemoryPages, c.MaxMemoryPages)
+		return core.Invalidf("limits.memory_pages of %d pages is above the maximum of %d (%d MiB) on this broker", l.MemoryPages, c.MaxMemoryPages, c.MaxMemoryPages/16)
 	}
 	return nil
 }

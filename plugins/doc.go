@@ -14,7 +14,11 @@
 // Process may be called concurrently (for different partitions); each call
 // takes an idle instance or starts one. An error fails that batch only:
 // errors.Is it against ErrTimeout, ErrTrap, ErrGuest, ErrOutputLimit,
-// ErrABI, ErrWorker. Output records alias buffers owned by the output, and
+// ErrABI, ErrWorker. Instantiation (the start function, _initialize) runs
+// under the same time and memory limits as a batch: Processor fails with
+// ErrTimeout, ErrTrap (from a worker: ErrWorker wrapping it) or
+// ErrMemoryLimit for a module that cannot start, and Host.Limits resolves and checks a
+// pipeline's limits before anything runs. Output records alias buffers owned by the output, and
 // records a guest forwarded unchanged share the memory of the input records.
 //
 // # Isolation and the CPU bound

@@ -19,6 +19,10 @@ var (
 	// ErrABI: the guest broke the ABI (malformed data, index out of range,
 	// state entry too large).
 	ErrABI = errors.New("wasm: guest broke the abi")
+	// ErrMemoryLimit: the module declares more initial memory than its
+	// memory limit; Processor refuses it before running anything. (A guest
+	// that grows past the limit while running traps: ErrTrap.)
+	ErrMemoryLimit = errors.New("wasm: memory limit exceeded")
 	// ErrWorker: the worker process failed or could not start.
 	ErrWorker = errors.New("wasm: worker process failed")
 	// ErrClosed: the processor or host is closed.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 
@@ -26,6 +27,10 @@ type Host struct {
 	mu     sync.Mutex
 	procs  map[*processor]struct{}
 	closed bool
+
+	// stranded counts trusted instantiations abandoned at their deadline
+	// and still running on compiled code the cache owns.
+	stranded atomic.Int64
 }
 
 // New returns a Host. cfg is validated once here.
@@ -73,9 +78,25 @@ func (h *Host) check() error {
 	return nil
 }
 
+// Limits resolves lim as Processor applies it: zero fields take
+// Config.Limits. Limits outside core's bounds or above MaxMemoryPages are
+// refused with an error wrapping core.ErrBadRequest.
+func (h *Host) Limits(lim core.ProcessorLimits) (core.ProcessorLimits, error) {
+	l, err := h.cfg.resolve(lim)
+	if err != nil {
+		return core.ProcessorLimits{}, err
+	}
+	return core.ProcessorLimits{MemoryPages: l.pages, BatchTimeoutMs: l.timeout.Milliseconds(), MaxOutputBytes: l.maxOut}, nil
+}
+
 // Processor validates m and prepares it to run with limits (zero fields take
 // Config.Limits). It starts one instance (or worker) right away, so that a
 // module that cannot start fails here rather than on its first batch.
+// Instantiation runs under the batch limits: a module whose declared initial
+// memory is above the memory limit fails with ErrMemoryLimit before anything
+// runs, and one whose start function or _initialize traps or overruns the
+// time limit fails with ErrTimeout, or ErrTrap (from a worker: ErrWorker
+// wrapping it).
 func (h *Host) Processor(ctx context.Context, m core.ModuleRef, lim core.ProcessorLimits) (core.Processor, error) {
 	if err := h.check(); err != nil {
 		return nil, err
@@ -84,8 +105,13 @@ func (h *Host) Processor(ctx context.Context, m core.ModuleRef, lim core.Process
 	if err != nil {
 		return nil, err
 	}
-	if _, err := h.validate(ctx, m.Wasm); err != nil {
+	info, err := h.validate(ctx, m.Wasm)
+	if err != nil {
 		return nil, err
+	}
+	if info.MemoryPages > l.pages {
+		return nil, fmt.Errorf("%w: the module declares %d pages (%d MiB) of initial memory, above its memory limit of %d pages (%d MiB)",
+			ErrMemoryLimit, info.MemoryPages, info.MemoryPages/16, l.pages, l.pages/16)
 	}
 	p := &processor{h: h, ref: m, lim: l, live: make(map[runner]struct{})}
 	if h.cfg.Isolation != IsolationProcess {
@@ -124,7 +150,7 @@ func (h *Host) Close() error {
 	procs := h.procs
 	h.procs = nil
 	h.mu.Unlock()
-	busy := false
+	busy := h.stranded.Load() > 0
 	for p := range procs {
 		p.Close()
 		p.mu.Lock()

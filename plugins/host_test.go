@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,8 +201,57 @@ func TestGuestErrors(t *testing.T) {
 	}
 }
 
+// enteredState is a StateReader that closes ch on its first read: a batch
+// "get k", "loop" reads state just before it loops, so a closed ch is the
+// fence "the guest is running (and about to spin)".
+type enteredState struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (s *enteredState) Get([]byte) ([]byte, bool) {
+	s.once.Do(func() { close(s.ch) })
+	return nil, false
+}
+
+// guestCPU sums the CPU time (clock ticks) used so far by the worker
+// processes of p; ok is false for in-process isolation.
+func guestCPU(t *testing.T, pr core.Processor) (ticks int64, ok bool) {
+	t.Helper()
+	p := pr.(*processor)
+	p.mu.Lock()
+	var pids []int
+	for r := range p.live {
+		if w, isW := r.(*worker); isW {
+			pids = append(pids, w.cmd.Process.Pid)
+		}
+	}
+	p.mu.Unlock()
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		for _, i := range []int{14 - 3, 15 - 3} {
+			n, err := strconv.ParseInt(f[i], 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/%d/stat: %v", pid, err)
+			}
+			ticks += n
+		}
+	}
+	return ticks, len(pids) > 0
+}
+
 // A guest that loops forever is stopped at its time limit, while another
 // processor keeps working; the looping module then works again.
+//
+// No assertion depends on how fast the machine is: the other processor's
+// progress is observed while a looping guest is provably running (fenced by
+// its state read, and given a limit far beyond the wait, then cancelled),
+// and after the kill by polling with a deadline.
 func TestLoopIsStopped(t *testing.T) {
 	for _, iso := range isolations {
 		t.Run(string(iso), func(t *testing.T) {
@@ -208,6 +259,7 @@ func TestLoopIsStopped(t *testing.T) {
 			guest := buildWasm(t, guestPkg)
 			const limit = 300 * time.Millisecond
 			looper := newProcessor(t, h, guest, core.ProcessorLimits{BatchTimeoutMs: limit.Milliseconds()})
+			spinner := newProcessor(t, h, guest, core.ProcessorLimits{BatchTimeoutMs: 60000}) // the largest limit
 			other := newProcessor(t, h, wmod{memory: true, funcs: abiFuncs(i32c(0))}.bytes(), core.ProcessorLimits{})
 
 			stop := make(chan struct{})
@@ -230,26 +282,119 @@ func TestLoopIsStopped(t *testing.T) {
 					served.Add(1)
 				}
 			}()
+			defer func() { close(stop); wg.Wait() }()
+			// progress waits (bounded) until the other processor has served
+			// n more batches than from, failing the test if it cannot.
+			progress := func(from, n int64, what string) {
+				t.Helper()
+				deadline := time.Now().Add(40 * time.Second) // within the spinner's limit
+				for served.Load() < from+n {
+					if e := otherErr.Load(); e != nil {
+						t.Fatalf("other processor failed %s: %v", what, e)
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("other processor served %d batches in 40 s %s", served.Load()-from, what)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			loopIn := func(st *enteredState) *core.ProcessInput {
+				return &core.ProcessInput{Records: recs("get k", "loop"), Outputs: []string{"o"}, State: st}
+			}
+			// awaitSpin returns once the looping batch provably runs: in
+			// process its state read (just before the loop) happened; in a
+			// worker, whose run is speculative and reads state only after,
+			// the batch was sent (the host prefetched the key, as the
+			// warm-up batch taught it) and the worker then burnt 50 ms of CPU.
+			awaitSpin := func(pr core.Processor, st *enteredState, done <-chan error) {
+				t.Helper()
+				select {
+				case <-st.ch:
+				case err := <-done:
+					t.Fatalf("the looping batch ended before it looped: %v", err)
+				case <-time.After(40 * time.Second):
+					t.Fatal("the looping batch never started")
+				}
+				from, ok := guestCPU(t, pr)
+				if !ok {
+					return
+				}
+				for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+					if now, _ := guestCPU(t, pr); now >= from+5 {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the worker running the looping batch used no CPU in 40 s")
+					}
+				}
+			}
+			warm := func(pr core.Processor) { // instantiates, and teaches the worker's prefetch the key
+				t.Helper()
+				if _, err := pr.Process(context.Background(), &core.ProcessInput{Records: recs("get k"), Outputs: []string{"o"}, State: &enteredState{ch: make(chan struct{})}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			warm(spinner)
+			warm(looper)
+
+			// 1. While a guest spins (its limit, 60 s, is beyond the wait, so
+			// it spins until cancelled), the other processor serves batches.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			spin := &enteredState{ch: make(chan struct{})}
+			spinDone := make(chan error, 1)
+			go func() {
+				_, err := spinner.Process(ctx, loopIn(spin))
+				spinDone <- err
+			}()
+			awaitSpin(spinner, spin, spinDone)
+			progress(served.Load(), 3, "while a guest loops")
+			select {
+			case err := <-spinDone:
+				t.Fatalf("the spinning guest stopped on its own: %v", err)
+			default:
+			}
+			cancel()
+			select {
+			case err := <-spinDone:
+				if err == nil {
+					t.Fatal("a cancelled looping batch succeeded")
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatal("cancel did not stop the looping guest")
+			}
+
+			// 2. The time limit stops a looping guest.
+			entered := &enteredState{ch: make(chan struct{})}
+			loopDone := make(chan error, 1)
 			start := time.Now()
-			_, err := looper.Process(context.Background(), &core.ProcessInput{Records: recs("plain", "loop"), Outputs: []string{"o"}})
+			go func() {
+				_, err := looper.Process(context.Background(), loopIn(entered))
+				loopDone <- err
+			}()
+			var err error
+			select {
+			case err = <-loopDone:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("a guest looping past its limit of %v was not stopped in 60 s", limit)
+			}
 			elapsed := time.Since(start)
-			before := served.Load()
-			time.Sleep(100 * time.Millisecond) // measure the other processor after the kill, too
-			close(stop)
-			wg.Wait()
 			if !errors.Is(err, ErrTimeout) {
 				t.Fatalf("err = %v, want ErrTimeout", err)
 			}
-			if elapsed < limit || elapsed > limit+2*time.Second {
-				t.Fatalf("stopped after %v, limit %v", elapsed, limit)
+			select {
+			case <-entered.ch:
+			default:
+				t.Fatal("the batch timed out before the guest ran")
 			}
-			if e := otherErr.Load(); e != nil {
-				t.Fatalf("other processor failed: %v", e)
+			if elapsed < limit {
+				t.Fatalf("stopped after %v, before its limit %v", elapsed, limit)
 			}
-			if before == 0 || served.Load() <= before {
-				t.Fatalf("other processor served %d batches during the loop and %d after", before, served.Load()-before)
-			}
-			t.Logf("stopped after %v; the other processor ran %d batches meanwhile", elapsed, before)
+
+			// 3. The other processor goes on after the kill, and so does
+			// the looping module.
+			progress(served.Load(), 1, "after the kill")
+			t.Logf("stopped after %v (limit %v); the other processor ran %d batches in all", elapsed, limit, served.Load())
 			out, err := looper.Process(context.Background(), &core.ProcessInput{Records: recs("again"), Outputs: []string{"o"}})
 			if err != nil || !slices.Equal(values(out), []string{"again"}) {
 				t.Fatalf("after the loop: %v %v", out, err)

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -216,12 +217,64 @@ type local struct {
 	abandoned atomic.Bool // a trusted guest still running after its deadline
 }
 
+// newLocal instantiates the module in the broker process under the batch
+// time limit: interrupted at the deadline in-process, abandoned (left to
+// finish on its own, then closed) in trusted mode.
 func (p *processor) newLocal(ctx context.Context) (runner, error) {
-	in, err := p.eng.instantiate(ctx)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithTimeout(ctx, p.lim.timeout)
+	defer cancel()
+	overran := func() error {
+		return batchErrf(ErrTimeout, "the module's start function and _initialize ran longer than %v", p.lim.timeout)
 	}
-	return &local{p: p, in: in}, nil
+	if p.h.cfg.Isolation != IsolationTrusted {
+		p.enter()
+		in, err := p.eng.instantiate(ctx)
+		p.leave()
+		if errors.Is(err, ErrTimeout) {
+			return nil, overran()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &local{p: p, in: in}, nil
+	}
+	type result struct {
+		in  *instance
+		err error
+	}
+	done := make(chan result, 1)
+	var state atomic.Int32 // 0 running, 1 returned, 2 abandoned
+	p.enter()
+	go func() {
+		defer p.leave()
+		in, err := p.eng.instantiate(context.WithoutCancel(ctx))
+		if !state.CompareAndSwap(0, 1) {
+			p.h.stranded.Add(-1)
+			if err == nil {
+				in.close(context.Background()) // abandoned: nobody wants it now
+			}
+			return
+		}
+		done <- result{in, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &local{p: p, in: r.in}, nil
+	case <-ctx.Done():
+		p.h.stranded.Add(1)
+		if state.CompareAndSwap(0, 2) {
+			return nil, overran()
+		}
+		p.h.stranded.Add(-1)
+		r := <-done // it returned just now
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &local{p: p, in: r.in}, nil
+	}
 }
 
 func (l *local) close() {

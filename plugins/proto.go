@@ -16,7 +16,13 @@ import (
 //
 //	broker → worker            worker → broker
 //	                           msgHello (at once, before any input)
-//	msgInit                    msgReady | msgFail
+//	msgInit                    msgCompiled then msgReady | msgFail, or msgFail
+//
+// msgInit's answer comes in two steps: msgCompiled once the module is
+// compiled (the broker's start timeout covers compilation), then msgReady
+// once it is instantiated (its start function and _initialize have run,
+// under the batch time limit: the watchdog is re-armed in between).
+//
 //	msgBatch                   (msgGet → msgVal)* then msgResult | msgFail
 //
 // State reads: msgBatch carries the committed values of the keys the
@@ -27,14 +33,15 @@ import (
 // Keys the second run still misses cost one msgGet each. msgResult reports
 // every key read, the next batch's prefetch.
 const (
-	msgInit   byte = 1 // u32 pages, u32 maxState, str cacheDir, bytes wasm
-	msgReady  byte = 2 // (empty)
-	msgBatch  byte = 3 // u64 maxOut, u32 nOutputs, u32 nRecords, u32 nConfig, (str k, str v)*, u32 nPrefetch, (bytes k, u32 found, bytes v)*, u32 len, batch
-	msgGet    byte = 4 // u32 n, (bytes key)*
-	msgVal    byte = 5 // u32 n, (u32 found, bytes value)*
-	msgResult byte = 6 // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*
-	msgFail   byte = 7 // u32 kind, str message, u32 instance lost (0/1), logs
-	msgHello  byte = 8 // u32 abi version: "this process is a worker"
+	msgInit     byte = 1 // u32 pages, u32 maxState, str cacheDir, bytes wasm
+	msgReady    byte = 2 // (empty)
+	msgBatch    byte = 3 // u64 maxOut, u32 nOutputs, u32 nRecords, u32 nConfig, (str k, str v)*, u32 nPrefetch, (bytes k, u32 found, bytes v)*, u32 len, batch
+	msgGet      byte = 4 // u32 n, (bytes key)*
+	msgVal      byte = 5 // u32 n, (u32 found, bytes value)*
+	msgResult   byte = 6 // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*
+	msgFail     byte = 7 // u32 kind, str message, u32 instance lost (0/1), logs
+	msgHello    byte = 8 // u32 abi version: "this process is a worker"
+	msgCompiled byte = 9 // (empty): compiled, now instantiating
 )
 
 // helloTimeout bounds the wait for msgHello: an executable that does not

@@ -357,6 +357,11 @@ func (h *Host) validate(ctx context.Context, wasm []byte) (core.ModuleInfo, erro
 	if err != nil {
 		return core.ModuleInfo{}, err
 	}
+	pages := cm.ExportedMemories()[abi.ExportMemory].Min()
+	if pages > h.cfg.MaxMemoryPages {
+		return core.ModuleInfo{}, invalid("declares %d pages (%d MiB) of initial memory, above the most a pipeline may have: %d pages (%d MiB)",
+			pages, pages/16, h.cfg.MaxMemoryPages, h.cfg.MaxMemoryPages/16)
+	}
 	sum := sha256.Sum256(wasm)
-	return core.ModuleInfo{ABIVersion: v, SHA256: hex.EncodeToString(sum[:]), Size: len(wasm)}, nil
+	return core.ModuleInfo{ABIVersion: v, SHA256: hex.EncodeToString(sum[:]), Size: len(wasm), MemoryPages: pages}, nil
 }

@@ -19,7 +19,9 @@ type wmod struct {
 	imports []wimport
 	funcs   []wfunc
 	memory  bool   // define and export "memory" (1 page)
+	pages   uint32 // initial pages of "memory" when more than 1
 	data    []byte // at offset 1024
+	start   int    // 1 + index in funcs of the start function; 0 for none
 }
 
 const (
@@ -109,9 +111,12 @@ func (m wmod) bytes() []byte {
 	}
 	out = append(out, section(3, wvec(fns...))...)
 	if m.memory {
-		out = append(out, section(5, wvec([]byte{0, 1}))...)
+		out = append(out, section(5, wvec(append([]byte{0}, uleb128(max(m.pages, 1))...)))...)
 	}
 	out = append(out, section(7, wvec(exps...))...)
+	if m.start > 0 {
+		out = append(out, section(8, uleb128(uint32(nFuncImports+m.start-1)))...)
+	}
 	out = append(out, section(10, wvec(codes...))...)
 	if len(m.data) > 0 {
 		seg := append([]byte{0}, i32c(1024)...)

@@ -115,6 +115,9 @@ func (w *workerState) init(ctx context.Context, p []byte) error {
 		return w.fail(batchErrf(ErrWorker, "%v", err), true, nil)
 	}
 	w.eng = e
+	if err := w.c.send(msgCompiled, nil); err != nil {
+		return err
+	}
 	if w.in, err = e.instantiate(ctx); err != nil {
 		return w.fail(err, true, nil)
 	}

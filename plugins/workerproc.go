@@ -89,21 +89,37 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 		}
 		return nil, fmt.Errorf("%w (is %s a Weir binary whose main calls plugins.RunWorker when %s=1?)", w.broken(err), path, WorkerEnv)
 	}
-	stop := w.watch(ctx, h.cfg.WorkerStartTimeout, "start")
-	defer stop()
+	// Compilation is the host's work: it gets the start timeout.
+	// Instantiation runs guest code (the start function, _initialize): it
+	// gets the batch time limit, like any guest code.
+	stop := w.watch(ctx, h.cfg.WorkerStartTimeout, "compiling the module")
 	b := abi.AppendU32(nil, lim.pages)
 	b = abi.AppendU32(b, uint32(lim.maxState))
 	b = abi.AppendStr(b, h.cfg.CacheDir)
 	b = abi.AppendBytes(b, wasm)
 	if err := w.c.send(msgInit, b); err != nil {
+		stop()
 		return nil, w.broken(err)
 	}
 	typ, p, err := w.c.recv()
+	stop()
+	if err == nil && typ == msgCompiled {
+		stop = w.watch(ctx, lim.timeout, "the module's start function and _initialize")
+		typ, p, err = w.c.recv()
+		stop()
+	}
 	if err != nil {
 		return nil, w.broken(err)
 	}
 	switch typ {
 	case msgReady:
+		w.mu.Lock()
+		killed := w.killed // the watchdog fired as the answer came
+		w.mu.Unlock()
+		if killed != nil {
+			w.close()
+			return nil, killed
+		}
 		return w, nil
 	case msgFail:
 		r := abi.NewReader(p)

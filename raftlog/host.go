@@ -30,6 +30,9 @@ type Config struct {
 	DataDir  string // all state: Raft log (LogDB), segments, checkpoints
 	RaftAddr string // host:port Raft listens on and peers dial; fixed for the data dir's life
 	HTTPAddr string // host:port of this node's gateway, advertised to peers
+	// KafkaAddr is the advertised host:port of this node's Kafka listener
+	// ("" when off), published in the node's metadata like HTTPAddr.
+	KafkaAddr string
 	// Peers are the initial members of a new cluster (node id → Raft
 	// address), the same map on every initial node. Empty: a single node
 	// cluster of this node alone (unless Join).
@@ -238,7 +241,7 @@ func New(cfg Config) (*Host, error) {
 		CertFile:            cfg.CertFile,
 		KeyFile:             cfg.KeyFile,
 		Expert: dbconfig.ExpertConfig{
-			LogDBFactory:     tan.Factory,
+			LogDBFactory:     skipEmptyFactory{tan.Factory}, // logdb.go
 			LogDB:            dbconfig.GetTinyMemLogDBConfig(),
 			TransportFactory: cfg.TransportFactory,
 		},
@@ -436,7 +439,7 @@ func (h *Host) registerLoop() {
 				cur = &c
 			}
 		})
-		if cur != nil && (cur.State == nodeRemoved || cur.RaftAddr == h.cfg.RaftAddr && cur.HTTPAddr == h.cfg.HTTPAddr) {
+		if cur != nil && (cur.State == nodeRemoved || cur.RaftAddr == h.cfg.RaftAddr && cur.HTTPAddr == h.cfg.HTTPAddr && cur.KafkaAddr == h.cfg.KafkaAddr) {
 			// Registered (or removed for good). Keep watching: an operator
 			// may restart the node on a new HTTP address.
 			select {
@@ -447,7 +450,7 @@ func (h *Host) registerLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := h.proposeMeta(ctx, &metaCmd{Op: "register_node", Node: &NodeInfo{ID: h.cfg.NodeID, RaftAddr: h.cfg.RaftAddr, HTTPAddr: h.cfg.HTTPAddr}})
+		_, err := h.proposeMeta(ctx, &metaCmd{Op: "register_node", Node: &NodeInfo{ID: h.cfg.NodeID, RaftAddr: h.cfg.RaftAddr, HTTPAddr: h.cfg.HTTPAddr, KafkaAddr: h.cfg.KafkaAddr}})
 		cancel()
 		if err != nil {
 			select {

@@ -38,8 +38,11 @@ type NodeInfo struct {
 	ID       uint64 `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
-	State    string `json:"state,omitempty"`     // nodeActive, nodeDraining, nodeRemoved
-	MetaRole string `json:"meta_role,omitempty"` // as last reported by the controller
+	// KafkaAddr is the host:port Kafka clients reach the node on ("" when
+	// its Kafka listener is off); Kafka Metadata names it (gateway/kafka).
+	KafkaAddr string `json:"kafka_addr,omitempty"`
+	State     string `json:"state,omitempty"`     // nodeActive, nodeDraining, nodeRemoved
+	MetaRole  string `json:"meta_role,omitempty"` // as last reported by the controller
 }
 
 // PartitionMeta is the placement of one partition: its Raft shard and the

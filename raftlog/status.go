@@ -59,6 +59,9 @@ func (h *Host) metaLeader() uint64 {
 	return lid
 }
 
+// MetaLeader is the node leading the metadata shard, 0 when unknown.
+func (h *Host) MetaLeader() uint64 { return h.metaLeader() }
+
 // LocalStatus implements core.Cluster.
 func (h *Host) LocalStatus() core.NodeStatus {
 	places := h.shardPlaces()

@@ -162,6 +162,7 @@ failover. Ctrl-C stops them all.`,
 				args := []string{"serve", "--node-id", strconv.Itoa(i),
 					"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort+i-1),
 					"--raft-addr", fmt.Sprintf("127.0.0.1:%d", rftPort+i-1),
+					"--kafka-addr", fmt.Sprintf("127.0.0.1:%d", 9092+i-1),
 					"--data-dir", filepath.Join(dataDir, fmt.Sprintf("node-%d", i)), "--logdb", logDB}
 				if nodes > 1 {
 					args = append(args, "--peers", strings.Join(peers, ","))

@@ -200,13 +200,10 @@ func TestCountExactlyOnceAcrossKill9(t *testing.T) {
 		// after the kill cannot duplicate an input record.
 		for _, k := range keys {
 			body := map[string]any{"producer_id": "p-" + k, "sequence": i, "records": []map[string]any{{"key": k, "value": fmt.Sprint(i)}}}
-			for {
+			tu.Eventually(t, 60*time.Second, "produce of "+k+" to be acknowledged", func() bool {
 				r, err := tu.TryDo("POST", u+"/v1/topics/clicks/records", body)
-				if err == nil && r.Status == 200 {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return err == nil && r.Status == 200
+			})
 		}
 	}
 	countOut := func() int {
@@ -234,7 +231,28 @@ func TestCountExactlyOnceAcrossKill9(t *testing.T) {
 		produceRound(i)
 	}
 	tu.Eventually(t, 90*time.Second, "all counts", func() bool { return countOut() >= rounds*len(keys) })
-	time.Sleep(time.Second) // duplicates, if any, would land now
+	// The fence: the pipeline's committed positions have reached the
+	// inputs' high watermarks and its outbox is shipped, so every count it
+	// will ever write is written; a duplicate would be in the log now.
+	tu.Eventually(t, 90*time.Second, "pipeline c to catch up", func() bool {
+		var st struct {
+			Partitions []struct {
+				Lag     int64 `json:"lag"`
+				Pending int   `json:"pending_outbox"`
+			} `json:"partitions"`
+		}
+		r, err := tu.TryDo("GET", u+"/v1/pipelines/c", nil)
+		if err != nil || r.Status != 200 {
+			return false
+		}
+		r.JSON(t, &st)
+		for _, p := range st.Partitions {
+			if p.Lag != 0 || p.Pending != 0 {
+				return false
+			}
+		}
+		return len(st.Partitions) == 2
+	})
 	per := map[string][]string{}
 	for part := 0; part < 2; part++ {
 		var f struct {

@@ -30,6 +30,7 @@ func (s *serveSecurity) flags(f *pflag.FlagSet) {
 	f.StringVar(&c.JWT.Issuer, "jwt-issuer", "", "required JWT issuer (iss)")
 	f.StringVar(&c.JWT.Audience, "jwt-audience", "", "required JWT audience (aud)")
 	f.StringVar(&c.JWT.PrincipalClaim, "jwt-principal-claim", "sub", "JWT claim that names the principal")
+	f.StringVar(&c.JWT.JWKSURL, "jwt-jwks-url", "", "JWKS URL (an OIDC issuer's jwks_uri; https) of keys that sign accepted JWTs: fetched at start, hourly and on an unknown kid (at most every 30 s)")
 	f.Int64Var(&c.Audit.RetentionMs, "audit-retention-ms", 90*24*3600*1000, "retention of the __audit topic (when this node creates it)")
 	f.IntVar(&c.MaxConnsPerPrincipal, "max-conns-per-principal", 1024, "WebSocket connections one principal may hold on this node")
 	f.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate: serve HTTPS and WSS (TLS 1.2+)")

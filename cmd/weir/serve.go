@@ -28,6 +28,7 @@ func newServeCmd() *cobra.Command {
 		metaVoters                                                    int
 		logDB                                                         string
 		allowedOrigins                                                []string
+		kafkaAddr, kafkaAdvertisedAddr                                string
 		sec                                                           serveSecurity // security_serve.go
 	)
 	cmd := &cobra.Command{
@@ -65,8 +66,9 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB},
 				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
 				// Pages of these origins may open WebSockets (docs/websocket.md).
-				Gateway:  gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
-				Security: sec.config(),
+				Gateway:   gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
+				Security:  sec.config(),
+				KafkaAddr: kafkaAddr, KafkaAdvertisedAddr: kafkaAdvertisedAddr, // docs/kafka.md
 			})
 			if err != nil {
 				return err
@@ -100,6 +102,8 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringSliceVar(&allowedOrigins, "allowed-origins", nil, "origins (https://app.example.com, or *) whose pages may open WebSockets besides this node's own; comma-separated")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (for profiling; keep it on 127.0.0.1)")
+	f.StringVar(&kafkaAddr, "kafka-addr", "127.0.0.1:9092", "Kafka protocol listen address (docs/kafka.md); empty turns the listener off")
+	f.StringVar(&kafkaAdvertisedAddr, "kafka-advertised-addr", "", "HOST:PORT that Kafka Metadata names for this node (default the bound --kafka-addr)")
 	sec.flags(f)
 	return cmd
 }

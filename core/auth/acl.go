@@ -1,7 +1,10 @@
 // Package auth holds Weir's security model: principals and their API
-// tokens (stored hashed in the replicated catalog), JWT validation, ACLs
-// with literal and prefix patterns, and the audit log (docs/security.md).
-// It depends only on core and the standard library.
+// tokens (stored hashed in the replicated catalog), JWT validation
+// (golang-jwt/jwt v5; keys from files or a JWKS URL kept fresh by
+// Service.Run), one rule for who is an admin whatever the credential,
+// ACLs with literal and prefix patterns, internal topics (__*) writable by
+// admins only, and the audit log with per-source caps (docs/security.md).
+// It depends on core, golang-jwt and the standard library.
 package auth
 
 import (

@@ -116,6 +116,9 @@ func New(store core.Store, cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, store: store, log: cfg.Logger}
 	if cfg.JWT.Enabled() {
+		if cfg.JWT.Logger == nil {
+			cfg.JWT.Logger = cfg.Logger
+		}
 		v, err := NewJWTVerifier(cfg.JWT)
 		if err != nil {
 			return nil, err
@@ -134,11 +137,17 @@ func (s *Service) Enabled() bool { return s != nil && s.cfg.Enabled }
 // Config returns the service's configuration.
 func (s *Service) Config() Config { return s.cfg }
 
-// Run writes the audit log until ctx ends.
+// Run writes the audit log and keeps a JWKS URL's keys fresh until ctx
+// ends; it returns when both are done.
 func (s *Service) Run(ctx context.Context) {
-	if s.audit != nil {
-		s.audit.run(ctx)
+	var wg sync.WaitGroup
+	if s.jwt != nil {
+		wg.Go(func() { s.jwt.Run(ctx) })
 	}
+	if s.audit != nil {
+		wg.Go(func() { s.audit.run(ctx) })
+	}
+	wg.Wait()
 }
 
 // AnonymousAdmin is the principal of every request when auth is off.
@@ -181,15 +190,14 @@ func (s *Service) Authenticate(tok string) (Principal, error) {
 		if !ok {
 			return Principal{}, unauthenticated("unknown or revoked token")
 		}
-		p := snap.principals[rec.Principal]
-		return Principal{Name: rec.Principal, Admin: p.Admin, Via: "token"}, nil
+		return Principal{Name: rec.Principal, Admin: s.isAdmin(rec.Principal, "token"), Via: "token"}, nil
 	}
 	if s.jwt != nil && LooksLikeJWT(tok) {
 		c, err := s.jwt.Verify(tok)
 		if err != nil {
 			return Principal{}, unauthenticated(err.Error())
 		}
-		return Principal{Name: c.Principal, Admin: s.isAdmin(c.Principal), Via: "jwt"}, nil
+		return Principal{Name: c.Principal, Admin: s.isAdmin(c.Principal, "jwt"), Via: "jwt"}, nil
 	}
 	return Principal{}, unauthenticated("unknown or revoked token")
 }
@@ -200,7 +208,7 @@ func (s *Service) AuthenticateCert(cn string) (Principal, error) {
 	if !ValidPrincipalName(cn) {
 		return Principal{}, unauthenticated("the client certificate's subject common name is not a valid principal name")
 	}
-	return Principal{Name: cn, Admin: s.isAdmin(cn), Via: "mtls"}, nil
+	return Principal{Name: cn, Admin: s.isAdmin(cn, "mtls"), Via: "mtls"}, nil
 }
 
 // NodeSecretOK reports whether v is the cluster secret (constant time).
@@ -211,17 +219,58 @@ func (s *Service) NodeSecretOK(v string) bool {
 // NodeAuth is the principal of another node.
 var NodeAuth = Principal{Name: NodePrincipal, Admin: true, Node: true, Via: "node"}
 
-func (s *Service) isAdmin(name string) bool {
-	if name == BootstrapPrincipal && s.cfg.AdminToken != "" {
+// isAdmin is the one admin decision (docs/security.md, "Who is an
+// admin"). via says how the name was authenticated:
+//
+//   - "bootstrap" (the bootstrap token itself) and "node" (the cluster
+//     secret): admin;
+//   - "token", "jwt", "mtls": admin only if a principal of that name is
+//     stored with admin set. The name alone proves nothing: a JWT with
+//     sub "admin" or a certificate with CN "admin" is the bootstrap admin
+//     only if "admin" was also created as an admin principal;
+//   - "stored" (a pipeline's recorded creator, by name): a stored admin,
+//     or the bootstrap admin's name while a bootstrap token is configured
+//     (Allowed keeps anyone else of that name from creating pipelines).
+func (s *Service) isAdmin(name, via string) bool {
+	switch via {
+	case "bootstrap", "node":
 		return true
+	case "stored":
+		if name == BootstrapPrincipal && s.cfg.AdminToken != "" {
+			return true
+		}
 	}
 	return s.snapshot().principals[name].Admin
 }
 
-// Allowed reports whether p may do op on the resource rt/name.
+// Internal reports whether a topic is internal (ReservedPrefix, e.g.
+// __audit): only admins and other nodes may write, create, delete or
+// alter it, whatever the ACLs say.
+func Internal(rt ResourceType, name string) bool {
+	return rt == Topic && strings.HasPrefix(name, ReservedPrefix)
+}
+
+// adminOnly reports the operations on an internal topic reserved to admins.
+func adminOnly(op Operation) bool {
+	return op == Write || op == Create || op == Delete || op == Alter
+}
+
+// Allowed reports whether p may do op on the resource rt/name. Admins
+// (and nodes) may do everything. Writing, creating, deleting or altering
+// an internal topic (Internal) is for admins only, whatever the ACLs say;
+// reading one needs a literal ACL naming it (ACL.Matches). A non-admin
+// principal named like the bootstrap admin may not create pipelines while
+// a bootstrap token is configured: a pipeline runs with the rights of its
+// creator's name, and that name's are the bootstrap admin's.
 func (s *Service) Allowed(p Principal, rt ResourceType, name string, op Operation) bool {
 	if p.Admin {
 		return true
+	}
+	if Internal(rt, name) && adminOnly(op) {
+		return false
+	}
+	if rt == Pipeline && op == Create && p.Name == BootstrapPrincipal && s.cfg.AdminToken != "" {
+		return false
 	}
 	for _, a := range s.snapshot().acls[p.Name] {
 		if a.Matches(rt, name) && a.Allows(op) {
@@ -236,6 +285,9 @@ func (s *Service) Allowed(p Principal, rt ResourceType, name string, op Operatio
 func (s *Service) AllowedAll(p Principal, rt ResourceType, op Operation) bool {
 	if p.Admin {
 		return true
+	}
+	if rt == Topic && adminOnly(op) {
+		return false // every topic includes the internal ones
 	}
 	for _, a := range s.snapshot().acls[p.Name] {
 		if a.ResourceType == rt && a.Wildcard() && a.Allows(op) {
@@ -256,7 +308,7 @@ func (s *Service) PrincipalAllowed(name, resourceType, resource, op string) bool
 	if name == "" {
 		return false
 	}
-	return s.Allowed(Principal{Name: name, Admin: s.isAdmin(name)}, ResourceType(resourceType), resource, Operation(op))
+	return s.Allowed(Principal{Name: name, Admin: s.isAdmin(name, "stored")}, ResourceType(resourceType), resource, Operation(op))
 }
 
 // snapshot returns the decoded catalog, rebuilding it after a change.

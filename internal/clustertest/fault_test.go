@@ -69,7 +69,7 @@ func (c *cluster) check(l *tu.Ledger) {
 func TestKillLeaderUnderLoad(t *testing.T) {
 	c := newCluster(t)
 	load := tu.StartLoad(t, c.urls(0), "f", 3, 6)
-	time.Sleep(2 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0, 1, 2) // the load flows before the fault
 	victim := tu.LeaderOf(t, c.url(1), "f", 0)
 	if victim == 0 {
 		t.Fatal("no leader for f/0")
@@ -81,12 +81,12 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 		_, ok := load.Ledger.FirstAckAfter(0, killed.Add(100*time.Millisecond))
 		return ok
 	})
-	time.Sleep(2 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0) // writes go on with the node down
 	t.Logf("kill -9 of node %d (leader of f/0): longest write gap on f/0 %v", victim, load.Ledger.MaxGap(0, killed, time.Now()))
 	c.procs[victim-1].Restarted()
 	c.procs[victim-1].WaitReady(60 * time.Second)
 	load.SetURLs(c.urls(0))
-	time.Sleep(2 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0, 1, 2) // and with it back
 	load.Stop(t)
 	c.waitSettled(c.url(victim)) // the restarted node caught up
 	c.check(load.Ledger)
@@ -96,7 +96,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 func TestPauseLeader(t *testing.T) {
 	c := newCluster(t)
 	load := tu.StartLoad(t, c.urls(0), "f", 3, 6)
-	time.Sleep(2 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0, 1, 2)
 	victim := tu.LeaderOf(t, c.url(1), "f", 1)
 	if victim == 0 {
 		t.Fatal("no leader for f/1")
@@ -109,13 +109,13 @@ func TestPauseLeader(t *testing.T) {
 		_, ok := load.Ledger.FirstAckAfter(1, paused.Add(100*time.Millisecond))
 		return ok
 	})
-	time.Sleep(2 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 1) // writes go on while the old leader is stopped
 	gap := load.Ledger.MaxGap(1, paused, time.Now())
 	if err := c.procs[victim-1].Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("SIGSTOP of node %d (leader of f/1) for %v: longest write gap on f/1 %v", victim, time.Since(paused), gap)
-	time.Sleep(3 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0, 1, 2) // and after it resumes
 	load.Stop(t)
 	c.waitSettled(c.url(victim))
 	c.check(load.Ledger)
@@ -124,7 +124,7 @@ func TestPauseLeader(t *testing.T) {
 func TestWholeClusterRestart(t *testing.T) {
 	c := newCluster(t)
 	load := tu.StartLoad(t, c.urls(0), "f", 3, 6)
-	time.Sleep(3 * time.Second)
+	load.AwaitAcks(t, 100, 60*time.Second, 0, 1, 2) // kill with writes acknowledged everywhere
 	for _, p := range c.procs { // kill -9 everything under load
 		p.Signal(syscall.SIGKILL)
 	}

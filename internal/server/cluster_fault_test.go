@@ -20,7 +20,7 @@ func TestClusterIsolatedLeader(t *testing.T) {
 	}
 	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
 	load := tu.StartLoad(t, []string{u(1), u(2), u(3)}, "f", 3, 6)
-	time.Sleep(2 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0, 1, 2) // the load flows before the cut
 	victim := tu.LeaderOf(t, u(1), "f", 0)
 	if victim == 0 {
 		t.Fatal("partition 0 has no leader")
@@ -32,10 +32,10 @@ func TestClusterIsolatedLeader(t *testing.T) {
 		return ok
 	})
 	first, _ := load.Ledger.FirstAckAfter(0, cut)
-	time.Sleep(3 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0) // writes go on while cut
 	net.Heal()
 	healed := time.Now()
-	time.Sleep(2 * time.Second)
+	load.AwaitAcks(t, 50, 60*time.Second, 0, 1, 2) // and after the heal
 	load.Stop(t)
 	t.Logf("isolated node %d (leader of f/0); first ack after the cut %v later, longest gap while cut %v, %d records acknowledged",
 		victim, first.Sub(cut), load.Ledger.MaxGap(0, cut, healed), load.Ledger.Count())

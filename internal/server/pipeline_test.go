@@ -71,6 +71,46 @@ func waitRecords(t *testing.T, u, topic string, n int) []rec {
 	return got
 }
 
+// pipeStatus is GET /v1/pipelines/NAME.
+type pipeStatus struct {
+	Partitions []struct {
+		Position int64 `json:"position"`
+		Lag      int64 `json:"lag"`
+		Running  bool  `json:"running"`
+		Pending  int   `json:"pending_outbox"`
+	} `json:"partitions"`
+}
+
+func pipelineStatus(t *testing.T, u, name string) pipeStatus {
+	t.Helper()
+	var st pipeStatus
+	r := tu.Do(t, "GET", u+"/v1/pipelines/"+name, nil)
+	if r.Status != 200 {
+		t.Fatalf("pipeline %s: %d %s", name, r.Status, r.Body)
+	}
+	r.JSON(t, &st)
+	return st
+}
+
+// waitCaughtUp is the fence before asserting a pipeline's outputs whole:
+// it waits until the pipeline's committed position on every input
+// partition has reached the partition's high watermark (as of the status
+// read, so past every record produced before the call) and its outbox is
+// shipped. After it, the outputs of those inputs are all written, and
+// anything more would be a bug, not a late arrival.
+func waitCaughtUp(t *testing.T, u, name string) {
+	t.Helper()
+	tu.Eventually(t, 60*time.Second, "pipeline "+name+" to reach its inputs' high watermarks", func() bool {
+		st := pipelineStatus(t, u, name)
+		for _, p := range st.Partitions {
+			if p.Lag != 0 || p.Pending != 0 {
+				return false
+			}
+		}
+		return len(st.Partitions) > 0
+	})
+}
+
 func TestPipelineExamplesEndToEnd(t *testing.T) {
 	s := startNode(t, t.TempDir())
 	defer stop(t, s)
@@ -91,11 +131,17 @@ func TestPipelineExamplesEndToEnd(t *testing.T) {
 		map[string]any{"key": "b", "value": `{"country":"us","card":"5500","email":"b@x"}`},
 		map[string]any{"key": "c", "value": `{"country":"mars","card":"1","email":"c@x"}`},
 	)
-	kept := waitRecords(t, u, "kept", 1)
+	for _, pl := range []string{"f", "r", "ro"} {
+		waitCaughtUp(t, u, pl) // exact counts below: nothing more may come
+	}
+	kept := readAll(t, u, "kept")
 	if len(kept) != 1 || !strings.Contains(kept[0].Value, `"eu"`) {
 		t.Fatalf("filter kept %+v", kept)
 	}
-	clean := waitRecords(t, u, "clean", 3)
+	clean := readAll(t, u, "clean")
+	if len(clean) != 3 {
+		t.Fatalf("redact wrote %d records, want 3", len(clean))
+	}
 	for _, r := range clean {
 		var v map[string]any
 		json.Unmarshal([]byte(r.Value), &v)
@@ -103,7 +149,7 @@ func TestPipelineExamplesEndToEnd(t *testing.T) {
 			t.Fatalf("redact: %s", r.Value)
 		}
 	}
-	eu, us := waitRecords(t, u, "eu", 1), waitRecords(t, u, "us", 2)
+	eu, us := readAll(t, u, "eu"), readAll(t, u, "us")
 	if len(eu) != 1 || len(us) != 2 { // mars is not an output: the first output (us)
 		t.Fatalf("route: eu %v us %v", eu, us)
 	}
@@ -116,7 +162,11 @@ func TestPipelineExamplesEndToEnd(t *testing.T) {
 	}{{1000, 1}, {1500, 3}, {1999, 2}, {2500, 10}, {3100, 0}} {
 		produce(t, u, "metrics", map[string]any{"value": fmt.Sprintf(`{"name":"cpu","value":%v}`, m.val), "timestamp": m.ts})
 	}
-	wins := waitRecords(t, u, "windows", 2)
+	waitCaughtUp(t, u, "w")
+	wins := readAll(t, u, "windows")
+	if len(wins) != 2 { // [1000,2000) and [2000,3000) closed; [3000,4000) open
+		t.Fatalf("windows: %+v", wins)
+	}
 	var w0 map[string]any
 	json.Unmarshal([]byte(wins[0].Value), &w0)
 	if w0["window_start"] != float64(1000) || w0["count"] != float64(3) || w0["sum"] != float64(6) || w0["min"] != float64(1) || w0["max"] != float64(3) {
@@ -126,14 +176,18 @@ func TestPipelineExamplesEndToEnd(t *testing.T) {
 	// etl: CSV to typed JSON; a malformed line goes to the dead-letter topic.
 	createPipeline(t, u, map[string]any{"name": "e", "module": "etl", "inputs": []string{"csv"}, "outputs": []string{"rows"}, "config": map[string]string{"columns": "id:int,name:string,price:float"}})
 	produce(t, u, "csv", map[string]any{"value": "1,apple,0.5"}, map[string]any{"value": "oops"}, map[string]any{"value": "2,pear,1.25"})
-	rows := waitRecords(t, u, "rows", 2)
+	waitCaughtUp(t, u, "e")
+	rows := readAll(t, u, "rows")
+	if len(rows) != 2 {
+		t.Fatalf("etl rows: %+v", rows)
+	}
 	var row map[string]any
 	json.Unmarshal([]byte(rows[0].Value), &row)
 	if row["id"] != float64(1) || row["name"] != "apple" || row["price"] != 0.5 {
 		t.Fatalf("etl row %s", rows[0].Value)
 	}
-	dead := waitRecords(t, u, "e.dlq", 1)
-	if dead[0].Value != "oops" || dead[0].Headers["weir-source-topic"] != "csv" || dead[0].Headers["weir-source-offset"] != "1" || dead[0].Headers["weir-pipeline"] != "e" {
+	dead := readAll(t, u, "e.dlq")
+	if len(dead) != 1 || dead[0].Value != "oops" || dead[0].Headers["weir-source-topic"] != "csv" || dead[0].Headers["weir-source-offset"] != "1" || dead[0].Headers["weir-pipeline"] != "e" {
 		t.Fatalf("etl dead letter %+v", dead[0])
 	}
 
@@ -177,9 +231,11 @@ func TestPipelineCountExactlyOnceAcrossRestart(t *testing.T) {
 	defer stop(t, s)
 	u = s.URL()
 	send(25)
-	got := waitRecords(t, u, "click-counts", 200)
-	time.Sleep(500 * time.Millisecond) // would-be duplicates have had time to appear
-	got = readAll(t, u, "click-counts")
+	// The fence: the pipeline's committed positions are at the inputs'
+	// high watermarks and its outbox is shipped, so every count it will
+	// ever write for these 200 clicks is written; a duplicate would be here.
+	waitCaughtUp(t, u, "c")
+	got := readAll(t, u, "click-counts")
 	per := map[string][]string{}
 	for _, r := range got {
 		per[*r.Key] = append(per[*r.Key], r.Value)
@@ -296,10 +352,28 @@ func TestPipelineAPIErrors(t *testing.T) {
 	if r := tu.Do(t, "POST", u+"/v1/pipelines/p/pause", nil); r.Status != 200 {
 		t.Fatalf("pause: %d %s", r.Status, r.Body)
 	}
+	// Fences for "a paused pipeline does not move": its worker has stopped
+	// (the runner applied the pause) before the record is produced, and a
+	// second pipeline on the same input, created after the produce, has
+	// processed the record, so the runner has resynced since and could
+	// have restarted p.
+	tu.Eventually(t, 30*time.Second, "paused pipeline's worker to stop", func() bool {
+		for _, p := range pipelineStatus(t, u, "p").Partitions {
+			if p.Running {
+				return false
+			}
+		}
+		return true
+	})
 	produce(t, u, "a", map[string]any{"value": "1"})
-	time.Sleep(700 * time.Millisecond) // a paused pipeline must not move: give it the chance
+	createTopic(t, u, "witness", 1)
+	createPipeline(t, u, map[string]any{"name": "witness", "module": "pass", "inputs": []string{"a"}, "outputs": []string{"witness"}})
+	waitCaughtUp(t, u, "witness")
 	if got := readAll(t, u, "b"); len(got) != 0 {
 		t.Fatalf("paused pipeline produced %v", got)
+	}
+	if st := pipelineStatus(t, u, "p"); st.Partitions[0].Position != 0 || st.Partitions[0].Running {
+		t.Fatalf("paused pipeline moved: %+v", st)
 	}
 	tu.Do(t, "POST", u+"/v1/pipelines/p/resume", nil)
 	waitRecords(t, u, "b", 1)

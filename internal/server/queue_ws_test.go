@@ -61,19 +61,30 @@ func TestQueueWebSocket(t *testing.T) {
 		t.Fatalf("subscribed: %s", m.raw)
 	}
 	c.wait(10*time.Second, "3 messages", func([]wsMsg) bool { return len(queueMessagesLocked(c, "q1")) >= 3 })
-	time.Sleep(300 * time.Millisecond) // a negative check: the credit is spent, nothing more comes
-	got := queueMessages(t, c, "q1")
-	if len(got) != 3 || got[0].Value != "a" || got[0].Attempt != 1 || got[0].Receipt == "" {
+	got := queueMessages(t, c, "q1")[:3]
+	if got[0].Value != "a" || got[0].Attempt != 1 || got[0].Receipt == "" {
 		t.Fatalf("within credit 3: %+v", got)
 	}
 
-	// Ack two: their credit comes back and the next two arrive.
+	// Ack two: their credit comes back and the next two arrive. That
+	// nothing came beyond the credit before is checked without waiting for
+	// an absence: every message is leased just before it is sent, stamped
+	// with the lease time (its expiry less the visibility timeout, by the
+	// same clock as ours), so a message sent beyond the credit would have
+	// been leased before the ack that gave the credit back was sent.
+	const visibility = 10000 // ms, the subscription's
+	ackSent := time.Now().UnixMilli()
 	c.send(map[string]any{"op": "ack", "id": "a1", "sub": "q1", "receipts": []string{got[0].Receipt, got[1].Receipt}})
 	m, _ := c.expect(0, "acked", "a1")
 	if res := decodeQueueFrame(t, m).Results; len(res) != 2 || res[0].Status != "ok" || res[1].Status != "ok" {
 		t.Fatalf("acked: %s", m.raw)
 	}
 	c.wait(10*time.Second, "5 messages", func([]wsMsg) bool { return len(queueMessagesLocked(c, "q1")) >= 5 })
+	for _, m := range queueMessages(t, c, "q1")[3:] {
+		if leased := m.LeaseExpiresAt - visibility; leased < ackSent {
+			t.Fatalf("message %q leased at %d, before the ack that gave credit back (%d): sent beyond the credit of 3", m.Value, leased, ackSent)
+		}
+	}
 
 	// Nack one: it comes back as attempt 2.
 	c.send(map[string]any{"op": "nack", "id": "n1", "sub": "q1", "receipts": []string{got[2].Receipt}, "delay_ms": 0, "error": "later"})

@@ -15,6 +15,7 @@ import (
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/gateway"
+	"github.com/weir-broker/weir/gateway/kafka"
 	"github.com/weir-broker/weir/internal/telemetry"
 	"github.com/weir-broker/weir/plugins"
 	"github.com/weir-broker/weir/raftlog"
@@ -52,6 +53,11 @@ type Config struct {
 
 	// Security: TLS, authentication, ACLs, audit log (security.go).
 	Security SecurityConfig
+
+	// KafkaAddr is the Kafka listener's address ("": off; port 0 picks a
+	// free port); KafkaAdvertisedAddr what Metadata names (default the
+	// bound address). kafka.go, docs/kafka.md.
+	KafkaAddr, KafkaAdvertisedAddr string
 }
 
 // Server is a running node.
@@ -68,6 +74,8 @@ type Server struct {
 	Wasm      *plugins.Host
 	// Groups coordinates consumer groups (streaming.go).
 	Groups *core.GroupCoordinator
+	// Kafka is the Kafka listener, nil when off (kafka.go).
+	Kafka *kafka.Server
 
 	ln        net.Listener
 	scheme    string
@@ -106,7 +114,18 @@ func Start(cfg Config) (*Server, error) {
 	if tlsCfg != nil {
 		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
 	}
+	kln, kadv, err := listenKafka(cfg, sec, tlsCfg) // kafka.go
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	defer func() { // until startKafka owns it
+		if kln != nil {
+			kln.Close()
+		}
+	}()
 	rc := cfg.Raft
+	rc.KafkaAddr = kadv
 	sec.applyRaft(&rc)
 	rc.NodeID, rc.DataDir, rc.RaftAddr, rc.Peers = cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Peers
 	rc.HTTPAddr = ln.Addr().String()
@@ -171,6 +190,12 @@ func Start(cfg Config) (*Server, error) {
 	}
 	go broker.RunRetention(ctx)
 	go func() { s.serveErr <- gw.Serve(ln) }()
+	kafkaLn := kln // startKafka owns it now
+	kln = nil
+	if s.Kafka, err = startKafka(cfg, kafkaLn, kadv, broker, authSvc, host); err != nil { // kafka.go
+		s.Close(context.Background())
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -195,6 +220,9 @@ func (s *Server) WaitReady(ctx context.Context) error {
 // Close stops accepting requests, lets in-flight ones finish (until ctx
 // ends), then stops Raft.
 func (s *Server) Close(ctx context.Context) error {
+	if s.Kafka != nil {
+		s.Kafka.Close()
+	}
 	err := s.Gateway.Shutdown(ctx)
 	s.cancel()
 	s.Queues.Close()

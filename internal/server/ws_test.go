@@ -260,26 +260,38 @@ func TestWSCreditsExact(t *testing.T) {
 	c.send(map[string]any{"op": "subscribe", "id": "s", "topic": "credits", "from": "earliest", "credit": 5})
 	c.expect(0, "subscribed", "s")
 	c.wait(10*time.Second, "5 records", func(msgs []wsMsg) bool { return countRecords(msgs, "s") >= 5 })
-	quiet := func(want int) {
+	// Absence of records beyond the credit is checked on the order of the
+	// connection's frames, not by waiting: a pong is queued when the server
+	// handles the ping, after every record sent before and before the next
+	// credit frame (sent after the ping) is handled. So the records of s
+	// before each pong are exactly the credit granted up to then; one sent
+	// beyond it would precede the next pong. checkpoint records the pong's
+	// position; the counts are checked once every frame is in.
+	type mark struct{ at, want int }
+	var marks []mark
+	checkpoint := func(want int) {
 		t.Helper()
-		// A round trip, then a short window in which nothing more may come.
-		c.send(map[string]any{"op": "ping", "id": fmt.Sprint("q", want)})
-		c.expect(0, "pong", fmt.Sprint("q", want))
-		time.Sleep(300 * time.Millisecond) // a bounded check for absence, not synchronisation
-		if n := countRecords(c.snapshot(), "s"); n != want {
-			t.Fatalf("received %d records with %d credits", n, want)
-		}
+		id := fmt.Sprint("q", want)
+		c.send(map[string]any{"op": "ping", "id": id})
+		_, at := c.expect(0, "pong", id)
+		marks = append(marks, mark{at, want})
 	}
-	quiet(5)
+	checkpoint(5)
 	c.send(map[string]any{"op": "credit", "sub": "s", "records": 7})
 	c.wait(10*time.Second, "12 records", func(msgs []wsMsg) bool { return countRecords(msgs, "s") >= 12 })
-	quiet(12)
+	checkpoint(12)
 	c.send(map[string]any{"op": "credit", "sub": "s", "records": 1})
 	c.send(map[string]any{"op": "credit", "sub": "s", "records": 1})
 	c.wait(10*time.Second, "14 records", func(msgs []wsMsg) bool { return countRecords(msgs, "s") >= 14 })
-	quiet(14)
+	checkpoint(14)
 	c.send(map[string]any{"op": "credit", "sub": "s", "records": 1000})
 	c.wait(10*time.Second, "all 60 records", func(msgs []wsMsg) bool { return countRecords(msgs, "s") == 60 })
+	snap := c.snapshot()
+	for _, m := range marks {
+		if n := countRecords(snap[:m.at], "s"); n != m.want {
+			t.Fatalf("received %d records with %d credits", n, m.want)
+		}
+	}
 	seen := map[string]bool{}
 	for _, r := range c.records("s") {
 		k := fmt.Sprint(r.Partition, "/", r.Offset)
@@ -298,9 +310,11 @@ func TestWSCreditsExact(t *testing.T) {
 	}
 	c.send(map[string]any{"op": "credit", "sub": "z", "records": 3})
 	c.wait(10*time.Second, "3 records on z", func(msgs []wsMsg) bool { return countRecords(msgs, "z") >= 3 })
-	time.Sleep(200 * time.Millisecond) // bounded absence check
-	if n := countRecords(c.snapshot(), "z"); n != 3 {
-		t.Fatalf("%d records with 3 credits", n)
+	// The fence: once unsubscribed is answered, z's readers have stopped
+	// and every record they sent came before it; the count is final.
+	c.send(map[string]any{"op": "unsubscribe", "id": "uz", "sub": "z"})
+	if _, at := c.expect(0, "unsubscribed", "uz"); countRecords(c.snapshot()[:at], "z") != 3 {
+		t.Fatalf("%d records with 3 credits", countRecords(c.snapshot(), "z"))
 	}
 }
 

@@ -38,6 +38,23 @@ func StartLoad(t testing.TB, urls []string, topic string, partitions, producers 
 	return l
 }
 
+// AwaitAcks waits (up to timeout, else fails t) until, from now, each of
+// the partitions has n more acknowledgements. Fault tests size their load
+// with it ("run 100 writes per partition, then kill"), not with sleeps:
+// on a loaded machine a sleep may cover no write at all.
+func (l *Load) AwaitAcks(t testing.TB, n int, timeout time.Duration, partitions ...int) {
+	t.Helper()
+	t0 := time.Now()
+	Eventually(t, timeout, fmt.Sprintf("%d acknowledgements on each of partitions %v", n, partitions), func() bool {
+		for _, p := range partitions {
+			if l.Ledger.AckedSince(p, t0) < n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // SetURLs changes the nodes the producers use.
 func (l *Load) SetURLs(urls []string) {
 	l.mu.Lock()
@@ -138,6 +155,25 @@ func (g *Ledger) Count() int {
 	n := 0
 	for _, m := range g.acked {
 		n += len(m)
+	}
+	return n
+}
+
+// AckedSince counts the acknowledgements on partition (-1: on every
+// partition) after t0.
+func (g *Ledger) AckedSince(partition int, t0 time.Time) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for p, ats := range g.at {
+		if partition >= 0 && p != partition {
+			continue
+		}
+		for _, at := range ats {
+			if at.After(t0) {
+				n++
+			}
+		}
 	}
 	return n
 }

@@ -53,15 +53,36 @@ type Proc struct {
 	Args     []string
 	HTTPAddr string
 	cmd      *exec.Cmd
-	out      *bytes.Buffer
+	out      *lockedBuffer
 	done     chan struct{}
+}
+
+// lockedBuffer is the process's output: written by exec's copying
+// goroutines while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // StartWeir starts `weir serve` with the given flags (which must include
 // --http-addr) and waits until /readyz answers 200.
 func StartWeir(t testing.TB, httpAddr string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{t: t, Args: append([]string{"serve", "--http-addr", httpAddr}, args...), HTTPAddr: httpAddr}
+	// The Kafka listener is off unless args turn it on (a later flag wins):
+	// parallel nodes would all want 127.0.0.1:9092.
+	p := &Proc{t: t, Args: append([]string{"serve", "--http-addr", httpAddr, "--kafka-addr", ""}, args...), HTTPAddr: httpAddr}
 	p.start()
 	t.Cleanup(func() { p.Kill() })
 	p.WaitReady(60 * time.Second)
@@ -71,7 +92,7 @@ func StartWeir(t testing.TB, httpAddr string, args ...string) *Proc {
 func (p *Proc) start() {
 	p.t.Helper()
 	p.cmd = exec.Command(WeirBinary(p.t), p.Args...)
-	p.out = &bytes.Buffer{}
+	p.out = &lockedBuffer{}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {

@@ -1,33 +1,33 @@
 // Package testutil holds the one copy of helpers shared by Weir's tests:
-// free ports, polling with a deadline, and a small HTTP client.
+// ports, polling with a deadline, a small HTTP client, `weir serve`
+// processes and clusters, and a ledger of acknowledged writes.
+//
+// Rules the helpers exist to keep (docs: STYLE.md rule 12):
+//
+//   - Ports: a listener the test owns binds 127.0.0.1:0 and reports its
+//     address (server.Server.Addr). Addresses that must be known before the
+//     server starts — a Raft address, which Dragonboat binds itself and which
+//     stays the node's for the life of its data dir, or the HTTP address of a
+//     child process — come from FreeAddr, which hands out ports outside the
+//     kernel's ephemeral range from blocks reserved per test process with a
+//     flock (ports.go). Such a port cannot be taken by an outgoing connection,
+//     a :0 listener or another test process between the choice and the bind.
+//   - Waiting: Eventually (or a loop with a deadline) polls a condition;
+//     a fixed sleep never decides an assertion.
+//   - Absence ("nothing more arrives"): first reach a fence that proves the
+//     producer of the unwanted event has gone past the point where it would
+//     have produced it (e.g. a pipeline's committed position at the input's
+//     high watermark, or a later marker delivered in order), then assert.
 package testutil
 
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 )
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// FreeAddr returns "127.0.0.1:PORT" with a free port.
-func FreeAddr(t testing.TB) string {
-	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-}
 
 // Eventually polls cond every 10 ms until it returns true or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {

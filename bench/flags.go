@@ -1,0 +1,69 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"time"
+)
+
+func parseRun(args []string) (*config, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	c := &config{}
+	var servers string
+	fs.StringVar(&c.system, "system", "weir", "weir or nats")
+	fs.StringVar(&c.scenario, "scenario", "batch", "batch (async publish), one (one record at a time) or consume (one reader from the start)")
+	fs.StringVar(&c.label, "label", "", "name of the system in the report (default: -system)")
+	fs.StringVar(&c.cluster, "cluster", "R1", "R1 or R3 (report label)")
+	fs.StringVar(&servers, "servers", "", "comma-separated: http://HOST:PORT of Weir nodes or nats://HOST:PORT of NATS servers")
+	fs.StringVar(&c.topic, "topic", "bench", "Weir topic; NATS streams are TOPIC_0..TOPIC_{partitions-1}")
+	fs.IntVar(&c.partitions, "partitions", 4, "partitions (NATS: streams) of the topic")
+	fs.IntVar(&c.replicas, "replicas", 1, "replication factor of the topic / streams")
+	fs.IntVar(&c.producers, "producers", 10, "concurrent producers (batch), spread over the servers")
+	fs.IntVar(&c.batch, "batch", 100, "records per batch (batch)")
+	fs.IntVar(&c.size, "size", 1024, "value bytes per record")
+	fs.IntVar(&c.perFetch, "per-fetch", 1000, "records per fetch (consume)")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to publish (batch, one)")
+	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	c.servers = splitServers(servers)
+	if len(c.servers) == 0 {
+		return nil, fmt.Errorf("-servers is required")
+	}
+	if c.label == "" {
+		c.label = c.system
+	}
+	return c, nil
+}
+
+// latencies merges per-producer samples and returns p50 and p99 in µs.
+func latencies(per [][]time.Duration) (p50, p99 float64) {
+	var all []time.Duration
+	for _, l := range per {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return 0, 0
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	q := func(f float64) float64 {
+		return float64(all[min(len(all)-1, int(f*float64(len(all))))]) / 1e3
+	}
+	return q(0.50), q(0.99)
+}
+
+// keyOf is the i-th key of producer p: keys spread over the partitions.
+func keyOf(p, i int) string { return fmt.Sprintf("k-%d-%d", p, i) }
+
+// partitionOf spreads keys over n partitions the same way for every system
+// that lets the client choose (NATS); Weir hashes keys itself (murmur2).
+func partitionOf(key string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}

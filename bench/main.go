@@ -1,0 +1,100 @@
+// Command weircmp drives the same load against Weir (HTTP JSON) and NATS
+// JetStream (the NATS Go client) so that their figures can be put side by
+// side: scripts/bench-compare.sh starts the servers and calls it.
+//
+//	weircmp run -system weir|nats -scenario batch|one|consume -servers A,B,C [flags]
+//	weircmp report FILE.jsonl
+//
+// `run` prints one JSON line with the result; `report` reads those lines
+// and prints, per scenario, the median of each system and its ratio to
+// NATS default. It lives in its own module so that the NATS client never
+// enters the broker's go.mod.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// result is one run of one scenario against one system.
+type result struct {
+	Label    string  `json:"label"`    // system as shown in the table: weir, nats, nats-sync
+	Cluster  string  `json:"cluster"`  // R1 or R3
+	Scenario string  `json:"scenario"` // batch, one, consume
+	Records  int64   `json:"records"`
+	Seconds  float64 `json:"seconds"`
+	Rate     float64 `json:"rate"` // records/s
+	P50us    float64 `json:"p50_us,omitempty"`
+	P99us    float64 `json:"p99_us,omitempty"`
+	Errors   int64   `json:"errors,omitempty"`
+}
+
+// config is the load shape, identical for both systems.
+type config struct {
+	system, scenario, label, cluster string
+	servers                          []string
+	topic                            string
+	partitions, replicas             int
+	producers, batch, size, perFetch int
+	duration                         time.Duration
+	accept                           string // Weir fetch encoding: json or binary
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: weircmp run|report ...")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = runCmd(os.Args[2:])
+	case "report":
+		err = reportCmd(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weircmp:", err)
+		os.Exit(1)
+	}
+}
+
+func runCmd(args []string) error {
+	c, err := parseRun(args)
+	if err != nil {
+		return err
+	}
+	var r result
+	switch c.system {
+	case "weir":
+		r, err = runWeir(c)
+	case "nats":
+		r, err = runNATS(c)
+	default:
+		return fmt.Errorf("unknown system %q", c.system)
+	}
+	if err != nil {
+		return err
+	}
+	r.Label, r.Cluster, r.Scenario = c.label, c.cluster, c.scenario
+	if r.Seconds > 0 {
+		r.Rate = float64(r.Records) / r.Seconds
+	}
+	b, _ := json.Marshal(r)
+	fmt.Println(string(b))
+	return nil
+}
+
+func splitServers(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, strings.TrimRight(v, "/"))
+		}
+	}
+	return out
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// runNATS runs one scenario against NATS JetStream: a "topic" of N
+// partitions is N streams (TOPIC_i on subject TOPIC.i), each its own Raft
+// group in a cluster, as Weir's partitions are.
+func runNATS(c *config) (result, error) {
+	ctx := context.Background()
+	nc, err := nats.Connect(c.servers[0])
+	if err != nil {
+		return result{}, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return result{}, err
+	}
+	for i := 0; i < c.partitions; i++ {
+		cfg := jetstream.StreamConfig{Name: streamName(c, i), Subjects: []string{subject(c, i)},
+			Storage: jetstream.FileStorage, Replicas: c.replicas}
+		// A fresh cluster may still be electing its JetStream meta leader.
+		for try := 0; ; try++ {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			if err == nil {
+				break
+			}
+			if try == 100 {
+				return result{}, fmt.Errorf("create stream: %w", err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	switch c.scenario {
+	case "batch":
+		return natsPublish(c, c.producers, c.batch)
+	case "one":
+		return natsPublish(c, 1, 1)
+	case "consume":
+		return natsConsume(ctx, js, c)
+	}
+	return result{}, fmt.Errorf("unknown scenario %q", c.scenario)
+}
+
+func streamName(c *config, i int) string { return c.topic + "_" + strconv.Itoa(i) }
+func subject(c *config, i int) string    { return c.topic + "." + strconv.Itoa(i) }
+
+// natsPublish: each producer (own connection to server i mod len) publishes
+// a batch asynchronously and waits for all its acknowledgements before the
+// next one; one record at a time is a batch of 1 (a synchronous publish).
+func natsPublish(c *config, producers, batch int) (result, error) {
+	var acked, failed atomic.Int64
+	lat := make([][]time.Duration, producers)
+	var firstErr atomic.Value
+	val := bytes.Repeat([]byte("x"), c.size)
+	start := time.Now()
+	deadline := start.Add(c.duration)
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		nc, err := nats.Connect(c.servers[p%len(c.servers)])
+		if err != nil {
+			return result{}, err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4*batch))
+		if err != nil {
+			return result{}, err
+		}
+		subj := make([]string, 64*batch)
+		for i := range subj {
+			subj[i] = subject(c, partitionOf(keyOf(p, i), c.partitions))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			futs := make([]jetstream.PubAckFuture, 0, batch)
+			for i := 0; time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				var err error
+				if batch == 1 {
+					_, err = js.Publish(ctx, subj[i%len(subj)], val)
+				} else {
+					futs = futs[:0]
+					for j := 0; j < batch && err == nil; j++ {
+						var f jetstream.PubAckFuture
+						f, err = js.PublishAsync(subj[(i*batch+j)%len(subj)], val)
+						futs = append(futs, f)
+					}
+					for _, f := range futs {
+						if err != nil {
+							break
+						}
+						select {
+						case <-f.Ok():
+						case err = <-f.Err():
+						case <-time.After(time.Minute):
+							err = errors.New("no acknowledgement within a minute")
+						}
+					}
+				}
+				if err != nil {
+					if failed.Add(1) == 1 {
+						firstErr.Store(err.Error())
+					}
+					continue
+				}
+				lat[p] = append(lat[p], time.Since(t0))
+				acked.Add(int64(batch))
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	p50, p99 := latencies(lat)
+	r := result{Records: acked.Load(), Seconds: el.Seconds(), P50us: p50, P99us: p99, Errors: failed.Load()}
+	if r.Records == 0 {
+		return r, fmt.Errorf("no record acknowledged: %v", firstErr.Load())
+	}
+	return r, nil
+}
+
+// natsConsume reads every stream from the start with one reader (one stream
+// after the other) through an ephemeral pull consumer without acks, in
+// fetches of c.perFetch messages.
+func natsConsume(ctx context.Context, js jetstream.JetStream, c *config) (result, error) {
+	var total int64
+	start := time.Now()
+	for i := 0; i < c.partitions; i++ {
+		s, err := js.Stream(ctx, streamName(c, i))
+		if err != nil {
+			return result{}, err
+		}
+		want := int64(s.CachedInfo().State.Msgs)
+		cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: time.Minute})
+		if err != nil {
+			return result{}, err
+		}
+		var got int64
+		for got < want {
+			// Ask for no more than is left, so the last fetch does not wait.
+			batch, err := cons.Fetch(int(min(int64(c.perFetch), want-got)), jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return result{}, err
+			}
+			n := 0
+			for m := range batch.Messages() {
+				if len(m.Data()) != c.size {
+					return result{}, fmt.Errorf("message of %d bytes", len(m.Data()))
+				}
+				n++
+			}
+			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+				return result{}, err
+			}
+			if n == 0 {
+				return result{}, fmt.Errorf("stream %d: fetch made no progress at %d of %d", i, got, want)
+			}
+			got += int64(n)
+		}
+		total += got
+	}
+	return result{Records: total, Seconds: time.Since(start).Seconds()}, nil
+}

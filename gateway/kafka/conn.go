@@ -1,0 +1,257 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/weir-broker/weir/core/auth"
+)
+
+// header is a decoded request header.
+type header struct {
+	key, version int16
+	correlation  int32
+	clientID     string
+}
+
+// errFrame is a request the connection cannot answer: the server closes
+// the connection, as Kafka does.
+var errFrame = errors.New("kafka: bad request frame")
+
+// readFrame reads one size-prefixed frame. A frame larger than max, or a
+// negative size, is refused before any of it is read; the body is read in
+// chunks so that a large claimed size costs memory only as bytes arrive.
+func readFrame(r io.Reader, max int) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(r, sz[:]); err != nil {
+		return nil, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(sz[:])))
+	if n < 8 || n > max {
+		return nil, fmt.Errorf("%w: frame size %d outside [8, %d]", errFrame, n, max)
+	}
+	const chunk = 64 << 10
+	buf := make([]byte, 0, min(n, chunk))
+	for len(buf) < n {
+		k := min(n-len(buf), chunk)
+		if cap(buf)-len(buf) < k {
+			nb := make([]byte, len(buf), min(n, 2*cap(buf)+k))
+			copy(nb, buf)
+			buf = nb
+		}
+		if _, err := io.ReadFull(r, buf[len(buf):len(buf)+k]); err != nil {
+			return nil, err
+		}
+		buf = buf[:len(buf)+k]
+	}
+	return buf, nil
+}
+
+// parseRequest decodes a frame into its header and kmsg request. It
+// returns errFrame for unknown keys, versions outside what this listener
+// supports (except ApiVersions, answered specially) and malformed bodies.
+func parseRequest(frame []byte) (header, kmsg.Request, error) {
+	r := kbin.Reader{Src: frame}
+	var h header
+	h.key = r.Int16()
+	h.version = r.Int16()
+	h.correlation = r.Int32()
+	if cid := r.NullableString(); cid != nil {
+		h.clientID = *cid
+	}
+	if !r.Ok() {
+		return h, nil, fmt.Errorf("%w: truncated header", errFrame)
+	}
+	req := kmsg.RequestForKey(h.key)
+	if req == nil {
+		return h, nil, fmt.Errorf("%w: unknown api key %d", errFrame, h.key)
+	}
+	vr, ok := supported[h.key]
+	if !ok {
+		return h, nil, fmt.Errorf("%w: api %s (%d) is not supported", errFrame, kmsg.NameForKey(h.key), h.key)
+	}
+	if h.version < vr.min || h.version > vr.max {
+		if h.key == apiVersionsKey && h.version > vr.max {
+			return h, req, errTooNewAPIVersions
+		}
+		return h, nil, fmt.Errorf("%w: %s v%d is outside v%d–v%d", errFrame, kmsg.NameForKey(h.key), h.version, vr.min, vr.max)
+	}
+	req.SetVersion(h.version)
+	if req.IsFlexible() {
+		n := r.Uvarint()
+		for i := uint32(0); i < n && r.Ok(); i++ {
+			r.Uvarint()
+			r.Span(int(r.Uvarint()))
+		}
+		if !r.Ok() {
+			return h, nil, fmt.Errorf("%w: truncated header tags", errFrame)
+		}
+	}
+	if err := req.ReadFrom(r.Src); err != nil {
+		return h, nil, fmt.Errorf("%w: %s v%d: %v", errFrame, kmsg.NameForKey(h.key), h.version, err)
+	}
+	return h, req, nil
+}
+
+var errTooNewAPIVersions = errors.New("kafka: ApiVersions version too new")
+
+const apiVersionsKey = 18
+
+// conn is one client connection; its requests are served in order.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	w    *bufio.Writer
+	out  []byte
+	addr string
+	// clientID is the client id of the request being served.
+	clientID string
+
+	// SASL state (auth on): authenticated once SaslAuthenticate succeeds.
+	mechanism     string
+	authenticated bool
+	principal     auth.Principal
+}
+
+func (s *Server) serveConn(nc net.Conn) {
+	defer nc.Close()
+	c := &conn{s: s, nc: nc, w: bufio.NewWriterSize(nc, 64<<10), addr: nc.RemoteAddr().String()}
+	if !s.cfg.Auth.Enabled() {
+		c.authenticated = true
+		c.principal = auth.Principal{Name: "anonymous", Admin: true, Via: "anonymous"}
+	}
+	if tc, ok := nc.(*tls.Conn); ok && s.cfg.Auth.Enabled() {
+		// A verified client certificate (mTLS) authenticates its CN, as
+		// on HTTP; SASL may still replace it.
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		if pcs := tc.ConnectionState().VerifiedChains; len(pcs) > 0 && len(pcs[0]) > 0 {
+			if p, err := s.cfg.Auth.AuthenticateCert(pcs[0][0].Subject.CommonName); err == nil {
+				c.principal, c.authenticated = p, true
+			}
+		}
+	}
+	br := bufio.NewReaderSize(nc, 64<<10)
+	for {
+		frame, err := readFrame(br, s.cfg.MaxRequestBytes)
+		if err != nil {
+			if errors.Is(err, errFrame) {
+				s.cfg.Logger.Debug("kafka: closing connection", "remote", c.addr, "err", err)
+			}
+			return
+		}
+		h, req, err := parseRequest(frame)
+		if errors.Is(err, errTooNewAPIVersions) {
+			// The client asked a version we do not know: answer v0 with
+			// UNSUPPORTED_VERSION and our ranges, in a v0 header.
+			resp := c.apiVersions(0)
+			resp.ErrorCode = 35
+			if c.write(h.correlation, false, resp) != nil {
+				return
+			}
+			continue
+		}
+		if err != nil {
+			s.cfg.Logger.Debug("kafka: closing connection", "remote", c.addr, "err", err)
+			return
+		}
+		if !c.authenticated && h.key != apiVersionsKey && h.key != 17 && h.key != 36 {
+			s.cfg.Logger.Debug("kafka: request before SASL authentication; closing", "remote", c.addr, "api", kmsg.NameForKey(h.key))
+			return
+		}
+		c.clientID = h.clientID
+		resp, err := c.handle(s.ctx, h, req)
+		if err != nil {
+			s.cfg.Logger.Debug("kafka: closing connection", "remote", c.addr, "err", err)
+			return
+		}
+		if resp == nil { // Produce with acks=0: no response
+			continue
+		}
+		resp.SetVersion(h.version)
+		flexHeader := resp.IsFlexible() && h.key != apiVersionsKey
+		if err := c.write(h.correlation, flexHeader, resp); err != nil {
+			return
+		}
+	}
+}
+
+func (c *conn) write(correlation int32, flexHeader bool, resp kmsg.Response) error {
+	b := c.out[:0]
+	b = append(b, 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(correlation))
+	if flexHeader {
+		b = append(b, 0) // no header tags
+	}
+	b = resp.AppendTo(b)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	if cap(b) <= 1<<20 {
+		c.out = b
+	}
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// handle dispatches one request. A nil response with a nil error sends
+// nothing (acks=0); an error closes the connection.
+func (c *conn) handle(ctx context.Context, h header, req kmsg.Request) (kmsg.Response, error) {
+	switch r := req.(type) {
+	case *kmsg.ApiVersionsRequest:
+		return c.apiVersions(h.version), nil
+	case *kmsg.SASLHandshakeRequest:
+		return c.saslHandshake(r), nil
+	case *kmsg.SASLAuthenticateRequest:
+		return c.saslAuthenticate(r)
+	case *kmsg.MetadataRequest:
+		return c.metadata(r), nil
+	case *kmsg.ProduceRequest:
+		return c.produce(ctx, r), nil
+	case *kmsg.FetchRequest:
+		return c.fetch(ctx, r), nil
+	case *kmsg.ListOffsetsRequest:
+		return c.listOffsets(ctx, r), nil
+	case *kmsg.CreateTopicsRequest:
+		return c.createTopics(ctx, r), nil
+	case *kmsg.DeleteTopicsRequest:
+		return c.deleteTopics(ctx, r), nil
+	case *kmsg.CreatePartitionsRequest:
+		return c.createPartitions(r), nil
+	case *kmsg.DescribeConfigsRequest:
+		return c.describeConfigs(r), nil
+	case *kmsg.InitProducerIDRequest:
+		return c.initProducerID(ctx, r), nil
+	case *kmsg.FindCoordinatorRequest:
+		return c.findCoordinator(r), nil
+	case *kmsg.JoinGroupRequest:
+		return c.joinGroup(ctx, r), nil
+	case *kmsg.SyncGroupRequest:
+		return c.syncGroup(ctx, r), nil
+	case *kmsg.HeartbeatRequest:
+		return c.heartbeat(r), nil
+	case *kmsg.LeaveGroupRequest:
+		return c.leaveGroup(r), nil
+	case *kmsg.OffsetCommitRequest:
+		return c.offsetCommit(ctx, r), nil
+	case *kmsg.OffsetFetchRequest:
+		return c.offsetFetch(r), nil
+	case *kmsg.DescribeGroupsRequest:
+		return c.describeGroups(r), nil
+	case *kmsg.ListGroupsRequest:
+		return c.listGroups(r), nil
+	}
+	return nil, fmt.Errorf("%w: no handler for %s", errFrame, kmsg.NameForKey(h.key))
+}

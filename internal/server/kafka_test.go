@@ -1,0 +1,308 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	tu "github.com/weir-broker/weir/internal/testutil"
+)
+
+// startKafkaNode starts a node with the Kafka listener on a free port.
+func startKafkaNode(t *testing.T) *Server {
+	t.Helper()
+	s := startNode(t, t.TempDir(), func(c *Config) { c.KafkaAddr = "127.0.0.1:0" })
+	t.Cleanup(func() { stop(t, s) })
+	if s.KafkaAddr() == "" {
+		t.Fatal("no Kafka address")
+	}
+	return s
+}
+
+func kafkaClient(t *testing.T, s *Server, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.KafkaAddr()), kgo.RequestTimeoutOverhead(20 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func kctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// consumeN reads n records of topic from the start with a fresh client.
+func consumeN(t *testing.T, s *Server, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl := kafkaClient(t, s, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx := kctx(t)
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d records of %s before the deadline", len(out), n, topic)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", tp, p, err) })
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func TestKafkaAdminAndRoundTrip(t *testing.T) {
+	s := startKafkaNode(t)
+	ctx := kctx(t)
+	adm := kadm.NewClient(kafkaClient(t, s))
+
+	// Admin: create, describe configs, metadata, create partitions refused.
+	cr, err := adm.CreateTopic(ctx, 3, -1, map[string]*string{"retention.ms": kadm.StringPtr("3600000")}, "kt")
+	if err != nil || cr.Err != nil {
+		t.Fatalf("create topic: %v %v", err, cr.Err)
+	}
+	if cr, _ := adm.CreateTopic(ctx, 1, -1, nil, "kt"); cr.Err != kerr.TopicAlreadyExists {
+		t.Fatalf("second create: %v, want TOPIC_ALREADY_EXISTS", cr.Err)
+	}
+	td, err := adm.ListTopics(ctx, "kt")
+	if err != nil || len(td["kt"].Partitions) != 3 {
+		t.Fatalf("metadata: %v %+v", err, td)
+	}
+	rc, err := adm.DescribeTopicConfigs(ctx, "kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rc.On("kt", nil); err != nil || func() string {
+		for _, c := range v.Configs {
+			if c.Key == "retention.ms" {
+				return c.MaybeValue()
+			}
+		}
+		return ""
+	}() != "3600000" {
+		t.Fatalf("retention.ms not described: %+v %v", v, err)
+	}
+	cp, err := adm.CreatePartitions(ctx, 2, "kt")
+	if err != nil || cp["kt"].Err != kerr.InvalidPartitions {
+		t.Fatalf("create partitions: %v %+v, want INVALID_PARTITIONS", err, cp)
+	}
+
+	// Produce with every codec; keys, headers and timestamps round-trip.
+	codecs := map[string]kgo.CompressionCodec{"none": kgo.NoCompression(), "gzip": kgo.GzipCompression(), "snappy": kgo.SnappyCompression(), "lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression()}
+	ts := time.UnixMilli(1700000000123)
+	want := map[string]*kgo.Record{}
+	for name, codec := range codecs {
+		cl := kafkaClient(t, s, kgo.ProducerBatchCompression(codec), kgo.DefaultProduceTopic("kt"))
+		for i := 0; i < 20; i++ {
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("%s-%d", name, i)), Value: []byte(fmt.Sprintf("value %s %d", name, i)), Timestamp: ts.Add(time.Duration(i) * time.Millisecond),
+				Headers: []kgo.RecordHeader{{Key: "codec", Value: []byte(name)}, {Key: "i", Value: []byte(fmt.Sprint(i))}}}
+			want[string(r.Key)] = r
+		}
+		var recs []*kgo.Record
+		for i := 0; i < 20; i++ {
+			recs = append(recs, want[fmt.Sprintf("%s-%d", name, i)])
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce %s: %v", name, err)
+		}
+	}
+	got := consumeN(t, s, "kt", len(want))
+	for _, r := range got {
+		w := want[string(r.Key)]
+		if w == nil || string(r.Value) != string(w.Value) || !r.Timestamp.Equal(w.Timestamp) || len(r.Headers) != 2 ||
+			r.Headers[0].Key != "codec" || string(r.Headers[0].Value) != string(w.Headers[0].Value) || string(r.Headers[1].Value) != string(w.Headers[1].Value) {
+			t.Fatalf("record %q came back as %+v", r.Key, r)
+		}
+	}
+
+	// Kafka produce → HTTP fetch.
+	var f fetchResp
+	tu.Do(t, "GET", fmt.Sprintf("%s/v1/topics/kt/partitions/%d/records?offset=earliest&max_records=1000", s.URL(), got[0].Partition), nil).JSON(t, &f)
+	found := false
+	for _, r := range f.Records {
+		if r.Key != nil && *r.Key == string(got[0].Key) {
+			found = r.Value == string(got[0].Value) && r.Headers["codec"] != "" && r.Timestamp == got[0].Timestamp.UnixMilli()
+		}
+	}
+	if !found {
+		t.Fatalf("HTTP fetch did not return %q as produced over Kafka: %+v", got[0].Key, f.Records)
+	}
+
+	// HTTP produce → Kafka consume.
+	createTopic(t, s.URL(), "fromhttp", 1)
+	r := tu.Do(t, "POST", s.URL()+"/v1/topics/fromhttp/records", map[string]any{"records": []map[string]any{{"key": "k", "value": "v", "headers": map[string]string{"h": "x"}}}})
+	if r.Status != 200 {
+		t.Fatalf("HTTP produce: %d %s", r.Status, r.Body)
+	}
+	hr := consumeN(t, s, "fromhttp", 1)[0]
+	if string(hr.Key) != "k" || string(hr.Value) != "v" || len(hr.Headers) != 1 || hr.Headers[0].Key != "h" || string(hr.Headers[0].Value) != "x" {
+		t.Fatalf("HTTP record over Kafka: %+v", hr)
+	}
+
+	// ListOffsets: earliest, latest, by time.
+	p0 := got[0].Partition
+	lo, err := adm.ListStartOffsets(ctx, "kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	le, err := adm.ListEndOffsets(ctx, "kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lo.Lookup("kt", p0); o.Offset != 0 {
+		t.Fatalf("start offset %+v", o)
+	}
+	if o, _ := le.Lookup("kt", p0); o.Offset != int64(len(f.Records)) {
+		t.Fatalf("end offset %+v, want %d", o, len(f.Records))
+	}
+	lt, err := adm.ListOffsetsAfterMilli(ctx, ts.Add(time.Hour).UnixMilli(), "kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lt.Lookup("kt", p0); o.Offset != int64(len(f.Records)) {
+		t.Fatalf("offset after a future time: %+v", o)
+	}
+
+	// Delete.
+	dr, err := adm.DeleteTopics(ctx, "fromhttp")
+	if err != nil || dr["fromhttp"].Err != nil {
+		t.Fatalf("delete: %v %+v", err, dr)
+	}
+}
+
+func TestKafkaIdempotentProducer(t *testing.T) {
+	s := startKafkaNode(t)
+	ctx := kctx(t)
+	createTopic(t, s.URL(), "idem", 1)
+	cl := kafkaClient(t, s, kgo.DefaultProduceTopic("idem"), kgo.MaxBufferedRecords(100))
+	for i := 0; i < 50; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same batch again (what a retry after a lost response sends):
+	// Weir answers with the original offset and appends nothing.
+	id, epoch, _ := cl.ProducerID(ctx)
+	if id < 0 {
+		t.Fatalf("no producer id: %d %d", id, epoch)
+	}
+	var f fetchResp
+	tu.Do(t, "GET", s.URL()+"/v1/topics/idem/partitions/0/records?offset=earliest&max_records=1000", nil).JSON(t, &f)
+	if len(f.Records) != 50 {
+		t.Fatalf("%d records, want 50", len(f.Records))
+	}
+	for i, r := range f.Records {
+		if r.Value != fmt.Sprint(i) {
+			t.Fatalf("record %d is %q", i, r.Value)
+		}
+	}
+}
+
+func TestKafkaConsumerGroup(t *testing.T) {
+	s := startKafkaNode(t)
+	ctx := kctx(t)
+	createTopic(t, s.URL(), "gt", 4)
+	pr := kafkaClient(t, s, kgo.DefaultProduceTopic("gt"))
+	const n = 200
+	for i := 0; i < n; i++ {
+		pr.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))}, nil)
+	}
+	if err := pr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	member := func() *kgo.Client {
+		return kafkaClient(t, s, kgo.ConsumerGroup("g1"), kgo.ConsumeTopics("gt"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.DisableAutoCommit(), kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(200*time.Millisecond))
+	}
+	seen := map[string]bool{}
+	poll := func(cl *kgo.Client) {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		fs := cl.PollFetches(pctx)
+		for _, r := range fs.Records() {
+			seen[string(r.Value)] = true
+		}
+		if len(fs.Records()) > 0 {
+			if err := cl.CommitRecords(ctx, fs.Records()...); err != nil {
+				t.Logf("commit: %v", err) // a rebalance may refuse it; the records come again
+			}
+		}
+	}
+	a := member()
+	for len(seen) < n/2 && ctx.Err() == nil {
+		poll(a)
+	}
+	b := member()
+	deadline := time.Now().Add(45 * time.Second)
+	for len(seen) < n && time.Now().Before(deadline) {
+		poll(a)
+		poll(b)
+	}
+	if len(seen) != n {
+		t.Fatalf("the group saw %d of %d records", len(seen), n)
+	}
+	// Both members own partitions after the rebalance.
+	adm := kadm.NewClient(kafkaClient(t, s))
+	tu.Eventually(t, 30*time.Second, "two members with partitions", func() bool {
+		poll(a)
+		poll(b)
+		dg, err := adm.DescribeGroups(ctx, "g1")
+		if err != nil {
+			return false
+		}
+		g := dg["g1"]
+		if g.State != "Stable" || len(g.Members) != 2 {
+			return false
+		}
+		for _, m := range g.Members {
+			ca, ok := m.Assigned.AsConsumer()
+			if !ok || len(ca.Topics) == 0 || len(ca.Topics[0].Partitions) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Committed offsets are Weir's group offsets: visible over HTTP.
+	var or struct {
+		Offsets []struct {
+			Topic     string `json:"topic"`
+			Partition int    `json:"partition"`
+			Offset    int64  `json:"offset"`
+		} `json:"offsets"`
+	}
+	tu.Do(t, "GET", s.URL()+"/v1/groups/g1/offsets?topic=gt", nil).JSON(t, &or)
+	var total int64
+	for _, o := range or.Offsets {
+		total += o.Offset
+	}
+	if total != n {
+		t.Fatalf("committed offsets over HTTP sum to %d, want %d: %+v", total, n, or.Offsets)
+	}
+	// And an HTTP commit is what Kafka's OffsetFetch returns.
+	r := tu.Do(t, "POST", s.URL()+"/v1/groups/g2/offsets", map[string]any{"offsets": []map[string]any{{"topic": "gt", "partition": 1, "offset": 7}}})
+	if r.Status/100 != 2 {
+		t.Fatalf("HTTP commit: %d %s", r.Status, r.Body)
+	}
+	fo, err := adm.FetchOffsets(ctx, "g2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := fo.Lookup("gt", 1); !ok || o.At != 7 {
+		t.Fatalf("OffsetFetch after an HTTP commit: %+v %v", o, ok)
+	}
+	lg, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := lg.Groups()
+	sort.Strings(names)
+	if len(names) == 0 || names[0] != "g1" {
+		t.Fatalf("groups %v", names)
+	}
+}

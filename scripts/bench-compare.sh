@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Weir against NATS JetStream on the same loads (docs/benchmarks.md, "Weir and
+# NATS JetStream"). Builds bin/weir and bin/weircmp (the load driver, module
+# bench/), installs a pinned nats-server into bin/ if missing, then, RUNS
+# times: for Weir, NATS default and NATS with `sync_interval: always`, on one
+# node (R1) and on three (R3, replicated 3 ways), starts fresh servers on
+# loopback and runs async publish, one record at a time, and consume from the
+# start. Prints the table of medians and ratios; the raw results stay in
+# $OUT (JSON lines). Then, unless BENCH_PIPELINE=0, `weir bench pipeline`.
+#
+#   RUNS=3 BENCH_DURATION=5s BENCH_PPROF=0 BENCH_PIPELINE=1 scripts/bench-compare.sh
+#   ONLY="weir nats" CLUSTERS="R1" ... to run a subset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+NATS_VERSION=v2.15.3          # pinned; builds with Go 1.26 from the module proxy
+RUNS=${RUNS:-3}
+D=${BENCH_DURATION:-5s}
+ONLY=${ONLY:-"weir nats nats-sync"}
+CLUSTERS=${CLUSTERS:-"R1 R3"}
+SCENARIOS=${SCENARIOS:-"batch one consume"}
+hp=${BENCH_HTTP_PORT:-18580}; rp=${BENCH_RAFT_PORT:-17580}; np=${BENCH_NATS_PORT:-14222}
+
+mkdir -p bin
+if [ -z "${BENCH_NOBUILD:-}" ]; then
+  echo "building bin/weir and bin/weircmp" >&2
+  go build -o bin/weir ./cmd/weir
+  (cd bench && go build -o ../bin/weircmp .)
+fi
+if ! [ -x bin/nats-server ] || ! bin/nats-server --version | grep -q "$NATS_VERSION"; then
+  echo "installing nats-server $NATS_VERSION into bin/" >&2
+  GOBIN="$root/bin" go install "github.com/nats-io/nats-server/v2@$NATS_VERSION"
+fi
+
+work=$(mktemp -d)
+OUT=${OUT:-$work/results.jsonl}
+pids=()
+stop() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap 'stop; rm -rf "$work/data"' EXIT
+
+wait_http() { # URL
+  for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return; sleep 0.1; done
+  echo "$1 did not answer" >&2; exit 1
+}
+
+start_weir() { # nodes
+  local n=$1 peers="" i
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  for i in $(seq 1 "$n"); do peers+="${peers:+,}$i=127.0.0.1:$((rp+i-1))"; done
+  for i in $(seq 1 "$n"); do
+    local extra=()
+    [ "$n" -gt 1 ] && extra+=(--peers "$peers")
+    [ "${BENCH_PPROF:-0}" = 1 ] && extra+=(--pprof-addr "127.0.0.1:$((hp+100+i-1))")
+    ./bin/weir serve --node-id "$i" --data-dir "$work/data/n$i" --http-addr "127.0.0.1:$((hp+i-1))" \
+      --raft-addr "127.0.0.1:$((rp+i-1))" --kafka-addr "" --log-level error "${extra[@]}" \
+      >>"$work/weir.log" 2>&1 &
+    pids+=($!)
+  done
+  servers=""
+  for i in $(seq 1 "$n"); do
+    wait_http "http://127.0.0.1:$((hp+i-1))/readyz"
+    servers+="${servers:+,}http://127.0.0.1:$((hp+i-1))"
+  done
+}
+
+start_nats() { # nodes sync(0|1)
+  local n=$1 sync=$2 i j routes=""
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  for j in $(seq 1 "$n"); do routes+="${routes:+, }nats-route://127.0.0.1:$((np+100+j-1))"; done
+  for i in $(seq 1 "$n"); do
+    local conf="$work/data/n$i.conf"
+    {
+      echo "server_name: n$i"
+      echo "listen: 127.0.0.1:$((np+i-1))"
+      echo "http: 127.0.0.1:$((np+200+i-1))"
+      echo "jetstream { store_dir: \"$work/data/n$i\""
+      [ "$sync" = 1 ] && echo "  sync_interval: always"
+      echo "}"
+      [ "$n" -gt 1 ] && echo "cluster { name: bench, listen: 127.0.0.1:$((np+100+i-1)), routes: [ $routes ] }"
+    } >"$conf"
+    ./bin/nats-server -c "$conf" >>"$work/nats.log" 2>&1 &
+    pids+=($!)
+  done
+  servers=""
+  for i in $(seq 1 "$n"); do
+    wait_http "http://127.0.0.1:$((np+200+i-1))/healthz"
+    servers+="${servers:+,}nats://127.0.0.1:$((np+i-1))"
+  done
+}
+
+run_scenarios() { # label system cluster replicas topic
+  local s
+  for s in $SCENARIOS; do
+    ./bin/weircmp run -system "$2" -label "$1" -cluster "$3" -replicas "$4" -topic "$5" \
+      -servers "$servers" -scenario "$s" -duration "$D" ${WEIRCMP_FLAGS:-} | tee -a "$OUT"
+  done
+}
+
+echo "results: $OUT" >&2
+for run in $(seq 1 "$RUNS"); do
+  for cl in $CLUSTERS; do
+    nodes=1; [ "$cl" = R3 ] && nodes=3
+    for sys in $ONLY; do
+      echo "== run $run, $cl, $sys" >&2
+      case $sys in
+        weir) start_weir $nodes; run_scenarios weir weir "$cl" $nodes "b$run" ;;
+        nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" ;;
+        nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" ;;
+      esac
+      stop
+    done
+  done
+done
+echo
+echo "Weir vs NATS JetStream $NATS_VERSION, 1 KiB values, 4 partitions (streams), $RUNS runs, $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+./bin/weircmp report "$OUT"
+
+if [ "${BENCH_PIPELINE:-1}" = 1 ]; then
+  mkdir -p bin/examples
+  [ -f bin/examples/passthrough.wasm ] || GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared \
+    -o bin/examples/passthrough.wasm ./examples/passthrough
+  for g in at_least_once exactly_once; do
+    for run in $(seq 1 "$RUNS"); do
+      start_weir 1
+      echo "== pipeline $g, run $run"
+      ./bin/weir bench pipeline --server "$servers" --module bin/examples/passthrough.wasm \
+        --records "${BENCH_PIPELINE_RECORDS:-200000}" --guarantee $g | tail -2
+      stop
+    done
+  done
+fi
