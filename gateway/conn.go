@@ -97,7 +97,7 @@ type lingerTLSConn struct {
 	tc *tls.Conn
 }
 
-func (c *lingerTLSConn) Handshake() error                    { return c.tc.Handshake() }
+func (c *lingerTLSConn) Handshake() error                     { return c.tc.Handshake() }
 func (c *lingerTLSConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
 
 // ReadFrom keeps sendfile for file bodies on plain TCP.

@@ -192,7 +192,7 @@ func (s *Server) describePipeline(c *call, r *pipelineReq) {
 		tot.Emitted += p.Emitted
 	}
 	writeValue(c.ctx, 200, map[string]any{
-		"pipeline": spec, "state": pipelineState(&spec), "partitions": parts,
+		"pipeline": spec, "state": spec.State(), "partitions": parts,
 		"lag": tot.Lag, "processed": tot.Processed, "failed": tot.Failed,
 		"dead_lettered": tot.DeadLettered, "emitted": tot.Emitted,
 	})
@@ -234,11 +234,4 @@ func (s *Server) setPaused(c *call, name string, paused bool) {
 		return
 	}
 	writeValue(c.ctx, 200, spec)
-}
-
-func pipelineState(spec *core.PipelineSpec) string {
-	if spec.Paused {
-		return "paused"
-	}
-	return "running"
 }
