@@ -58,15 +58,16 @@ type uploadModuleReq struct {
 }
 
 func (r *uploadModuleReq) decodeBody(_ *call, body []byte) error {
-	if len(body) == 0 {
-		return &core.ModuleInvalidError{Reason: "empty body: send the .wasm bytes"}
-	}
 	r.wasm = body
 	return nil
 }
 
 func (s *Server) uploadModule(c *call, r *uploadModuleReq) {
 	if !s.pipesOn(c) {
+		return
+	}
+	if len(r.wasm) == 0 {
+		writeError(c.ctx, &core.ModuleInvalidError{Reason: "empty body: send the .wasm bytes"})
 		return
 	}
 	rctx, cancel := s.requestContext(2 * time.Minute)

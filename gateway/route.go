@@ -267,7 +267,10 @@ func (c *call) decode(pv reflect.Value) error {
 	default:
 		if plan.hasBody {
 			body := c.ctx.PostBody()
-			if _, opt := req.(optionalBody); !opt || len(bytes.TrimSpace(body)) > 0 {
+			_, opt := req.(optionalBody)
+			if t := bytes.TrimSpace(body); opt && (len(t) == 0 || string(t) == "null") {
+				// no body: every field keeps its default
+			} else {
 				if err := decodeStrict(body, req); err != nil {
 					return err
 				}

@@ -47,3 +47,34 @@ func (r *route) accessDoc() string {
 	}
 	return strings.Join(needs, ", ")
 }
+
+// RouteInfo describes a row of the route table for tests and tools.
+type RouteInfo struct {
+	Method, Pattern string
+	// Access is "public", "admin", "node", "authenticated" (no needs) or
+	// "needs".
+	Access  string
+	Example string // a sample JSON body, when the row has one
+}
+
+// Routes lists the route table's rows in order.
+func Routes() []RouteInfo {
+	out := make([]RouteInfo, 0, len(routes.routes))
+	for _, r := range routes.routes {
+		ri := RouteInfo{Method: r.method, Pattern: r.pattern, Example: r.example}
+		switch {
+		case r.access == accessPublic:
+			ri.Access = "public"
+		case r.access == accessAdmin:
+			ri.Access = "admin"
+		case r.access == accessNode:
+			ri.Access = "node"
+		case len(r.plan.fields) == 0 && len(r.all) == 0:
+			ri.Access = "authenticated"
+		default:
+			ri.Access = "needs"
+		}
+		out = append(out, ri)
+	}
+	return out
+}

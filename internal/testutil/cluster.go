@@ -60,7 +60,7 @@ func StartWeirCluster(t testing.TB, n int, args ...string) []*Proc {
 	procs := make([]*Proc, n)
 	for i := range procs {
 		http := FreeAddr(t)
-		a := append([]string{"serve", "--http-addr", http, "--node-id", fmt.Sprint(i + 1), "--raft-addr", raft[i],
+		a := append([]string{"serve", "--http-addr", http, "--kafka-addr", "", "--node-id", fmt.Sprint(i + 1), "--raft-addr", raft[i],
 			"--data-dir", t.TempDir(), "--peers", strings.Join(peers, ","), "--log-level", "warn"}, args...)
 		p := &Proc{t: t, Args: a, HTTPAddr: http}
 		p.start()
