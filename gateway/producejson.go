@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // parseProduceFast decodes the common shape of a JSON produce request
@@ -150,9 +151,11 @@ func (p *fastJSON) stringToken() (tok []byte, escaped, ok bool) {
 }
 
 // plainString reads a string without escapes (names, encodings, ids).
+// Invalid UTF-8 falls back to encoding/json, which replaces each bad byte
+// with U+FFFD; both paths must store the same header.
 func (p *fastJSON) plainString() (string, bool) {
 	tok, esc, ok := p.stringToken()
-	if !ok || esc {
+	if !ok || esc || !utf8.Valid(tok) {
 		return "", false
 	}
 	return string(tok[1 : len(tok)-1]), true

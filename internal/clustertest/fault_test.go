@@ -125,7 +125,7 @@ func TestWholeClusterRestart(t *testing.T) {
 	c := newCluster(t)
 	load := tu.StartLoad(t, c.urls(0), "f", 3, 6)
 	load.AwaitAcks(t, 100, 60*time.Second, 0, 1, 2) // kill with writes acknowledged everywhere
-	for _, p := range c.procs { // kill -9 everything under load
+	for _, p := range c.procs {                     // kill -9 everything under load
 		p.Signal(syscall.SIGKILL)
 	}
 	load.Stop(t)
