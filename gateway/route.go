@@ -69,6 +69,9 @@ type route struct {
 
 	plan  *reqPlan // of the request type
 	serve func(c *call)
+	// needsOf decodes a request into the row's type and lists its needs
+	// (what serve authorizes; RequestNeeds shows it to tests).
+	needsOf func(c *call) ([]need, error)
 }
 
 // call is one request on its way through the table.
@@ -132,13 +135,20 @@ func op[R any](method, pattern string, exec func(s *Server, c *call, r *R), opts
 	for _, o := range opts {
 		o(rt)
 	}
-	rt.serve = func(c *call) {
+	decode := func(c *call) (*R, []need, error) {
 		var r R
 		if err := c.decode(reflect.ValueOf(&r)); err != nil {
-			writeError(c.ctx, err)
-			return
+			return nil, nil, err
 		}
 		needs, err := c.r.plan.needs(reflect.ValueOf(&r).Elem(), c.r.all)
+		return &r, needs, err
+	}
+	rt.needsOf = func(c *call) ([]need, error) {
+		_, needs, err := decode(c)
+		return needs, err
+	}
+	rt.serve = func(c *call) {
+		r, needs, err := decode(c)
 		if err != nil {
 			writeError(c.ctx, err)
 			return
@@ -146,7 +156,7 @@ func op[R any](method, pattern string, exec func(s *Server, c *call, r *R), opts
 		if !c.authorize(needs) {
 			return
 		}
-		exec(c.s, c, &r)
+		exec(c.s, c, r)
 	}
 	return rt
 }
@@ -158,6 +168,7 @@ func raw(method, pattern string, h func(s *Server, ctx *fasthttp.RequestCtx), op
 	for _, o := range opts {
 		o(rt)
 	}
+	rt.needsOf = func(*call) ([]need, error) { return rt.all, nil }
 	rt.serve = func(c *call) {
 		if !c.authorize(rt.all) {
 			return

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"strings"
+
+	"github.com/valyala/fasthttp"
 )
 
 // RoutesMarkdown renders the route table as the Markdown table that
@@ -77,4 +79,32 @@ func Routes() []RouteInfo {
 		out = append(out, ri)
 	}
 	return out
+}
+
+// Need is one authorization a request requires: an operation on a named
+// resource ("*": every resource of the type, a wildcard ACL).
+type Need struct {
+	ResourceType, Operation, Name string
+}
+
+// RequestNeeds decodes a request exactly as its row does and returns the
+// needs the row authorizes before executing it (the authorization tests
+// grant all but one of them). It needs no server: rows whose decoding
+// consults the server (the topic WebSocket) are not supported.
+func RequestNeeds(method, uri string, body []byte) ([]Need, error) {
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.Header.SetMethod(method)
+	ctx.Request.SetRequestURI(uri)
+	ctx.Request.Header.SetContentType("application/json")
+	ctx.Request.SetBody(body)
+	r, vars, err := routes.match(method, splitPath(string(ctx.Path())))
+	if err != nil {
+		return nil, err
+	}
+	needs, err := r.needsOf(&call{ctx: ctx, r: r, vars: vars})
+	out := make([]Need, len(needs))
+	for i, n := range needs {
+		out[i] = Need{ResourceType: string(n.rt), Operation: string(n.op), Name: n.name}
+	}
+	return out, err
 }

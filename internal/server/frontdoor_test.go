@@ -1,7 +1,7 @@
 package server
 
 import (
-	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -14,6 +14,7 @@ import (
 
 func TestFrontDoorDecodeOnce(t *testing.T) {
 	s := securedNode(t)
+	defer stop(t, s)
 	admin := newSecClient(t, s.URL(), testAdminToken, nil)
 	for _, name := range []string{"orders.ok", "public", "secret"} {
 		admin.expect(201, "POST", "/v1/topics", map[string]any{"name": name, "partitions": 1})
@@ -76,42 +77,109 @@ func TestFrontDoorDecodeOnce(t *testing.T) {
 	})
 }
 
-// TestFrontDoorEveryRoute walks every row of the route table as a
-// principal holding no ACL: a row with needs answers 403, an admins-only
-// row 403, a node row 403, and nothing changes (no topic created, no
-// record written).
+// routeFill gives every pattern variable of the route table a value that
+// names the walk's fixtures.
+var routeFill = strings.NewReplacer("{t}", "orders", "{p}", "0", "{s}", "workers", "{g}", "g", "{m}", "m",
+	"{id}", "1", "{name}", "alice", "*", "x")
+
+// frontDoorFixtures creates what the walks act on: topics with records, a
+// subscription and a group's committed offset.
+func frontDoorFixtures(t *testing.T, admin *secClient) {
+	for _, name := range []string{"orders", "orders.dlq"} {
+		admin.expect(201, "POST", "/v1/topics", map[string]any{"name": name, "partitions": 1})
+		admin.expect(200, "POST", "/v1/topics/"+name+"/records", map[string]any{"records": []map[string]any{{"value": "v"}}})
+	}
+	admin.expect(201, "POST", "/v1/topics/orders/subscriptions", map[string]any{"name": "workers"})
+	admin.expect(204, "POST", "/v1/groups/g/offsets", map[string]any{"offsets": []map[string]any{{"topic": "orders", "partition": 0, "offset": 1}}})
+}
+
+// frontDoorState is what a denied request must leave as it was: topics,
+// records, subscriptions, groups, modules, pipelines, principals, ACLs.
+func frontDoorState(t *testing.T, admin *secClient) string {
+	var b strings.Builder
+	for _, path := range []string{"/v1/topics", "/v1/topics/orders/subscriptions", "/v1/groups/g/offsets",
+		"/v1/modules", "/v1/pipelines", "/v1/principals", "/v1/acls",
+		"/v1/topics/orders/partitions/0/records", "/v1/topics/orders.dlq/partitions/0/records"} {
+		r := admin.do("GET", path, nil)
+		fmt.Fprintf(&b, "%s %d %s\n", path, r.Status, r.Body)
+	}
+	return b.String()
+}
+
+// TestFrontDoorEveryRoute walks every row of the route table. A principal
+// holding no ACL gets 403 from every row that is not public or open to any
+// authenticated principal. Then, for every need a row's example request
+// has, a principal granted all the other needs gets 403 naming exactly the
+// missing one. Nothing changes on any denial: no topic created or deleted,
+// no record written, no offset, subscription, module, pipeline, principal
+// or ACL touched.
 func TestFrontDoorEveryRoute(t *testing.T) {
 	s := securedNode(t)
+	defer stop(t, s)
 	admin := newSecClient(t, s.URL(), testAdminToken, nil)
-	admin.expect(201, "POST", "/v1/topics", map[string]any{"name": "orders", "partitions": 1})
-	admin.expect(200, "POST", "/v1/topics/orders/records", map[string]any{"records": []map[string]any{{"value": "v"}}})
+	frontDoorFixtures(t, admin)
 	nobody := admin.with(createToken(t, admin, "nobody"))
-	topicsBefore := admin.expect(200, "GET", "/v1/topics", nil).Body
-	fill := strings.NewReplacer("{t}", "orders", "{p}", "0", "{s}", "workers", "{g}", "g", "{m}", "m", "{id}", "1",
-		"{name}", "alice", "{x}", "x", "*", "x")
-	for _, r := range gateway.Routes() {
-		path := fill.Replace(r.Pattern)
-		var body any
-		if r.Example != "" {
-			body = json.RawMessage(r.Example)
+
+	body := func(r gateway.RouteInfo) any {
+		if r.Example == "" {
+			return nil
 		}
-		resp := nobody.do(r.Method, path, body)
-		switch r.Access {
-		case "public", "authenticated":
+		return []byte(r.Example)
+	}
+	before := frontDoorState(t, admin)
+	for _, r := range gateway.Routes() {
+		if r.Access == "public" || r.Access == "authenticated" {
 			continue
 		}
-		if resp.Status != 403 {
+		path := routeFill.Replace(r.Pattern)
+		if resp := nobody.do(r.Method, path, body(r)); resp.Status != 403 {
 			t.Errorf("%s %s (%s) as a principal without rights: HTTP %d %s, want 403", r.Method, path, r.Access, resp.Status, resp.Body)
 		}
 	}
-	if after := admin.expect(200, "GET", "/v1/topics", nil).Body; string(after) != string(topicsBefore) {
-		t.Errorf("topics changed:\nbefore %s\nafter  %s", topicsBefore, after)
+	if after := frontDoorState(t, admin); after != before {
+		t.Fatalf("denied requests changed the broker:\nbefore %s\nafter  %s", before, after)
 	}
-	var f struct {
-		HighWatermark int64 `json:"high_watermark"`
+
+	walked := 0
+	for ri, r := range gateway.Routes() {
+		if r.Access != "needs" || strings.HasSuffix(r.Pattern, "/ws") {
+			continue // the topic WebSocket authorizes each frame (TestWSFrameNeeds)
+		}
+		path := routeFill.Replace(r.Pattern)
+		var raw []byte
+		if r.Example != "" {
+			raw = []byte(r.Example)
+		}
+		needs, err := gateway.RequestNeeds(r.Method, path, raw)
+		if err != nil {
+			t.Fatalf("%s %s: the example does not decode: %v", r.Method, path, err)
+		}
+		for missing := range needs {
+			name := fmt.Sprintf("walk-%d-%d", ri, missing)
+			c := admin.with(createToken(t, admin, name))
+			for i, n := range needs {
+				if i != missing {
+					addACL(t, admin, name, auth.ResourceType(n.ResourceType), n.Name, auth.Literal, auth.Operation(n.Operation))
+				}
+			}
+			before := frontDoorState(t, admin)
+			resp := c.do(r.Method, path, body(r))
+			n := needs[missing]
+			want := fmt.Sprintf("may not %s %s %q", n.Operation, n.ResourceType, n.Name)
+			if n.Name == "*" {
+				want = fmt.Sprintf("may not %s every %s", n.Operation, n.ResourceType)
+			}
+			if resp.Status != 403 || !strings.Contains(string(resp.Body), strings.ReplaceAll(want, `"`, `\"`)) {
+				t.Errorf("%s %s lacking %v (holding the rest of %v): HTTP %d %s, want 403 naming %s",
+					r.Method, path, n, needs, resp.Status, resp.Body, want)
+			}
+			if after := frontDoorState(t, admin); after != before {
+				t.Fatalf("%s %s lacking %v changed the broker:\nbefore %s\nafter  %s", r.Method, path, n, before, after)
+			}
+			walked++
+		}
 	}
-	admin.expect(200, "GET", "/v1/topics/orders/partitions/0/records", nil).JSON(t, &f)
-	if f.HighWatermark != 1 {
-		t.Errorf("orders has %d records, want 1", f.HighWatermark)
+	if walked < 30 {
+		t.Fatalf("walked %d needs; the route table has more", walked)
 	}
 }
