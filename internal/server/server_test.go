@@ -43,7 +43,7 @@ func startNode(t testing.TB, dir string, mod ...func(*Config)) *Server {
 	return s
 }
 
-func stop(t *testing.T, s *Server) {
+func stop(t testing.TB, s *Server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
