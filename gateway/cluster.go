@@ -19,9 +19,29 @@ import (
 //	POST /v1/cluster/nodes/{id}/remove   move replicas off a node, then remove it
 //	DELETE /v1/cluster/nodes/{id}        the same
 
-// SetForwarder gives the gateway the node-to-node client it proxies fetches
-// with (the same one the store forwards writes with). Call before Serve.
-func (s *Server) SetForwarder(f *Forwarder) { s.fwd = f }
+// NodeSecretHeader carries the cluster secret on node-to-node calls
+// (security.go authenticates other nodes by it).
+const NodeSecretHeader = auth.NodeSecretHeader
+
+// NodeProxy sends a client's request on to another node and copies the
+// answer back. internal/peer's Forwarder implements it, with the
+// connections, TLS and cluster secret of node-to-node calls; the gateway
+// knows nothing else of them (node-to-node calls are served by a handler
+// mounted on /v1/internal/ with Handle).
+type NodeProxy interface {
+	// Hops is how many nodes the request has crossed: 0 for a client's
+	// request. A proxied request is served where it arrives.
+	Hops(ctx *fasthttp.RequestCtx) int
+	// Proxy sends the request to the node at addr, marked as having
+	// crossed hops nodes, waiting until deadline. It reports false when
+	// the node could not be reached (nothing was written to ctx then).
+	Proxy(ctx *fasthttp.RequestCtx, addr string, hops int, deadline time.Time) bool
+}
+
+// SetProxy gives the gateway the client it proxies fetches with to a node
+// that holds the partition (the node-to-node client the store forwards
+// writes with). Call before Serve.
+func (s *Server) SetProxy(p NodeProxy) { s.proxy = p }
 
 func (s *Server) cluster() (core.Cluster, bool) {
 	c, ok := s.broker.Store().(core.Cluster)
@@ -137,7 +157,7 @@ func (s *Server) clusterRemove(c *call, r *clusterRemoveReq) {
 // answered the request.
 func (s *Server) proxyFetch(ctx *fasthttp.RequestCtx, req *core.FetchRequest) bool {
 	c, ok := s.cluster()
-	if !ok || s.fwd == nil || hops(ctx) > 0 {
+	if !ok || s.proxy == nil || s.proxy.Hops(ctx) > 0 {
 		return false
 	}
 	off := int64(-1)
@@ -153,7 +173,7 @@ func (s *Server) proxyFetch(ctx *fasthttp.RequestCtx, req *core.FetchRequest) bo
 		return false
 	}
 	deadline := time.Now().Add(min(req.Wait, s.broker.Config().MaxWait) + s.cfg.ProduceTimeout)
-	if s.fwd.Proxy(ctx, route.Addr, route.Hops, deadline) {
+	if s.proxy.Proxy(ctx, route.Addr, route.Hops, deadline) {
 		return true
 	}
 	// The node did not answer: serve what this node can (its replica, or

@@ -99,6 +99,7 @@ var routes = &table{routes: []*route{
 		example(`{"principal":"alice","resource_type":"topic","pattern":"orders.","pattern_type":"prefix","operations":["read"]}`)),
 	op("DELETE", "/v1/acls/{id}", (*Server).removeACL, adminOnly(), audited(), doc("remove an ACL")),
 
-	raw("POST", "/v1/internal/*", (*Server).internal, nodeOnly(), doc("node-to-node calls (not for clients)")),
-	raw("GET", "/v1/internal/*", (*Server).internal, nodeOnly(), doc("node-to-node calls (not for clients)")),
+	// A mount point (Handle): internal/peer serves node-to-node calls.
+	raw("POST", "/v1/internal/*", (*Server).mounted, nodeOnly(), doc("node-to-node calls (not for clients)")),
+	raw("GET", "/v1/internal/*", (*Server).mounted, nodeOnly(), doc("node-to-node calls (not for clients)")),
 }}

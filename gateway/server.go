@@ -55,8 +55,8 @@ func (c *Config) setDefaults() {
 }
 
 // Route is a handler another part of the product provides for one of the
-// route table's mount points (routes.go: /metrics, /sdk/*, /demo); the
-// table decides who may call it.
+// route table's mount points (routes.go: /metrics, /sdk/*, /demo, and
+// /v1/internal/ for internal/peer); the table decides who may call it.
 type Route struct {
 	// Path matches exactly, or by prefix when it ends in "/".
 	Path    string
@@ -80,7 +80,7 @@ type Server struct {
 
 	queues *core.Queues // subscriptions (subscriptions.go); nil: disabled
 
-	fwd *Forwarder // node-to-node client (cluster.go, forward.go); nil: single node
+	proxy NodeProxy // proxies fetches to other nodes (cluster.go); nil: single node
 
 	ws     *wsHub                 // WebSocket connections (ws.go)
 	groups *core.GroupCoordinator // consumer groups (groups.go)
