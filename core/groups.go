@@ -96,7 +96,7 @@ type GroupMember struct {
 	ID               string            `json:"id"`
 	ClientID         string            `json:"client_id,omitempty"`
 	Node             uint64            `json:"node"`
-	Kind             string            `json:"kind"` // "ws" or "http"
+	Kind             string            `json:"kind"`                // "ws" or "http"
 	Principal        string            `json:"principal,omitempty"` // who joined ("" with security off)
 	Topics           []string          `json:"topics"`
 	From             string            `json:"from"` // reset policy: earliest or latest
