@@ -7,7 +7,7 @@ import (
 
 // A cluster of Weir nodes: any node serves any request. A Store that spans
 // several nodes (raftlog.Host) implements Cluster; it reaches the other nodes
-// through a Forwarder, which the gateway implements over HTTP. The Broker and
+// through a Forwarder, which internal/peer implements over HTTP. The Broker and
 // the rest of the domain see neither: Store.Partition returns a PartitionLog
 // for every partition of the cluster, and its writes go to the partition's
 // leader wherever it runs.
@@ -158,7 +158,8 @@ type JoinRequest struct {
 }
 
 // Cluster is implemented by stores that span several nodes. The gateway uses
-// it to serve cluster endpoints and calls forwarded from other nodes.
+// it to serve cluster endpoints, internal/peer to serve calls forwarded from
+// other nodes.
 type Cluster interface {
 	// LocalNode is this node's id.
 	LocalNode() uint64

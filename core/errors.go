@@ -5,8 +5,9 @@ import (
 	"fmt"
 )
 
-// Sentinel errors callers branch on. The gateway maps each to an API error
-// code and HTTP status in one table (gateway/errors.go).
+// Sentinel errors callers branch on. Each maps to an API error code and
+// HTTP status in one table (gateway/apierr), which the public API and
+// node-to-node calls share.
 var (
 	ErrBadRequest         = errors.New("bad request")
 	ErrTopicNotFound      = errors.New("topic not found")

@@ -96,7 +96,8 @@ type GroupMember struct {
 	ID               string            `json:"id"`
 	ClientID         string            `json:"client_id,omitempty"`
 	Node             uint64            `json:"node"`
-	Kind             string            `json:"kind"` // "ws" or "http"
+	Kind             string            `json:"kind"`                // "ws" or "http"
+	Principal        string            `json:"principal,omitempty"` // who joined ("" with security off)
 	Topics           []string          `json:"topics"`
 	From             string            `json:"from"` // reset policy: earliest or latest
 	SessionTimeoutMs int64             `json:"session_timeout_ms"`
@@ -142,6 +143,8 @@ type Membership struct {
 	Assignment     []TopicPartitions
 	From           string
 	SessionTimeout time.Duration
+	// Principal is who joined the member; only it may act as the member.
+	Principal string
 }
 
 func membershipOf(g *Group, m *GroupMember) Membership {
@@ -149,6 +152,7 @@ func membershipOf(g *Group, m *GroupMember) Membership {
 		Group: g.Name, MemberID: m.ID, Generation: g.Generation,
 		Assignment: cloneAssignment(m.Assignment), From: m.From,
 		SessionTimeout: time.Duration(m.SessionTimeoutMs) * time.Millisecond,
+		Principal:      m.Principal,
 	}
 }
 
@@ -165,6 +169,8 @@ type GroupJoin struct {
 	Topics         []string      // the topics the member consumes (≥ 1)
 	SessionTimeout time.Duration // 0: the default
 	From           string        // reset policy; "" means latest
+	// Principal is who joins (the gateway binds member calls to it).
+	Principal string
 }
 
 // GroupCoordinator runs consumer group membership on the catalog. It is
@@ -253,7 +259,7 @@ func (c *GroupCoordinator) Join(ctx context.Context, group string, req GroupJoin
 			return false, fmt.Errorf("%w: group %q has %d members, the limit", ErrTooLarge, group, c.cfg.MaxMembers)
 		}
 		g.Members = append(g.Members, GroupMember{
-			ID: id, ClientID: req.ClientID, Node: c.cfg.NodeID, Kind: kind, Topics: topics, From: from,
+			ID: id, ClientID: req.ClientID, Node: c.cfg.NodeID, Kind: kind, Principal: req.Principal, Topics: topics, From: from,
 			SessionTimeoutMs: st.Milliseconds(), JoinedMs: now, HeartbeatMs: now,
 		})
 		c.rebalance(g, now)

@@ -200,21 +200,15 @@ func (s *Server) headerAuth(h *fasthttp.RequestHeader, sec *auth.Service, client
 	return err
 }
 
-// publicRoute reports whether a request needs no credentials: GET (and
-// HEAD) of /healthz, /readyz, /, /ui/*, /sdk/*, /demo, as routeRules
-// says. The route table is to answer this (one lookup) once it can be
-// asked by method and path. Bodies to these are rare, so the path is
-// normalized the way fasthttp's ctx.Path() is ("/ui/../v1/x" is not public).
+// publicRoute reports whether a request needs no credentials: its row in
+// the route table (routes.go) is public. The path is normalized the way
+// fasthttp's ctx.Path() is ("/ui/../v1/x" is not public).
 func (s *Server) publicRoute(method, path []byte) bool {
-	if string(method) != fasthttp.MethodGet && string(method) != fasthttp.MethodHead {
-		return false
-	}
 	u := fasthttp.AcquireURI()
 	defer fasthttp.ReleaseURI(u)
 	u.SetPathBytes(path)
-	p := string(u.Path())
-	return p == "/healthz" || p == "/readyz" || p == "/" || p == "/demo" ||
-		strings.HasPrefix(p, "/ui/") || strings.HasPrefix(p, "/sdk/")
+	r, _, err := routes.match(string(method), splitPath(string(u.Path())))
+	return err == nil && r.access == accessPublic
 }
 
 // pathOf is the path part of a request URI (origin form, or absolute form

@@ -20,17 +20,24 @@ func intArg(args *fasthttp.Args, name string, def int) (int, error) {
 	return v, nil
 }
 
-func (s *Server) fetch(ctx *fasthttp.RequestCtx, topic, partStr string) {
+// fetchReq is GET /v1/topics/{t}/partitions/{p}/records.
+type fetchReq struct {
+	Topic string `path:"t" json:"-" need:"topic:read"`
+	Part  string `path:"p" json:"-"`
+	req   core.FetchRequest
+	b64   bool
+}
+
+func (r *fetchReq) parse(c *call) error {
+	topic, partStr, ctx := r.Topic, r.Part, c.ctx
 	p, err := strconv.Atoi(partStr)
 	if err != nil || p < 0 {
-		writeError(ctx, core.Invalidf("partition must be a number ≥ 0, not %q", partStr))
-		return
+		return core.Invalidf("partition must be a number ≥ 0, not %q", partStr)
 	}
 	args := ctx.QueryArgs()
 	req := core.FetchRequest{Topic: topic, Partition: p, From: core.AtEarliest}
 	if args.Has("offset") && args.Has("timestamp") {
-		writeError(ctx, core.Invalidf("give offset or timestamp, not both"))
-		return
+		return core.Invalidf("give offset or timestamp, not both")
 	}
 	if args.Has("offset") {
 		switch v := string(args.Peek("offset")); v {
@@ -41,8 +48,7 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, topic, partStr string) {
 		default:
 			off, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				writeError(ctx, core.Invalidf("offset must be a number, earliest or latest, not %q", v))
-				return
+				return core.Invalidf("offset must be a number, earliest or latest, not %q", v)
 			}
 			req.From, req.Offset = core.AtOffset, off
 		}
@@ -50,8 +56,7 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, topic, partStr string) {
 	if args.Has("timestamp") {
 		ts, err := strconv.ParseInt(string(args.Peek("timestamp")), 10, 64)
 		if err != nil || ts < 0 {
-			writeError(ctx, core.Invalidf("timestamp must be milliseconds since the epoch"))
-			return
+			return core.Invalidf("timestamp must be milliseconds since the epoch")
 		}
 		req.From, req.Timestamp = core.AtTime, ts
 	}
@@ -62,12 +67,10 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, topic, partStr string) {
 		req.Wait, err = parseWait(args)
 	}
 	if err != nil {
-		writeError(ctx, err)
-		return
+		return err
 	}
 	if req.MaxRecords == 0 {
-		writeError(ctx, core.Invalidf("max_records must be ≥ 1"))
-		return
+		return core.Invalidf("max_records must be ≥ 1")
 	}
 	b64 := false
 	switch enc := string(args.Peek("encoding")); enc {
@@ -75,9 +78,14 @@ func (s *Server) fetch(ctx *fasthttp.RequestCtx, topic, partStr string) {
 	case "base64":
 		b64 = true
 	default:
-		writeError(ctx, core.Invalidf("encoding must be utf8 or base64, not %q", enc))
-		return
+		return core.Invalidf("encoding must be utf8 or base64, not %q", enc)
 	}
+	r.req, r.b64 = req, b64
+	return nil
+}
+
+func (s *Server) fetch(c *call, r *fetchReq) {
+	ctx, req, b64 := c.ctx, r.req, r.b64
 	if s.proxyFetch(ctx, &req) { // cluster.go: another node serves this partition
 		return
 	}

@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/auth"
 )
 
 // The consumer group member API (docs/groups.md):
@@ -24,50 +26,6 @@ import (
 
 // Groups returns the consumer group coordinator the gateway uses.
 func (s *Server) Groups() *core.GroupCoordinator { return s.groups }
-
-func (s *Server) routeGroups(ctx *fasthttp.RequestCtx, method string, seg []string) {
-	need := func(m string) bool {
-		if method != m {
-			writeError(ctx, errMethodNotAllowed)
-			return false
-		}
-		return true
-	}
-	switch {
-	case len(seg) == 0:
-		if need("GET") {
-			s.listGroups(ctx)
-		}
-	case len(seg) == 1:
-		if need("GET") {
-			s.describeGroup(ctx, seg[0])
-		}
-	case seg[1] != "members":
-		writeError(ctx, errNotFound)
-	case len(seg) == 2:
-		if need("POST") {
-			s.joinGroup(ctx, seg[0])
-		}
-	case len(seg) == 3:
-		if need("DELETE") {
-			s.leaveGroup(ctx, seg[0], seg[2])
-		}
-	case len(seg) == 4 && seg[3] == "heartbeat":
-		if need("POST") {
-			s.heartbeatMember(ctx, seg[0], seg[2])
-		}
-	case len(seg) == 4 && seg[3] == "poll":
-		if need("POST") {
-			s.pollMember(ctx, seg[0], seg[2])
-		}
-	case len(seg) == 4 && seg[3] == "commit":
-		if need("POST") {
-			s.commitMember(ctx, seg[0], seg[2])
-		}
-	default:
-		writeError(ctx, errNotFound)
-	}
-}
 
 type assignmentJSON struct {
 	Topic      string `json:"topic"`
@@ -110,15 +68,8 @@ func writeValue(ctx *fasthttp.RequestCtx, status int, v any) {
 	writeJSON(ctx, status, append(b, '\n'))
 }
 
-// decodeOptionalJSON decodes a JSON body when there is one.
-func decodeOptionalJSON(ctx *fasthttp.RequestCtx, v any) error {
-	if len(ctx.PostBody()) == 0 {
-		return nil
-	}
-	return decodeJSON(ctx.PostBody(), v)
-}
-
-func (s *Server) listGroups(ctx *fasthttp.RequestCtx) {
+func (s *Server) listGroups(c *call, _ *listReq) {
+	ctx := c.ctx
 	type item struct {
 		Name       string `json:"name"`
 		Generation int64  `json:"generation"`
@@ -169,7 +120,12 @@ type PartitionLagJSON struct {
 	Lag             int64  `json:"lag"`
 }
 
-func (s *Server) describeGroup(ctx *fasthttp.RequestCtx, group string) {
+type describeGroupReq struct {
+	Group string `path:"g" json:"-" need:"group:describe"`
+}
+
+func (s *Server) describeGroup(c *call, r *describeGroupReq) {
+	ctx, group := c.ctx, r.Group
 	d, err := s.groups.Describe(group)
 	if err != nil {
 		writeError(ctx, err)
@@ -198,59 +154,97 @@ func (s *Server) describeGroup(ctx *fasthttp.RequestCtx, group string) {
 	writeValue(ctx, 200, out)
 }
 
-func (s *Server) joinGroup(ctx *fasthttp.RequestCtx, group string) {
-	var body struct {
-		Topics           []string `json:"topics"`
-		Topic            string   `json:"topic"`
-		ClientID         string   `json:"client_id"`
-		SessionTimeoutMs int64    `json:"session_timeout_ms"`
-		From             string   `json:"from"`
-	}
-	if err := decodeJSON(ctx.PostBody(), &body); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	if body.Topic != "" {
-		body.Topics = append(body.Topics, body.Topic)
-	}
-	if body.SessionTimeoutMs < 0 {
-		writeError(ctx, core.Invalidf("session_timeout_ms must be ≥ 0"))
-		return
-	}
-	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
-	defer cancel()
-	ms, err := s.groups.Join(rctx, group, core.GroupJoin{ClientID: body.ClientID, Kind: "http", Topics: body.Topics,
-		SessionTimeout: time.Duration(body.SessionTimeoutMs) * time.Millisecond, From: body.From})
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	writeValue(ctx, http.StatusCreated, membershipJSONOf(ms))
+type joinGroupReq struct {
+	Group            string   `path:"g" json:"-" need:"group:read"`
+	Topics           []string `json:"topics" need:"topic:read,optional"`
+	Topic            string   `json:"topic" need:"topic:read,optional"`
+	ClientID         string   `json:"client_id"`
+	SessionTimeoutMs int64    `json:"session_timeout_ms"`
+	From             string   `json:"from"`
 }
 
-func (s *Server) leaveGroup(ctx *fasthttp.RequestCtx, group, member string) {
-	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
-	defer cancel()
-	if err := s.groups.Leave(rctx, group, member); err != nil {
-		writeError(ctx, err)
-		return
+func (r *joinGroupReq) parse(*call) error {
+	if r.Topic != "" {
+		r.Topics = append(r.Topics, r.Topic)
+		r.Topic = ""
 	}
-	ctx.SetStatusCode(http.StatusNoContent)
+	if r.SessionTimeoutMs < 0 {
+		return core.Invalidf("session_timeout_ms must be ≥ 0")
+	}
+	return nil
 }
 
-func (s *Server) heartbeatMember(ctx *fasthttp.RequestCtx, group, member string) {
+func (s *Server) joinGroup(c *call, r *joinGroupReq) {
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
-	ms, err := s.groups.Heartbeat(rctx, group, member)
+	ms, err := s.groups.Join(rctx, r.Group, core.GroupJoin{ClientID: r.ClientID, Kind: "http", Topics: r.Topics,
+		SessionTimeout: time.Duration(r.SessionTimeoutMs) * time.Millisecond, From: r.From, Principal: s.creator(c.ctx)})
 	if err != nil {
-		writeError(ctx, err)
+		writeError(c.ctx, err)
 		return
 	}
-	writeValue(ctx, 200, membershipJSONOf(ms))
+	writeValue(c.ctx, http.StatusCreated, membershipJSONOf(ms))
+}
+
+// memberReq names a group member by the path. Member calls belong to the
+// principal that joined (parse checks it), and a member's reads re-check
+// its topics (ACLs may have changed since it joined).
+type memberReq struct {
+	Group  string `path:"g" json:"-" need:"group:read"`
+	Member string `path:"m" json:"-"`
+}
+
+// owned checks that the caller is the principal that joined the member.
+// A member that no longer exists is left to the operation (it answers
+// unknown_member, or nothing for leave).
+func (r *memberReq) owned(c *call) error {
+	if c.sec == nil {
+		return nil
+	}
+	ms, err := c.s.groups.Member(r.Group, r.Member)
+	if err != nil {
+		return nil
+	}
+	if ms.Principal != c.p.Name && !c.p.Admin {
+		msg := fmt.Sprintf("member %q of group %q belongs to another principal", r.Member, r.Group)
+		c.sec.Audit(auth.Event{Principal: c.p.Name, Via: c.p.Via, Action: c.action(), Resource: "group:" + r.Group,
+			Operation: string(auth.Read), Result: "denied", Status: 403, Source: c.ctx.RemoteAddr().String(), Reason: msg})
+		return fmt.Errorf("%w: %s", core.ErrForbidden, msg)
+	}
+	return nil
+}
+
+func (s *Server) leaveGroup(c *call, r *memberReq) {
+	if err := r.owned(c); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if err := s.groups.Leave(rctx, r.Group, r.Member); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	c.ctx.SetStatusCode(http.StatusNoContent)
+}
+
+func (s *Server) heartbeatMember(c *call, r *memberReq) {
+	if err := r.owned(c); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	ms, err := s.groups.Heartbeat(rctx, r.Group, r.Member)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 200, membershipJSONOf(ms))
 }
 
 type offsetJSON struct {
-	Topic     string `json:"topic"`
+	Topic     string `json:"topic" need:"topic:read"`
 	Partition int    `json:"partition"`
 	Offset    int64  `json:"offset"`
 }
@@ -263,32 +257,51 @@ func offsetsToCore(in []offsetJSON) []core.GroupOffset {
 	return out
 }
 
-func (s *Server) pollMember(ctx *fasthttp.RequestCtx, group, member string) {
-	var body struct {
-		Generation int64        `json:"generation"`
-		Positions  []offsetJSON `json:"positions"`
-		MaxRecords *int         `json:"max_records"`
-		MaxBytes   *int         `json:"max_bytes"`
-		WaitMs     int64        `json:"wait_ms"`
-		Encoding   string       `json:"encoding"`
-		Commit     bool         `json:"commit"`
+type pollReq struct {
+	memberReq  `json:"-"`
+	Generation int64        `json:"generation"`
+	Positions  []offsetJSON `json:"positions"`
+	MaxRecords *int         `json:"max_records"`
+	MaxBytes   *int         `json:"max_bytes"`
+	WaitMs     int64        `json:"wait_ms"`
+	Encoding   string       `json:"encoding"`
+	Commit     bool         `json:"commit"`
+	b64        bool
+}
+
+func (*pollReq) bodyOptional() {}
+
+func (r *pollReq) parse(*call) error {
+	switch r.Encoding {
+	case "", "utf8", "utf-8":
+	case "base64":
+		r.b64 = true
+	default:
+		return core.Invalidf("encoding must be utf8 or base64, not %q", r.Encoding)
 	}
-	if err := decodeOptionalJSON(ctx, &body); err != nil {
+	if r.WaitMs < 0 || r.MaxRecords != nil && *r.MaxRecords < 1 || r.MaxBytes != nil && *r.MaxBytes < 1 {
+		return core.Invalidf("wait_ms must be ≥ 0, max_records and max_bytes ≥ 1")
+	}
+	return nil
+}
+
+func (s *Server) pollMember(c *call, body *pollReq) {
+	ctx, group, member, b64 := c.ctx, body.Group, body.Member, body.b64
+	if err := body.owned(c); err != nil {
 		writeError(ctx, err)
 		return
 	}
-	b64 := false
-	switch body.Encoding {
-	case "", "utf8", "utf-8":
-	case "base64":
-		b64 = true
-	default:
-		writeError(ctx, core.Invalidf("encoding must be utf8 or base64, not %q", body.Encoding))
-		return
-	}
-	if body.WaitMs < 0 || body.MaxRecords != nil && *body.MaxRecords < 1 || body.MaxBytes != nil && *body.MaxBytes < 1 {
-		writeError(ctx, core.Invalidf("wait_ms must be ≥ 0, max_records and max_bytes ≥ 1"))
-		return
+	if c.sec != nil && !c.p.Admin {
+		// The member reads its assignment: the caller must still read
+		// every topic of it.
+		if ms, err := s.groups.Member(group, member); err == nil {
+			for _, tp := range ms.Assignment {
+				if err := c.check(need{rt: topicRT, op: auth.Read, name: tp.Topic}); err != nil {
+					writeError(ctx, err)
+					return
+				}
+			}
+		}
 	}
 	req := &core.PollRequest{Group: group, Member: member, Generation: body.Generation,
 		Positions: offsetsToCore(body.Positions), Wait: time.Duration(body.WaitMs) * time.Millisecond}
@@ -336,28 +349,32 @@ func (s *Server) pollMember(ctx *fasthttp.RequestCtx, group, member string) {
 	writeJSON(ctx, 200, b)
 }
 
-func (s *Server) commitMember(ctx *fasthttp.RequestCtx, group, member string) {
-	var body struct {
-		Generation *int64       `json:"generation"`
-		Offsets    []offsetJSON `json:"offsets"`
+type commitMemberReq struct {
+	memberReq  `json:"-"`
+	Generation *int64       `json:"generation"`
+	Offsets    []offsetJSON `json:"offsets"`
+}
+
+func (r *commitMemberReq) parse(*call) error {
+	if r.Generation == nil {
+		return core.Invalidf("commit needs the member's generation (fencing after a rebalance)")
 	}
-	if err := decodeJSON(ctx.PostBody(), &body); err != nil {
-		writeError(ctx, err)
-		return
+	if len(r.Offsets) == 0 {
+		return core.Invalidf("offsets must not be empty")
 	}
-	if body.Generation == nil {
-		writeError(ctx, core.Invalidf("commit needs the member's generation (fencing after a rebalance)"))
-		return
-	}
-	if len(body.Offsets) == 0 {
-		writeError(ctx, core.Invalidf("offsets must not be empty"))
+	return nil
+}
+
+func (s *Server) commitMember(c *call, r *commitMemberReq) {
+	if err := r.owned(c); err != nil {
+		writeError(c.ctx, err)
 		return
 	}
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
-	if err := s.groups.Commit(rctx, group, member, *body.Generation, offsetsToCore(body.Offsets)); err != nil {
-		writeError(ctx, err)
+	if err := s.groups.Commit(rctx, r.Group, r.Member, *r.Generation, offsetsToCore(r.Offsets)); err != nil {
+		writeError(c.ctx, err)
 		return
 	}
-	ctx.SetStatusCode(http.StatusNoContent)
+	c.ctx.SetStatusCode(http.StatusNoContent)
 }

@@ -1,34 +1,23 @@
 package gateway
 
 import (
-	"strings"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/auth"
 )
 
-// MountPipelines serves the module and pipeline API (API.md "Modules and
-// pipelines") from p.
-func (s *Server) MountPipelines(p *core.Pipelines) {
-	s.pipes = p // for GET /v1/stats
-	h := &pipelineAPI{s: s, p: p}
-	s.Handle(Route{Path: "/v1/modules/", Handler: h.modules})
-	s.Handle(Route{Path: "/v1/pipelines/", Handler: h.pipelines})
-}
+// MountPipelines serves the module and pipeline API (docs/api.md "Modules
+// and pipelines") from p; without it those routes answer 404.
+func (s *Server) MountPipelines(p *core.Pipelines) { s.pipes = p }
 
-type pipelineAPI struct {
-	s *Server
-	p *core.Pipelines
-}
-
-func pathRest(ctx *fasthttp.RequestCtx, prefix string) []string {
-	rest := strings.Trim(strings.TrimPrefix(string(ctx.Path()), prefix), "/")
-	if rest == "" {
-		return nil
+// pipesOn answers 404 when pipelines are not mounted.
+func (s *Server) pipesOn(c *call) bool {
+	if s.pipes == nil {
+		writeError(c.ctx, errNotFound)
+		return false
 	}
-	return strings.Split(rest, "/")
+	return true
 }
 
 type moduleVersionJSON struct {
@@ -47,136 +36,203 @@ func moduleJSON(m core.Module) map[string]any {
 	return map[string]any{"name": m.Name, "latest": m.Latest().Version, "versions": vs}
 }
 
-func (a *pipelineAPI) modules(ctx *fasthttp.RequestCtx) {
-	seg := pathRest(ctx, "/v1/modules")
-	method := string(ctx.Method())
-	switch {
-	case len(seg) == 0 && method == "GET":
-		out := []map[string]any{}
-		for _, m := range a.p.Modules() {
-			out = append(out, moduleJSON(m))
-		}
-		writeValue(ctx, 200, map[string]any{"modules": out})
-	case len(seg) == 1 && method == "PUT":
-		body := ctx.PostBody()
-		if len(body) == 0 {
-			writeError(ctx, &core.ModuleInvalidError{Reason: "empty body: send the .wasm bytes"})
-			return
-		}
-		rctx, cancel := a.s.requestContext(2 * time.Minute)
-		defer cancel()
-		_, v, err := a.p.UploadModule(rctx, seg[0], body)
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		writeValue(ctx, 201, moduleVersionJSON{seg[0], v.Version, v.SHA256, v.Size, v.CreatedAt})
-	case len(seg) == 1 && method == "GET":
-		m, err := a.p.Module(seg[0])
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		writeValue(ctx, 200, moduleJSON(m))
-	case len(seg) == 1 && method == "DELETE":
-		rctx, cancel := a.s.requestContext(a.s.cfg.ProduceTimeout)
-		defer cancel()
-		if err := a.p.DeleteModule(rctx, seg[0]); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		ctx.SetStatusCode(204)
-	case len(seg) <= 1:
-		writeError(ctx, errMethodNotAllowed)
-	default:
-		writeError(ctx, errNotFound)
+func (s *Server) listModules(c *call, _ *listReq) {
+	if !s.pipesOn(c) {
+		return
 	}
+	out := []map[string]any{}
+	for _, m := range s.pipes.Modules() {
+		out = append(out, moduleJSON(m))
+	}
+	writeValue(c.ctx, 200, map[string]any{"modules": out})
 }
 
-type pipelineReq struct {
-	Name      string               `json:"name"`
-	Module    string               `json:"module"`
+type moduleReq struct {
+	Name string `path:"m" json:"-" need:"module:describe"`
+}
+
+// uploadModuleReq is PUT /v1/modules/{m}: the body is the .wasm bytes.
+type uploadModuleReq struct {
+	Name string `path:"m" json:"-" need:"module:create"`
+	wasm []byte
+}
+
+func (r *uploadModuleReq) decodeBody(_ *call, body []byte) error {
+	r.wasm = body
+	return nil
+}
+
+func (s *Server) uploadModule(c *call, r *uploadModuleReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	if len(r.wasm) == 0 {
+		writeError(c.ctx, &core.ModuleInvalidError{Reason: "empty body: send the .wasm bytes"})
+		return
+	}
+	rctx, cancel := s.requestContext(2 * time.Minute)
+	defer cancel()
+	_, v, err := s.pipes.UploadModule(rctx, r.Name, r.wasm)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 201, moduleVersionJSON{r.Name, v.Version, v.SHA256, v.Size, v.CreatedAt})
+}
+
+func (s *Server) describeModule(c *call, r *moduleReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	m, err := s.pipes.Module(r.Name)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 200, moduleJSON(m))
+}
+
+type deleteModuleReq struct {
+	Name string `path:"m" json:"-" need:"module:delete"`
+}
+
+func (s *Server) deleteModule(c *call, r *deleteModuleReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if err := s.pipes.DeleteModule(rctx, r.Name); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	c.ctx.SetStatusCode(204)
+}
+
+// createPipelineReq is POST /v1/pipelines. The pipeline runs with its
+// creator's rights; creating it needs read on its module and inputs and
+// write on its outputs and dead-letter topic (default "<name>.dlq").
+type createPipelineReq struct {
+	Name      string               `json:"name" need:"pipeline:create"`
+	Module    string               `json:"module" need:"module:read"`
 	Version   int                  `json:"version"`
-	Inputs    []string             `json:"inputs"`
-	Outputs   []string             `json:"outputs"`
+	Inputs    []string             `json:"inputs" need:"topic:read"`
+	Outputs   []string             `json:"outputs" need:"topic:write"`
 	Config    map[string]string    `json:"config"`
 	Guarantee string               `json:"guarantee"`
 	OnError   core.OnError         `json:"on_error"`
 	Limits    core.ProcessorLimits `json:"limits"`
 	BatchSize int                  `json:"batch_size"`
 	From      string               `json:"from"`
+	DLT       string               `json:"-" need:"topic:write" doc:"<body.on_error.dead_letter_topic> or {name}.dlq"`
 }
 
-func (a *pipelineAPI) pipelines(ctx *fasthttp.RequestCtx) {
-	seg := pathRest(ctx, "/v1/pipelines")
-	method := string(ctx.Method())
-	switch {
-	case len(seg) == 0 && method == "POST":
-		var req pipelineReq
-		if err := decodeJSON(ctx.PostBody(), &req); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		rctx, cancel := a.s.requestContext(a.s.cfg.ProduceTimeout)
-		defer cancel()
-		spec, err := a.p.Create(rctx, core.PipelineSpec{
-			Name: req.Name, Module: req.Module, Version: req.Version, Inputs: req.Inputs, Outputs: req.Outputs,
-			Config: req.Config, Guarantee: req.Guarantee, OnError: req.OnError, Limits: req.Limits,
-			BatchSize: req.BatchSize, From: req.From,
-			Principal: a.s.creator(ctx), // runs with its creator's rights (docs/security.md)
-		})
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		writeValue(ctx, 201, spec)
-	case len(seg) == 0 && method == "GET":
-		out := []core.PipelineSpec{}
-		out = append(out, a.p.List()...)
-		writeValue(ctx, 200, map[string]any{"pipelines": out})
-	case len(seg) == 1 && method == "GET":
-		spec, parts, err := a.p.Status(seg[0])
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		var tot core.PartitionStatus
-		for _, p := range parts {
-			tot.Lag += p.Lag
-			tot.Processed += p.Processed
-			tot.Failed += p.Failed
-			tot.DeadLettered += p.DeadLettered
-			tot.Emitted += p.Emitted
-		}
-		state := "running"
-		if spec.Paused {
-			state = "paused"
-		}
-		writeValue(ctx, 200, map[string]any{
-			"pipeline": spec, "state": state, "partitions": parts,
-			"lag": tot.Lag, "processed": tot.Processed, "failed": tot.Failed,
-			"dead_lettered": tot.DeadLettered, "emitted": tot.Emitted,
-		})
-	case len(seg) == 1 && method == "DELETE":
-		rctx, cancel := a.s.requestContext(a.s.cfg.ProduceTimeout)
-		defer cancel()
-		if err := a.p.Delete(rctx, seg[0]); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		ctx.SetStatusCode(204)
-	case len(seg) == 2 && method == "POST" && (seg[1] == "pause" || seg[1] == "resume"):
-		rctx, cancel := a.s.requestContext(a.s.cfg.ProduceTimeout)
-		defer cancel()
-		spec, err := a.p.SetPaused(rctx, seg[0], seg[1] == "pause")
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		writeValue(ctx, 200, spec)
-	case len(seg) <= 2:
-		writeError(ctx, errMethodNotAllowed)
-	default:
-		writeError(ctx, errNotFound)
+func (r *createPipelineReq) parse(*call) error {
+	r.DLT = r.OnError.DeadLetterTopic
+	if r.DLT == "" && r.Name != "" {
+		r.DLT = r.Name + ".dlq"
 	}
+	return nil
+}
+
+func (s *Server) createPipeline(c *call, req *createPipelineReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	spec, err := s.pipes.Create(rctx, core.PipelineSpec{
+		Name: req.Name, Module: req.Module, Version: req.Version, Inputs: req.Inputs, Outputs: req.Outputs,
+		Config: req.Config, Guarantee: req.Guarantee, OnError: req.OnError, Limits: req.Limits,
+		BatchSize: req.BatchSize, From: req.From,
+		Principal: s.creator(c.ctx), // runs with its creator's rights (docs/security.md)
+	})
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 201, spec)
+}
+
+func (s *Server) listPipelines(c *call, _ *listReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	out := []core.PipelineSpec{}
+	out = append(out, s.pipes.List()...)
+	writeValue(c.ctx, 200, map[string]any{"pipelines": out})
+}
+
+type pipelineReq struct {
+	Name string `path:"p" json:"-" need:"pipeline:describe"`
+}
+
+// describePipeline shows a pipeline's progress; the lag and counts of an
+// input the caller may not read are left out.
+func (s *Server) describePipeline(c *call, r *pipelineReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	spec, all, err := s.pipes.Status(r.Name)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	parts := all[:0:0]
+	for _, p := range all {
+		if c.may(topicRT, p.Topic, auth.Read) {
+			parts = append(parts, p)
+		}
+	}
+	var tot core.PartitionStatus
+	for _, p := range parts {
+		tot.Lag += p.Lag
+		tot.Processed += p.Processed
+		tot.Failed += p.Failed
+		tot.DeadLettered += p.DeadLettered
+		tot.Emitted += p.Emitted
+	}
+	writeValue(c.ctx, 200, map[string]any{
+		"pipeline": spec, "state": spec.State(), "partitions": parts,
+		"lag": tot.Lag, "processed": tot.Processed, "failed": tot.Failed,
+		"dead_lettered": tot.DeadLettered, "emitted": tot.Emitted,
+	})
+}
+
+type alterPipelineReq struct {
+	Name string `path:"p" json:"-" need:"pipeline:alter"`
+}
+
+type deletePipelineReq struct {
+	Name string `path:"p" json:"-" need:"pipeline:delete"`
+}
+
+func (s *Server) deletePipeline(c *call, r *deletePipelineReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if err := s.pipes.Delete(rctx, r.Name); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	c.ctx.SetStatusCode(204)
+}
+
+func (s *Server) pausePipeline(c *call, r *alterPipelineReq)  { s.setPaused(c, r.Name, true) }
+func (s *Server) resumePipeline(c *call, r *alterPipelineReq) { s.setPaused(c, r.Name, false) }
+
+func (s *Server) setPaused(c *call, name string, paused bool) {
+	if !s.pipesOn(c) {
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	spec, err := s.pipes.SetPaused(rctx, name, paused)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 200, spec)
 }

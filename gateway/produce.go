@@ -159,11 +159,18 @@ func isJSON(ctx *fasthttp.RequestCtx) bool {
 	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
 }
 
-func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
-	var req *core.ProduceRequest
-	q := ctx.QueryArgs()
+// produceReq is POST /v1/topics/{t}/records: a JSON batch, or any other
+// content type as one record's value (key, partition and delivery time
+// from the query).
+type produceReq struct {
+	Topic string `path:"t" json:"-" need:"topic:write"`
+	Acks  string `query:"acks" json:"-"`
+	req   *core.ProduceRequest
+}
+
+func (r *produceReq) decodeBody(c *call, raw []byte) error {
+	ctx, q := c.ctx, c.ctx.QueryArgs()
 	if isJSON(ctx) {
-		raw := ctx.PostBody()
 		if isNoAck(q) {
 			raw = bytes.Clone(raw) // records outlive the request
 		}
@@ -171,39 +178,39 @@ func (s *Server) produce(ctx *fasthttp.RequestCtx, topic string) {
 		if !ok {
 			body = ProduceRequestJSON{}
 			if err := decodeJSON(raw, &body); err != nil {
-				writeError(ctx, err)
-				return
+				return err
 			}
 		}
 		var err error
-		if req, err = body.ToCore(topic); err != nil {
-			writeError(ctx, err)
-			return
-		}
-	} else {
-		// Any other content type: the body is one record's value.
-		rec := core.ProduceRecord{Partition: -1, Record: core.Record{Value: bytes.Clone(ctx.PostBody())}}
-		if rec.Value == nil {
-			rec.Value = []byte{}
-		}
-		if q.Has("key") {
-			rec.Key = append([]byte{}, q.Peek("key")...)
-		}
-		if q.Has("partition") {
-			p, err := strconv.Atoi(string(q.Peek("partition")))
-			if err != nil || p < 0 {
-				writeError(ctx, core.Invalidf("partition must be a number ≥ 0"))
-				return
-			}
-			rec.Partition = p
-		}
-		if err := deliverAtArgs(q, &rec.Record); err != nil { // delay.go
-			writeError(ctx, err)
-			return
-		}
-		req = &core.ProduceRequest{Topic: topic, Records: []core.ProduceRecord{rec}}
+		r.req, err = body.ToCore(c.pathVar("t"))
+		return err
 	}
-	switch acks := string(q.Peek("acks")); acks {
+	// Any other content type: the body is one record's value.
+	rec := core.ProduceRecord{Partition: -1, Record: core.Record{Value: bytes.Clone(raw)}}
+	if rec.Value == nil {
+		rec.Value = []byte{}
+	}
+	if q.Has("key") {
+		rec.Key = append([]byte{}, q.Peek("key")...)
+	}
+	if q.Has("partition") {
+		p, err := strconv.Atoi(string(q.Peek("partition")))
+		if err != nil || p < 0 {
+			return core.Invalidf("partition must be a number ≥ 0")
+		}
+		rec.Partition = p
+	}
+	if err := deliverAtArgs(q, &rec.Record); err != nil { // delay.go
+		return err
+	}
+	r.req = &core.ProduceRequest{Topic: c.pathVar("t"), Records: []core.ProduceRecord{rec}}
+	return nil
+}
+
+func (s *Server) produce(c *call, r *produceReq) {
+	ctx, req := c.ctx, r.req
+	req.Topic = r.Topic
+	switch acks := r.Acks; acks {
 	case "", "all", "1", "-1":
 	case "none", "0":
 		if err := s.broker.ProduceNoAck(req, s.cfg.ProduceTimeout); err != nil {

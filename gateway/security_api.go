@@ -1,10 +1,7 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/weir-broker/weir/core/auth"
 )
@@ -24,72 +21,119 @@ import (
 var errAuthOff = &StatusError{Status: http.StatusNotFound, Code: "not_found",
 	Msg: "security is off on this node (start it with --auth)"}
 
-func (s *Server) routeSecurity(ctx *fasthttp.RequestCtx, method string, seg []string) {
-	if seg[0] == "whoami" && len(seg) == 1 {
-		p := principalOf(ctx)
-		writeValue(ctx, 200, map[string]any{"principal": p.Name, "admin": p.Admin, "via": p.Via, "auth": s.security() != nil})
-		return
-	}
+func (s *Server) whoami(c *call, _ *listReq) {
+	p := principalOf(c.ctx)
+	writeValue(c.ctx, 200, map[string]any{"principal": p.Name, "admin": p.Admin, "via": p.Via, "auth": s.security() != nil})
+}
+
+// secOn returns the security service, or answers 404 when security is off.
+func (s *Server) secOn(c *call) (*auth.Service, bool) {
 	sec := s.security()
 	if sec == nil {
-		writeError(ctx, errAuthOff)
+		writeError(c.ctx, errAuthOff)
+	}
+	return sec, sec != nil
+}
+
+type createPrincipalReq struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin"`
+}
+
+func (s *Server) createPrincipal(c *call, r *createPrincipalReq) {
+	if sec, ok := s.secOn(c); ok {
+		s.issueToken(c, sec, r.Name, r.Admin)
+	}
+}
+
+func (s *Server) listPrincipals(c *call, _ *listReq) {
+	if sec, ok := s.secOn(c); ok {
+		writeValue(c.ctx, 200, map[string]any{"principals": sec.Principals()})
+	}
+}
+
+type principalReq struct {
+	Name string `path:"name" json:"-"`
+	ID   string `path:"id" json:"-"`
+}
+
+func (s *Server) deletePrincipal(c *call, r *principalReq) {
+	sec, ok := s.secOn(c)
+	if !ok {
 		return
 	}
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
-	by := principalOf(ctx).Name
-	switch {
-	case seg[0] == "principals" && len(seg) == 1 && method == "POST":
-		var req struct {
-			Name  string `json:"name"`
-			Admin bool   `json:"admin"`
-		}
-		if err := decodeJSON(ctx.PostBody(), &req); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		s.issueToken(ctx, sec, rctx, req.Name, req.Admin, by)
-	case seg[0] == "principals" && len(seg) == 1 && method == "GET":
-		writeValue(ctx, 200, map[string]any{"principals": sec.Principals()})
-	case seg[0] == "principals" && len(seg) == 2 && method == "DELETE":
-		if err := sec.DeletePrincipal(rctx, seg[1]); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		ctx.SetStatusCode(204)
-	case seg[0] == "principals" && len(seg) == 3 && seg[2] == "tokens" && method == "POST":
-		s.issueToken(ctx, sec, rctx, seg[1], false, by)
-	case seg[0] == "principals" && len(seg) == 4 && seg[2] == "tokens" && method == "DELETE":
-		if err := sec.RevokeToken(rctx, seg[1], seg[3]); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		ctx.SetStatusCode(204)
-	case seg[0] == "acls" && len(seg) == 1 && method == "POST":
-		var a auth.ACL
-		if err := decodeJSON(ctx.PostBody(), &a); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		out, err := sec.AddACL(rctx, a, by)
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		writeValue(ctx, 201, out)
-	case seg[0] == "acls" && len(seg) == 1 && method == "GET":
-		writeValue(ctx, 200, map[string]any{"acls": nonNil(sec.ACLs(string(ctx.QueryArgs().Peek("principal"))))})
-	case seg[0] == "acls" && len(seg) == 2 && method == "DELETE":
-		if _, err := sec.RemoveACL(rctx, seg[1]); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		ctx.SetStatusCode(204)
-	case len(seg) <= 4:
-		writeError(ctx, errMethodNotAllowed)
-	default:
-		writeError(ctx, errNotFound)
+	if err := sec.DeletePrincipal(rctx, r.Name); err != nil {
+		writeError(c.ctx, err)
+		return
 	}
+	c.ctx.SetStatusCode(204)
+}
+
+func (s *Server) addToken(c *call, r *principalReq) {
+	if sec, ok := s.secOn(c); ok {
+		s.issueToken(c, sec, r.Name, false)
+	}
+}
+
+func (s *Server) revokeToken(c *call, r *principalReq) {
+	sec, ok := s.secOn(c)
+	if !ok {
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if err := sec.RevokeToken(rctx, r.Name, r.ID); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	c.ctx.SetStatusCode(204)
+}
+
+type listACLsReq struct {
+	Principal string `query:"principal" json:"-"`
+}
+
+func (s *Server) listACLs(c *call, r *listACLsReq) {
+	if sec, ok := s.secOn(c); ok {
+		writeValue(c.ctx, 200, map[string]any{"acls": nonNil(sec.ACLs(r.Principal))})
+	}
+}
+
+type addACLReq struct{ auth.ACL }
+
+func (s *Server) addACL(c *call, r *addACLReq) {
+	sec, ok := s.secOn(c)
+	if !ok {
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	out, err := sec.AddACL(rctx, r.ACL, c.p.Name)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 201, out)
+}
+
+type aclReq struct {
+	ID string `path:"id" json:"-"`
+}
+
+func (s *Server) removeACL(c *call, r *aclReq) {
+	sec, ok := s.secOn(c)
+	if !ok {
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if _, err := sec.RemoveACL(rctx, r.ID); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	c.ctx.SetStatusCode(204)
 }
 
 func nonNil(a []auth.ACL) []auth.ACL {
@@ -99,12 +143,14 @@ func nonNil(a []auth.ACL) []auth.ACL {
 	return a
 }
 
-func (s *Server) issueToken(ctx *fasthttp.RequestCtx, sec *auth.Service, rctx context.Context, name string, admin bool, by string) {
-	tok, info, p, err := sec.CreateToken(rctx, name, admin, by)
+func (s *Server) issueToken(c *call, sec *auth.Service, name string, admin bool) {
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	tok, info, p, err := sec.CreateToken(rctx, name, admin, c.p.Name)
 	if err != nil {
-		writeError(ctx, err)
+		writeError(c.ctx, err)
 		return
 	}
-	writeValue(ctx, 201, map[string]any{"principal": p.Name, "admin": p.Admin, "token": tok, "token_id": info.ID,
+	writeValue(c.ctx, 201, map[string]any{"principal": p.Name, "admin": p.Admin, "token": tok, "token_id": info.ID,
 		"note": "the token is shown only once; it is stored hashed"})
 }

@@ -54,11 +54,11 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Route is an extra endpoint mounted on the gateway: other parts of the
-// product (WebSocket, pipelines, metrics, dashboard) register theirs.
+// Route is a handler another part of the product provides for one of the
+// route table's mount points (routes.go: /metrics, /sdk/*, /demo, and
+// /v1/internal/ for internal/peer); the table decides who may call it.
 type Route struct {
-	Method string // "" matches any method
-	// Prefix matches the path by prefix when it ends in "/", else exactly.
+	// Path matches exactly, or by prefix when it ends in "/".
 	Path    string
 	Handler fasthttp.RequestHandler
 }
@@ -68,7 +68,7 @@ type Server struct {
 	cfg    Config
 	broker *core.Broker
 	srv    *fasthttp.Server
-	routes []Route
+	mounts []Route
 
 	mu       sync.Mutex
 	baseCtx  context.Context
@@ -80,7 +80,7 @@ type Server struct {
 
 	queues *core.Queues // subscriptions (subscriptions.go); nil: disabled
 
-	fwd *Forwarder // node-to-node client (cluster.go, forward.go); nil: single node
+	proxy NodeProxy // proxies fetches to other nodes (cluster.go); nil: single node
 
 	ws     *wsHub                 // WebSocket connections (ws.go)
 	groups *core.GroupCoordinator // consumer groups (groups.go)
@@ -118,8 +118,9 @@ func New(broker *core.Broker, cfg Config) *Server {
 	return s
 }
 
-// Handle mounts an extra route. Call before Serve.
-func (s *Server) Handle(r Route) { s.routes = append(s.routes, r) }
+// Handle provides the handler of a mount point of the route table. Call
+// before Serve.
+func (s *Server) Handle(r Route) { s.mounts = append(s.mounts, r) }
 
 // Serve accepts connections on ln until Shutdown. A connection answered
 // before its request was read closes lingeringly (conn.go); Serve returns
@@ -171,123 +172,41 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	writeError(ctx, &StatusError{Status: 400, Code: "bad_request", Msg: msg})
 }
 
-// route routes a request (after handle, security.go, authorized it).
-// Paths: see API.md.
-func (s *Server) route(ctx *fasthttp.RequestCtx) {
+func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ok"}` + "\n")
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	if s.broker.Store().Ready() {
+		ctx.SetBodyString(`{"status":"ready"}` + "\n")
+		return
+	}
+	ctx.SetStatusCode(503)
+	ctx.SetBodyString(`{"status":"not ready"}` + "\n")
+}
+
+func (s *Server) dashboard(ctx *fasthttp.RequestCtx) { s.serveDashboard(ctx, string(ctx.Path())) }
+
+// mounted serves a handler another part of the product mounted with
+// Handle at the request's path (a prefix when it ends in "/").
+func (s *Server) mounted(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
-	method := string(ctx.Method())
-	for _, r := range s.routes {
-		if (r.Method == "" || r.Method == method) && matchRoute(r.Path, path) {
+	for _, r := range s.mounts {
+		if matchMount(r.Path, path) {
 			r.Handler(ctx)
 			return
 		}
 	}
-	switch {
-	case path == "/healthz":
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"status":"ok"}` + "\n")
-		return
-	case path == "/" || strings.HasPrefix(path, "/ui/"):
-		s.serveDashboard(ctx, path) // dashboard.go
-		return
-	case path == "/readyz":
-		ctx.SetContentType("application/json")
-		if s.broker.Store().Ready() {
-			ctx.SetBodyString(`{"status":"ready"}` + "\n")
-		} else {
-			ctx.SetStatusCode(503)
-			ctx.SetBodyString(`{"status":"not ready"}` + "\n")
-		}
-		return
-	}
-	seg := strings.Split(strings.Trim(path, "/"), "/")
-	if len(seg) < 2 || seg[0] != "v1" {
-		writeError(ctx, errNotFound)
-		return
-	}
-	switch seg[1] {
-	case "topics":
-		s.routeTopics(ctx, method, seg[2:])
-	case "cluster":
-		s.routeCluster(ctx, method, seg[2:]) // cluster.go
-	case "internal":
-		s.routeInternal(ctx, method, seg[2:]) // forward.go: calls from other nodes
-	case "stats":
-		s.getStats(ctx) // stats.go
-	case "principals", "acls", "whoami":
-		s.routeSecurity(ctx, method, seg[1:]) // security_api.go
-	case "groups":
-		if len(seg) == 4 && seg[3] == "offsets" {
-			switch method {
-			case "POST":
-				s.commitOffsets(ctx, seg[2])
-			case "GET":
-				s.getOffsets(ctx, seg[2])
-			default:
-				writeError(ctx, errMethodNotAllowed)
-			}
-			return
-		}
-		s.routeGroups(ctx, method, seg[2:]) // groups.go
-	case "ws":
-		if len(seg) != 2 {
-			writeError(ctx, errNotFound)
-			return
-		}
-		s.serveWS(ctx, nil) // ws.go
-	default:
-		writeError(ctx, errNotFound)
-	}
+	writeError(ctx, errNotFound)
 }
 
-func matchRoute(pattern, path string) bool {
+func matchMount(pattern, path string) bool {
 	if strings.HasSuffix(pattern, "/") {
 		return strings.HasPrefix(path, pattern) || path+"/" == pattern
 	}
 	return pattern == path
-}
-
-func (s *Server) routeTopics(ctx *fasthttp.RequestCtx, method string, seg []string) {
-	switch {
-	case len(seg) == 0:
-		switch method {
-		case "POST":
-			s.createTopic(ctx)
-		case "GET":
-			s.listTopics(ctx)
-		default:
-			writeError(ctx, errMethodNotAllowed)
-		}
-	case len(seg) == 1:
-		switch method {
-		case "GET":
-			s.describeTopic(ctx, seg[0])
-		case "DELETE":
-			s.deleteTopic(ctx, seg[0])
-		default:
-			writeError(ctx, errMethodNotAllowed)
-		}
-	case len(seg) == 2 && seg[1] == "ws":
-		s.serveTopicWS(ctx, seg[0]) // ws.go
-	case len(seg) == 2 && seg[1] == "records":
-		if method != "POST" {
-			writeError(ctx, errMethodNotAllowed)
-			return
-		}
-		s.produce(ctx, seg[0])
-	case len(seg) >= 2 && seg[1] == "subscriptions":
-		s.routeSubscriptions(ctx, method, seg[0], seg[2:]) // subscriptions.go
-	case len(seg) == 2 && seg[1] == "redrive":
-		s.redrive(ctx, method, seg[0]) // subscriptions.go
-	case len(seg) == 4 && seg[1] == "partitions" && seg[3] == "records":
-		if method != "GET" {
-			writeError(ctx, errMethodNotAllowed)
-			return
-		}
-		s.fetch(ctx, seg[0], seg[2])
-	default:
-		writeError(ctx, errNotFound)
-	}
 }
 
 // requestContext derives a context for one request that ends at shutdown's

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/weir-broker/weir/core"
 )
 
@@ -137,15 +135,8 @@ func (s *Server) statsPipelines(local map[string]core.PipelineCounters) []statsP
 
 // getStats serves GET /v1/stats: one JSON snapshot of this node's view of
 // the cluster for the dashboard (docs/observability.md).
-func (s *Server) getStats(ctx *fasthttp.RequestCtx) {
-	if string(ctx.Path()) != "/v1/stats" && string(ctx.Path()) != "/v1/stats/" {
-		writeError(ctx, errNotFound)
-		return
-	}
-	if !ctx.IsGet() && !ctx.IsHead() {
-		writeError(ctx, errMethodNotAllowed)
-		return
-	}
+func (s *Server) getStats(c *call, _ *clusterReq) {
+	ctx := c.ctx
 	src := s.stats
 	st := s.broker.Store()
 	tel := s.broker.Telemetry()

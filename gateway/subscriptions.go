@@ -1,16 +1,15 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/auth"
 )
 
 // The queue model's endpoints (docs/queues.md):
@@ -31,46 +30,13 @@ func (s *Server) Queues() *core.Queues { return s.queues }
 
 var errNoQueues = &StatusError{Status: http.StatusNotFound, Code: "not_found", Msg: "subscriptions are not enabled on this node"}
 
-func (s *Server) routeSubscriptions(ctx *fasthttp.RequestCtx, method, topic string, seg []string) {
+// queuesOn answers 404 when subscriptions are not enabled.
+func (s *Server) queuesOn(c *call) bool {
 	if s.queues == nil {
-		writeError(ctx, errNoQueues)
-		return
+		writeError(c.ctx, errNoQueues)
+		return false
 	}
-	switch {
-	case len(seg) == 0:
-		switch method {
-		case "POST":
-			s.createSubscription(ctx, topic)
-		case "GET":
-			s.listSubscriptions(ctx, topic)
-		default:
-			writeError(ctx, errMethodNotAllowed)
-		}
-	case len(seg) == 1:
-		switch method {
-		case "GET":
-			s.describeSubscription(ctx, topic, seg[0])
-		case "DELETE":
-			s.deleteSubscription(ctx, topic, seg[0])
-		default:
-			writeError(ctx, errMethodNotAllowed)
-		}
-	case len(seg) == 2:
-		if method != "POST" {
-			writeError(ctx, errMethodNotAllowed)
-			return
-		}
-		switch seg[1] {
-		case "receive":
-			s.receive(ctx, topic, seg[0])
-		case "ack", "nack", "extend":
-			s.receiptCall(ctx, topic, seg[0], seg[1])
-		default:
-			writeError(ctx, errNotFound)
-		}
-	default:
-		writeError(ctx, errNotFound)
-	}
+	return true
 }
 
 // SubscriptionJSON is a subscription in the API's shape.
@@ -104,29 +70,37 @@ func subscriptionJSON(sub *core.Subscription) SubscriptionJSON {
 	}
 }
 
-func (s *Server) createSubscription(ctx *fasthttp.RequestCtx, topic string) {
-	var req SubscriptionJSON
-	if err := decodeJSON(ctx.PostBody(), &req); err != nil {
-		writeError(ctx, err)
-		return
-	}
+// createSubscriptionReq is POST /v1/topics/{t}/subscriptions. The
+// subscription's dead-letter topic is written by the broker on the
+// creator's behalf, so it needs write on it (and create when missing).
+type createSubscriptionReq struct {
+	Topic string `path:"t" json:"-" need:"topic:read"`
+	SubscriptionJSON
+	Sub string `json:"-" need:"subscription:create" doc:"{t}/<body.name>"`
+	DLT string `json:"-" need:"topic:write,optional" doc:"<body.dead_letter_topic>"`
+	cfg core.SubscriptionConfig
+}
+
+func (r *createSubscriptionReq) parse(*call) error {
+	req, topic := &r.SubscriptionJSON, r.Topic
 	if req.Topic != "" && req.Topic != topic {
-		writeError(ctx, core.Invalidf("topic %q in the body differs from the path's %q", req.Topic, topic))
-		return
+		return core.Invalidf("topic %q in the body differs from the path's %q", req.Topic, topic)
 	}
+	if req.Name == "" {
+		return core.Invalidf("a subscription needs a name")
+	}
+	r.Sub, r.DLT = topic+"/"+req.Name, req.DeadLetterTopic
 	cfg := core.SubscriptionConfig{Topic: topic, Name: req.Name, DeadLetterTopic: req.DeadLetterTopic,
 		Ordering: req.Ordering, Start: req.Start}
 	if req.VisibilityTimeoutMs != nil {
 		if *req.VisibilityTimeoutMs <= 0 {
-			writeError(ctx, core.Invalidf("visibility_timeout_ms must be ≥ 1"))
-			return
+			return core.Invalidf("visibility_timeout_ms must be ≥ 1")
 		}
 		cfg.VisibilityTimeoutMs = *req.VisibilityTimeoutMs
 	}
 	if req.MaxAttempts != nil {
 		if *req.MaxAttempts < 0 {
-			writeError(ctx, core.Invalidf("max_attempts must be ≥ 0"))
-			return
+			return core.Invalidf("max_attempts must be ≥ 0")
 		}
 		cfg.MaxAttempts = *req.MaxAttempts
 	}
@@ -149,6 +123,23 @@ func (s *Server) createSubscription(ctx *fasthttp.RequestCtx, topic string) {
 		}
 		cfg.Backoff = &b
 	}
+	r.cfg = cfg
+	return nil
+}
+
+func (s *Server) createSubscription(c *call, r *createSubscriptionReq) {
+	if !s.queuesOn(c) {
+		return
+	}
+	ctx, cfg := c.ctx, r.cfg
+	if cfg.DeadLetterTopic != "" {
+		if _, err := s.broker.Store().Topic(cfg.DeadLetterTopic); errors.Is(err, core.ErrTopicNotFound) {
+			if err := c.check(need{topicRT, auth.Create, cfg.DeadLetterTopic}); err != nil {
+				writeError(ctx, err)
+				return
+			}
+		}
+	}
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
 	sub, err := s.queues.CreateSubscription(rctx, cfg)
@@ -160,7 +151,15 @@ func (s *Server) createSubscription(ctx *fasthttp.RequestCtx, topic string) {
 	writeJSON(ctx, 201, append(b, '\n'))
 }
 
-func (s *Server) listSubscriptions(ctx *fasthttp.RequestCtx, topic string) {
+type listSubscriptionsReq struct {
+	Topic string `path:"t" json:"-" need:"topic:describe"`
+}
+
+func (s *Server) listSubscriptions(c *call, r *listSubscriptionsReq) {
+	if !s.queuesOn(c) {
+		return
+	}
+	ctx, topic := c.ctx, r.Topic
 	if _, err := s.broker.Store().Topic(topic); err != nil {
 		writeError(ctx, err)
 		return
@@ -214,7 +213,20 @@ func (t *subTotalsJSON) add(p *subTotalsJSON) {
 	t.Dropped += p.Dropped
 }
 
-func (s *Server) describeSubscription(ctx *fasthttp.RequestCtx, topic, name string) {
+// subReq names a subscription by the path.
+type subReq struct {
+	Topic string `path:"t" json:"-"`
+	Name  string `path:"s" json:"-"`
+	Sub   string `json:"-" need:"subscription:describe" doc:"{t}/{s}"`
+}
+
+func (r *subReq) parse(*call) error { r.Sub = r.Topic + "/" + r.Name; return nil }
+
+func (s *Server) describeSubscription(c *call, r *subReq) {
+	if !s.queuesOn(c) {
+		return
+	}
+	ctx, topic, name := c.ctx, r.Topic, r.Name
 	sub, parts, err := s.queues.Stats(topic, name)
 	if err != nil {
 		writeError(ctx, err)
@@ -241,7 +253,19 @@ func (s *Server) describeSubscription(ctx *fasthttp.RequestCtx, topic, name stri
 	writeJSON(ctx, 200, append(b, '\n'))
 }
 
-func (s *Server) deleteSubscription(ctx *fasthttp.RequestCtx, topic, name string) {
+type deleteSubReq struct {
+	Topic string `path:"t" json:"-"`
+	Name  string `path:"s" json:"-"`
+	Sub   string `json:"-" need:"subscription:delete" doc:"{t}/{s}"`
+}
+
+func (r *deleteSubReq) parse(*call) error { r.Sub = r.Topic + "/" + r.Name; return nil }
+
+func (s *Server) deleteSubscription(c *call, r *deleteSubReq) {
+	if !s.queuesOn(c) {
+		return
+	}
+	ctx, topic, name := c.ctx, r.Topic, r.Name
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
 	if err := s.queues.DeleteSubscription(rctx, topic, name); err != nil {
@@ -279,19 +303,34 @@ func (r *ReceiveJSON) ToCore(topic, sub string) (req *core.ReceiveRequest, b64 b
 		AutoAck: r.AutoAck}, b64, nil
 }
 
-func (s *Server) receive(ctx *fasthttp.RequestCtx, topic, sub string) {
-	var body ReceiveJSON
-	if len(bytes.TrimSpace(ctx.PostBody())) > 0 {
-		if err := decodeJSON(ctx.PostBody(), &body); err != nil {
-			writeError(ctx, err)
-			return
-		}
-	}
-	req, b64, err := body.ToCore(topic, sub)
-	if err != nil {
-		writeError(ctx, err)
+// subReadReq names a subscription whose messages the call reads or
+// settles: read on the subscription and on its topic.
+type subReadReq struct {
+	Topic string `path:"t" json:"-" need:"topic:read"`
+	Name  string `path:"s" json:"-"`
+	Sub   string `json:"-" need:"subscription:read" doc:"{t}/{s}"`
+}
+
+type receiveReq struct {
+	subReadReq `json:"-"`
+	ReceiveJSON
+	req *core.ReceiveRequest
+	b64 bool
+}
+
+func (*receiveReq) bodyOptional() {}
+
+func (r *receiveReq) parse(*call) (err error) {
+	r.Sub = r.Topic + "/" + r.Name
+	r.req, r.b64, err = r.ReceiveJSON.ToCore(r.Topic, r.Name)
+	return err
+}
+
+func (s *Server) receive(c *call, r *receiveReq) {
+	if !s.queuesOn(c) {
 		return
 	}
+	ctx, req, b64 := c.ctx, r.req, r.b64
 	rctx, cancel := s.requestContext(req.Wait + s.cfg.ProduceTimeout)
 	defer cancel()
 	msgs, err := s.queues.Receive(rctx, req)
@@ -370,15 +409,25 @@ func (s *Server) ReceiptCall(c context.Context, topic, sub, op string, body *Rec
 	}
 }
 
-func (s *Server) receiptCall(ctx *fasthttp.RequestCtx, topic, sub, op string) {
-	var body ReceiptsJSON
-	if err := decodeJSON(ctx.PostBody(), &body); err != nil {
-		writeError(ctx, err)
+type receiptsReq struct {
+	subReadReq `json:"-"`
+	ReceiptsJSON
+}
+
+func (r *receiptsReq) parse(*call) error { r.Sub = r.Topic + "/" + r.Name; return nil }
+
+func (s *Server) ack(c *call, r *receiptsReq)    { s.receiptCall(c, r, "ack") }
+func (s *Server) nack(c *call, r *receiptsReq)   { s.receiptCall(c, r, "nack") }
+func (s *Server) extend(c *call, r *receiptsReq) { s.receiptCall(c, r, "extend") }
+
+func (s *Server) receiptCall(c *call, r *receiptsReq, op string) {
+	if !s.queuesOn(c) {
 		return
 	}
+	ctx, topic, sub, body := c.ctx, r.Topic, r.Name, &r.ReceiptsJSON
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
-	res, err := s.ReceiptCall(rctx, topic, sub, op, &body)
+	res, err := s.ReceiptCall(rctx, topic, sub, op, body)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -419,27 +468,24 @@ func AppendReceiptResultsJSON(b []byte, res []core.ReceiptResult) []byte {
 	return append(b, ']')
 }
 
-func (s *Server) redrive(ctx *fasthttp.RequestCtx, method, from string) {
-	if s.queues == nil {
-		writeError(ctx, errNoQueues)
+type redriveReq struct {
+	From       string `path:"t" json:"-" need:"topic:read"`
+	To         string `json:"to" need:"topic:write"`
+	MaxRecords int64  `json:"max_records"`
+}
+
+func (r *redriveReq) parse(*call) error {
+	if r.MaxRecords < 0 {
+		return core.Invalidf("redrive needs \"to\" (a topic) and max_records ≥ 0 (0: all)")
+	}
+	return nil
+}
+
+func (s *Server) redrive(c *call, body *redriveReq) {
+	if !s.queuesOn(c) {
 		return
 	}
-	if method != "POST" {
-		writeError(ctx, errMethodNotAllowed)
-		return
-	}
-	var body struct {
-		To         string `json:"to"`
-		MaxRecords int64  `json:"max_records"`
-	}
-	if err := decodeJSON(ctx.PostBody(), &body); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	if body.To == "" || body.MaxRecords < 0 {
-		writeError(ctx, core.Invalidf("redrive needs \"to\" (a topic) and max_records ≥ 0 (0: all)"))
-		return
-	}
+	ctx, from := c.ctx, body.From
 	rctx, cancel := s.requestContext(5 * time.Minute)
 	defer cancel()
 	n, err := s.queues.Redrive(rctx, &core.RedriveRequest{From: from, To: body.To, MaxRecords: body.MaxRecords})

@@ -4,9 +4,6 @@ import (
 	"context"
 
 	"github.com/valyala/fasthttp"
-	"go.opentelemetry.io/otel/trace"
-
-	"github.com/weir-broker/weir/core"
 )
 
 // traceContext continues the client's trace: with tracing on, a request's
@@ -22,12 +19,4 @@ func (s *Server) traceContext(rctx context.Context, ctx *fasthttp.RequestCtx) co
 		return rctx
 	}
 	return tel.ContextWithTraceparent(rctx, string(v))
-}
-
-// injectTraceparent puts the sampled span of ctx into a node-to-node
-// request, so that the receiving node's spans join the trace.
-func injectTraceparent(ctx context.Context, req *fasthttp.Request) {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
-		req.Header.Set(core.TraceparentHeader, core.FormatTraceparent(sc))
-	}
 }

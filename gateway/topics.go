@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 
 	"github.com/valyala/fasthttp"
@@ -12,18 +11,7 @@ import (
 // decodeJSON decodes a request body strictly: unknown fields and trailing
 // data are errors that name what was wrong.
 func decodeJSON(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return core.Invalidf("the request body must be a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return core.Invalidf("invalid JSON body: %v", err)
-	}
-	if dec.More() {
-		return core.Invalidf("invalid JSON body: data after the JSON value")
-	}
-	return nil
+	return decodeStrict(body, v)
 }
 
 type topicJSON struct {
@@ -43,22 +31,22 @@ type partitionJSON struct {
 	HighWatermark int64    `json:"high_watermark"`
 }
 
-func (s *Server) createTopic(ctx *fasthttp.RequestCtx) {
-	var req struct {
-		Name              string `json:"name"`
-		Partitions        int    `json:"partitions"`
-		ReplicationFactor int    `json:"replication_factor"`
-		RetentionMs       int64  `json:"retention_ms"`
-		RetentionBytes    int64  `json:"retention_bytes"`
+type createTopicReq struct {
+	Name              string `json:"name" need:"topic:create"`
+	Partitions        int    `json:"partitions"`
+	ReplicationFactor int    `json:"replication_factor"`
+	RetentionMs       int64  `json:"retention_ms"`
+	RetentionBytes    int64  `json:"retention_bytes"`
+}
+
+func (r *createTopicReq) parse(*call) error {
+	if r.Partitions < 0 || r.ReplicationFactor < 0 {
+		return core.Invalidf("partitions and replication_factor must be positive")
 	}
-	if err := decodeJSON(ctx.PostBody(), &req); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	if req.Partitions < 0 || req.ReplicationFactor < 0 {
-		writeError(ctx, core.Invalidf("partitions and replication_factor must be positive"))
-		return
-	}
+	return nil
+}
+
+func (s *Server) createTopic(c *call, req *createTopicReq) {
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
 	_, err := s.broker.CreateTopic(rctx, core.TopicConfig{
@@ -66,10 +54,10 @@ func (s *Server) createTopic(ctx *fasthttp.RequestCtx) {
 		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
 	})
 	if err != nil {
-		writeError(ctx, err)
+		writeError(c.ctx, err)
 		return
 	}
-	s.writeTopic(ctx, 201, req.Name)
+	s.writeTopic(c.ctx, 201, req.Name)
 }
 
 func (s *Server) writeTopic(ctx *fasthttp.RequestCtx, status int, name string) {
@@ -93,11 +81,19 @@ func (s *Server) writeTopic(ctx *fasthttp.RequestCtx, status int, name string) {
 	writeJSON(ctx, status, append(b, '\n'))
 }
 
-func (s *Server) describeTopic(ctx *fasthttp.RequestCtx, name string) {
-	s.writeTopic(ctx, 200, name)
+// topicReq names a topic by the path.
+type topicReq struct {
+	Topic string `path:"t" json:"-" need:"topic:describe"`
 }
 
-func (s *Server) listTopics(ctx *fasthttp.RequestCtx) {
+func (s *Server) describeTopic(c *call, r *topicReq) {
+	s.writeTopic(c.ctx, 200, r.Topic)
+}
+
+type listReq struct{}
+
+func (s *Server) listTopics(c *call, _ *listReq) {
+	ctx := c.ctx
 	type item struct {
 		Name              string `json:"name"`
 		Partitions        int    `json:"partitions"`
@@ -115,47 +111,58 @@ func (s *Server) listTopics(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, 200, append(b, '\n'))
 }
 
-func (s *Server) deleteTopic(ctx *fasthttp.RequestCtx, name string) {
-	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
-	defer cancel()
-	if err := s.broker.DeleteTopic(rctx, name); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	ctx.SetStatusCode(204)
+type deleteTopicReq struct {
+	Topic string `path:"t" json:"-" need:"topic:delete"`
 }
 
-func (s *Server) commitOffsets(ctx *fasthttp.RequestCtx, group string) {
-	var req struct {
-		Offsets []struct {
-			Topic     string `json:"topic"`
-			Partition *int   `json:"partition"`
-			Offset    *int64 `json:"offset"`
-		} `json:"offsets"`
-	}
-	if err := decodeJSON(ctx.PostBody(), &req); err != nil {
-		writeError(ctx, err)
+func (s *Server) deleteTopic(c *call, r *deleteTopicReq) {
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if err := s.broker.DeleteTopic(rctx, r.Topic); err != nil {
+		writeError(c.ctx, err)
 		return
 	}
-	offs := make([]core.GroupOffset, 0, len(req.Offsets))
-	for i, o := range req.Offsets {
+	c.ctx.SetStatusCode(204)
+}
+
+type commitOffsetsReq struct {
+	Group   string `path:"g" json:"-" need:"group:read"`
+	Offsets []struct {
+		Topic     string `json:"topic" need:"topic:read"`
+		Partition *int   `json:"partition"`
+		Offset    *int64 `json:"offset"`
+	} `json:"offsets"`
+	offs []core.GroupOffset
+}
+
+func (r *commitOffsetsReq) parse(*call) error {
+	r.offs = make([]core.GroupOffset, 0, len(r.Offsets))
+	for i, o := range r.Offsets {
 		if o.Partition == nil || o.Offset == nil || o.Topic == "" {
-			writeError(ctx, core.Invalidf("offsets[%d] needs topic, partition and offset", i))
-			return
+			return core.Invalidf("offsets[%d] needs topic, partition and offset", i)
 		}
-		offs = append(offs, core.GroupOffset{Topic: o.Topic, Partition: *o.Partition, Offset: *o.Offset})
+		r.offs = append(r.offs, core.GroupOffset{Topic: o.Topic, Partition: *o.Partition, Offset: *o.Offset})
 	}
-	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
-	defer cancel()
-	if err := s.broker.CommitOffsets(rctx, group, offs); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	ctx.SetStatusCode(204)
+	return nil
 }
 
-func (s *Server) getOffsets(ctx *fasthttp.RequestCtx, group string) {
-	topic := string(ctx.QueryArgs().Peek("topic"))
+func (s *Server) commitOffsets(c *call, r *commitOffsetsReq) {
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if err := s.broker.CommitOffsets(rctx, r.Group, r.offs); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	c.ctx.SetStatusCode(204)
+}
+
+type getOffsetsReq struct {
+	Group string `path:"g" json:"-" need:"group:describe"`
+	Topic string `query:"topic" json:"-"`
+}
+
+func (s *Server) getOffsets(c *call, r *getOffsetsReq) {
+	ctx, group, topic := c.ctx, r.Group, r.Topic
 	if topic != "" {
 		if _, err := s.broker.Store().Topic(topic); err != nil {
 			writeError(ctx, err)

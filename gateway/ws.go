@@ -297,11 +297,43 @@ func (s *Server) serveWS(ctx *fasthttp.RequestCtx, preset *wsFrame) {
 // serveTopicWS is GET /v1/topics/{topic}/ws: a socket with one
 // subscription made from the query (from, timestamp, partition, group,
 // encoding, credit; unlimited credit by default), for tools like websocat.
-func (s *Server) serveTopicWS(ctx *fasthttp.RequestCtx, topic string) {
-	if _, err := s.broker.Store().Topic(topic); err != nil {
-		writeError(ctx, err)
+// serveWSRoute is GET /v1/ws.
+func (s *Server) serveWSRoute(ctx *fasthttp.RequestCtx) { s.serveWS(ctx, nil) }
+
+// topicWSReq is GET /v1/topics/{t}/ws: the subscription frame is made from
+// the query once, and the frame's own needs are checked by the route.
+type topicWSReq struct {
+	Topic string `path:"t" json:"-" need:"topic:read"`
+	Group string `query:"group" json:"-" need:"group:read,optional"`
+	frame *wsFrame
+}
+
+func (r *topicWSReq) parse(c *call) error {
+	f, err := c.s.topicWSFrame(c.ctx, r.Topic)
+	if err != nil {
+		return err
+	}
+	f.Group = r.Group
+	r.frame = f
+	return nil
+}
+
+func (s *Server) serveTopicWS(c *call, r *topicWSReq) {
+	if _, err := s.broker.Store().Topic(r.Topic); err != nil {
+		writeError(c.ctx, err)
 		return
 	}
+	if _, err := s.ws.parseSubscribe(r.frame); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	s.serveWS(c.ctx, r.frame)
+}
+
+// topicWSFrame makes the subscribe frame of GET /v1/topics/{t}/ws from the
+// query (from, timestamp, partition, group, encoding, credit; unlimited
+// credit by default), for tools like websocat.
+func (s *Server) topicWSFrame(ctx *fasthttp.RequestCtx, topic string) (*wsFrame, error) {
 	args := ctx.QueryArgs()
 	f := &wsFrame{Op: "subscribe", ID: topic, Topic: topic, Group: string(args.Peek("group")), Encoding: string(args.Peek("encoding"))}
 	if args.Has("from") {
@@ -321,8 +353,7 @@ func (s *Server) serveTopicWS(ctx *fasthttp.RequestCtx, topic string) {
 		}
 		v, err := strconv.ParseInt(string(args.Peek(q.name)), 10, 64)
 		if err != nil || v < 0 {
-			writeError(ctx, core.Invalidf("%s must be a number ≥ 0", q.name))
-			return
+			return nil, core.Invalidf("%s must be a number ≥ 0", q.name)
 		}
 		switch q.name {
 		case "partition":
@@ -338,11 +369,7 @@ func (s *Server) serveTopicWS(ctx *fasthttp.RequestCtx, topic string) {
 		unlimited := int64(unlimitedCredit)
 		f.Credit = &unlimited
 	}
-	if _, err := s.ws.parseSubscribe(f); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	s.serveWS(ctx, f)
+	return f, nil
 }
 
 // headerHasToken reports whether a comma-separated header holds token.

@@ -60,44 +60,66 @@ func (s *Server) wsAdmit(ctx *fasthttp.RequestCtx) (p auth.Principal, release fu
 	return p, func() { s.ws.pconns.release(p.Name) }, true
 }
 
+// memberPrincipal is the principal recorded on group members this
+// connection joins ("" with security off, as over HTTP).
+func (c *wsConn) memberPrincipal() string {
+	if c.hub.s.security() == nil {
+		return ""
+	}
+	return c.principal.Name
+}
+
+// frameNeeds lists what a client frame requires, from the decoded frame:
+// the same resource types and operations as the HTTP routes (routes.go).
+func frameNeeds(f *wsFrame) []need {
+	var needs []need
+	switch f.Op {
+	case "subscribe":
+		if f.Subscription != "" {
+			needs = append(needs, need{subRT, auth.Read, f.Topic + "/" + f.Subscription})
+		}
+		needs = append(needs, need{topicRT, auth.Read, f.Topic})
+		if f.Group != "" {
+			needs = append(needs, need{groupRT, auth.Read, f.Group})
+		}
+	case "produce":
+		needs = append(needs, need{topicRT, auth.Write, f.Topic})
+	case "commit":
+		if f.Group != "" {
+			needs = append(needs, need{groupRT, auth.Read, f.Group})
+		}
+		// As over HTTP: committing a topic's offsets needs read on it.
+		if f.Topic != "" {
+			needs = append(needs, need{topicRT, auth.Read, f.Topic})
+		}
+		for _, o := range f.Offsets {
+			if o.Topic != "" {
+				needs = append(needs, need{topicRT, auth.Read, o.Topic})
+			}
+		}
+	case "ack", "nack", "extend":
+		if f.Sub == "" { // a subscription of this connection was checked at subscribe
+			needs = append(needs, need{subRT, auth.Read, f.Topic + "/" + f.Subscription})
+		}
+	}
+	return needs
+}
+
 // authorizeFrame checks a client frame against the connection's principal.
 func (c *wsConn) authorizeFrame(f *wsFrame) error {
 	sec := c.hub.s.security()
 	if sec == nil {
 		return nil
 	}
-	type check struct {
-		rt   auth.ResourceType
-		name string
-		op   auth.Operation
-	}
-	var checks []check
-	switch f.Op {
-	case "subscribe":
-		if f.Subscription != "" {
-			checks = append(checks, check{auth.Subscription, f.Topic + "/" + f.Subscription, auth.Read})
-		}
-		checks = append(checks, check{auth.Topic, f.Topic, auth.Read})
-		if f.Group != "" {
-			checks = append(checks, check{auth.Group, f.Group, auth.Read})
-		}
-	case "produce":
-		checks = append(checks, check{auth.Topic, f.Topic, auth.Write})
-	case "commit":
-		if f.Group != "" {
-			checks = append(checks, check{auth.Group, f.Group, auth.Read})
-		}
-	case "ack", "nack", "extend":
-		if f.Sub == "" { // a subscription of this connection was checked at subscribe
-			checks = append(checks, check{auth.Subscription, f.Topic + "/" + f.Subscription, auth.Read})
-		}
-	}
 	p := c.principal
-	for _, ck := range checks {
-		if !sec.Allowed(p, ck.rt, ck.name, ck.op) {
-			msg := fmt.Sprintf("principal %q may not %s %s %q", p.Name, ck.op, ck.rt, ck.name)
-			sec.Audit(auth.Event{Principal: p.Name, Via: p.Via, Action: "ws " + f.Op, Resource: string(ck.rt) + ":" + ck.name,
-				Operation: string(ck.op), Result: "denied", Status: 403, Source: c.remote, Reason: msg})
+	if p.Admin {
+		return nil
+	}
+	for _, nd := range frameNeeds(f) {
+		if !sec.Allowed(p, nd.rt, nd.name, nd.op) {
+			msg := fmt.Sprintf("principal %q may not %s %s %q", p.Name, nd.op, nd.rt, nd.name)
+			sec.Audit(auth.Event{Principal: p.Name, Via: p.Via, Action: "ws " + f.Op, Resource: string(nd.rt) + ":" + nd.name,
+				Operation: string(nd.op), Result: "denied", Status: 403, Source: c.remote, Reason: msg})
 			return fmt.Errorf("%w: %s", core.ErrForbidden, msg)
 		}
 	}

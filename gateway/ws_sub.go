@@ -301,7 +301,7 @@ func (s *wsSub) start() error {
 	if sp.group != "" {
 		groups := s.c.hub.s.groups
 		ms, err := groups.Join(s.ctx, sp.group, core.GroupJoin{ClientID: sp.clientID, Kind: "ws",
-			Topics: []string{sp.topic}, SessionTimeout: sp.session, From: sp.resetPolicy()})
+			Topics: []string{sp.topic}, SessionTimeout: sp.session, From: sp.resetPolicy(), Principal: s.c.memberPrincipal()})
 		if err != nil {
 			return err
 		}
@@ -537,7 +537,7 @@ func (s *wsSub) watchGroup(ms core.Membership) {
 			release()
 			s.stopPumps()
 			cur, err = groups.Join(s.ctx, sp.group, core.GroupJoin{ClientID: sp.clientID, Kind: "ws",
-				Topics: []string{sp.topic}, SessionTimeout: sp.session, From: sp.resetPolicy()})
+				Topics: []string{sp.topic}, SessionTimeout: sp.session, From: sp.resetPolicy(), Principal: s.c.memberPrincipal()})
 			if err != nil {
 				if s.ctx.Err() != nil {
 					return

@@ -45,7 +45,7 @@ type Config struct {
 	// or 5. The lowest ids among Peers start as voters; further nodes hold
 	// non-voting copies and are promoted when a voter leaves.
 	MetaVoters int
-	// Forwarder reaches other nodes (the gateway's HTTP client). Nil: no
+	// Forwarder reaches other nodes (internal/peer's HTTP client). Nil: no
 	// forwarding, partitions not hosted here are unavailable.
 	Forwarder core.Forwarder
 

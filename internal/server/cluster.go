@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/weir-broker/weir/core"
-	"github.com/weir-broker/weir/gateway"
+	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/internal/peer"
 	"github.com/weir-broker/weir/raftlog"
 )
 
@@ -24,12 +25,12 @@ const joinTimeout = 2 * time.Minute
 // prepareCluster gives the Raft store its node-to-node client and, for a
 // node started with Join that has no Raft state yet, asks the running
 // cluster to admit it first (a restarted node already is a member).
-func prepareCluster(cfg Config, rc *raftlog.Config) (*gateway.Forwarder, error) {
+func prepareCluster(cfg Config, rc *raftlog.Config) (*peer.Forwarder, error) {
 	fc, err := cfg.Security.forwarderConfig() // security.go
 	if err != nil {
 		return nil, err
 	}
-	fwd := gateway.NewForwarder(fc)
+	fwd := peer.NewForwarder(fc)
 	rc.Forwarder = fwd
 	if cfg.Join == "" {
 		return fwd, nil
@@ -50,7 +51,7 @@ func prepareCluster(cfg Config, rc *raftlog.Config) (*gateway.Forwarder, error) 
 
 // join posts the join request until the cluster admits the node, refuses
 // it, or ctx ends.
-func join(ctx context.Context, addr string, req core.JoinRequest, fc gateway.ForwarderConfig) error {
+func join(ctx context.Context, addr string, req core.JoinRequest, fc peer.ForwarderConfig) error {
 	body, _ := json.Marshal(req)
 	var last error
 	scheme := "http://"
@@ -77,14 +78,14 @@ func join(ctx context.Context, addr string, req core.JoinRequest, fc gateway.For
 	}
 }
 
-func postJSON(ctx context.Context, url string, body []byte, fc gateway.ForwarderConfig) (int, []byte, error) {
+func postJSON(ctx context.Context, url string, body []byte, fc peer.ForwarderConfig) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if fc.Secret != "" {
-		req.Header.Set(gateway.NodeSecretHeader, fc.Secret)
+		req.Header.Set(auth.NodeSecretHeader, fc.Secret)
 	}
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: fc.TLS}}
 	resp, err := c.Do(req)

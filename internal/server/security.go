@@ -9,7 +9,7 @@ import (
 	"os"
 
 	"github.com/weir-broker/weir/core/auth"
-	"github.com/weir-broker/weir/gateway"
+	"github.com/weir-broker/weir/internal/peer"
 	"github.com/weir-broker/weir/raftlog"
 )
 
@@ -173,12 +173,12 @@ func (c SecurityConfig) applyRaft(rc *raftlog.Config) {
 }
 
 // forwarderConfig is the node-to-node client's security.
-func (c SecurityConfig) forwarderConfig() (gateway.ForwarderConfig, error) {
+func (c SecurityConfig) forwarderConfig() (peer.ForwarderConfig, error) {
 	tc, err := c.clientTLS()
 	if err != nil {
-		return gateway.ForwarderConfig{}, fmt.Errorf("node-to-node TLS: %w", err)
+		return peer.ForwarderConfig{}, fmt.Errorf("node-to-node TLS: %w", err)
 	}
-	return gateway.ForwarderConfig{TLS: tc, Secret: c.ClusterSecret}, nil
+	return peer.ForwarderConfig{TLS: tc, Secret: c.ClusterSecret}, nil
 }
 
 // authConfig is the security service's configuration.

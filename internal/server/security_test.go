@@ -111,7 +111,7 @@ func addACL(t *testing.T, admin *secClient, principal string, rt auth.ResourceTy
 	return out.ID
 }
 
-func securedNode(t *testing.T, mod ...func(*Config)) *Server {
+func securedNode(t testing.TB, mod ...func(*Config)) *Server {
 	return startNode(t, t.TempDir(), append([]func(*Config){func(c *Config) {
 		c.Security.Auth = true
 		c.Security.AdminToken = testAdminToken

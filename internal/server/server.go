@@ -16,6 +16,7 @@ import (
 	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/gateway/kafka"
+	"github.com/weir-broker/weir/internal/peer"
 	"github.com/weir-broker/weir/internal/telemetry"
 	"github.com/weir-broker/weir/plugins"
 	"github.com/weir-broker/weir/raftlog"
@@ -77,6 +78,7 @@ type Server struct {
 	// Kafka is the Kafka listener, nil when off (kafka.go).
 	Kafka *kafka.Server
 
+	peer      *peer.Handler // node-to-node calls (closed by Close)
 	ln        net.Listener
 	scheme    string
 	cancel    context.CancelFunc
@@ -165,7 +167,17 @@ func Start(cfg Config) (*Server, error) {
 	gc.Groups = newGroups(cfg, broker) // streaming.go
 	gc.Auth = authSvc
 	gw := gateway.New(broker, gc)
-	gw.SetForwarder(fwd)
+	gw.SetProxy(fwd) // proxied fetches
+	// Node-to-node calls: served by internal/peer under the route table's
+	// node-only mount point /v1/internal/.
+	ph, err := peer.NewHandler(peer.HandlerConfig{Cluster: host, Telemetry: broker.Telemetry(), Timeout: gc.ProduceTimeout})
+	if err != nil {
+		tel.Shutdown(context.Background())
+		host.Close()
+		ln.Close()
+		return nil, err
+	}
+	gw.Handle(gateway.Route{Path: peer.Prefix, Handler: ph.Serve})
 	mountBrowser(gw) // streaming.go: /sdk/weir.js and /demo
 	if err := wireTelemetry(tel, cfg.NodeID, host, broker, gw); err != nil {
 		tel.Shutdown(context.Background())
@@ -175,7 +187,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, ln: ln, scheme: scheme, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
+	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, peer: ph, ln: ln, scheme: scheme, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
 	go authSvc.Run(ctx) // the audit log writer
 	s.Groups = gc.Groups
 	startGroups(ctx, s.Groups)              // streaming.go
@@ -224,6 +236,7 @@ func (s *Server) Close(ctx context.Context) error {
 		s.Kafka.Close()
 	}
 	err := s.Gateway.Shutdown(ctx)
+	s.peer.Close()
 	s.cancel()
 	s.Queues.Close()
 	<-s.pipesDone // workers stopped: no guest is running

@@ -23,7 +23,7 @@ import (
 // back on the address its data was created with.
 var raftAddrs sync.Map
 
-func startNode(t *testing.T, dir string, mod ...func(*Config)) *Server {
+func startNode(t testing.TB, dir string, mod ...func(*Config)) *Server {
 	t.Helper()
 	addr, _ := raftAddrs.LoadOrStore(dir, tu.FreeAddr(t))
 	cfg := Config{NodeID: 1, DataDir: dir, HTTPAddr: "127.0.0.1:0", RaftAddr: addr.(string)}
@@ -43,7 +43,7 @@ func startNode(t *testing.T, dir string, mod ...func(*Config)) *Server {
 	return s
 }
 
-func stop(t *testing.T, s *Server) {
+func stop(t testing.TB, s *Server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

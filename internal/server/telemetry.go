@@ -33,7 +33,7 @@ func wireTelemetry(tel *telemetry.Telemetry, nodeID uint64, host *raftlog.Host, 
 	if err := tel.Observe(telemetry.Sources{Broker: broker, Groups: host.CommittedGroups}); err != nil {
 		return err
 	}
-	gw.Handle(gateway.Route{Method: "GET", Path: "/metrics", Handler: fasthttpadaptor.NewFastHTTPHandler(tel.MetricsHandler())})
+	gw.Handle(gateway.Route{Path: "/metrics", Handler: fasthttpadaptor.NewFastHTTPHandler(tel.MetricsHandler())})
 	gw.SetStatsSource(gateway.StatsSource{
 		NodeID: nodeID,
 		Nodes: func() []gateway.NodeStats {

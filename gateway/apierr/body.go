@@ -1,0 +1,205 @@
+package apierr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/weir-broker/weir/core"
+)
+
+// AppendBody appends the public JSON error answer of err under code
+// (docs/api.md "Errors"), ending in a newline:
+//
+//	{"error":{"code":"…","message":"…"}}
+//
+// with, after the "error" member, "log_start_offset" and "high_watermark"
+// when err is a *core.OffsetRangeError, and "expected_sequence" when it is
+// a *core.SequenceError.
+func AppendBody(b []byte, code string, err error) []byte {
+	return appendBody(b, code, err, false)
+}
+
+// AppendNodeBody is AppendBody for node-to-node answers (internal/peer): it
+// adds what the calling node needs to rebuild the typed error and that
+// clients are not shown: a *core.NotLeaderError's leader hint ("leader"),
+// an out-of-range read's offset ("offset"), a *core.SequenceError's
+// producer and sequence ("producer_id", "sequence"), and a
+// *core.StaleGenerationError's group and generations ("group",
+// "generation", "current_generation").
+func AppendNodeBody(b []byte, code string, err error) []byte {
+	return appendBody(b, code, err, true)
+}
+
+func appendBody(b []byte, code string, err error, node bool) []byte {
+	b = append(b, `{"error":{"code":`...)
+	b = appendString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendString(b, err.Error())
+	b = append(b, '}')
+	var re *core.OffsetRangeError
+	if errors.As(err, &re) {
+		b = appendInt(b, "log_start_offset", re.LogStart)
+		b = appendInt(b, "high_watermark", re.HighWatermark)
+		if node {
+			b = appendInt(b, "offset", re.Offset)
+		}
+	}
+	// An idempotent producer learns where the partition is: a sequence below
+	// expected_sequence was stored already (docs/guarantees.md).
+	var sqe *core.SequenceError
+	if errors.As(err, &sqe) {
+		b = appendInt(b, "expected_sequence", sqe.Expected)
+		if node {
+			b = append(b, `,"producer_id":`...)
+			b = appendString(b, sqe.ProducerID)
+			b = appendInt(b, "sequence", sqe.Got)
+		}
+	}
+	if node {
+		var nl *core.NotLeaderError
+		if errors.As(err, &nl) && nl.Leader != 0 {
+			b = append(b, `,"leader":`...)
+			b = strconv.AppendUint(b, nl.Leader, 10)
+		}
+		var sg *core.StaleGenerationError
+		if errors.As(err, &sg) {
+			b = append(b, `,"group":`...)
+			b = appendString(b, sg.Group)
+			b = appendInt(b, "generation", sg.Generation)
+			b = appendInt(b, "current_generation", sg.Current)
+		}
+	}
+	return append(b, "}\n"...)
+}
+
+func appendInt(b []byte, name string, v int64) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendInt(b, v, 10)
+}
+
+// body is an error answer as Decode reads it: the public members and the
+// node-to-node ones.
+type body struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+	LogStart          int64  `json:"log_start_offset"`
+	HighWatermark     int64  `json:"high_watermark"`
+	Offset            int64  `json:"offset"`
+	Expected          *int64 `json:"expected_sequence"`
+	ExpectedV0        int64  `json:"expected"` // nodes before apierr sent this name
+	ProducerID        string `json:"producer_id"`
+	Sequence          int64  `json:"sequence"`
+	Leader            uint64 `json:"leader"`
+	Group             string `json:"group"`
+	Generation        int64  `json:"generation"`
+	CurrentGeneration int64  `json:"current_generation"`
+}
+
+// Decode turns an error answer (its HTTP status and JSON body) back into
+// an error. For a code of the table the result is a *StatusError with the
+// answer's status, code and message that unwraps to the code's canonical
+// error: the core sentinel, or for these codes a typed error filled from
+// the body:
+//
+//	not_leader             *core.NotLeaderError (Leader, Msg)
+//	offset_out_of_range    *core.OffsetRangeError
+//	out_of_order_sequence  *core.SequenceError
+//	stale_generation       *core.StaleGenerationError
+//	bad_request            *core.InvalidError
+//
+// A code outside the table decodes to a *StatusError with no Err, so that
+// Status(Decode(status, body)) is (status, code) for every answer. A body
+// that is not an error answer decodes to a plain error quoting it.
+func Decode(status int, data []byte) error {
+	var r body
+	if json.Unmarshal(data, &r) != nil || r.Error.Code == "" {
+		return fmt.Errorf("HTTP %d: %.200s", status, data)
+	}
+	msg := r.Error.Message
+	se := &StatusError{Status: status, Code: r.Error.Code, Msg: msg}
+	switch se.Code {
+	case "not_leader":
+		se.Err = &core.NotLeaderError{Leader: r.Leader, Msg: msg}
+	case "offset_out_of_range":
+		se.Err = &core.OffsetRangeError{Offset: r.Offset, LogStart: r.LogStart, HighWatermark: r.HighWatermark}
+	case "out_of_order_sequence":
+		exp := r.ExpectedV0
+		if r.Expected != nil {
+			exp = *r.Expected
+		}
+		se.Err = &core.SequenceError{ProducerID: r.ProducerID, Expected: exp, Got: r.Sequence}
+	case "stale_generation":
+		se.Err = &core.StaleGenerationError{Group: r.Group, Generation: r.Generation, Current: r.CurrentGeneration}
+	case "bad_request":
+		se.Err = &core.InvalidError{Msg: msg}
+	default:
+		for i := range table {
+			if table[i].code == se.Code {
+				se.Err = table[i].err
+				break
+			}
+		}
+	}
+	return se
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as encoding/json does
+// (HTML characters, U+2028 and U+2029 escaped; invalid UTF-8 becomes
+// U+FFFD) and exactly as the gateway's appendJSONString does, so that error
+// answers keep their bytes.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
