@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -69,6 +70,21 @@ func TestFrontDoorDecodeOnce(t *testing.T) {
 		alice.expect(200, "POST", path+"/poll", map[string]any{"generation": m.Generation})
 		// A member can't be made to consume a topic its principal can't read.
 		alice.expect(403, "POST", "/v1/groups/g2/members", map[string]any{"topics": []string{"public", "secret"}})
+	})
+
+	t.Run("a WebSocket commit checks topic read", func(t *testing.T) {
+		// alice may use group g* but not read "secret": committing its
+		// offsets over WebSocket is refused as over HTTP.
+		c := dialWS(t, s.URL(), "/v1/ws", http.Header{"Authorization": {"Bearer " + alice.token}})
+		c.send(map[string]any{"op": "commit", "id": "c1", "group": "g1", "topic": "secret", "partition": 0, "offset": 0})
+		if m := c.waitFor(func(m wsMsg) bool { return m.ID == "c1" }); m.Op != "error" || !strings.Contains(m.raw, "forbidden") {
+			t.Fatalf("WS commit on an unreadable topic: %s", m.raw)
+		}
+		alice.expect(403, "POST", "/v1/groups/g1/offsets", map[string]any{"offsets": []map[string]any{{"topic": "secret", "partition": 0, "offset": 0}}})
+		c.send(map[string]any{"op": "commit", "id": "c2", "group": "g1", "topic": "public", "partition": 0, "offset": 0})
+		if m := c.waitFor(func(m wsMsg) bool { return m.ID == "c2" }); m.Op != "committed" {
+			t.Fatalf("WS commit on a readable topic: %s", m.raw)
+		}
 	})
 
 	t.Run("internal topics are for admins", func(t *testing.T) {
