@@ -52,7 +52,18 @@ cluster: build
 	./$(WEIR) dev --nodes 3
 
 # The longer randomized fault run (~10 min) for whoever changes replication
-# code: kill -9, SIGSTOP and whole-cluster restarts under load.
+# code: kill -9, SIGSTOP, whole-cluster restarts and network partitions
+# (cut, black hole, delay; each node in its own network namespace: needs
+# root or `unshare -r`) under produce, consumer-group and idempotent-producer
+# load, checked by internal/history after a final drain. Prints a
+# `fault kind=` line per fault, an `anomaly class=` line per class, and last
+# `chaos: ops= acknowledged= anomalies= seed=`; fails on any anomaly.
+# CHAOS_SEED=n replays a schedule; the history is kept in bin/.
 CHAOS_TIME ?= 10m
+CHAOS_SEED ?= 0
 chaos:
-	$(GO) test -tags chaos -count=1 -timeout 30m -run TestChaos -v ./internal/clustertest -chaos.time $(CHAOS_TIME)
+	@mkdir -p $(BIN)
+	@{ $(GO) test -tags chaos -count=1 -timeout 60m -run TestChaos -v ./internal/clustertest \
+		-chaos.time $(CHAOS_TIME) -chaos.seed $(CHAOS_SEED) -chaos.history $(CURDIR)/$(BIN)/chaos-history.jsonl; \
+		echo $$? > $(BIN)/chaos.rc; } 2>&1 | tee $(BIN)/chaos.log
+	@grep -h '^chaos: ops=' $(BIN)/chaos.log | tail -n 1; exit $$(cat $(BIN)/chaos.rc)
