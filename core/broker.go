@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 // BrokerConfig tunes the domain rules. Zero values take the defaults named.
 type BrokerConfig struct {
-	DefaultRetentionMs int64         // default 7 days
+	DefaultRetentionMs int64         // default 7 days; -1: forever
 	MaxPartitions      int           // per topic; default 1024
 	MaxBatchRecords    int           // records per produce request; default 10,000
 	MaxHeaders         int           // headers per record; default 64
@@ -27,6 +28,57 @@ type BrokerConfig struct {
 	// Telemetry receives traces and metrics; nil: a Telemetry with tracing
 	// off and no metric export (its counters still feed GET /v1/stats).
 	Telemetry *Telemetry
+}
+
+// Validate reports a configuration that cannot be meant: a negative count,
+// size or duration (zero takes the default; only DefaultRetentionMs may be
+// -1, forever). NewBroker returns no error, so whoever takes the values
+// from users calls it before (internal/server does, at start).
+func (c *BrokerConfig) Validate() error {
+	if c.DefaultRetentionMs < -1 {
+		return fmt.Errorf("core: BrokerConfig.DefaultRetentionMs is %d: it must be ≥ -1 (-1: forever, 0: the default)", c.DefaultRetentionMs)
+	}
+	return negative("BrokerConfig",
+		intField("MaxPartitions", c.MaxPartitions),
+		intField("MaxBatchRecords", c.MaxBatchRecords),
+		intField("MaxHeaders", c.MaxHeaders),
+		intField("MaxHeaderBytes", c.MaxHeaderBytes),
+		intField("MaxRecordBytes", c.MaxRecordBytes),
+		intField("MaxFetchRecords", c.MaxFetchRecords),
+		intField("MaxFetchBytes", c.MaxFetchBytes),
+		durField("MaxWait", c.MaxWait),
+		durField("RetentionInterval", c.RetentionInterval),
+		intField("MaxUnackedProduces", c.MaxUnackedProduces),
+	)
+}
+
+// configField is a numeric Config field checked by a Validate method.
+type configField struct {
+	name string
+	v    int64
+	dur  bool
+}
+
+func intField(name string, v int) configField { return configField{name: name, v: int64(v)} }
+
+func durField(name string, d time.Duration) configField {
+	return configField{name: name, v: int64(d), dur: true}
+}
+
+// negative returns an error naming the first negative field of config
+// (zero means the default there), or nil.
+func negative(config string, fields ...configField) error {
+	for _, f := range fields {
+		if f.v >= 0 {
+			continue
+		}
+		v := strconv.FormatInt(f.v, 10)
+		if f.dur {
+			v = time.Duration(f.v).String()
+		}
+		return fmt.Errorf("core: %s.%s is %s: it must not be negative (0 takes the default)", config, f.name, v)
+	}
+	return nil
 }
 
 func (c *BrokerConfig) setDefaults() {

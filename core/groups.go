@@ -61,6 +61,26 @@ type GroupConfig struct {
 	Logger *slog.Logger
 }
 
+// Validate reports a negative duration or count (zero takes the default),
+// or a MinSessionTimeout above MaxSessionTimeout when both are set.
+// NewGroupCoordinator returns no error, so whoever takes the values from
+// users calls it before (internal/server does, at start).
+func (c *GroupConfig) Validate() error {
+	if err := negative("GroupConfig",
+		durField("DefaultSessionTimeout", c.DefaultSessionTimeout),
+		durField("MinSessionTimeout", c.MinSessionTimeout),
+		durField("MaxSessionTimeout", c.MaxSessionTimeout),
+		durField("CheckInterval", c.CheckInterval),
+		intField("MaxMembers", c.MaxMembers),
+	); err != nil {
+		return err
+	}
+	if c.MinSessionTimeout > 0 && c.MaxSessionTimeout > 0 && c.MinSessionTimeout > c.MaxSessionTimeout {
+		return fmt.Errorf("core: GroupConfig.MinSessionTimeout (%s) is above MaxSessionTimeout (%s)", c.MinSessionTimeout, c.MaxSessionTimeout)
+	}
+	return nil
+}
+
 func (c *GroupConfig) setDefaults() {
 	if c.DefaultSessionTimeout <= 0 {
 		c.DefaultSessionTimeout = 10 * time.Second

@@ -48,6 +48,23 @@ type QueueConfig struct {
 	Logger *slog.Logger
 }
 
+// Validate reports a negative count, size or duration (zero takes the
+// default). NewQueues returns no error, so whoever takes the values from
+// users calls it before (internal/server does, at start).
+func (c *QueueConfig) Validate() error {
+	return negative("QueueConfig",
+		intField("MaxReceiveRecords", c.MaxReceiveRecords),
+		intField("MaxReceiveBytes", c.MaxReceiveBytes),
+		durField("MaxWait", c.MaxWait),
+		durField("MaxVisibilityTimeout", c.MaxVisibilityTimeout),
+		intField("MaxTracked", c.MaxTracked),
+		intField("MaxScan", c.MaxScan),
+		durField("MaintenanceInterval", c.MaintenanceInterval),
+		intField("PipelineDepth", c.PipelineDepth),
+		durField("OpTimeout", c.OpTimeout),
+	)
+}
+
 func (c *QueueConfig) setDefaults() {
 	if c.MaxReceiveRecords <= 0 {
 		c.MaxReceiveRecords = 1000

@@ -36,6 +36,49 @@ type Config struct {
 	Auth *auth.Service
 }
 
+// Validate reports a negative limit or timeout, in Config or in its
+// WebSocket settings (zero takes the default). New returns no error, so
+// whoever takes the values from users calls it before (internal/server
+// does, at start).
+func (c *Config) Validate() error {
+	type field struct {
+		name string
+		v    int64
+		dur  bool
+	}
+	i := func(name string, v int) field { return field{name: name, v: int64(v)} }
+	d := func(name string, v time.Duration) field { return field{name: name, v: int64(v), dur: true} }
+	w := &c.WebSocket
+	for _, f := range []field{
+		i("MaxBodyBytes", c.MaxBodyBytes),
+		d("ReadTimeout", c.ReadTimeout),
+		d("WriteTimeout", c.WriteTimeout),
+		d("ProduceTimeout", c.ProduceTimeout),
+		i("WebSocket.MaxMessageBytes", w.MaxMessageBytes),
+		i("WebSocket.MaxFrameBytes", w.MaxFrameBytes),
+		i("WebSocket.SendBufferBytes", w.SendBufferBytes),
+		i("WebSocket.MaxSubscriptions", w.MaxSubscriptions),
+		i("WebSocket.MaxInflight", w.MaxInflight),
+		i("WebSocket.DefaultCredit", w.DefaultCredit),
+		d("WebSocket.PingInterval", w.PingInterval),
+		d("WebSocket.PongTimeout", w.PongTimeout),
+		d("WebSocket.WriteTimeout", w.WriteTimeout),
+		i("WebSocket.ReadBufferSize", w.ReadBufferSize),
+		i("WebSocket.WriteBufferSize", w.WriteBufferSize),
+		i("WebSocket.FeedCacheBytes", w.FeedCacheBytes),
+	} {
+		if f.v >= 0 {
+			continue
+		}
+		v := fmt.Sprint(f.v)
+		if f.dur {
+			v = time.Duration(f.v).String()
+		}
+		return fmt.Errorf("gateway: Config.%s is %s: it must not be negative (0 takes the default)", f.name, v)
+	}
+	return nil
+}
+
 func (c *Config) setDefaults() {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 16 << 20

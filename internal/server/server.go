@@ -61,6 +61,17 @@ type Config struct {
 	KafkaAddr, KafkaAdvertisedAddr string
 }
 
+// validate reports a negative limit in the parts' configurations before
+// anything starts (zero takes each default).
+func (cfg *Config) validate() error {
+	for _, v := range []interface{ Validate() error }{&cfg.Broker, &cfg.Gateway, &cfg.Queues, &cfg.Groups} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Server is a running node.
 type Server struct {
 	Host    *raftlog.Host
@@ -92,6 +103,9 @@ type Server struct {
 func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	sec := cfg.Security // security.go
 	if err := sec.validate(len(cfg.Peers) > 0 || cfg.Join != ""); err != nil {
