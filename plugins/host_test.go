@@ -174,7 +174,10 @@ func TestGuestErrors(t *testing.T) {
 	for _, iso := range isolations {
 		t.Run(string(iso), func(t *testing.T) {
 			h := newHost(t, Config{Isolation: iso})
-			p := newProcessor(t, h, buildWasm(t, guestPkg), core.ProcessorLimits{MaxOutputBytes: 4096, MemoryPages: 512})
+			// The batch time limit is far beyond what any case needs: on a
+			// loaded machine "hog" must reach the memory limit, not the
+			// clock (the time limit has its own tests).
+			p := newProcessor(t, h, buildWasm(t, guestPkg), core.ProcessorLimits{MaxOutputBytes: 4096, MemoryPages: 512, BatchTimeoutMs: 60_000})
 			tests := []struct {
 				cmd  string
 				want error
