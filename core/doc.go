@@ -25,7 +25,8 @@
 // per request; idempotence by producer id and sequence), ProduceNoAck,
 // Fetch with long-poll, group offsets and lag, topic management, and
 // retention (RunRetention trims, on the leader, what RetentionPoint allows).
-// On top of it, each with a Config whose zero value is useful:
+// On top of it, each with a Config whose zero value is useful (BrokerConfig,
+// GroupConfig and QueueConfig also have Validate):
 //
 //   - GroupCoordinator: Kafka-style consumer groups, one document per group
 //     in the catalog, changed by compare-and-set from any node;
