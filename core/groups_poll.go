@@ -119,8 +119,16 @@ func (c *GroupCoordinator) Poll(ctx context.Context, req *PollRequest) (*PollRes
 			got, err := pp.log.Read(ctx, pp.pos, maxRecs-recs, maxBytes-bytes)
 			var re *OffsetRangeError
 			if errors.As(err, &re) {
-				// Trimmed by retention (or a position from elsewhere): the
-				// member's reset policy decides where it goes on.
+				if re.Offset > re.HighWatermark {
+					// Past the end as this replica sees it: a replica
+					// behind the leader (after a restart, a partition) or a
+					// position ahead of the log. Offsets are never taken
+					// back once committed, so resetting would re-read the
+					// partition (or, from latest, skip it): wait instead.
+					continue
+				}
+				// Trimmed by retention: the member's reset policy decides
+				// where it goes on.
 				pp.pos = resetPosition(pp.log, ms.From)
 				got, err = pp.log.Read(ctx, pp.pos, maxRecs-recs, maxBytes-bytes)
 			}
