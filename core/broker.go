@@ -363,7 +363,10 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 
 // ProduceNoAck starts a produce and returns at once (acks=none,
 // at-most-once). It refuses with ErrRateLimited when too many are in flight.
-func (b *Broker) ProduceNoAck(req *ProduceRequest, timeout time.Duration) error {
+// The append goes on after the call returns, for at most timeout, on a
+// context derived from ctx: pass the caller's lifetime context (ended at
+// its shutdown), not the request's. WaitNoAck waits for such appends.
+func (b *Broker) ProduceNoAck(ctx context.Context, req *ProduceRequest, timeout time.Duration) error {
 	if _, err := b.store.Topic(req.Topic); err != nil {
 		return err
 	}
@@ -373,12 +376,28 @@ func (b *Broker) ProduceNoAck(req *ProduceRequest, timeout time.Duration) error 
 	}
 	go func() {
 		defer b.unacked.Add(-1)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if _, err := b.Produce(ctx, req); err != nil {
 			b.cfg.Logger.Debug("acks=none produce failed", "topic", req.Topic, "err", err)
 		}
 	}()
+	return nil
+}
+
+// WaitNoAck blocks until no produce started by ProduceNoAck is in flight,
+// or ctx ends (then it returns ctx's error). Shutdown calls it after new
+// produces stopped, before cancelling their context.
+func (b *Broker) WaitNoAck(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for b.unacked.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("acks=none produces still in flight: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 	return nil
 }
 

@@ -227,18 +227,20 @@ type ReceiptResult struct {
 // leases, acks, nacks, retries with backoff, dead-letter topics and delayed
 // delivery. Its state lives in the partitions' replicated state, so any
 // node serves any consumer of the partitions it hosts, and a leader change
-// loses no lease or count. It is safe for concurrent use; Close stops it.
+// loses no lease or count. It is safe for concurrent use. NewQueues starts
+// nothing; Run runs its maintenance and, when it returns, every partition
+// worker has stopped. Close stops it too.
 type Queues struct {
 	cfg    QueueConfig
 	broker *Broker
 	store  Store
 	log    *slog.Logger
 
-	ctx    context.Context // ends at Close
+	ctx    context.Context // ends when Run's context ends, or at Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // maintenance and partition workers; Add under mu
 
-	mu      sync.Mutex // guards workers, subs
+	mu      sync.Mutex // guards workers, subs; cancel is called under it
 	workers map[workerKey]*partWorker
 	subs    map[string]cachedSub // catalog key → decoded definition
 
@@ -255,23 +257,50 @@ type cachedSub struct {
 	sub *Subscription
 }
 
-// NewQueues returns the queue service over broker's store and starts its
-// maintenance loop.
+// NewQueues returns the queue service over broker's store. It starts no
+// goroutine: Run runs the maintenance loop. Calls start the partition
+// workers they need (before Run too); they run until Run's context ends
+// or Close.
 func NewQueues(broker *Broker, cfg QueueConfig) *Queues {
 	cfg.setDefaults()
 	q := &Queues{cfg: cfg, broker: broker, store: broker.Store(), log: cfg.Logger,
 		workers: map[workerKey]*partWorker{}, subs: map[string]cachedSub{}}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
-	q.wg.Add(1)
-	go q.maintain()
 	return q
+}
+
+// Run runs the maintenance loop (dead-lettering expired leases, retrying
+// dead-letter appends, collecting deleted subscriptions' state) until ctx
+// ends or Close is called; then it stops every partition worker and
+// returns once they and the loop have stopped. Calls in flight fail with
+// ErrUnavailable. Call it once; after Close it returns at once.
+func (q *Queues) Run(ctx context.Context) {
+	stop := context.AfterFunc(ctx, q.stop)
+	defer stop()
+	q.mu.Lock()
+	if q.ctx.Err() != nil {
+		q.mu.Unlock()
+		q.wg.Wait()
+		return
+	}
+	q.wg.Add(1)
+	q.mu.Unlock()
+	q.maintain() // until q.ctx ends
+	q.wg.Wait()
 }
 
 // Close stops the maintenance loop and every partition worker, and waits
 // for them. Calls in flight fail with ErrUnavailable.
 func (q *Queues) Close() {
-	q.cancel()
+	q.stop()
 	q.wg.Wait()
+}
+
+// stop ends q.ctx. Under mu, so no worker is added to wg once it ended.
+func (q *Queues) stop() {
+	q.mu.Lock()
+	q.cancel()
+	q.mu.Unlock()
 }
 
 // Config returns the effective configuration.

@@ -213,7 +213,7 @@ func (s *Server) produce(c *call, r *produceReq) {
 	switch acks := r.Acks; acks {
 	case "", "all", "1", "-1":
 	case "none", "0":
-		if err := s.broker.ProduceNoAck(req, s.cfg.ProduceTimeout); err != nil {
+		if err := s.broker.ProduceNoAck(s.baseCtx, req, s.cfg.ProduceTimeout); err != nil {
 			writeError(ctx, err)
 			return
 		}

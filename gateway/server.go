@@ -117,6 +117,7 @@ type Server struct {
 	baseCtx  context.Context
 	cancel   context.CancelFunc
 	inflight sync.WaitGroup
+	bg       sync.WaitGroup // goroutines New started (the default group coordinator); Shutdown waits
 
 	stats StatsSource     // node-level parts of GET /v1/stats (stats.go)
 	pipes *core.Pipelines // set by MountPipelines; GET /v1/stats reads pipeline progress
@@ -156,7 +157,11 @@ func New(broker *core.Broker, cfg Config) *Server {
 	s.groups = cfg.Groups
 	if s.groups == nil {
 		s.groups = core.NewGroupCoordinator(broker, core.GroupConfig{Logger: cfg.Logger})
-		go s.groups.Run(s.baseCtx)
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.groups.Run(s.baseCtx)
+		}()
 	}
 	return s
 }
@@ -175,14 +180,19 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting, lets in-flight requests (produces included)
-// finish until ctx ends, then closes the rest.
+// Shutdown stops accepting, lets in-flight requests (produces included,
+// and the appends of acks=none produces) finish until ctx ends, then
+// closes the rest and waits for the goroutines the gateway started.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
-	s.cancel()
+	if werr := s.broker.WaitNoAck(ctx); err == nil {
+		err = werr
+	}
+	s.cancel() // ends acks=none appends still running, WebSockets, the group coordinator
 	if werr := s.ws.wait(ctx); err == nil {
 		err = werr // WebSocket connections close with the base context
 	}
+	s.bg.Wait()
 	return err
 }
 

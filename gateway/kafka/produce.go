@@ -263,7 +263,7 @@ func (c *conn) producePartition(ctx context.Context, acks int16, topic string, p
 			continue
 		}
 		if acks == 0 {
-			if err := c.s.broker.ProduceNoAck(req, 30*time.Second); err != nil {
+			if err := c.s.broker.ProduceNoAck(c.s.ctx, req, 30*time.Second); err != nil { // the append ends at Close
 				return err
 			}
 			continue

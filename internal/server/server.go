@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/weir-broker/weir/core"
@@ -92,7 +93,8 @@ type Server struct {
 	peer      *peer.Handler // node-to-node calls (closed by Close)
 	ln        net.Listener
 	scheme    string
-	cancel    context.CancelFunc
+	cancel    context.CancelFunc // ends the loops below; Close calls it, then waits
+	bg        sync.WaitGroup     // audit log writer, retention, groups, queues (go)
 	pipesDone <-chan struct{}
 	serveErr  chan error
 	log       *slog.Logger
@@ -202,19 +204,20 @@ func Start(cfg Config) (*Server, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, peer: ph, ln: ln, scheme: scheme, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
-	go authSvc.Run(ctx) // the audit log writer
 	s.Groups = gc.Groups
-	startGroups(ctx, s.Groups)              // streaming.go
-	s.Queues = startQueues(cfg, broker, gw) // queues.go
+	s.Queues = newQueues(cfg, broker, gw) // queues.go
+	s.goRun(ctx, authSvc.Run)             // the audit log writer
+	s.goRun(ctx, s.Groups.Run)            // expiry and keep-alives (streaming.go)
+	s.goRun(ctx, s.Queues.Run)            // maintenance; owns the partition workers
 	if s.Pipelines, s.Wasm, s.pipesDone, err = startPipelines(ctx, cfg, broker, gw); err != nil {
 		cancel()
-		s.Queues.Close()
+		s.bg.Wait()
 		tel.Shutdown(context.Background())
 		host.Close()
 		ln.Close()
 		return nil, err
 	}
-	go broker.RunRetention(ctx)
+	s.goRun(ctx, broker.RunRetention)
 	go func() { s.serveErr <- gw.Serve(ln) }()
 	kafkaLn := kln // startKafka owns it now
 	kln = nil
@@ -223,6 +226,15 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// goRun runs loop(ctx) in a goroutine that Close waits for.
+func (s *Server) goRun(ctx context.Context, loop func(context.Context)) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		loop(ctx)
+	}()
 }
 
 // Addr is the HTTP address the node serves on.
@@ -243,17 +255,21 @@ func (s *Server) WaitReady(ctx context.Context) error {
 	return nil
 }
 
-// Close stops accepting requests, lets in-flight ones finish (until ctx
-// ends), then stops Raft.
+// Close stops accepting requests, lets in-flight ones (and acks=none
+// appends) finish until ctx ends, stops every loop Start started and waits
+// for them, then stops Raft.
 func (s *Server) Close(ctx context.Context) error {
 	if s.Kafka != nil {
 		s.Kafka.Close()
 	}
-	err := s.Gateway.Shutdown(ctx)
+	err := s.Gateway.Shutdown(ctx) // waits for acks=none appends, bounded by ctx
 	s.peer.Close()
 	s.cancel()
-	s.Queues.Close()
+	s.bg.Wait()   // audit log, groups, queues (and their partition workers), retention
 	<-s.pipesDone // workers stopped: no guest is running
+	if werr := s.Broker.WaitNoAck(ctx); err == nil {
+		err = werr // appends cancelled with the gateway's and Kafka's contexts end promptly
+	}
 	s.Wasm.Close()
 	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
 	s.Telemetry.Shutdown(flushCtx) // export errors were logged; nothing to do about them now

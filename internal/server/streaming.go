@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/examples/live"
 	"github.com/weir-broker/weir/gateway"
@@ -16,11 +14,6 @@ func newGroups(cfg Config, b *core.Broker) *core.GroupCoordinator {
 	gc.NodeID = cfg.NodeID
 	gc.Logger = cfg.Logger
 	return core.NewGroupCoordinator(b, gc)
-}
-
-// startGroups runs the coordinator's expiry and keep-alive loop until ctx ends.
-func startGroups(ctx context.Context, g *core.GroupCoordinator) {
-	go g.Run(ctx)
 }
 
 // mountBrowser serves the browser client and the live page.
