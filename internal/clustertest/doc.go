@@ -1,10 +1,14 @@
 // Package clustertest holds Weir's fault tests on real `weir serve`
 // processes: kill -9 of a partition leader under load, SIGSTOP/SIGCONT of a
 // leader, and a whole-cluster kill -9 and restart (`make test`), plus a
-// longer randomized run of the same checks (`make chaos`, build tag chaos).
+// longer randomized run (`make chaos`, build tag chaos).
 // Every test checks the same invariants: every acknowledged record is
 // present exactly once at its acknowledged offset, offsets are dense and in
 // order, and every replica holds the same records at the same offsets.
-// The in-process network-partition test is in internal/server (it needs the
-// fault-injecting transport of internal/faultnet).
+// `make chaos` adds network partitions between the processes (each node in
+// its own network namespace, links through internal/netfault proxies; root
+// only) and records every operation into an internal/history history that
+// its Jepsen-style checker judges (docs/guarantees.md, "Analysis"). The
+// in-process network-partition tests are in internal/server (the
+// fault-injecting Raft transport of internal/faultnet).
 package clustertest
