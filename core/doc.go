@@ -47,7 +47,8 @@
 //	go broker.RunRetention(ctx)
 //	groups := core.NewGroupCoordinator(broker, core.GroupConfig{NodeID: 1})
 //	go groups.Run(ctx)
-//	queues := core.NewQueues(broker, core.QueueConfig{}) // stopped by queues.Close()
+//	queues := core.NewQueues(broker, core.QueueConfig{})
+//	go queues.Run(ctx) // maintenance; stops the partition workers when ctx ends
 //	pipes := core.NewPipelines(broker, wasmHost, core.PipelinesConfig{})
 //	go pipes.Run(ctx)
 //
@@ -56,9 +57,11 @@
 //	page, err := broker.Fetch(ctx, &core.FetchRequest{Topic: "orders", Partition: 0,
 //		From: core.AtOffset, Offset: 0, Wait: time.Second})
 //
-// Every service is safe for concurrent use. The loops (RunRetention, Run of
-// GroupCoordinator and Pipelines) return when their context ends; Queues
-// starts its own goroutines in NewQueues and Close stops and waits for them.
+// Every service is safe for concurrent use. Constructors start nothing; the
+// loops (RunRetention, Run of GroupCoordinator, Queues and Pipelines)
+// return when their context ends, Queues.Run and Pipelines.Run once the
+// workers they own have stopped. An acks=none produce (ProduceNoAck) runs
+// on the caller's lifetime context; WaitNoAck waits for those in flight.
 //
 // # Errors
 //
