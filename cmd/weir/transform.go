@@ -31,9 +31,9 @@ func runWasmWorkerIfRequested() {
 func newTransformCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "transform",
-		Short: "Develop Wasm transforms locally (test, validate)",
+		Short: "Develop Wasm transforms locally (init, build, test, validate)",
 	}
-	cmd.AddCommand(newTransformTestCmd(), newTransformValidateCmd())
+	cmd.AddCommand(newTransformInitCmd(), newTransformBuildCmd(), newTransformTestCmd(), newTransformValidateCmd())
 	return cmd
 }
 
