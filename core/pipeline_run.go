@@ -289,9 +289,6 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 		if start := log.LogStart(); m.Pos < start {
 			m.Pos = start // retention deleted records the pipeline had not processed
 		}
-		if err := p.checkAccess(s, k.topic); err != nil {
-			return err
-		}
 		changed := log.Changed()
 		recs, err := log.Read(ctx, m.Pos, s.BatchSize, p.cfg.MaxBatchBytes)
 		if err != nil {
@@ -308,6 +305,18 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 			case <-time.After(time.Second):
 			}
 			continue
+		}
+		// Rights are checked with the batch in hand, so a record appended
+		// after a revocation is never processed under the old rights.
+		if err := p.checkAccess(s, k.topic); err != nil {
+			// Say why the pipeline stalls in its status (last_error), once
+			// per change of reason: the refusal is retried with backoff.
+			if msg := err.Error(); m.LastError != msg {
+				m.LastError = msg
+				doc, _ := json.Marshal(m)
+				_, _ = log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: !hadMeta, Value: rawMeta}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
+			}
+			return err
 		}
 		tel := p.broker.Telemetry() // spans and counts: docs/observability.md
 		bctx, span := tel.StartPipelineBatch(ctx, s.Name, k.topic, k.part, recs)

@@ -177,7 +177,8 @@ type Host struct {
 	rinfo    map[uint64]remoteInfo     // shard → HWM of a partition not hosted here
 	unloaded map[uint64]chan struct{}  // shard → closed when Dragonboat unloads it
 
-	metaSynced atomic.Bool // a linearizable read of the metadata succeeded since start
+	metaSynced atomic.Bool  // a linearizable read of the metadata succeeded since start
+	connFailed atomic.Int64 // Raft connections to other nodes that failed (dial or TLS handshake)
 
 	reconcileC chan struct{}
 	stopC      chan struct{}
@@ -376,7 +377,7 @@ func (sysEvents) NodeHostShuttingDown()                       {}
 func (sysEvents) NodeDeleted(raftio.NodeInfo)                 {}
 func (sysEvents) NodeReady(raftio.NodeInfo)                   {}
 func (sysEvents) ConnectionEstablished(raftio.ConnectionInfo) {}
-func (sysEvents) ConnectionFailed(raftio.ConnectionInfo)      {}
+func (e sysEvents) ConnectionFailed(raftio.ConnectionInfo)    { e.h.connFailed.Add(1) }
 func (sysEvents) SendSnapshotStarted(raftio.SnapshotInfo)     {}
 func (sysEvents) SendSnapshotCompleted(raftio.SnapshotInfo)   {}
 func (sysEvents) SendSnapshotAborted(raftio.SnapshotInfo)     {}
@@ -388,6 +389,12 @@ func (sysEvents) LogCompacted(raftio.EntryInfo)               {}
 func (sysEvents) LogDBCompacted(raftio.EntryInfo)             {}
 
 var _ raftio.ISystemEventListener = sysEvents{}
+
+// RaftConnectionFailures counts Raft connections from this node to another
+// that failed since start: a dial refused, or a TLS handshake failed (a
+// peer's certificate of another CA). A count that keeps growing points at
+// a node down or misconfigured.
+func (h *Host) RaftConnectionFailures() int64 { return h.connFailed.Load() }
 
 func (h *Host) kick() {
 	select {

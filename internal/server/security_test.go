@@ -482,10 +482,26 @@ func TestSecurityPipelineRunsWithCreatorRights(t *testing.T) {
 	// While running: once its creator loses the right, its batches fail.
 	admin.expect(204, "DELETE", "/v1/acls/"+writeOut, nil)
 	admin.expect(200, "POST", "/v1/topics/pin/records", produce)
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if n := count(); n != 1 {
-			t.Fatalf("the pipeline wrote %d records after its creator lost write on its output", n)
+	// Fence: the pipeline's worker looked at its next batch and refused
+	// it for the missing right (its status says so); only then is
+	// "nothing more in pout" a result.
+	denied := func() bool {
+		var st struct {
+			Partitions []struct {
+				LastError string `json:"last_error"`
+			} `json:"partitions"`
 		}
+		admin.expect(200, "GET", "/v1/pipelines/p1", nil).JSON(t, &st)
+		for _, p := range st.Partitions {
+			if strings.Contains(p.LastError, `may not write topic "pout"`) {
+				return true
+			}
+		}
+		return false
+	}
+	tu.Eventually(t, 60*time.Second, "p1's status naming the refused write on pout", denied)
+	if n := count(); n != 1 {
+		t.Fatalf("the pipeline wrote %d records after its creator lost write on its output", n)
 	}
 	addACL(t, admin, "erin", auth.Topic, "pout", auth.Literal, auth.Write)
 	tu.Eventually(t, 60*time.Second, "the pipeline resumes", func() bool { return count() == 2 })
@@ -548,10 +564,15 @@ func TestSecurityClusterRaftMTLS(t *testing.T) {
 		t.FailNow()
 	}
 	defer stop(t, n3)
-	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if n3.Host.Ready() {
-			t.Fatal("a node with a Raft certificate of another CA caught up with the cluster")
-		}
+	// Fence: the leader tried to reach node 3 over Raft several times and
+	// failed each time (its TLS handshake refuses the rogue certificate);
+	// only then does "node 3 has not caught up" say something.
+	failedBefore := c.nodes[1].Host.RaftConnectionFailures()
+	tu.Eventually(t, 60*time.Second, "node 1's Raft connections to node 3 failing", func() bool {
+		return c.nodes[1].Host.RaftConnectionFailures() >= failedBefore+3
+	})
+	if n3.Host.Ready() {
+		t.Fatal("a node with a Raft certificate of another CA caught up with the cluster")
 	}
 	// The wrong cluster secret: the join is refused at once.
 	c.dirs[4], c.peers[4] = t.TempDir(), tu.FreeAddr(t)
