@@ -69,6 +69,14 @@ type Config struct {
 	// (16 shared Pebble instances: for thousands of replicas per node).
 	// Fixed for the life of a data dir.
 	LogDB string
+	// FollowerWrites is what a node holding a follower replica of a
+	// partition does with a write: "propose" (default) proposes it to the
+	// local replica and Dragonboat hands it to the leader inside Raft (one
+	// Raft message, no HTTP hop; the answer comes when the local replica
+	// applies the entry); "forward" sends it over HTTP to the leader's node
+	// (internal/peer), as Weir did before. A node without a replica always
+	// forwards. docs/RATIONALE.md, "Writes at a follower".
+	FollowerWrites string
 	// TransportFactory replaces Dragonboat's TCP transport (tests inject
 	// faults through it). Nil: TCP.
 	TransportFactory dbconfig.TransportFactory
@@ -80,7 +88,16 @@ type Config struct {
 	CAFile, CertFile, KeyFile string
 }
 
+// FollowerWrites values.
+const (
+	FollowerPropose = "propose"
+	FollowerForward = "forward"
+)
+
 func (c *Config) setDefaults() {
+	if c.FollowerWrites == "" {
+		c.FollowerWrites = FollowerPropose
+	}
 	if c.RTTMillisecond == 0 {
 		c.RTTMillisecond = 10
 	}
@@ -123,6 +140,8 @@ func (c *Config) Validate() error {
 		return errors.New("raftlog: the metadata shard has 3 or 5 voters")
 	case c.LogDB != "" && c.LogDB != "tan" && c.LogDB != "pebble":
 		return fmt.Errorf("raftlog: LogDB %q is neither tan nor pebble", c.LogDB)
+	case c.FollowerWrites != "" && c.FollowerWrites != FollowerPropose && c.FollowerWrites != FollowerForward:
+		return fmt.Errorf("raftlog: FollowerWrites %q is neither %s nor %s", c.FollowerWrites, FollowerPropose, FollowerForward)
 	}
 	if len(c.Peers) > 0 {
 		if a, ok := c.Peers[c.NodeID]; !ok && !c.Join {
@@ -177,8 +196,9 @@ type Host struct {
 	rinfo    map[uint64]remoteInfo     // shard → HWM of a partition not hosted here
 	unloaded map[uint64]chan struct{}  // shard → closed when Dragonboat unloads it
 
-	metaSynced atomic.Bool  // a linearizable read of the metadata succeeded since start
-	connFailed atomic.Int64 // Raft connections to other nodes that failed (dial or TLS handshake)
+	metaSynced      atomic.Bool  // a linearizable read of the metadata succeeded since start
+	connFailed      atomic.Int64 // Raft connections to other nodes that failed (dial or TLS handshake)
+	forwardedWrites atomic.Int64 // write attempts sent to another node over the Forwarder
 
 	reconcileC chan struct{}
 	stopC      chan struct{}
@@ -395,6 +415,10 @@ var _ raftio.ISystemEventListener = sysEvents{}
 // peer's certificate of another CA). A count that keeps growing points at
 // a node down or misconfigured.
 func (h *Host) RaftConnectionFailures() int64 { return h.connFailed.Load() }
+
+// ForwardedWrites counts write attempts (appends, state transactions,
+// trims) this node sent to another node through the Forwarder since start.
+func (h *Host) ForwardedWrites() int64 { return h.forwardedWrites.Load() }
 
 func (h *Host) kick() {
 	select {

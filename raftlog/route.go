@@ -15,12 +15,14 @@ import (
 // Any node serves any partition. Host.Partition returns a routed handle:
 // reads are served from the local replica when this node hosts one (applied
 // entries are committed, so any replica's log is a consistent prefix) and
-// from another replica's node otherwise; writes go to the partition's leader,
-// here or on another node through the Forwarder. A call forwarded from
-// another node carries its hop count, and a node forwards a write onwards
-// only while the count is below maxHops, so a call never loops; past the
-// limit a node with a replica proposes locally (Dragonboat hands the
-// proposal to the leader) and a node without one answers not_leader.
+// from another replica's node otherwise. A write is proposed to the local
+// replica when this node hosts one (a follower's proposal reaches the
+// leader inside Raft; Config.FollowerWrites "forward" sends it over HTTP to
+// the leader's node instead) and forwarded through the Forwarder to a
+// replica's node otherwise. A call forwarded from another node carries its
+// hop count, and a node forwards a write onwards only while the count is
+// below maxHops, so a call never loops; past the limit a node with a
+// replica proposes locally and a node without one answers not_leader.
 //
 // A replica serves reads only once it has caught up (Partition.catchUp):
 // after a restart it may hold a stale prefix. A call taken from a client
@@ -148,15 +150,12 @@ func (r *routed) writeTarget(attempt int) (target, error) {
 			}
 			return target{wait: true}, nil
 		}
-		// Not measured yet (issue 14): proposing here in the first place
-		// would save the HTTP hop, and stays correct (dedupe is in the
-		// state machine; a timed-out local attempt is an unknown outcome
-		// like a remote one), but the answer then waits for this replica
-		// to apply the entry, which it learns is committed only with the
-		// leader's next append or heartbeat.
-		// Keep the forward until scripts/bench-compare.sh shows R3
-		// publish faster in a median of 3 on a quiet machine.
-		if r.hops < maxHops && h.cfg.Forwarder != nil {
+		// A follower replica: propose here (Dragonboat hands the proposal
+		// to the leader and the answer comes when this replica applies
+		// it; dedupe is in the state machine, and a timed-out attempt is
+		// an unknown outcome like a forwarded one), or forward over HTTP
+		// (Config.FollowerWrites).
+		if h.cfg.FollowerWrites == FollowerForward && r.hops < maxHops && h.cfg.Forwarder != nil {
 			if addr := h.httpAddr(node); addr != "" {
 				return target{node: node, addr: addr}, nil
 			}
@@ -233,6 +232,7 @@ func (r *routed) write(ctx context.Context, idempotent bool, unknown *bool,
 			if t.local != nil {
 				err = local(actx, t.local)
 			} else {
+				r.h.forwardedWrites.Add(1)
 				err = remote(actx, r.route(t.node, t.addr))
 				r.noteRemote(t.node, err)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	tu "github.com/weir-broker/weir/internal/testutil"
+	"github.com/weir-broker/weir/raftlog"
 )
 
 // testCluster is n in-process nodes formed with --peers semantics.
@@ -328,4 +329,84 @@ func TestClusterPlacementForwardingAndStatus(t *testing.T) {
 		tu.Do(t, "GET", c.nodes[1].URL()+"/v1/groups/g/offsets", nil).JSON(t, &g)
 		return len(g.Offsets) == 1 && g.Offsets[0].Offset == 4 && g.Offsets[0].Lag == 5
 	})
+}
+
+// A node holding a follower replica takes writes through either path
+// (raftlog.Config.FollowerWrites) across a leader change: an idempotent
+// producer on the follower loses nothing and duplicates nothing, and the
+// path taken is the one configured.
+func TestClusterFollowerWritesUnderLeaderChange(t *testing.T) {
+	for _, mode := range []string{raftlog.FollowerPropose, raftlog.FollowerForward} {
+		t.Run(mode, func(t *testing.T) {
+			c := startCluster(t, 3, func(cfg *Config) { cfg.Raft.FollowerWrites = mode })
+			r := tu.Do(t, "POST", c.nodes[1].URL()+"/v1/topics", map[string]any{"name": "fw", "partitions": 1})
+			if r.Status != 201 {
+				t.Fatalf("create: %d %s", r.Status, r.Body)
+			}
+			leader := func(via uint64) uint64 { return tu.LeaderOf(t, c.nodes[via].URL(), "fw", 0) }
+			// The leader balancer moves the leadership to the preferred
+			// node; wait for it, so that no transfer happens mid-test.
+			var lead uint64
+			tu.Eventually(t, 60*time.Second, "fw/0 led by its preferred node", func() bool {
+				for _, cp := range tu.ClusterStatus(t, c.nodes[1].URL()).PartitionsL {
+					if cp.Topic == "fw" && cp.Leader != 0 && cp.Leader == cp.Preferred {
+						lead = cp.Leader
+						return true
+					}
+				}
+				return false
+			})
+			var follower uint64
+			for id := range c.nodes {
+				if id != lead {
+					follower = id
+					break
+				}
+			}
+			// Every node holds a replica (RF 3 on 3 nodes): with a leader up,
+			// the follower's writes never need the forwarder in propose mode.
+			fwdBefore := c.nodes[follower].Host.ForwardedWrites()
+			const n, stopAt = 60, 20
+			url := c.nodes[follower].URL()
+			var want []string
+			var fwd int64 // writes forwarded over HTTP while the leader was up
+			for i := 0; i < n; i++ {
+				if i == stopAt { // the leader goes away mid-stream
+					fwd = c.nodes[follower].Host.ForwardedWrites() - fwdBefore
+					stop(t, c.nodes[lead])
+					delete(c.nodes, lead)
+				}
+				v := fmt.Sprintf("v-%d", i)
+				body := map[string]any{"producer_id": "fw-producer", "sequence": i,
+					"records": []map[string]any{{"value": v, "partition": 0}}}
+				deadline := time.Now().Add(60 * time.Second)
+				for { // the same sequence again after an unknown outcome: idempotent
+					r := tu.Do(t, "POST", url+"/v1/topics/fw/records", body)
+					if r.Status == 200 {
+						break
+					}
+					if r.Status != 503 && r.Status != 504 || time.Now().After(deadline) {
+						t.Fatalf("produce %d via node %d: %d %s", i, follower, r.Status, r.Body)
+					}
+				}
+				want = append(want, v)
+			}
+			if newLead := leader(follower); newLead == lead {
+				t.Fatalf("node %d still named leader after it stopped", lead)
+			}
+			for _, s := range c.nodes {
+				tu.Eventually(t, 30*time.Second, "every replica has every record once, in order", func() bool {
+					return fmt.Sprint(tu.ReadPartition(t, s.URL(), "fw", 0, true)) == fmt.Sprint(want)
+				})
+			}
+			// While there is no leader, a follower may also ask the other
+			// replicas' nodes (route.go); with a live leader it must not.
+			switch {
+			case mode == raftlog.FollowerPropose && fwd != 0:
+				t.Fatalf("propose mode: the follower forwarded %d writes over HTTP to a live leader", fwd)
+			case mode == raftlog.FollowerForward && fwd != stopAt:
+				t.Fatalf("forward mode: the follower forwarded %d writes to the live leader, want %d", fwd, stopAt)
+			}
+		})
+	}
 }
