@@ -159,9 +159,9 @@ func isJSON(ctx *fasthttp.RequestCtx) bool {
 	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
 }
 
-// produceReq is POST /v1/topics/{t}/records: a JSON batch, or any other
-// content type as one record's value (key, partition and delivery time
-// from the query).
+// produceReq is POST /v1/topics/{t}/records: a JSON batch, a binary batch
+// (application/vnd.weir.records, producebin.go), or any other content type
+// as one record's value (key, partition and delivery time from the query).
 type produceReq struct {
 	Topic string `path:"t" json:"-" need:"topic:write"`
 	Acks  string `query:"acks" json:"-"`
@@ -183,6 +183,14 @@ func (r *produceReq) decodeBody(c *call, raw []byte) error {
 		}
 		var err error
 		r.req, err = body.ToCore(c.pathVar("t"))
+		return err
+	}
+	if isBinaryRecords(ctx) { // producebin.go
+		if isNoAck(q) {
+			raw = bytes.Clone(raw) // records outlive the request
+		}
+		var err error
+		r.req, err = DecodeProduceBinary(c.pathVar("t"), raw)
 		return err
 	}
 	// Any other content type: the body is one record's value.
