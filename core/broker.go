@@ -338,27 +338,41 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 		}
 		return res, nil
 	}
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
-	for gi, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ar, err := appendOne(g)
-			if err != nil {
-				errs[gi] = err
-				return
-			}
-			for j, i := range g.idx {
-				res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = each(len(groups), func(gi int) error {
+		g := groups[gi]
+		ar, err := appendOne(g)
+		if err != nil {
+			return err
+		}
+		for j, i := range g.idx {
+			res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// each runs f(0) … f(n-1) concurrently (inline when n is 1), waits for
+// all, and joins their errors: writes to different partitions, each
+// waiting for its own quorum fsync, overlap instead of adding up.
+func each(n int, f func(i int) error) error {
+	if n == 1 {
+		return f(0)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // ProduceNoAck starts a produce and returns at once (acks=none,

@@ -507,15 +507,20 @@ func (p *Pipelines) commit(ctx context.Context, log PartitionLog, s PipelineSpec
 	metaKey := pipePrefix(s.Name) + "meta"
 	cond := StateCond{Key: metaKey, Absent: !hadMeta, Value: rawMeta}
 	if s.Guarantee != ExactlyOnce {
-		for _, key := range order {
-			topic, part := splitTP(key)
+		// The output partitions are independent: append to all at once,
+		// then commit the position only if every append succeeded.
+		now := time.Now().UnixMilli()
+		err := each(len(order), func(i int) error {
+			topic, part := splitTP(order[i])
 			out, err := p.store.Partition(topic, part)
 			if err != nil {
 				return err
 			}
-			if _, err := p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{Timestamp: time.Now().UnixMilli(), Records: emit[key]}); err != nil {
-				return err
-			}
+			_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{Timestamp: now, Records: emit[order[i]]})
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		doc, _ := json.Marshal(m)
 		res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: append(stateOps, StateOp{Key: metaKey, Value: doc})})
@@ -582,7 +587,9 @@ func (p *Pipelines) shipOutbox(ctx context.Context, log PartitionLog, s Pipeline
 		if err != nil {
 			return fmt.Errorf("outbox %s: %w", e.key, err)
 		}
-		for _, g := range groups {
+		// One entry names each output partition once: ship them at once.
+		err = each(len(groups), func(i int) error {
+			g := groups[i]
 			topic, part := splitTP(g.tp)
 			out, err := p.store.Partition(topic, part)
 			if err != nil {
@@ -593,9 +600,10 @@ func (p *Pipelines) shipOutbox(ctx context.Context, log PartitionLog, s Pipeline
 			if errors.As(err, &se) && se.Expected > g.seq {
 				err = nil // appended before, beyond the dedup window
 			}
-			if err != nil {
-				return err
-			}
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		if _, err := log.ApplyTxn(ctx, &StateTxn{Ops: []StateOp{{Key: e.key, Delete: true}}}); err != nil {
 			return err
