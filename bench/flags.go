@@ -11,24 +11,28 @@ func parseRun(args []string) (*config, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	c := &config{}
 	var servers string
-	fs.StringVar(&c.system, "system", "weir", "weir or nats")
-	fs.StringVar(&c.scenario, "scenario", "batch", "batch (async publish), one (one record at a time) or consume (one reader from the start)")
+	fs.StringVar(&c.system, "system", "weir", "weir (HTTP), kafka (Weir's Kafka listener, franz-go) or nats")
+	fs.StringVar(&c.scenario, "scenario", "batch", "batch (async publish), one (one record at a time), steady (-rate records/s offered, linger 0) or consume (one reader from the start)")
 	fs.StringVar(&c.label, "label", "", "name of the system in the report (default: -system)")
 	fs.StringVar(&c.cluster, "cluster", "R1", "R1 or R3 (report label)")
-	fs.StringVar(&servers, "servers", "", "comma-separated: http://HOST:PORT of Weir nodes or nats://HOST:PORT of NATS servers")
+	fs.StringVar(&servers, "servers", "", "comma-separated: http://HOST:PORT of Weir nodes, HOST:PORT of their Kafka listeners (kafka) or nats://HOST:PORT of NATS servers")
+	var httpServers string
+	fs.StringVar(&httpServers, "http-servers", "", "kafka: comma-separated http://HOST:PORT of the same Weir nodes; if set, the topic is created and awaited over HTTP as for weir, else with Kafka CreateTopics")
 	fs.StringVar(&c.topic, "topic", "bench", "Weir topic; NATS streams are TOPIC_0..TOPIC_{partitions-1}")
 	fs.IntVar(&c.partitions, "partitions", 4, "partitions (NATS: streams) of the topic")
 	fs.IntVar(&c.replicas, "replicas", 1, "replication factor of the topic / streams")
-	fs.IntVar(&c.producers, "producers", 10, "concurrent producers (batch), spread over the servers")
+	fs.IntVar(&c.producers, "producers", 10, "concurrent producers (batch), spread over the servers; kafka: one client with producers×batch records in flight")
 	fs.IntVar(&c.batch, "batch", 100, "records per batch (batch)")
 	fs.IntVar(&c.size, "size", 1024, "value bytes per record")
 	fs.IntVar(&c.perFetch, "per-fetch", 1000, "records per fetch (consume)")
-	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to publish (batch, one)")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to publish (batch, one, steady)")
+	fs.IntVar(&c.rate, "rate", 10000, "records/s offered (steady)")
 	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	c.servers = splitServers(servers)
+	c.httpServers = splitServers(httpServers)
 	if len(c.servers) == 0 {
 		return nil, fmt.Errorf("-servers is required")
 	}

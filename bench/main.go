@@ -1,14 +1,15 @@
-// Command weircmp drives the same load against Weir (HTTP JSON) and NATS
-// JetStream (the NATS Go client) so that their figures can be put side by
-// side: scripts/bench-compare.sh starts the servers and calls it.
+// Command weircmp drives the same load against Weir (HTTP JSON), Weir
+// through its Kafka listener (franz-go) and NATS JetStream (the NATS Go
+// client) so that their figures can be put side by side:
+// scripts/bench-compare.sh starts the servers and calls it.
 //
-//	weircmp run -system weir|nats -scenario batch|one|consume -servers A,B,C [flags]
+//	weircmp run -system weir|kafka|nats -scenario batch|one|steady|consume -servers A,B,C [flags]
 //	weircmp report FILE.jsonl
 //
 // `run` prints one JSON line with the result; `report` reads those lines
-// and prints, per scenario, the median of each system and its ratio to
-// NATS default. It lives in its own module so that the NATS client never
-// enters the broker's go.mod.
+// and prints, per scenario, the median of each system and its ratios to
+// Weir over HTTP and to NATS. It lives in its own module so that the NATS
+// client never enters the broker's go.mod.
 package main
 
 import (
@@ -21,25 +22,27 @@ import (
 
 // result is one run of one scenario against one system.
 type result struct {
-	Label    string  `json:"label"`    // system as shown in the table: weir, nats, nats-sync
+	Label    string  `json:"label"`    // system as shown in the table: weir, weir-kafka, nats, nats-sync
 	Cluster  string  `json:"cluster"`  // R1 or R3
-	Scenario string  `json:"scenario"` // batch, one, consume
+	Scenario string  `json:"scenario"` // batch, one, steady, consume
 	Records  int64   `json:"records"`
 	Seconds  float64 `json:"seconds"`
 	Rate     float64 `json:"rate"` // records/s
 	P50us    float64 `json:"p50_us,omitempty"`
 	P99us    float64 `json:"p99_us,omitempty"`
 	Errors   int64   `json:"errors,omitempty"`
+	Offered  float64 `json:"offered,omitempty"` // records/s offered (steady)
 }
 
 // config is the load shape, identical for both systems.
 type config struct {
 	system, scenario, label, cluster string
-	servers                          []string
+	servers, httpServers             []string
 	topic                            string
 	partitions, replicas             int
 	producers, batch, size, perFetch int
 	duration                         time.Duration
+	rate                             int    // records/s offered (steady)
 	accept                           string // Weir fetch encoding: json or binary
 }
 
@@ -74,6 +77,8 @@ func runCmd(args []string) error {
 		r, err = runWeir(c)
 	case "nats":
 		r, err = runNATS(c)
+	case "kafka":
+		r, err = runKafka(c)
 	default:
 		return fmt.Errorf("unknown system %q", c.system)
 	}

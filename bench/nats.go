@@ -48,6 +48,8 @@ func runNATS(c *config) (result, error) {
 		return natsPublish(c, c.producers, c.batch)
 	case "one":
 		return natsPublish(c, 1, 1)
+	case "steady":
+		return natsSteady(c)
 	case "consume":
 		return natsConsume(ctx, js, c)
 	}

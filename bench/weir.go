@@ -15,7 +15,7 @@ import (
 // runWeir runs one scenario against Weir nodes over HTTP/1.1 keep-alive,
 // JSON produce requests, JSON or binary fetches.
 func runWeir(c *config) (result, error) {
-	hc := &fasthttp.Client{MaxConnsPerHost: 4 * c.producers, ReadTimeout: time.Minute,
+	hc := &fasthttp.Client{MaxConnsPerHost: max(4*c.producers, steadyHTTPWorkers), ReadTimeout: time.Minute,
 		WriteTimeout: time.Minute, MaxResponseBodySize: 256 << 20}
 	if err := weirSetup(hc, c); err != nil {
 		return result{}, err
@@ -25,6 +25,8 @@ func runWeir(c *config) (result, error) {
 		return weirProduce(hc, c, c.producers, c.batch)
 	case "one":
 		return weirProduce(hc, c, 1, 1)
+	case "steady":
+		return weirSteady(hc, c)
 	case "consume":
 		return weirConsume(hc, c)
 	}

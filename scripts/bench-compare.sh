@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # Weir against NATS JetStream on the same loads (docs/benchmarks.md, "Weir and
-# NATS JetStream"). Builds bin/weir and bin/weircmp (the load driver, module
-# bench/), installs a pinned nats-server into bin/ if missing, then, RUNS
-# times: for Weir, NATS default and NATS with `sync_interval: always`, on one
-# node (R1) and on three (R3, replicated 3 ways), starts fresh servers on
-# loopback and runs async publish, one record at a time, and consume from the
-# start. Prints the table of medians and ratios; the raw results stay in
-# $OUT (JSON lines). Then, unless BENCH_PIPELINE=0, `weir bench pipeline`.
+# NATS JetStream" and "Kafka clients (issue 13)"). Builds bin/weir and
+# bin/weircmp (the load driver, module bench/), installs a pinned nats-server
+# into bin/ if missing, then, RUNS times: for Weir over HTTP (weir), Weir
+# through its Kafka listener with franz-go (weir-kafka), NATS default and NATS
+# with `sync_interval: always`, on one node (R1) and on three (R3, replicated
+# 3 ways), starts fresh servers on loopback and runs async publish, one record
+# at a time, a steady 10,000 records/s (BENCH_RATE) and consume from the
+# start. Prints the table of medians and ratios; the raw results stay in $OUT
+# (JSON lines). Then, unless BENCH_PIPELINE=0, `weir bench pipeline`.
 #
 #   RUNS=3 BENCH_DURATION=5s BENCH_PPROF=0 BENCH_PIPELINE=1 scripts/bench-compare.sh
-#   ONLY="weir nats" CLUSTERS="R1" ... to run a subset.
+#   ONLY="weir weir-kafka" CLUSTERS="R1" SCENARIOS="batch steady" ... to run a subset.
+#   Ports: BENCH_HTTP_PORT (18580), BENCH_RAFT_PORT (17580), BENCH_NATS_PORT
+#   (14222, +100, +200), BENCH_KAFKA_PORT (BENCH_HTTP_PORT+200); node i uses
+#   port+i-1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 NATS_VERSION=v2.15.3          # pinned; builds with Go 1.26 from the module proxy
 RUNS=${RUNS:-3}
 D=${BENCH_DURATION:-5s}
-ONLY=${ONLY:-"weir nats nats-sync"}
+ONLY=${ONLY:-"weir weir-kafka nats nats-sync"}
 CLUSTERS=${CLUSTERS:-"R1 R3"}
-SCENARIOS=${SCENARIOS:-"batch one consume"}
+SCENARIOS=${SCENARIOS:-"batch one steady consume"}
+RATE=${BENCH_RATE:-10000}
 hp=${BENCH_HTTP_PORT:-18580}; rp=${BENCH_RAFT_PORT:-17580}; np=${BENCH_NATS_PORT:-14222}
+kp=${BENCH_KAFKA_PORT:-$((hp+200))}
 
 mkdir -p bin
 if [ -z "${BENCH_NOBUILD:-}" ]; then
@@ -47,23 +54,29 @@ wait_http() { # URL
   echo "$1 did not answer" >&2; exit 1
 }
 
-start_weir() { # nodes
-  local n=$1 peers="" i
+start_weir() { # nodes [kafka]: with "kafka", node i also listens for Kafka on kp+i-1
+  local n=$1 kafka=${2:-} peers="" i
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in $(seq 1 "$n"); do peers+="${peers:+,}$i=127.0.0.1:$((rp+i-1))"; done
   for i in $(seq 1 "$n"); do
     local extra=()
     [ "$n" -gt 1 ] && extra+=(--peers "$peers")
     [ "${BENCH_PPROF:-0}" = 1 ] && extra+=(--pprof-addr "127.0.0.1:$((hp+100+i-1))")
+    if [ "$kafka" = kafka ]; then
+      extra+=(--kafka-addr "127.0.0.1:$((kp+i-1))" --kafka-advertised-addr "127.0.0.1:$((kp+i-1))")
+    else
+      extra+=(--kafka-addr "")
+    fi
     ./bin/weir serve --node-id "$i" --data-dir "$work/data/n$i" --http-addr "127.0.0.1:$((hp+i-1))" \
-      --raft-addr "127.0.0.1:$((rp+i-1))" --kafka-addr "" --log-level error "${extra[@]}" \
+      --raft-addr "127.0.0.1:$((rp+i-1))" --log-level error "${extra[@]}" \
       >>"$work/weir.log" 2>&1 &
     pids+=($!)
   done
-  servers=""
+  servers=""; kservers=""
   for i in $(seq 1 "$n"); do
     wait_http "http://127.0.0.1:$((hp+i-1))/readyz"
     servers+="${servers:+,}http://127.0.0.1:$((hp+i-1))"
+    kservers+="${kservers:+,}127.0.0.1:$((kp+i-1))"
   done
 }
 
@@ -92,11 +105,12 @@ start_nats() { # nodes sync(0|1)
   done
 }
 
-run_scenarios() { # label system cluster replicas topic
-  local s
+run_scenarios() { # label system cluster replicas topic servers [weircmp flags...]
+  local s label=$1 system=$2 cluster=$3 replicas=$4 topic=$5 srv=$6
+  shift 6
   for s in $SCENARIOS; do
-    ./bin/weircmp run -system "$2" -label "$1" -cluster "$3" -replicas "$4" -topic "$5" \
-      -servers "$servers" -scenario "$s" -duration "$D" ${WEIRCMP_FLAGS:-} | tee -a "$OUT"
+    ./bin/weircmp run -system "$system" -label "$label" -cluster "$cluster" -replicas "$replicas" -topic "$topic" \
+      -servers "$srv" -scenario "$s" -duration "$D" -rate "$RATE" "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT"
   done
 }
 
@@ -107,16 +121,19 @@ for run in $(seq 1 "$RUNS"); do
     for sys in $ONLY; do
       echo "== run $run, $cl, $sys" >&2
       case $sys in
-        weir) start_weir $nodes; run_scenarios weir weir "$cl" $nodes "b$run" ;;
-        nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" ;;
-        nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" ;;
+        weir) start_weir $nodes; run_scenarios weir weir "$cl" $nodes "b$run" "$servers" ;;
+        weir-kafka) start_weir $nodes kafka
+          run_scenarios weir-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
+        nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" "$servers" ;;
+        nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" "$servers" ;;
+        *) echo "unknown system $sys (weir, weir-kafka, nats, nats-sync)" >&2; exit 2 ;;
       esac
       stop
     done
   done
 done
 echo
-echo "Weir vs NATS JetStream $NATS_VERSION, 1 KiB values, 4 partitions (streams), $RUNS runs, $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Weir (HTTP, Kafka/franz-go) vs NATS JetStream $NATS_VERSION, 1 KiB values, 4 partitions (streams), $RUNS runs, $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 ./bin/weircmp report "$OUT"
 
 if [ "${BENCH_PIPELINE:-1}" = 1 ]; then
