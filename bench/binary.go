@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 )
@@ -8,6 +9,42 @@ import (
 // binaryMediaType selects Weir's binary fetch answer (docs/api.md, "Binary
 // fetch answers").
 const binaryMediaType = "application/vnd.weir.records"
+
+// weirBinaryBodies is weirBodies in the binary produce framing (docs/api.md,
+// "Binary produce bodies"): the same keys and values, no JSON.
+func weirBinaryBodies(p, n, size int) [][]byte {
+	val := bytes.Repeat([]byte("x"), size)
+	body := func(keys []string) []byte {
+		be := binary.BigEndian
+		b := append([]byte("WRP1"), 0, 0) // no producer id
+		b = be.AppendUint64(b, 0)
+		b = be.AppendUint32(b, uint32(len(keys)))
+		for _, k := range keys {
+			b = be.AppendUint32(b, 0xFFFFFFFF) // partition -1: by key
+			b = be.AppendUint64(b, 0)          // the broker's clock
+			b = be.AppendUint32(b, uint32(len(k)))
+			b = append(b, k...)
+			b = be.AppendUint32(b, uint32(len(val)))
+			b = append(b, val...)
+			b = be.AppendUint32(b, 0) // no headers
+		}
+		return b
+	}
+	var out [][]byte
+	for v := 0; v < 8; v++ {
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = keyOf(p, v*n+i)
+		}
+		out = append(out, body(keys))
+	}
+	if n == 1 { // one at a time: more keys, so that every partition is hit
+		for v := 8; v < 64; v++ {
+			out = append(out, body([]string{keyOf(p, v)}))
+		}
+	}
+	return out
+}
 
 // countBinary walks a binary fetch answer and returns its next offset and
 // the number of records, checking every length on the way.

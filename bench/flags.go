@@ -28,6 +28,7 @@ func parseRun(args []string) (*config, error) {
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to publish (batch, one, steady)")
 	fs.IntVar(&c.rate, "rate", 10000, "records/s offered (steady)")
 	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
+	fs.StringVar(&c.produce, "produce", "binary", "Weir produce body: json or binary (application/vnd.weir.records)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

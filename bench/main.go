@@ -44,6 +44,7 @@ type config struct {
 	duration                         time.Duration
 	rate                             int    // records/s offered (steady)
 	accept                           string // Weir fetch encoding: json or binary
+	produce                          string // Weir produce body: json or binary
 }
 
 func main() {

@@ -98,7 +98,7 @@ func weirSteady(hc *fasthttp.Client, c *config) (result, error) {
 		go func() {
 			defer wg.Done()
 			target := c.servers[w%len(c.servers)] + "/v1/topics/" + c.topic + "/records"
-			bodies := weirBodies(w, 1, c.size)
+			bodies, ct := weirBodies(c, w, 1)
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
@@ -109,7 +109,7 @@ func weirSteady(hc *fasthttp.Client, c *config) (result, error) {
 				}
 				req.SetRequestURI(target)
 				req.Header.SetMethod("POST")
-				req.Header.SetContentType("application/json")
+				req.Header.SetContentType(ct)
 				req.SetBodyRaw(bodies[i%len(bodies)])
 				err := hc.DoTimeout(req, resp, time.Minute)
 				if err == nil && resp.StatusCode() != 200 {

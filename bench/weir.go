@@ -115,8 +115,13 @@ func weirTopicOf(hc *fasthttp.Client, c *config) (weirTopic, error) {
 }
 
 // weirBodies returns a few pre-built produce bodies of n keyed records for
-// producer p (distinct keys, spread over the partitions by Weir's murmur2).
-func weirBodies(p, n, size int) [][]byte {
+// producer p (distinct keys, spread over the partitions by Weir's murmur2),
+// in the encoding of c.produce, and their content type.
+func weirBodies(c *config, p, n int) ([][]byte, string) {
+	if c.produce == "binary" {
+		return weirBinaryBodies(p, n, c.size), binaryMediaType
+	}
+	size := c.size
 	val := bytes.Repeat([]byte("x"), size)
 	var out [][]byte
 	for v := 0; v < 8; v++ {
@@ -138,7 +143,7 @@ func weirBodies(p, n, size int) [][]byte {
 			out = append(out, []byte(`{"records":[{"key":"`+keyOf(p, v)+`","value":"`+string(val)+`"}]}`))
 		}
 	}
-	return out
+	return out, "application/json"
 }
 
 // weirProduce runs producers that each send one request of batch records at
@@ -155,14 +160,14 @@ func weirProduce(hc *fasthttp.Client, c *config, producers, batch int) (result, 
 		go func() {
 			defer wg.Done()
 			target := c.servers[p%len(c.servers)] + "/v1/topics/" + c.topic + "/records"
-			bodies := weirBodies(p, batch, c.size)
+			bodies, ct := weirBodies(c, p, batch)
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			for i := 0; time.Now().Before(deadline); i++ {
 				req.SetRequestURI(target)
 				req.Header.SetMethod("POST")
-				req.Header.SetContentType("application/json")
+				req.Header.SetContentType(ct)
 				req.SetBodyRaw(bodies[i%len(bodies)])
 				t0 := time.Now()
 				err := hc.DoTimeout(req, resp, time.Minute)
