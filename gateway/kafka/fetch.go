@@ -24,17 +24,27 @@ func encodeBatch(dst []byte, recs []core.Record) []byte {
 	for _, r := range recs {
 		first, maxTS = min(first, r.Timestamp), max(maxTS, r.Timestamp)
 	}
-	var body []byte
-	for _, r := range recs {
-		kr := kmsg.Record{TimestampDelta64: r.Timestamp - first, OffsetDelta: int32(r.Offset - base), Key: r.Key, Value: r.Value}
+	size := 0
+	for i := range recs {
+		size += 32 + len(recs[i].Key) + len(recs[i].Value)
+		for _, h := range recs[i].Headers {
+			size += 10 + len(h.Key) + len(h.Value)
+		}
+	}
+	body := make([]byte, 0, size)
+	var scratch []byte // one record encoded with Length 0, reused
+	var kr kmsg.Record
+	for i := range recs {
+		r := &recs[i]
+		kr = kmsg.Record{TimestampDelta64: r.Timestamp - first, OffsetDelta: int32(r.Offset - base), Key: r.Key, Value: r.Value, Headers: kr.Headers[:0]}
 		for _, h := range r.Headers {
 			kr.Headers = append(kr.Headers, kmsg.Header{Key: h.Key, Value: []byte(h.Value)})
 		}
-		// Length is everything after the length varint.
-		tmp := kr.AppendTo(nil)
-		_, used := binary.Varint(tmp)
-		kr.Length = int32(len(tmp) - used)
-		body = kr.AppendTo(body)
+		// Length is everything after the length varint: encode once with
+		// Length 0 (one byte), then write the real length before the rest.
+		scratch = kr.AppendTo(scratch[:0])
+		body = binary.AppendVarint(body, int64(len(scratch)-1))
+		body = append(body, scratch[1:]...)
 	}
 	rb := kmsg.RecordBatch{
 		FirstOffset: base, PartitionLeaderEpoch: -1, Magic: 2,
