@@ -228,7 +228,7 @@ func (r *routed) write(ctx context.Context, idempotent bool, unknown *bool,
 		case t.wait:
 			err = &core.NotLeaderError{Msg: fmt.Sprintf("partition %s/%d has no leader right now", r.topic, r.partition)}
 		default:
-			actx, cancel := r.attemptContext(ctx, idempotent)
+			actx, cancel := r.attemptContext(ctx, idempotent, t.local != nil)
 			if t.local != nil {
 				err = local(actx, t.local)
 			} else {
@@ -273,16 +273,26 @@ func (r *routed) write(ctx context.Context, idempotent bool, unknown *bool,
 	}
 }
 
-// attemptContext bounds one attempt of an idempotent write: it ends after
-// AttemptTimeout or at the shard's next leader change (the attempt may be
-// stuck at a leader that is gone), so that the write is tried again at the
-// new leader. Other writes wait for their outcome until ctx ends.
-func (r *routed) attemptContext(ctx context.Context, idempotent bool) (context.Context, context.CancelFunc) {
-	if !idempotent {
+// attemptContext bounds one attempt of a write. An idempotent write's
+// attempt ends after AttemptTimeout or at the shard's next leader change
+// (the attempt may be stuck at a leader that is gone), so that the write is
+// tried again at the new leader. A local proposal also ends at the next
+// leader change: Dragonboat says nothing when the leader a follower handed
+// it to dies, so without this a plain produce would wait for its deadline;
+// it ends with an unknown outcome instead (the entry may still commit).
+// Other writes wait for their outcome until ctx ends.
+func (r *routed) attemptContext(ctx context.Context, idempotent, local bool) (context.Context, context.CancelFunc) {
+	if !idempotent && !local {
 		return context.WithCancel(ctx)
 	}
 	changed := r.h.leaderChanged(r.shard)
-	actx, cancel := context.WithTimeout(ctx, r.h.cfg.AttemptTimeout)
+	var actx context.Context
+	var cancel context.CancelFunc
+	if idempotent {
+		actx, cancel = context.WithTimeout(ctx, r.h.cfg.AttemptTimeout)
+	} else {
+		actx, cancel = context.WithCancel(ctx)
+	}
 	go func() {
 		select {
 		case <-changed:
