@@ -20,7 +20,10 @@ import (
 // is one JSON document in the replicated catalog (table "groups"), changed
 // only by compare-and-set. Any node can therefore serve any member, and
 // any node can expire a member whose heartbeats stopped: the decision is a
-// CAS on the document with the wall-clock times stored in it.
+// CAS on the document. Nodes never compare their clocks: each node measures
+// how long a member's stored heartbeat has stayed unchanged on its own
+// clock (silentFor), so a node whose clock is ahead or behind neither
+// expires live members nor keeps dead ones.
 //
 // Every change of the member set bumps the generation and recomputes the
 // assignment (sticky: a member keeps what it had up to its fair share). A
@@ -54,9 +57,9 @@ type GroupConfig struct {
 	CheckInterval time.Duration
 	// MaxMembers per group; default 1000.
 	MaxMembers int
-	// Now is the wall clock; default time.Now. Heartbeat times are stored in
-	// the group document, so the nodes' clocks must agree to well within
-	// the session timeout.
+	// Now is the clock; default time.Now. Stored times (joined, last
+	// heartbeat) are shown to users; expiry never compares them with
+	// another node's clock, only with this node's earlier readings.
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -201,14 +204,24 @@ type GroupCoordinator struct {
 	broker *Broker
 	store  Store
 
-	mu    sync.Mutex                // guards local
+	mu    sync.Mutex                // guards local and beats
 	local map[string]map[string]int // group → member → keep-alive count
+	beats map[beatKey]beatSeen      // what this node saw of each member's heartbeat
+}
+
+type beatKey struct{ group, member string }
+
+// beatSeen is a member's stored heartbeat value and when, on this node's
+// clock, this node first saw it.
+type beatSeen struct {
+	value int64
+	since time.Time
 }
 
 // NewGroupCoordinator returns a coordinator over the broker's store.
 func NewGroupCoordinator(b *Broker, cfg GroupConfig) *GroupCoordinator {
 	cfg.setDefaults()
-	return &GroupCoordinator{cfg: cfg, broker: b, store: b.Store(), local: map[string]map[string]int{}}
+	return &GroupCoordinator{cfg: cfg, broker: b, store: b.Store(), local: map[string]map[string]int{}, beats: map[beatKey]beatSeen{}}
 }
 
 // Config returns the effective configuration.
@@ -233,6 +246,44 @@ func ValidGroupName(name string) bool {
 }
 
 func (c *GroupCoordinator) nowMs() int64 { return c.cfg.Now().UnixMilli() }
+
+// silentFor returns how long, on this node's clock, m's stored heartbeat
+// has been the value it is now (0 when the value is new to this node), and
+// whether this node had never seen the member before. A member is expired
+// when it has been silent for its session timeout, and a heartbeat is
+// written again when it has been silent for a fifth of it: both decisions
+// use only this node's clock.
+func (c *GroupCoordinator) silentFor(group string, m *GroupMember) (silent time.Duration, unseen bool) {
+	now := c.cfg.Now()
+	k := beatKey{group, m.ID}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen, ok := c.beats[k]
+	if !ok || seen.value != m.HeartbeatMs {
+		c.beats[k] = beatSeen{value: m.HeartbeatMs, since: now}
+		return 0, !ok
+	}
+	return now.Sub(seen.since), false
+}
+
+// renew sets a new heartbeat value: the clock, or one more than the stored
+// value when this node's clock is behind it, so that every renewal changes
+// the value other nodes watch.
+func renew(m *GroupMember, now int64) { m.HeartbeatMs = max(now, m.HeartbeatMs+1) }
+
+// expiredMember reports whether m has been silent for its session timeout.
+func (c *GroupCoordinator) expiredMember(group string, m *GroupMember) bool {
+	d, _ := c.silentFor(group, m)
+	return d > time.Duration(m.SessionTimeoutMs)*time.Millisecond
+}
+
+// staleBeat reports whether m's heartbeat is due for a renewal: silent for
+// a fifth of its session timeout, or never seen here before (this node
+// cannot tell how old the value is).
+func (c *GroupCoordinator) staleBeat(group string, m *GroupMember) bool {
+	d, unseen := c.silentFor(group, m)
+	return unseen || d >= time.Duration(m.SessionTimeoutMs)*time.Millisecond/5
+}
 
 // Join adds a member and rebalances. Errors: ErrBadRequest, ErrTopicNotFound,
 // ErrTooLarge (the group is full), ErrUnavailable.
@@ -317,7 +368,7 @@ func (c *GroupCoordinator) Heartbeat(ctx context.Context, group, member string) 
 	if m == nil {
 		return Membership{}, fmt.Errorf("%w: %q is not a member of group %q (it left or its session expired): join again", ErrUnknownMember, member, group)
 	}
-	if c.nowMs()-m.HeartbeatMs < m.SessionTimeoutMs/5 {
+	if !c.staleBeat(group, m) {
 		return membershipOf(&g, m), nil
 	}
 	doc, err := c.update(ctx, group, func(g *Group, now int64) (bool, error) {
@@ -325,7 +376,7 @@ func (c *GroupCoordinator) Heartbeat(ctx context.Context, group, member string) 
 		if m == nil {
 			return false, fmt.Errorf("%w: %q is not a member of group %q (it left or its session expired): join again", ErrUnknownMember, member, group)
 		}
-		m.HeartbeatMs = now
+		renew(m, now)
 		return true, nil
 	})
 	if err != nil {
@@ -512,7 +563,6 @@ func (c *GroupCoordinator) Run(ctx context.Context) {
 
 // check runs one pass of Run.
 func (c *GroupCoordinator) check(ctx context.Context) {
-	now := c.nowMs()
 	c.mu.Lock()
 	local := make(map[string][]string, len(c.local))
 	for g, ms := range c.local {
@@ -521,28 +571,34 @@ func (c *GroupCoordinator) check(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
+	present := map[beatKey]bool{}
+	defer c.forgetBeats(present)
 	for name, raw := range c.store.CatalogList(GroupsTable) {
 		var g Group
 		if json.Unmarshal(raw, &g) != nil {
 			continue
 		}
 		g.Name = name
-		if !c.needsWork(&g, local[name], now) {
+		for _, m := range g.Members {
+			present[beatKey{name, m.ID}] = true
+		}
+		if !c.needsWork(&g, local[name]) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := c.update(cctx, name, func(g *Group, now int64) (bool, error) {
 			changed := false
 			for _, id := range local[name] {
-				if m := g.member(id); m != nil && now-m.HeartbeatMs >= m.SessionTimeoutMs/5 {
-					m.HeartbeatMs, changed = now, true
+				if m := g.member(id); m != nil && c.staleBeat(name, m) {
+					renew(m, now)
+					changed = true
 				}
 			}
 			n := len(g.Members)
 			g.Members = slices.DeleteFunc(g.Members, func(m GroupMember) bool {
-				expired := now-m.HeartbeatMs > m.SessionTimeoutMs
+				expired := c.expiredMember(name, &m)
 				if expired {
-					c.cfg.Logger.Info("consumer group member expired", "group", name, "member", m.ID, "silent_ms", now-m.HeartbeatMs)
+					c.cfg.Logger.Info("consumer group member expired", "group", name, "member", m.ID, "session_timeout_ms", m.SessionTimeoutMs)
 				}
 				return expired
 			})
@@ -559,18 +615,30 @@ func (c *GroupCoordinator) check(ctx context.Context) {
 	}
 }
 
-func (c *GroupCoordinator) needsWork(g *Group, local []string, now int64) bool {
+func (c *GroupCoordinator) needsWork(g *Group, local []string) bool {
+	work := false
 	for _, id := range local {
-		if m := g.member(id); m != nil && now-m.HeartbeatMs >= m.SessionTimeoutMs/5 {
-			return true
+		if m := g.member(id); m != nil && c.staleBeat(g.Name, m) {
+			work = true
 		}
 	}
-	for _, m := range g.Members {
-		if now-m.HeartbeatMs > m.SessionTimeoutMs {
-			return true
+	for i := range g.Members { // every member: this node starts watching it
+		if c.expiredMember(g.Name, &g.Members[i]) {
+			work = true
 		}
 	}
-	return !c.balanced(g)
+	return work || !c.balanced(g)
+}
+
+// forgetBeats drops what this node saw of members no longer in any group.
+func (c *GroupCoordinator) forgetBeats(present map[beatKey]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.beats {
+		if !present[k] {
+			delete(c.beats, k)
+		}
+	}
 }
 
 // balanced reports whether the stored assignment is what a rebalance
