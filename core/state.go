@@ -66,4 +66,11 @@ type Catalog interface {
 	CatalogList(table string) map[string][]byte
 	// CatalogChanged returns a channel closed at the next metadata change.
 	CatalogChanged() <-chan struct{}
+	// CatalogSync returns once this node's copy holds every change
+	// committed before the call (a linearizable read of the metadata), so
+	// that what is read next is at least that fresh; ErrUnavailable when
+	// this node cannot tell (cut off from the metadata's leader). Readers
+	// that must not act on a stale copy call it first: a group member's
+	// poll and heartbeat, committed-offset reads.
+	CatalogSync(ctx context.Context) error
 }

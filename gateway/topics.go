@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -163,6 +164,13 @@ type getOffsetsReq struct {
 
 func (s *Server) getOffsets(c *call, r *getOffsetsReq) {
 	ctx, group, topic := c.ctx, r.Group, r.Topic
+	sctx, cancel := s.requestContext(10 * time.Second)
+	err := s.broker.Store().CatalogSync(sctx) // consumers resume from these
+	cancel()
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
 	if topic != "" {
 		if _, err := s.broker.Store().Topic(topic); err != nil {
 			writeError(ctx, err)

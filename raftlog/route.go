@@ -114,10 +114,11 @@ func (r *routed) route(node uint64, addr string) core.Route {
 
 // target is where one write attempt goes.
 type target struct {
-	local *Partition
-	node  uint64
-	addr  string
-	wait  bool // no usable leader right now: back off and look again
+	local  *Partition
+	leader uint64 // local: the leader's replica id when the attempt was chosen
+	node   uint64
+	addr   string
+	wait   bool // no usable leader right now: back off and look again
 }
 
 // writeTarget picks the node for a write attempt; attempt counts earlier
@@ -135,7 +136,7 @@ func (r *routed) writeTarget(attempt int) (target, error) {
 		local := &Partition{h: h, shardID: r.shard, sm: psm}
 		lid, _, ok, err := h.nh.GetLeaderID(r.shard)
 		if err == nil && ok && lid == psm.replicaID {
-			return target{local: local}, nil
+			return target{local: local, leader: lid}, nil
 		}
 		node, known := pm.nodeOf(lid)
 		if err != nil || !ok || !known || !h.alive(node) {
@@ -160,7 +161,7 @@ func (r *routed) writeTarget(attempt int) (target, error) {
 				return target{node: node, addr: addr}, nil
 			}
 		}
-		return target{local: local}, nil // Dragonboat forwards it to the leader
+		return target{local: local, leader: lid}, nil // Dragonboat forwards it to the leader
 	}
 	if r.hops >= maxHops || h.cfg.Forwarder == nil {
 		return target{}, &core.NotLeaderError{Leader: h.leaderHint(r.shard), Msg: fmt.Sprintf("node %d hosts no replica of %s/%d", h.cfg.NodeID, r.topic, r.partition)}
@@ -228,7 +229,7 @@ func (r *routed) write(ctx context.Context, idempotent bool, unknown *bool,
 		case t.wait:
 			err = &core.NotLeaderError{Msg: fmt.Sprintf("partition %s/%d has no leader right now", r.topic, r.partition)}
 		default:
-			actx, cancel := r.attemptContext(ctx, idempotent, t.local != nil)
+			actx, cancel := r.attemptContext(ctx, idempotent, t)
 			if t.local != nil {
 				err = local(actx, t.local)
 			} else {
@@ -276,31 +277,44 @@ func (r *routed) write(ctx context.Context, idempotent bool, unknown *bool,
 // attemptContext bounds one attempt of a write. An idempotent write's
 // attempt ends after AttemptTimeout or at the shard's next leader change
 // (the attempt may be stuck at a leader that is gone), so that the write is
-// tried again at the new leader. A local proposal also ends at the next
-// leader change: Dragonboat says nothing when the leader a follower handed
-// it to dies, so without this a plain produce would wait for its deadline;
-// it ends with an unknown outcome instead (the entry may still commit).
-// Other writes wait for their outcome until ctx ends.
-func (r *routed) attemptContext(ctx context.Context, idempotent, local bool) (context.Context, context.CancelFunc) {
-	if !idempotent && !local {
-		return context.WithCancel(ctx)
+// tried again at the new leader. Another local proposal ends when the
+// shard's leader becomes another replica than the one it was handed to:
+// Dragonboat says nothing when that leader dies, so without this a plain
+// produce would wait for its deadline; it ends with an unknown outcome
+// instead (the entry may still commit). Other writes wait for their
+// outcome until ctx ends.
+func (r *routed) attemptContext(ctx context.Context, idempotent bool, t target) (context.Context, context.CancelFunc) {
+	switch {
+	case idempotent:
+		changed := r.h.leaderChanged(r.shard)
+		actx, cancel := context.WithTimeout(ctx, r.h.cfg.AttemptTimeout)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-actx.Done():
+			}
+		}()
+		return actx, cancel
+	case t.local != nil && t.leader != 0:
+		actx, cancel := context.WithCancel(ctx)
+		go func() {
+			for {
+				changed := r.h.leaderChanged(r.shard)
+				if lid, _, ok, err := r.h.nh.GetLeaderID(r.shard); err == nil && ok && lid != t.leader {
+					cancel()
+					return
+				}
+				select {
+				case <-changed:
+				case <-actx.Done():
+					return
+				}
+			}
+		}()
+		return actx, cancel
 	}
-	changed := r.h.leaderChanged(r.shard)
-	var actx context.Context
-	var cancel context.CancelFunc
-	if idempotent {
-		actx, cancel = context.WithTimeout(ctx, r.h.cfg.AttemptTimeout)
-	} else {
-		actx, cancel = context.WithCancel(ctx)
-	}
-	go func() {
-		select {
-		case <-changed:
-			cancel()
-		case <-actx.Done():
-		}
-	}()
-	return actx, cancel
+	return context.WithCancel(ctx)
 }
 
 // noteRemote learns from a forwarded call's answer.

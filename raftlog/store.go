@@ -281,6 +281,21 @@ func (h *Host) CatalogList(table string) map[string][]byte {
 	return out
 }
 
+// CatalogSync implements core.Catalog: a ReadIndex round of the metadata
+// shard, which returns once the local replica has applied up to the
+// leader's commit index (Dragonboat batches concurrent rounds).
+func (h *Host) CatalogSync(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, remoteTimeout)
+		defer cancel()
+	}
+	if _, err := h.nh.SyncRead(ctx, metaShardID, nil); err != nil {
+		return fmt.Errorf("%w: this node cannot reach the metadata leader to read the latest group state: %v", core.ErrUnavailable, err)
+	}
+	return nil
+}
+
 // CatalogChanged implements core.Catalog.
 func (h *Host) CatalogChanged() <-chan struct{} { return h.meta.changed() }
 

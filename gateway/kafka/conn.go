@@ -247,7 +247,7 @@ func (c *conn) handle(ctx context.Context, h header, req kmsg.Request) (kmsg.Res
 	case *kmsg.OffsetCommitRequest:
 		return c.offsetCommit(ctx, r), nil
 	case *kmsg.OffsetFetchRequest:
-		return c.offsetFetch(r), nil
+		return c.offsetFetch(ctx, r), nil
 	case *kmsg.DescribeGroupsRequest:
 		return c.describeGroups(r), nil
 	case *kmsg.ListGroupsRequest:

@@ -594,11 +594,15 @@ func (c *conn) committed(group string) map[string]map[int32]int64 {
 	return out
 }
 
-func (c *conn) offsetFetch(r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
+func (c *conn) offsetFetch(ctx context.Context, r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
 	resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
 	fetchOne := func(group string, topics []kmsg.OffsetFetchRequestTopic, all bool) (int16, []kmsg.OffsetFetchResponseTopic) {
 		if !c.groupAllowed("OffsetFetch", group, auth.Describe) {
 			return kerr.GroupAuthorizationFailed.Code, nil
+		}
+		// Never answer from a lagging copy: a consumer resumes from this.
+		if err := c.s.broker.Store().CatalogSync(ctx); err != nil {
+			return errCode(err), nil
 		}
 		have := c.committed(group)
 		var out []kmsg.OffsetFetchResponseTopic
