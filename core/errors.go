@@ -39,6 +39,13 @@ var (
 	ErrACLNotFound       = errors.New("acl not found")
 )
 
+// ErrCorrupt is a stored record (pipeline metadata, an outbox entry, a
+// security catalog record) that does not decode. Weir never guesses its
+// content: what depends on it stops and says so (a pipeline fails, a
+// token or principal is refused). It has no row in the API error table:
+// a request that meets it answers 500 "internal".
+var ErrCorrupt = errors.New("corrupt stored record")
+
 // InvalidError says why a request is malformed. It wraps ErrBadRequest.
 type InvalidError struct{ Msg string }
 

@@ -87,8 +87,10 @@ const (
 
 // PipelineFailure says why a pipeline stopped: its module could not start
 // (instantiation trapped, overran the time limit, or did not fit its memory
-// limit) on_error.max_attempts times in a row. Resuming the pipeline clears
-// it and tries again.
+// limit) on_error.max_attempts times in a row, or its stored progress on an
+// input partition (metadata, an outbox entry) is corrupt (ErrCorrupt: the
+// first attempt fails it, and the position never moves). Resuming the
+// pipeline clears it and tries again.
 type PipelineFailure struct {
 	Error     string `json:"error"`
 	Topic     string `json:"topic"`     // the input partition whose worker gave up
@@ -119,7 +121,8 @@ type PipelineSpec struct {
 	From      string            `json:"from"`       // earliest (default) or latest: where a new pipeline starts
 	Paused    bool              `json:"paused"`
 	// Failure is set when the pipeline stopped because its module could not
-	// start; nothing runs until a resume clears it. Create ignores it.
+	// start or its stored progress is corrupt; nothing runs until a resume
+	// clears it. Create ignores it.
 	Failure   *PipelineFailure `json:"failure,omitempty"`
 	CreatedAt int64            `json:"created_at"`
 	// Principal created the pipeline; it runs with that principal's rights
@@ -557,7 +560,10 @@ func (p *Pipelines) Status(name string) (PipelineSpec, []PartitionStatus, error)
 		for part := 0; part < ti.Partitions; part++ {
 			ps := PartitionStatus{Topic: t, Partition: part}
 			if log, err := p.store.Partition(t, part); err == nil {
-				m := loadPipeMeta(log, s.Name)
+				m, err := loadPipeMeta(log, s.Name)
+				if err != nil {
+					m.LastError = err.Error() // corrupt: the position is unknown (reported as 0)
+				}
 				ps.Position, ps.Processed, ps.Failed, ps.DeadLettered, ps.Emitted, ps.LastError = m.Pos, m.Processed, m.Failed, m.Dead, m.Emitted, m.LastError
 				ps.Lag = max(0, log.HighWatermark()-m.Pos)
 				log.StateScan(pipePrefix(s.Name)+"ob/", func(string, []byte) bool { ps.Pending++; return true })

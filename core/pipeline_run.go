@@ -48,15 +48,22 @@ type pipeMeta struct {
 
 func pipePrefix(name string) string { return "pipe/" + name + "/" }
 
-func loadPipeMeta(log PartitionLog, name string) pipeMeta {
+// loadPipeMeta reads a pipeline's progress on one input partition: the
+// zero pipeMeta when there is none yet. Metadata that does not decode is
+// an error wrapping ErrCorrupt, never a fresh start: a zero position would
+// process the partition again from its start and emit every output again.
+func loadPipeMeta(log PartitionLog, name string) (pipeMeta, error) {
 	var m pipeMeta
-	if b, ok := log.StateGet(pipePrefix(name) + "meta"); ok {
-		json.Unmarshal(b, &m)
+	key := pipePrefix(name) + "meta"
+	if b, ok := log.StateGet(key); ok {
+		if err := json.Unmarshal(b, &m); err != nil {
+			return pipeMeta{}, fmt.Errorf("%w: pipeline %q metadata (state key %s) does not decode: %v", ErrCorrupt, name, key, err)
+		}
 	}
 	if m.Seq == nil {
 		m.Seq = map[string]int64{}
 	}
-	return m
+	return m, nil
 }
 
 // Run starts and stops partition workers as pipelines and leadership
@@ -224,6 +231,16 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 			return
 		}
 		p.log.Warn("pipeline worker", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "err", err)
+		if errors.Is(err, ErrCorrupt) {
+			// Corrupt stored progress: retrying cannot help and guessing
+			// would re-emit outputs. Stop, with the reason in the status.
+			msg := fmt.Sprintf("input partition %s/%d: %v; the pipeline stopped without moving its position", k.topic, k.part, err)
+			if p.markFailed(ctx, k, s, msg, 1) {
+				p.log.Error("pipeline failed: corrupt stored state", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "err", err)
+				<-ctx.Done() // the catalog change stops this worker
+				return
+			}
+		}
 		var se *startError
 		if errors.As(err, &se) {
 			startFailures++
@@ -249,8 +266,8 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 // in memory, a "latest" start moved with every new record and the pipeline
 // never processed any; kept in state, it survives restarts and failover.
 func (p *Pipelines) recordStart(ctx context.Context, log PartitionLog, s PipelineSpec, metaKey string) error {
-	if m := loadPipeMeta(log, s.Name); m.Started {
-		return nil
+	if m, err := loadPipeMeta(log, s.Name); err != nil || m.Started {
+		return err
 	}
 	m := pipeMeta{Pos: log.LogStart(), Started: true}
 	if s.From == "latest" {
@@ -281,8 +298,11 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 		return err
 	}
 	for ctx.Err() == nil {
-		m := loadPipeMeta(log, s.Name)
 		rawMeta, hadMeta := log.StateGet(metaKey)
+		m, err := loadPipeMeta(log, s.Name)
+		if err != nil {
+			return err
+		}
 		if !m.Started { // recordStart lost a race with a predecessor's first batch
 			m.Pos, m.Started = log.LogStart(), true
 		}
@@ -395,7 +415,10 @@ func (p *Pipelines) startFailed(ctx context.Context, k pipeKey, s PipelineSpec, 
 		metaKey := pipePrefix(s.Name) + "meta"
 		for range 3 { // the position may move under a concurrent commit; recount
 			raw, had := log.StateGet(metaKey)
-			m := loadPipeMeta(log, s.Name)
+			m, merr := loadPipeMeta(log, s.Name)
+			if merr != nil {
+				break // corrupt: left as it is (the next work fails the pipeline)
+			}
 			m.Failed++
 			m.LastError = err.Error()
 			doc, _ := json.Marshal(m)
@@ -408,7 +431,20 @@ func (p *Pipelines) startFailed(ctx context.Context, k pipeKey, s PipelineSpec, 
 	if attempts < s.OnError.MaxAttempts {
 		return false
 	}
-	f := &PipelineFailure{Error: err.Error(), Topic: k.topic, Partition: k.part, Attempts: attempts, At: time.Now().UnixMilli()}
+	if !p.markFailed(ctx, k, s, err.Error(), attempts) {
+		return false
+	}
+	p.log.Error("pipeline failed: its module cannot start", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "attempts", attempts, "err", err)
+	return true
+}
+
+// markFailed records in the catalog that the pipeline stopped (its
+// Failure: state failed), naming the input partition whose worker gave up
+// and why. It reports whether the pipeline is now failed (by this call or
+// another partition's worker) or deleted; false when the definition was
+// replaced or the catalog refused the write (the caller backs off).
+func (p *Pipelines) markFailed(ctx context.Context, k pipeKey, s PipelineSpec, msg string, attempts int) bool {
+	f := &PipelineFailure{Error: msg, Topic: k.topic, Partition: k.part, Attempts: attempts, At: time.Now().UnixMilli()}
 	for ctx.Err() == nil {
 		old, ok := p.store.CatalogGet(catalogPipelines, s.Name)
 		if !ok {
@@ -429,7 +465,6 @@ func (p *Pipelines) startFailed(ctx context.Context, k pipeKey, s PipelineSpec, 
 			return false // back off and try again
 		}
 		if done {
-			p.log.Error("pipeline failed: its module cannot start", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "attempts", attempts, "err", err)
 			return true
 		}
 	}
@@ -585,7 +620,8 @@ func (p *Pipelines) shipOutbox(ctx context.Context, log PartitionLog, s Pipeline
 	for _, e := range pending {
 		groups, err := decodeOutbox(e.val)
 		if err != nil {
-			return fmt.Errorf("outbox %s: %w", e.key, err)
+			// Never skipped: its outputs would be lost. The pipeline fails.
+			return fmt.Errorf("%w: pipeline %q outbox entry (state key %s) does not decode: %v", ErrCorrupt, s.Name, e.key, err)
 		}
 		// One entry names each output partition once: ship them at once.
 		err = each(len(groups), func(i int) error {

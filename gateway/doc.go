@@ -76,6 +76,19 @@
 // them until ctx ends. Without Config.Groups, New makes a GroupCoordinator
 // and runs it until Shutdown.
 //
+// # Locks
+//
+// No lock is held across I/O, a wait for another goroutine, or a send that
+// can block: state is snapshotted under the lock and acted on outside it.
+// A feed (ws_feed.go) reads the log outside its lock, so a slow or remote
+// read delays only the subscribers waiting for those records, and readers
+// of one offset share one read. A subscription's lock (wsSub.mu) guards
+// its pumps and generation only; reassigning a group member detaches the
+// pumps under it, then stops them, reads start offsets and queues the
+// assigned frame without it. A subscription's goroutines queue frames with
+// the subscription's context, so unsubscribing never waits for a stalled
+// client. Locks are not nested, except wsHub.mu around wsConn.mu (stats).
+//
 // Config's zero values are defaults; Validate reports negative limits.
 // Server is safe for concurrent use once serving.
 package gateway

@@ -433,6 +433,13 @@ func frameStart(op, id, sub string) []byte {
 // sendError sends {"op":"error","id","sub","partition","error":{"code","message"}}
 // with the code the HTTP API would use for err.
 func (c *wsConn) sendError(id, sub string, partition *int, err error) {
+	c.sendErrorCtx(c.ctx, id, sub, partition, err)
+}
+
+// sendErrorCtx is sendError waiting for room in the send buffer only
+// until ctx ends: a subscription's goroutines pass the subscription's
+// context, so unsubscribing never waits for a stalled client to read.
+func (c *wsConn) sendErrorCtx(ctx context.Context, id, sub string, partition *int, err error) {
 	_, code := ErrorStatus(err)
 	b := frameStart("error", id, sub)
 	if partition != nil {
@@ -456,7 +463,7 @@ func (c *wsConn) sendError(id, sub string, partition *int, err error) {
 		b = strconv.AppendInt(b, sg.Current, 10)
 	}
 	b = append(b, "}}"...)
-	c.send(b)
+	c.out.push(ctx, outFrame{head: b}, nil)
 }
 
 func (c *wsConn) opPing(f *wsFrame) error {

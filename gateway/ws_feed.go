@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/weir-broker/weir/core"
@@ -89,19 +90,38 @@ type feed struct {
 	limit      int
 	frameBytes int
 
-	mu     sync.RWMutex // guards chunks and bytes; held (exclusively) while reading the log
-	chunks []*chunk     // oldest first
+	// mu guards chunks, bytes and reads; it is never held across a log
+	// read (which may go to another node and take seconds) nor while a
+	// subscriber waits for one.
+	mu     sync.RWMutex
+	chunks []*chunk // oldest first
 	bytes  int
+	reads  map[int64]*feedRead // reads in flight, by the offset they read at
+}
+
+// feedRead is one log read in flight: the subscribers that want the same
+// offset wait on done and share its chunk (singleflight) instead of
+// reading again.
+type feedRead struct {
+	done chan struct{} // closed when c and err are set
+	c    *chunk        // nil when the read found no records or failed
+	err  error
 }
 
 // get returns up to max records at off from the cache, reading and
 // encoding them from log when no chunk holds off, with their count and
 // the offset after them. It returns no records when off is at the high
 // watermark.
+//
+// Only the lookups and the bookkeeping run under f.mu: the read itself
+// runs outside it, so a slow read (a remote replica, a disk) delays only
+// the subscribers waiting for those very records, never the ones served
+// from the cache or reading other offsets. Subscribers missing the same
+// offset at once share one read: the first reads, the others wait for its
+// result (or their own ctx).
 func (f *feed) get(ctx context.Context, log core.PartitionLog, off int64, max int) ([]byte, int, int64, error) {
 	// Most subscribers of a busy partition find their records cached: they
-	// share the read lock. The first to miss reads the log under the write
-	// lock, and the others then find its chunk.
+	// share the read lock.
 	f.mu.RLock()
 	c := f.lookup(off)
 	f.mu.RUnlock()
@@ -109,17 +129,60 @@ func (f *feed) get(ctx context.Context, log core.PartitionLog, off int64, max in
 		b, n, next := c.slice(off, max)
 		return b, n, next, nil
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if c := f.lookup(off); c != nil {
-		b, n, next := c.slice(off, max)
+	for {
+		f.mu.Lock()
+		if c := f.lookup(off); c != nil {
+			f.mu.Unlock()
+			b, n, next := c.slice(off, max)
+			return b, n, next, nil
+		}
+		if r := f.reads[off]; r != nil {
+			f.mu.Unlock()
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return nil, 0, off, ctx.Err()
+			}
+			if r.err != nil && ctx.Err() == nil && (errors.Is(r.err, context.Canceled) || errors.Is(r.err, context.DeadlineExceeded)) {
+				continue // the reader gave up (its subscription ended), not the log: read again
+			}
+			if r.c == nil {
+				return nil, 0, off, r.err
+			}
+			b, n, next := r.c.slice(off, max)
+			return b, n, next, nil
+		}
+		r := &feedRead{done: make(chan struct{})}
+		if f.reads == nil {
+			f.reads = map[int64]*feedRead{}
+		}
+		f.reads[off] = r
+		f.mu.Unlock()
+
+		recs, err := log.Read(ctx, off, 1000, f.frameBytes)
+		if err == nil && len(recs) > 0 {
+			r.c = encodeChunk(off, recs, f.key)
+		}
+		r.err = err
+
+		f.mu.Lock()
+		delete(f.reads, off)
+		if r.c != nil {
+			f.add(r.c)
+		}
+		f.mu.Unlock()
+		close(r.done)
+		if r.c == nil {
+			return nil, 0, off, err
+		}
+		b, n, next := r.c.slice(off, max)
 		return b, n, next, nil
 	}
-	recs, err := log.Read(ctx, off, 1000, f.frameBytes)
-	if err != nil || len(recs) == 0 {
-		return nil, 0, off, err
-	}
-	c = encodeChunk(off, recs, f.key)
+}
+
+// add caches c, evicting the oldest chunks past the limit. f.mu must be
+// held.
+func (f *feed) add(c *chunk) {
 	f.chunks = append(f.chunks, c)
 	f.bytes += len(c.buf)
 	for f.bytes > f.limit && len(f.chunks) > 1 {
@@ -127,8 +190,6 @@ func (f *feed) get(ctx context.Context, log core.PartitionLog, off int64, max in
 		f.chunks[0] = nil
 		f.chunks = f.chunks[1:]
 	}
-	b, n, next := c.slice(off, max)
-	return b, n, next, nil
 }
 
 // lookup returns the newest chunk holding off, or nil. f.mu must be held.

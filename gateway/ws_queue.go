@@ -94,7 +94,7 @@ func (s *wsSub) runQueue(vt time.Duration) {
 			if s.ctx.Err() != nil {
 				return
 			}
-			s.c.sendError("", s.spec.id, nil, err)
+			s.c.sendErrorCtx(s.ctx, "", s.spec.id, nil, err)
 			if errors.Is(err, core.ErrSubscriptionNotFound) || errors.Is(err, core.ErrTopicNotFound) {
 				s.drop()
 				return

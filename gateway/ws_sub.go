@@ -232,7 +232,10 @@ type wsSub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // pumps and the group watcher
 
-	mu     sync.Mutex // guards the fields below
+	// mu guards the fields below. It is held only to read or change them,
+	// never across I/O, a wait for a pump, or a send that can block
+	// (reassign says how), and no other lock is taken while holding it.
+	mu     sync.Mutex
 	pumps  map[int]*pump
 	member string
 	gen    int64
@@ -485,11 +488,11 @@ func (s *wsSub) runPump(ctx context.Context, p int, log core.PartitionLog, pu *p
 			case errors.As(err, &re) && off < re.LogStart:
 				// Retention deleted records this subscription had not read:
 				// say so, and go on from the new log start.
-				s.c.sendError("", s.spec.id, &p, err)
+				s.c.sendErrorCtx(ctx, "", s.spec.id, &p, err)
 				off = re.LogStart
 				pu.pos.Store(off)
 			case errors.Is(err, core.ErrTopicNotFound) || errors.Is(err, core.ErrPartitionNotFound):
-				s.c.sendError("", s.spec.id, &p, err)
+				s.c.sendErrorCtx(ctx, "", s.spec.id, &p, err)
 				s.drop()
 				return
 			default:
@@ -542,7 +545,7 @@ func (s *wsSub) watchGroup(ms core.Membership) {
 				if s.ctx.Err() != nil {
 					return
 				}
-				s.c.sendError("", sp.id, nil, fmt.Errorf("rejoining group %q: %w", sp.group, err))
+				s.c.sendErrorCtx(s.ctx, "", sp.id, nil, fmt.Errorf("rejoining group %q: %w", sp.group, err))
 				select {
 				case <-time.After(backoff):
 				case <-s.ctx.Done():
@@ -574,6 +577,13 @@ func (s *wsSub) watchGroup(ms core.Membership) {
 // reassign applies a membership: pumps of partitions no longer assigned
 // are stopped (their queued frames precede the assigned frame), the client
 // is told, and pumps of new partitions start.
+//
+// It runs on the watcher goroutine, the only one that starts or stops a
+// group subscription's pumps. s.mu is held only to detach and attach pumps
+// and to record the generation: stopping pumps, reading start offsets
+// (possibly from another node) and queueing the assigned frame (which
+// waits while the connection's send buffer is full) happen outside it, so
+// a commit or an unsubscribe never waits behind them.
 func (s *wsSub) reassign(ms core.Membership) error {
 	sp := s.spec
 	want := map[int]bool{}
@@ -585,15 +595,20 @@ func (s *wsSub) reassign(ms core.Membership) error {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var gone []*pump
+	kept := map[int]*pump{}
 	for p, pu := range s.pumps {
-		if !want[p] {
-			pu.cancel()
-			<-pu.done
+		if want[p] {
+			kept[p] = pu
+		} else {
+			gone = append(gone, pu)
 			delete(s.pumps, p)
 		}
 	}
 	s.gen, s.member = ms.Generation, ms.MemberID
+	s.mu.Unlock()
+	stopAll(gone)
+
 	store := s.c.hub.s.broker.Store()
 	committed := map[int]int64{}
 	for _, o := range store.GroupOffsets(sp.group) {
@@ -612,7 +627,7 @@ func (s *wsSub) reassign(ms core.Membership) error {
 	}
 	starts := map[int]start{}
 	for _, p := range parts {
-		if s.pumps[p] != nil {
+		if kept[p] != nil {
 			continue
 		}
 		log, err := store.Partition(sp.topic, p)
@@ -622,7 +637,10 @@ func (s *wsSub) reassign(ms core.Membership) error {
 		off, ok := committed[p]
 		if !ok {
 			if off, err = sp.startOffset(s.ctx, log, p); err != nil {
-				s.c.sendError("", sp.id, &p, err)
+				if s.ctx.Err() != nil {
+					return err
+				}
+				s.c.sendErrorCtx(s.ctx, "", sp.id, &p, err)
 				off = log.HighWatermark()
 			}
 		}
@@ -648,7 +666,7 @@ func (s *wsSub) reassign(ms core.Membership) error {
 			b = append(b, ',')
 		}
 		off := starts[p].off
-		if pu := s.pumps[p]; pu != nil {
+		if pu := kept[p]; pu != nil {
 			off = pu.pos.Load()
 		}
 		b = append(b, `{"partition":`...)
@@ -657,9 +675,13 @@ func (s *wsSub) reassign(ms core.Membership) error {
 		b = strconv.AppendInt(b, off, 10)
 		b = append(b, '}')
 	}
-	if err := s.c.send(append(b, "]}"...)); err != nil {
+	// Queued with the subscription's context: an unsubscribe does not wait
+	// for a full send buffer to drain.
+	if err := s.c.out.push(s.ctx, outFrame{head: append(b, "]}"...)}, nil); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, p := range parts {
 		if st, ok := starts[p]; ok {
 			s.startPump(p, st.log, st.off)
@@ -671,11 +693,24 @@ func (s *wsSub) reassign(ms core.Membership) error {
 // stopPumps stops delivering every partition.
 func (s *wsSub) stopPumps() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	gone := make([]*pump, 0, len(s.pumps))
 	for p, pu := range s.pumps {
-		pu.cancel()
-		<-pu.done
+		gone = append(gone, pu)
 		delete(s.pumps, p)
+	}
+	s.mu.Unlock()
+	stopAll(gone)
+}
+
+// stopAll stops pumps already detached from their subscription and waits
+// for them to end. No lock is held: a pump may be in a log read or waiting
+// for room in the send buffer until its context's end reaches it.
+func stopAll(pumps []*pump) {
+	for _, pu := range pumps {
+		pu.cancel()
+	}
+	for _, pu := range pumps {
+		<-pu.done
 	}
 }
 

@@ -36,8 +36,8 @@ func chunkTraceparents(recs []core.Record) []string {
 // traceparents returns the traceparents of the n records at off as get
 // returned them, or nil.
 func (f *feed) traceparents(off int64, n int) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	for i := len(f.chunks) - 1; i >= 0; i-- {
 		if c := f.chunks[i]; c.from <= off && off < c.end() {
 			if c.tps == nil {

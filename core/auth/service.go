@@ -84,11 +84,21 @@ type TokenInfo struct {
 type tokenRecord = TokenInfo
 
 // snapshot is the decoded security catalog, rebuilt when the catalog changes.
+//
+// A record that does not decode is never taken for an absent or empty one:
+// it is logged (once per rebuild) and refused. A corrupt token record
+// authenticates no one; a corrupt principal record refuses that principal
+// whatever its credential (it might have been an admin, or not); a
+// corrupt ACL record, whose principal cannot be read, grants nothing (ACLs
+// only allow) and is listed by its id in the log so an admin can remove it.
 type snapshot struct {
 	principals map[string]PrincipalInfo
 	tokens     map[string]TokenInfo // by hash
 	acls       map[string][]ACL     // by principal
 	all        []ACL
+
+	badPrincipals map[string]error // principal records that do not decode, by name
+	badTokens     map[string]error // token records that do not decode, by hash
 }
 
 // Service authenticates and authorizes requests and keeps the audit log.
@@ -171,6 +181,12 @@ func unauthenticated(msg string) error {
 	return fmt.Errorf("%w: %s", core.ErrUnauthenticated, msg)
 }
 
+// corruptRefusal refuses a credential whose stored record (what) does not
+// decode: unauthenticated (401) and core.ErrCorrupt.
+func corruptRefusal(what string, err error) error {
+	return fmt.Errorf("%w: %s is corrupt (%w: %v); an admin must delete and recreate it", core.ErrUnauthenticated, what, core.ErrCorrupt, err)
+}
+
 // Authenticate resolves a bearer token (an API token or a JWT).
 func (s *Service) Authenticate(tok string) (Principal, error) {
 	if tok == "" {
@@ -188,7 +204,13 @@ func (s *Service) Authenticate(tok string) (Principal, error) {
 		rec, ok := snap.tokens[h]
 		// Looked up by hash: timing reveals nothing about stored tokens.
 		if !ok {
+			if err := snap.badTokens[h]; err != nil {
+				return Principal{}, corruptRefusal("this token's stored record", err)
+			}
 			return Principal{}, unauthenticated("unknown or revoked token")
+		}
+		if err := snap.badPrincipals[rec.Principal]; err != nil {
+			return Principal{}, corruptRefusal(fmt.Sprintf("principal %q's stored record", rec.Principal), err)
 		}
 		return Principal{Name: rec.Principal, Admin: s.isAdmin(rec.Principal, "token"), Via: "token"}, nil
 	}
@@ -196,6 +218,9 @@ func (s *Service) Authenticate(tok string) (Principal, error) {
 		c, err := s.jwt.Verify(tok)
 		if err != nil {
 			return Principal{}, unauthenticated(err.Error())
+		}
+		if err := s.snapshot().badPrincipals[c.Principal]; err != nil {
+			return Principal{}, corruptRefusal(fmt.Sprintf("principal %q's stored record", c.Principal), err)
 		}
 		return Principal{Name: c.Principal, Admin: s.isAdmin(c.Principal, "jwt"), Via: "jwt"}, nil
 	}
@@ -207,6 +232,9 @@ func (s *Service) Authenticate(tok string) (Principal, error) {
 func (s *Service) AuthenticateCert(cn string) (Principal, error) {
 	if !ValidPrincipalName(cn) {
 		return Principal{}, unauthenticated("the client certificate's subject common name is not a valid principal name")
+	}
+	if err := s.snapshot().badPrincipals[cn]; err != nil {
+		return Principal{}, corruptRefusal(fmt.Sprintf("principal %q's stored record", cn), err)
 	}
 	return Principal{Name: cn, Admin: s.isAdmin(cn, "mtls"), Via: "mtls"}, nil
 }
@@ -240,7 +268,7 @@ func (s *Service) isAdmin(name, via string) bool {
 			return true
 		}
 	}
-	return s.snapshot().principals[name].Admin
+	return s.snapshot().principals[name].Admin // false for a corrupt record: never guessed
 }
 
 // Internal reports whether a topic is internal (ReservedPrefix, e.g.
@@ -269,10 +297,14 @@ func (s *Service) Allowed(p Principal, rt ResourceType, name string, op Operatio
 	if Internal(rt, name) && adminOnly(op) {
 		return false
 	}
+	snap := s.snapshot()
+	if snap.badPrincipals[p.Name] != nil {
+		return false // its stored record does not decode: refused (logged at rebuild)
+	}
 	if rt == Pipeline && op == Create && p.Name == BootstrapPrincipal && s.cfg.AdminToken != "" {
 		return false
 	}
-	for _, a := range s.snapshot().acls[p.Name] {
+	for _, a := range snap.acls[p.Name] {
 		if a.Matches(rt, name) && a.Allows(op) {
 			return true
 		}
@@ -289,7 +321,11 @@ func (s *Service) AllowedAll(p Principal, rt ResourceType, op Operation) bool {
 	if rt == Topic && adminOnly(op) {
 		return false // every topic includes the internal ones
 	}
-	for _, a := range s.snapshot().acls[p.Name] {
+	snap := s.snapshot()
+	if snap.badPrincipals[p.Name] != nil {
+		return false
+	}
+	for _, a := range snap.acls[p.Name] {
 		if a.ResourceType == rt && a.Wildcard() && a.Allows(op) {
 			return true
 		}
@@ -314,34 +350,50 @@ func (s *Service) PrincipalAllowed(name, resourceType, resource, op string) bool
 // snapshot returns the decoded catalog, rebuilding it after a change.
 func (s *Service) snapshot() *snapshot {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.snap != nil {
 		select {
 		case <-s.changed:
 		default:
+			s.mu.Unlock()
 			return s.snap
 		}
 	}
 	s.changed = s.store.CatalogChanged()
-	snap := &snapshot{principals: map[string]PrincipalInfo{}, tokens: map[string]TokenInfo{}, acls: map[string][]ACL{}}
+	var bad []func() // logged once the lock is released
+	snap := &snapshot{principals: map[string]PrincipalInfo{}, tokens: map[string]TokenInfo{}, acls: map[string][]ACL{},
+		badPrincipals: map[string]error{}, badTokens: map[string]error{}}
+	corrupt := func(table, key string, err error) {
+		bad = append(bad, func() {
+			s.log.Error("security catalog record does not decode: refused until an admin deletes and recreates it",
+				"table", table, "key", key, "err", err)
+		})
+	}
 	for k, v := range s.store.CatalogList(principalsTable) {
 		var p PrincipalInfo
-		if json.Unmarshal(v, &p) == nil {
-			snap.principals[k] = p
+		if err := json.Unmarshal(v, &p); err != nil {
+			snap.badPrincipals[k] = err
+			corrupt(principalsTable, k, err)
+			continue
 		}
+		snap.principals[k] = p
 	}
 	for k, v := range s.store.CatalogList(tokensTable) {
 		var t TokenInfo
-		if json.Unmarshal(v, &t) == nil {
-			snap.tokens[k] = t
+		if err := json.Unmarshal(v, &t); err != nil {
+			snap.badTokens[k] = err
+			corrupt(tokensTable, k, err)
+			continue
 		}
+		snap.tokens[k] = t
 	}
-	for _, v := range s.store.CatalogList(aclsTable) {
+	for k, v := range s.store.CatalogList(aclsTable) {
 		var a ACL
-		if json.Unmarshal(v, &a) == nil {
-			snap.acls[a.Principal] = append(snap.acls[a.Principal], a)
-			snap.all = append(snap.all, a)
+		if err := json.Unmarshal(v, &a); err != nil {
+			corrupt(aclsTable, k, err) // grants nothing; RemoveACL(k) deletes it
+			continue
 		}
+		snap.acls[a.Principal] = append(snap.acls[a.Principal], a)
+		snap.all = append(snap.all, a)
 	}
 	sort.Slice(snap.all, func(i, j int) bool {
 		if snap.all[i].Principal != snap.all[j].Principal {
@@ -350,6 +402,10 @@ func (s *Service) snapshot() *snapshot {
 		return snap.all[i].ID < snap.all[j].ID
 	})
 	s.snap = snap
+	s.mu.Unlock()
+	for _, log := range bad {
+		log()
+	}
 	return snap
 }
 
@@ -367,7 +423,7 @@ func (s *Service) CreateToken(ctx context.Context, name string, admin bool, by s
 	p := PrincipalInfo{Name: name, Admin: admin, CreatedAt: now, CreatedBy: by}
 	if raw, ok := s.store.CatalogGet(principalsTable, name); ok {
 		if err := json.Unmarshal(raw, &p); err != nil {
-			return "", TokenInfo{}, PrincipalInfo{}, err
+			return "", TokenInfo{}, PrincipalInfo{}, fmt.Errorf("%w: principal %q's stored record does not decode (%v); delete the principal and create it again", core.ErrCorrupt, name, err)
 		}
 		if admin && !p.Admin {
 			return "", TokenInfo{}, PrincipalInfo{}, core.Invalidf("principal %q exists and is not an admin; delete it and create it again to change that", name)
@@ -480,7 +536,11 @@ func (s *Service) RemoveACL(ctx context.Context, id string) (ACL, error) {
 		return ACL{}, fmt.Errorf("%w: %q", core.ErrACLNotFound, id)
 	}
 	var a ACL
-	json.Unmarshal(raw, &a)
+	if err := json.Unmarshal(raw, &a); err != nil {
+		// A corrupt ACL (logged when read) is deleted all the same:
+		// removing it is how an admin repairs it.
+		a = ACL{ID: id}
+	}
 	ok, err := s.store.CatalogDelete(ctx, aclsTable, id, core.CatalogCond{})
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: %q", core.ErrACLNotFound, id)
