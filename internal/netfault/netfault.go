@@ -105,18 +105,41 @@ type Proxy struct {
 
 // pair is one accepted connection and its connection to the target.
 type pair struct {
-	client, server net.Conn
-	once           sync.Once
-	lost           Direction // directions that dropped bytes: closed on Heal (guarded by Proxy.mu)
+	client net.Conn
+	lost   Direction // directions that dropped bytes: closed on Heal (guarded by Proxy.mu)
+
+	mu     sync.Mutex // guards server and closed
+	server net.Conn   // nil until the dial to the target returns
+	closed bool
 }
 
 func (c *pair) close() {
-	c.once.Do(func() {
-		c.client.Close()
-		if c.server != nil {
-			c.server.Close()
-		}
-	})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	s := c.server
+	c.mu.Unlock()
+	c.client.Close()
+	if s != nil {
+		s.Close()
+	}
+}
+
+// attach sets the target side of the pair. When the pair was closed while
+// the dial was under way (a cut, Close), it closes s and reports false: a
+// connection attached after close would never be closed.
+func (c *pair) attach(s net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		s.Close()
+		return false
+	}
+	c.server = s
+	return true
 }
 
 func dirIndex(d Direction) int {
@@ -215,13 +238,7 @@ func (p *Proxy) serve(ctx context.Context, cp *pair) {
 		cp.close()
 		return
 	}
-	p.mu.Lock()
-	cp.server = s
-	_, open := p.conns[cp]
-	p.mu.Unlock()
-	if !open { // cut or closed while dialling
-		s.Close()
-		cp.close()
+	if !cp.attach(s) { // cut or closed while dialling
 		return
 	}
 	var wg sync.WaitGroup

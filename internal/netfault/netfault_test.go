@@ -337,3 +337,42 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// Close while the dial to the target is under way: the connection the dial
+// returns afterwards is closed, and Close returns (it waited forever when
+// the pair attached a target connection after being closed).
+func TestCloseDuringDial(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialing, release := make(chan struct{}), make(chan struct{})
+	p, err := netfault.New(netfault.Config{Listener: ln, Target: tg.ln.Addr().String(),
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			close(dialing)
+			<-release
+			var d net.Dialer
+			return d.DialContext(context.Background(), "tcp", addr)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	c := dial(t, p)
+	<-dialing
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	closedByPeer(t, c) // fence: Close has closed the pair's client side
+	close(release)     // the dial now returns a live connection
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return after a dial that finished during it")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
