@@ -65,6 +65,8 @@
 //
 // Acknowledged means in a quorum's fsynced Raft log: segments are written
 // without fsync and Sync (before every snapshot) makes them durable, so a
-// restart replays exactly what a torn tail lost. docs/architecture.md and
-// docs/RATIONALE.md explain the choices.
+// restart replays exactly what a torn tail lost. Config.FS carries every
+// file of the node, Dragonboat's and Weir's, so a test can lose every
+// un-fsynced write of a whole cluster at once (powerloss_test.go).
+// docs/architecture.md and docs/RATIONALE.md explain the choices.
 package raftlog

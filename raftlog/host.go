@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -80,7 +79,13 @@ type Config struct {
 	// TransportFactory replaces Dragonboat's TCP transport (tests inject
 	// faults through it). Nil: TCP.
 	TransportFactory dbconfig.TransportFactory
-	Logger           *slog.Logger
+	// FS is the filesystem every file of the node goes through:
+	// Dragonboat's (NodeHost directory, LogDB, snapshots) and Weir's
+	// (segments, checkpoints, roles.json). Nil: the operating system's.
+	// Tests inject vfs.NewStrictMem() to lose every un-fsynced write at
+	// once (powerloss_test.go).
+	FS     dbconfig.IFS
+	Logger *slog.Logger
 	// MutualTLS secures Raft traffic between nodes (docs/security.md):
 	// every node presents CertFile/KeyFile and accepts only peers whose
 	// certificate CAFile signed (Dragonboat's mutual TLS).
@@ -179,6 +184,7 @@ func (c *Config) initialMetaVoters() map[uint64]dragonboat.Target {
 // never call meta.read while holding h.mu.
 type Host struct {
 	cfg   Config
+	fs    segment.FS // cfg.FS for Weir's own files (fs.go)
 	log   *slog.Logger
 	nh    *dragonboat.NodeHost
 	meta  *metaSM
@@ -227,15 +233,20 @@ func New(cfg Config) (*Host, error) {
 	for _, name := range []string{"raft", "rsm", "transport", "dragonboat", "logdb", "raftpb", "config", "tan", "registry", "grpc"} {
 		logger.GetLogger(name).SetLevel(logger.ERROR)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	fs := newFS(cfg.FS)
+	if err := fs.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	roles, err := loadRoles(filepath.Join(cfg.DataDir, "roles.json"))
+	if err := segment.SyncDir(fs, filepath.Dir(cfg.DataDir)); err != nil {
+		return nil, err
+	}
+	roles, err := loadRoles(fs, filepath.Join(cfg.DataDir, "roles.json"))
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{
 		cfg:        cfg,
+		fs:         fs,
 		log:        cfg.Logger,
 		roles:      roles,
 		parts:      map[uint64]*partitionSM{},
@@ -265,6 +276,7 @@ func New(cfg Config) (*Host, error) {
 			LogDBFactory:     skipEmptyFactory{tan.Factory}, // logdb.go
 			LogDB:            dbconfig.GetTinyMemLogDBConfig(),
 			TransportFactory: cfg.TransportFactory,
+			FS:               cfg.FS, // nil: the OS
 		},
 	}
 	if cfg.LogDB == "pebble" {
@@ -612,7 +624,7 @@ func (h *Host) startPartition(shardID uint64, d desiredShard) error {
 			return fmt.Errorf("shard %d did not unload", shardID)
 		}
 	}
-	psm := newPartitionSM(shardID, h.partitionDir(shardID), segment.Config{SegmentBytes: h.cfg.SegmentBytes},
+	psm := newPartitionSM(shardID, h.partitionDir(shardID), segment.Config{SegmentBytes: h.cfg.SegmentBytes, FS: h.fs},
 		func(n int64) { h.noteApplied(shardID, n) })
 	psm.replicaID = d.replicaID
 	cfg := h.shardConfig(shardID, d.replicaID, d.voters)
@@ -690,7 +702,7 @@ func (h *Host) stopPartition(shardID uint64) {
 	if psm != nil {
 		psm.Close()
 	}
-	os.RemoveAll(h.partitionDir(shardID))
+	h.fs.RemoveAll(h.partitionDir(shardID))
 	h.roles.clear(shardID)
 }
 

@@ -52,7 +52,7 @@ type partitionSM struct {
 	shardID   uint64
 	replicaID uint64
 	dir       string
-	segCfg    segment.Config
+	segCfg    segment.Config    // its FS holds the checkpoint too
 	onApply   func(bytes int64) // called after each Update with bytes appended
 
 	seg       *segment.Log
@@ -95,10 +95,7 @@ func (p *partitionSM) checkpointPath() string { return filepath.Join(p.dir, "che
 // and replays the control and record batches written after it. It returns
 // the Raft index of the last entry whose effects are on disk.
 func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
-	if err := os.MkdirAll(p.dir, 0o755); err != nil {
-		return 0, err
-	}
-	cfg := p.segCfg
+	cfg := p.segCfg // segment.Open creates p.dir durably
 	cfg.Dir = filepath.Join(p.dir, "segments")
 	seg, err := segment.Open(cfg)
 	if err != nil {
@@ -106,7 +103,7 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 	}
 	p.seg = seg
 	var ck checkpoint
-	if b, err := os.ReadFile(p.checkpointPath()); err == nil {
+	if b, err := readFile(p.segCfg.FS, p.checkpointPath()); err == nil {
 		if err := json.Unmarshal(b, &ck); err != nil {
 			return 0, fmt.Errorf("checkpoint of shard %d: %w", p.shardID, err)
 		}
@@ -298,7 +295,7 @@ func (p *partitionSM) writeCheckpoint() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p.checkpointPath(), b)
+	return writeFileAtomic(p.segCfg.FS, p.checkpointPath(), b)
 }
 
 type partitionSnapshot struct {
@@ -383,33 +380,4 @@ func (p *partitionSM) Close() error {
 		return nil
 	}
 	return p.seg.Close()
-}
-
-// writeFileAtomic writes b to path through a synced temporary file and a rename.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"sync"
+
+	"github.com/weir-broker/weir/raftlog/internal/segment"
 )
 
 // roleFile remembers which local replicas were started as non-voting
@@ -13,14 +15,15 @@ import (
 // restarted as a voter panics when it re-applies its own AddNonVoting, a
 // promoted voter restarted as a learner never votes again.
 type roleFile struct {
+	fs   segment.FS
 	path string
 	mu   sync.Mutex
 	non  map[uint64]bool // shard id → still a learner
 }
 
-func loadRoles(path string) (*roleFile, error) {
-	r := &roleFile{path: path, non: map[uint64]bool{}}
-	b, err := os.ReadFile(path)
+func loadRoles(fs segment.FS, path string) (*roleFile, error) {
+	r := &roleFile{fs: fs, path: path, non: map[uint64]bool{}}
+	b, err := readFile(fs, path)
 	if errors.Is(err, os.ErrNotExist) {
 		return r, nil
 	}
@@ -65,7 +68,7 @@ func (r *roleFile) set(shard uint64, nonVoting bool) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.path, b)
+	return writeFileAtomic(r.fs, r.path, b)
 }
 
 func (r *roleFile) clear(shard uint64) { _ = r.set(shard, false) }

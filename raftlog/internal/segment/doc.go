@@ -132,6 +132,13 @@
 // directories are removed by Open. A truncated or corrupt stream fails with
 // ErrCorrupt and leaves the old log untouched.
 //
+// # Filesystem
+//
+// Every file operation goes through Config.FS: OS when nil. raftlog passes
+// the node's filesystem, so that its power-loss test can run the log on an
+// in-memory filesystem that drops whatever was not fsynced. Open creates Dir
+// and its missing parents durably (fsyncing each new directory's parent).
+//
 // # Limits
 //
 // One Log per directory, in one process; there is no lock file. Open reads

@@ -17,8 +17,8 @@ import (
 // With strict set (Restore) every frame of every segment is fully validated
 // and any flaw is an error. Leftover temporary files are removed either way.
 // On error no file stays open.
-func loadDir(dir string, interval int64, strict bool) (segs []*segment, err error) {
-	ents, err := os.ReadDir(dir)
+func loadDir(fs FS, dir string, interval int64, strict bool) (segs []*segment, err error) {
+	ents, err := fs.List(dir)
 	if err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
@@ -28,15 +28,20 @@ func loadDir(dir string, interval int64, strict bool) (segs []*segment, err erro
 		prev uint64
 	}
 	var names []found
-	for _, e := range ents {
-		n := e.Name()
+	for _, n := range ents {
 		if strings.HasSuffix(n, segSuffix+tmpSuffix) {
-			if err := os.Remove(filepath.Join(dir, n)); err != nil {
+			if err := fs.Remove(filepath.Join(dir, n)); err != nil {
 				return nil, fmt.Errorf("segment: remove leftover: %w", err)
 			}
 			continue
 		}
-		if base, prev, ok := parseSegName(n); ok && e.Type().IsRegular() {
+		base, prev, ok := parseSegName(n)
+		if !ok {
+			continue
+		}
+		if st, err := fs.Stat(filepath.Join(dir, n)); err != nil {
+			return nil, fmt.Errorf("segment: %w", err)
+		} else if st.Mode().IsRegular() {
 			names = append(names, found{n, base, prev})
 		}
 	}
@@ -53,7 +58,7 @@ func loadDir(dir string, interval int64, strict bool) (segs []*segment, err erro
 	}()
 	for i, n := range names {
 		last := i == len(names)-1
-		s, err := loadSegment(dir, n.name, n.base, n.prev, interval, last, strict || last, !strict && last)
+		s, err := loadSegment(fs, dir, n.name, n.base, n.prev, interval, last, strict || last, !strict && last)
 		if err != nil {
 			return segs, err
 		}
@@ -73,13 +78,13 @@ func loadDir(dir string, interval int64, strict bool) (segs []*segment, err erro
 // loadSegment opens one segment file (for writing too when active) and
 // scans its frames. verify checks payload CRCs; repair truncates (and
 // fsyncs) the file at the first bad frame instead of failing.
-func loadSegment(dir, name string, base int64, prev uint64, interval int64, active, verify, repair bool) (*segment, error) {
+func loadSegment(fs FS, dir, name string, base int64, prev uint64, interval int64, active, verify, repair bool) (*segment, error) {
 	path := filepath.Join(dir, name)
-	flag := os.O_RDONLY
+	open := fs.Open
 	if active {
-		flag = os.O_RDWR
+		open = fs.OpenForWrite
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	f, err := open(path)
 	if err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
@@ -91,7 +96,7 @@ func loadSegment(dir, name string, base int64, prev uint64, interval int64, acti
 	return s, nil
 }
 
-func scanSegment(f *os.File, name string, base int64, prev uint64, interval int64, verify, repair bool) (*segment, error) {
+func scanSegment(f File, name string, base int64, prev uint64, interval int64, verify, repair bool) (*segment, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
@@ -155,31 +160,34 @@ func restoreNames(dir string) (parent, restorePrefix, oldName string) {
 // missing but the old directory is there, the swap was half done and is
 // rolled back (the Restore never returned, so the old log is the right one).
 // Scratch directories of unfinished restores are removed.
-func recoverRestore(dir string) error {
+func recoverRestore(fs FS, dir string) error {
 	parent, prefix, old := restoreNames(dir)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Stat(old); err == nil {
-			if err := os.Rename(old, dir); err != nil {
+	if _, err := fs.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if _, err := fs.Stat(old); err == nil {
+			if err := fs.Rename(old, dir); err != nil {
 				return fmt.Errorf("segment: roll back an interrupted restore: %w", err)
 			}
-			if err := syncDir(parent); err != nil {
+			if err := SyncDir(fs, parent); err != nil {
 				return fmt.Errorf("segment: %w", err)
 			}
 		}
 	}
-	if err := os.RemoveAll(old); err != nil {
+	if err := fs.RemoveAll(old); err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
-	ents, err := os.ReadDir(parent)
+	ents, err := fs.List(parent)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil // MkdirAll creates it
+			return nil // mkdirAll creates it
 		}
 		return fmt.Errorf("segment: %w", err)
 	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) && e.IsDir() {
-			if err := os.RemoveAll(filepath.Join(parent, e.Name())); err != nil {
+	for _, n := range ents {
+		if !strings.HasPrefix(n, prefix) {
+			continue
+		}
+		if st, err := fs.Stat(filepath.Join(parent, n)); err == nil && st.IsDir() {
+			if err := fs.RemoveAll(filepath.Join(parent, n)); err != nil {
 				return fmt.Errorf("segment: %w", err)
 			}
 		}

@@ -44,6 +44,9 @@ type Config struct {
 	Dir                string // directory of the segment files; created if missing; one Log per Dir
 	SegmentBytes       int64  // roll to a new segment file once the active one holds this many bytes; default 64 MiB
 	IndexIntervalBytes int    // bytes between entries of the in-memory sparse index; default 4096
+	// FS holds the files; nil: OS. Every file, rename and directory fsync
+	// of the Log goes through it.
+	FS FS
 }
 
 // Default values of Config fields left zero.
@@ -73,6 +76,9 @@ func (c Config) withDefaults() Config {
 	if c.IndexIntervalBytes == 0 {
 		c.IndexIntervalBytes = DefaultIndexIntervalBytes
 	}
+	if c.FS == nil {
+		c.FS = OS{}
+	}
 	return c
 }
 
@@ -90,7 +96,7 @@ type segment struct {
 	name      string
 	base      int64  // header: the log's NextOffset when created
 	prevIndex uint64 // header: the log's LastIndex when created
-	f         *os.File
+	f         File
 	refs      atomic.Int32 // the log's own reference plus readers and snapshots
 
 	size      int64  // bytes of valid data, header included
@@ -101,7 +107,7 @@ type segment struct {
 	sinceIdx  int64 // frame bytes since the last index entry
 }
 
-func newSegment(name string, h segHeader, f *os.File) *segment {
+func newSegment(name string, h segHeader, f File) *segment {
 	s := &segment{
 		name: name, base: h.base, prevIndex: h.prevIndex, f: f,
 		size: segHeaderSize, next: h.base, lastIndex: h.prevIndex, maxTs: math.MinInt64,
@@ -191,18 +197,18 @@ func Open(cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
 	cfg.Dir = dir
-	if err := recoverRestore(dir); err != nil {
+	if err := recoverRestore(cfg.FS, dir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAll(cfg.FS, dir); err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
-	segs, err := loadDir(dir, int64(cfg.IndexIntervalBytes), false)
+	segs, err := loadDir(cfg.FS, dir, int64(cfg.IndexIntervalBytes), false)
 	if err != nil {
 		return nil, err
 	}
 	if len(segs) == 0 {
-		s, err := createSegment(dir, segHeader{})
+		s, err := createSegment(cfg.FS, dir, segHeader{})
 		if err != nil {
 			return nil, err
 		}
@@ -290,7 +296,7 @@ func (l *Log) roll() error {
 	if err := l.active().f.Sync(); err != nil {
 		return l.fail(err)
 	}
-	s, err := createSegment(l.cfg.Dir, segHeader{base: l.next, prevIndex: l.lastIndex})
+	s, err := createSegment(l.cfg.FS, l.cfg.Dir, segHeader{base: l.next, prevIndex: l.lastIndex})
 	if err != nil {
 		return l.fail(err)
 	}
@@ -303,46 +309,34 @@ func (l *Log) roll() error {
 // createSegment durably creates an empty segment: the header goes to a
 // temporary file that is fsynced and renamed into place, then the directory
 // is fsynced. A crash leaves either no segment or a complete empty one.
-func createSegment(dir string, h segHeader) (*segment, error) {
+func createSegment(fs FS, dir string, h segHeader) (*segment, error) {
 	name := segName(h.base, h.prevIndex)
 	path := filepath.Join(dir, name)
 	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := fs.Create(tmp)
 	if err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
 	err = writeAndSync(f, h.encode())
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = fs.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = SyncDir(fs, dir)
 	}
 	if err != nil {
 		f.Close()
-		os.Remove(tmp)
+		fs.Remove(tmp)
 		return nil, fmt.Errorf("segment: create %s: %w", name, err)
 	}
 	return newSegment(name, h, f), nil
 }
 
-func writeAndSync(f *os.File, b []byte) error {
+func writeAndSync(f File, b []byte) error {
 	if _, err := f.Write(b); err != nil {
 		return err
 	}
 	return f.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Sync fsyncs the active segment. Rolls and deletions fsync the directory
@@ -446,7 +440,7 @@ func (l *Log) DeleteBefore(offset int64) (int, error) {
 	n := 0
 	for len(l.segs) > 1 && l.segs[0].next <= offset {
 		victim := l.segs[0]
-		if err := os.Remove(filepath.Join(l.cfg.Dir, victim.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := l.cfg.FS.Remove(filepath.Join(l.cfg.Dir, victim.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return n, fmt.Errorf("segment: delete %s: %w", victim.name, err)
 		}
 		l.mu.Lock()
@@ -455,7 +449,7 @@ func (l *Log) DeleteBefore(offset int64) (int, error) {
 		l.mu.Unlock()
 		victim.unref()
 		n++
-		if err := syncDir(l.cfg.Dir); err != nil {
+		if err := SyncDir(l.cfg.FS, l.cfg.Dir); err != nil {
 			return n, l.fail(err)
 		}
 	}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 )
 
@@ -208,9 +210,9 @@ func (l *Log) Restore(r io.Reader) (err error) {
 	if l.closed {
 		return ErrClosed
 	}
-	dir := l.cfg.Dir
+	fs, dir := l.cfg.FS, l.cfg.Dir
 	parent, prefix, old := restoreNames(dir)
-	tmp, err := os.MkdirTemp(parent, prefix)
+	tmp, err := mkdirTemp(fs, parent, prefix)
 	if err != nil {
 		return fmt.Errorf("segment: restore: %w", err)
 	}
@@ -220,7 +222,7 @@ func (l *Log) Restore(r io.Reader) (err error) {
 			for _, s := range segs {
 				s.f.Close()
 			}
-			os.RemoveAll(tmp)
+			fs.RemoveAll(tmp)
 		}
 	}()
 	m, err := readManifest(r)
@@ -229,11 +231,11 @@ func (l *Log) Restore(r io.Reader) (err error) {
 	}
 	buf := make([]byte, dataChunk)
 	for i, h := range m.segs {
-		if err := receiveSegment(r, filepath.Join(tmp, segName(h.base, h.prevIndex)), m.lengths[i], buf); err != nil {
+		if err := receiveSegment(fs, r, filepath.Join(tmp, segName(h.base, h.prevIndex)), m.lengths[i], buf); err != nil {
 			return err
 		}
 	}
-	segs, err = loadDir(tmp, int64(l.cfg.IndexIntervalBytes), true)
+	segs, err = loadDir(fs, tmp, int64(l.cfg.IndexIntervalBytes), true)
 	if err != nil {
 		return fmt.Errorf("segment: restore: %w", err)
 	}
@@ -244,25 +246,25 @@ func (l *Log) Restore(r io.Reader) (err error) {
 		return fmt.Errorf("%w: snapshot ends at index %d, offset %d; its manifest says %d, %d",
 			ErrCorrupt, act.lastIndex, act.next, m.lastIndex, m.next)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := SyncDir(fs, tmp); err != nil {
 		return fmt.Errorf("segment: restore: %w", err)
 	}
 
 	// Swap. From here on the old files are only reachable through open fds.
-	if err := os.RemoveAll(old); err != nil {
+	if err := fs.RemoveAll(old); err != nil {
 		return fmt.Errorf("segment: restore: %w", err)
 	}
-	if err := os.Rename(dir, old); err != nil {
+	if err := fs.Rename(dir, old); err != nil {
 		return fmt.Errorf("segment: restore: %w", err)
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if rerr := os.Rename(old, dir); rerr != nil {
+	if err := fs.Rename(tmp, dir); err != nil {
+		if rerr := fs.Rename(old, dir); rerr != nil {
 			// Open rolls this back; this log cannot go on.
 			l.fail(errors.Join(err, rerr))
 		}
 		return fmt.Errorf("segment: restore: %w", err)
 	}
-	syncErr := syncDir(parent)
+	syncErr := SyncDir(fs, parent)
 	l.mu.Lock()
 	prev := l.segs
 	l.install(segs)
@@ -272,7 +274,7 @@ func (l *Log) Restore(r io.Reader) (err error) {
 	for _, s := range prev {
 		s.unref()
 	}
-	os.RemoveAll(old) // best effort: Open removes it otherwise
+	fs.RemoveAll(old) // best effort: Open removes it otherwise
 	if syncErr != nil {
 		// The new content is in place but its directory entry may not be durable.
 		return l.fail(syncErr)
@@ -280,10 +282,23 @@ func (l *Log) Restore(r io.Reader) (err error) {
 	return nil
 }
 
+// mkdirTemp creates a new directory named prefix followed by a random
+// number in parent, like os.MkdirTemp.
+func mkdirTemp(fs FS, parent, prefix string) (string, error) {
+	for range 100 {
+		dir := filepath.Join(parent, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		if _, err := fs.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			continue // taken (or unreadable): try another name
+		}
+		return dir, fs.MkdirAll(dir, 0o755)
+	}
+	return "", errors.New("no unused scratch directory name")
+}
+
 // receiveSegment copies length bytes and their CRC32C trailer from r into a
-// new fsynced file at path.
-func receiveSegment(r io.Reader, path string, length int64, buf []byte) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+// new fsynced file at path, in a scratch directory of its own.
+func receiveSegment(fs FS, r io.Reader, path string, length int64, buf []byte) error {
+	f, err := fs.Create(path)
 	if err != nil {
 		return fmt.Errorf("segment: restore: %w", err)
 	}
@@ -294,7 +309,7 @@ func receiveSegment(r io.Reader, path string, length int64, buf []byte) error {
 	return err
 }
 
-func copySegment(f *os.File, r io.Reader, length int64, buf []byte) error {
+func copySegment(f File, r io.Reader, length int64, buf []byte) error {
 	var crc uint32
 	for left := length; left > 0; {
 		k := int(min(int64(len(buf)), left))
