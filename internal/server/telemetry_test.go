@@ -611,7 +611,10 @@ func TestTraceCrossesNodes(t *testing.T) {
 		cfg.Telemetry.SpanExporter = exps[cfg.NodeID]
 	})
 	u1 := c.nodes[1].URL()
-	if r := tu.Do(t, "POST", u1+"/v1/topics", map[string]any{"name": "spread", "partitions": 1, "replication_factor": 3}); r.Status != 201 {
+	// One replica: a produce through another node has no local replica to
+	// propose to and is forwarded over HTTP (a node with a follower
+	// replica would propose through Raft instead, raftlog.FollowerWrites).
+	if r := tu.Do(t, "POST", u1+"/v1/topics", map[string]any{"name": "spread", "partitions": 1, "replication_factor": 1}); r.Status != 201 {
 		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
 	var leader uint64
@@ -619,7 +622,7 @@ func TestTraceCrossesNodes(t *testing.T) {
 		leader = tu.LeaderOf(t, u1, "spread", 0)
 		return leader != 0 && tu.Settled(tu.ClusterStatus(t, u1))
 	})
-	via := leader%3 + 1 // a follower (should leadership move meanwhile, the forwarding chain is longer)
+	via := leader%3 + 1 // a node without the replica
 	const producerTrace = "5b8efff798038103d269b633813fc60c"
 	produceWithTraceparent(t, c.nodes[via].URL(), "spread", "00-"+producerTrace+"-eee19b7ec3c1b174-01",
 		map[string]any{"records": []map[string]any{{"value": "across"}}})
