@@ -1,6 +1,7 @@
 // Package clustertest holds Weir's fault tests on real `weir serve`
 // processes: kill -9 of a partition leader under load, SIGSTOP/SIGCONT of a
-// leader, and a whole-cluster kill -9 and restart (`make test`), plus a
+// leader, a whole-cluster kill -9 and restart, and kill -9 of a leader under
+// a franz-go idempotent producer on the Kafka listener (`make test`), plus a
 // longer randomized run (`make chaos`, build tag chaos).
 // Every test checks the same invariants: every acknowledged record is
 // present exactly once at its acknowledged offset, offsets are dense and in

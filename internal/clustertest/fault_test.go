@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -17,21 +18,27 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, procs: tu.StartWeirCluster(t, 3)}
-	tu.Eventually(t, 60*time.Second, "3 nodes up", func() bool {
-		st := tu.ClusterStatus(t, c.url(1))
+	c.waitUp()
+	if r := tu.Do(t, "POST", c.url(1)+"/v1/topics", map[string]any{"name": "f", "partitions": 3}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	c.waitSettled(c.url(1))
+	return c
+}
+
+// waitUp waits until node 1 sees every node up.
+func (c *cluster) waitUp() {
+	c.t.Helper()
+	tu.Eventually(c.t, 60*time.Second, fmt.Sprintf("%d nodes up", len(c.procs)), func() bool {
+		st := tu.ClusterStatus(c.t, c.url(1))
 		up := 0
 		for _, n := range st.Nodes {
 			if n.Health == "up" {
 				up++
 			}
 		}
-		return up == 3
+		return up == len(c.procs)
 	})
-	if r := tu.Do(t, "POST", c.url(1)+"/v1/topics", map[string]any{"name": "f", "partitions": 3}); r.Status != 201 {
-		t.Fatalf("create: %d %s", r.Status, r.Body)
-	}
-	c.waitSettled(c.url(1))
-	return c
 }
 
 func (c *cluster) url(node uint64) string { return c.procs[node-1].URL() }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -278,6 +279,21 @@ func TestMetricsEndpoint(t *testing.T) {
 	})
 }
 
+// startOTLPReceiver serves an otlpReceiver on a port of its own until the
+// test ends and returns it with its base URL (OTEL_EXPORTER_OTLP_ENDPOINT).
+func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
+	t.Helper()
+	recv := &otlpReceiver{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: recv}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return recv, "http://" + ln.Addr().String()
+}
+
 // otlpReceiver is a minimal OTLP/HTTP collector: it decodes what it gets.
 type otlpReceiver struct {
 	mu      sync.Mutex
@@ -351,6 +367,36 @@ func (o *otlpReceiver) spans() []string {
 	return out
 }
 
+// otlpSpan is one span as the receiver decoded it, ids in hex.
+type otlpSpan struct {
+	Service, Name           string
+	TraceID, SpanID, Parent string
+}
+
+// spanList returns every span received, in arrival order.
+func (o *otlpReceiver) spanList() []otlpSpan {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []otlpSpan
+	for _, req := range o.traces {
+		for _, rs := range req.ResourceSpans {
+			svc := ""
+			for _, a := range rs.Resource.GetAttributes() {
+				if a.Key == "service.name" {
+					svc = a.Value.GetStringValue()
+				}
+			}
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					out = append(out, otlpSpan{Service: svc, Name: sp.Name, TraceID: hex.EncodeToString(sp.TraceId),
+						SpanID: hex.EncodeToString(sp.SpanId), Parent: hex.EncodeToString(sp.ParentSpanId)})
+				}
+			}
+		}
+	}
+	return out
+}
+
 func (o *otlpReceiver) metricNames() map[string]bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -370,18 +416,10 @@ func (o *otlpReceiver) metricNames() map[string]bool {
 // TestOTLPHTTPExport configures the node only through the standard
 // variables and checks that spans and metrics reach an OTLP/HTTP receiver.
 func TestOTLPHTTPExport(t *testing.T) {
-	recv := &otlpReceiver{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: recv}
-	go hs.Serve(ln)
-	defer hs.Close()
-
+	recv, endpoint := startOTLPReceiver(t)
 	s := startNode(t, t.TempDir(), func(c *Config) {
 		c.Telemetry.Env = telemetry.MapEnv(map[string]string{
-			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + ln.Addr().String(),
+			"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
 			"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
 			"OTEL_TRACES_SAMPLER":         "always_on",
 			"OTEL_SERVICE_NAME":           "weir-otlp-test",

@@ -51,6 +51,14 @@ func TryDoHeader(method, url string, body any, headers map[string]string) (*Resp
 // one is ready. procs[i] is node i+1.
 func StartWeirCluster(t testing.TB, n int, args ...string) []*Proc {
 	t.Helper()
+	return StartWeirClusterWith(t, n, nil, args...)
+}
+
+// StartWeirClusterWith is StartWeirCluster with flags of each node's own
+// after args: nodeArgs(i) for node i (1-based; nil: none), e.g. a Kafka
+// listener on a FreeAddr port. A restarted process keeps them.
+func StartWeirClusterWith(t testing.TB, n int, nodeArgs func(node int) []string, args ...string) []*Proc {
+	t.Helper()
 	var peers []string
 	raft := make([]string, n)
 	for i := range raft {
@@ -62,6 +70,9 @@ func StartWeirCluster(t testing.TB, n int, args ...string) []*Proc {
 		http := FreeAddr(t)
 		a := append([]string{"serve", "--http-addr", http, "--kafka-addr", "", "--node-id", fmt.Sprint(i + 1), "--raft-addr", raft[i],
 			"--data-dir", t.TempDir(), "--peers", strings.Join(peers, ","), "--log-level", "warn"}, args...)
+		if nodeArgs != nil {
+			a = append(a, nodeArgs(i+1)...)
+		}
 		p := &Proc{t: t, Args: a, HTTPAddr: http}
 		p.start()
 		t.Cleanup(p.Kill)
