@@ -374,8 +374,14 @@ func (l *powerLedger) partition(p int) powerPartition {
 func readAll(t *testing.T, ctx context.Context, pl core.PartitionLog) []string {
 	t.Helper()
 	var vals []string
+	// After the restart the shards elect leaders; on a loaded machine that
+	// may outlast one read's catch-up wait (5 s): retry, within a deadline.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		recs, err := pl.Read(ctx, int64(len(vals)), 1000, 1<<20)
+		if errors.Is(err, core.ErrUnavailable) && time.Now().Before(deadline) {
+			continue
+		}
 		if err != nil {
 			t.Fatalf("read from %d: %v", len(vals), err)
 		}
