@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -19,6 +20,10 @@ var (
 	ErrPipelineNotFound = errors.New("pipeline not found")
 	ErrPipelineExists   = errors.New("pipeline exists")
 	ErrModuleNotFound   = errors.New("module not found")
+	// ErrPipelineStateExists: a create found the position and state of a
+	// deleted pipeline of the same name and was told neither to resume
+	// them nor to reset them (CreateOptions).
+	ErrPipelineStateExists = errors.New("pipeline state exists")
 )
 
 // Guarantees a pipeline can give.
@@ -34,6 +39,10 @@ const ModulesTopic = "__modules"
 const (
 	catalogModules   = "modules"
 	catalogPipelines = "pipelines"
+	// catalogRetired keeps, per deleted pipeline name, the incarnation its
+	// position and state belong to (retiredPipeline), so that a create of
+	// the same name must say whether to resume them or start fresh.
+	catalogRetired = "pipelines-retired"
 )
 
 // ModuleVersion is one uploaded version of a module.
@@ -126,8 +135,30 @@ type PipelineSpec struct {
 	Failure   *PipelineFailure `json:"failure,omitempty"`
 	CreatedAt int64            `json:"created_at"`
 	// Principal created the pipeline; it runs with that principal's rights
-	// (docs/security.md). Empty when security was off.
+	// (docs/security.md). Empty when security was off. An upgrade keeps it.
 	Principal string `json:"principal,omitempty"`
+	// Revision counts upgrades (Upgrade): 0 as created. Workers restart at
+	// a batch boundary whenever the running definition changes.
+	Revision  int   `json:"revision"`
+	UpdatedAt int64 `json:"updated_at,omitempty"` // of the last upgrade, Unix ms
+	// Incarnation names the position and state the pipeline runs with in
+	// its input partitions (pipeMeta.Incarnation). A fresh create picks a
+	// new one, so its workers drop what a deleted pipeline of the same name
+	// left; a create with CreateOptions.Resume takes the deleted one's.
+	Incarnation int64 `json:"incarnation"`
+}
+
+// retiredPipeline is what a delete without purge leaves in catalogRetired.
+type retiredPipeline struct {
+	Incarnation int64 `json:"incarnation"`
+	DeletedAt   int64 `json:"deleted_at"`
+}
+
+// sameRun reports whether two definitions run the same way: a worker of a
+// stays valid for b. Pause and failure do not count (they stop workers).
+func sameRun(a, b PipelineSpec) bool {
+	a.Paused, b.Paused, a.Failure, b.Failure = false, false, nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // State is the pipeline's state: PipelineFailed when Failure is set, else
@@ -229,6 +260,11 @@ type PipelinesConfig struct {
 	// (16 MiB, the gateway's default body limit).
 	MaxModuleBytes int
 	Logger         *slog.Logger
+	// DrainTimeout bounds how long an upgrade waits for a partition's
+	// worker to finish its batch under the old definition before it is
+	// cancelled (its batch then runs again, whole, under the new one).
+	// Default 70 s: above the longest batch time limit.
+	DrainTimeout time.Duration
 	// Access, when set, is checked before each batch: the pipeline's
 	// principal must be allowed to read its inputs and write its outputs
 	// and dead-letter topic, else the batch fails (docs/security.md).
@@ -247,6 +283,9 @@ type Pipelines struct {
 	mu      sync.Mutex // guards workers and procs
 	workers map[pipeKey]*pipeWorker
 	procs   map[string]*procEntry // by pipeline name
+	// closing counts processors closed once their draining workers end
+	// (resync); stopAll waits for them.
+	closing sync.WaitGroup
 }
 
 type procEntry struct {
@@ -260,6 +299,9 @@ type procEntry struct {
 func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 500 * time.Millisecond
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 70 * time.Second
 	}
 	if cfg.MaxBatchBytes <= 0 {
 		cfg.MaxBatchBytes = 1 << 20
@@ -407,33 +449,88 @@ func (p *Pipelines) moduleBytes(ctx context.Context, v ModuleVersion) ([]byte, e
 	return recs[0].Value, nil
 }
 
-// Create validates and stores a pipeline; runners pick it up on the leaders
-// of its input partitions. Out-of-range fields (PipelineSpec.Validate),
-// limits the runtime refuses, and a module whose initial memory exceeds the
-// pipeline's memory limit are ErrBadRequest.
+// CreateOptions say what a create does with the position and state a
+// deleted pipeline of the same name left in its input partitions (a delete
+// keeps them unless purged). With neither option, a create that finds them
+// is refused with ErrPipelineStateExists; with no leftover both are moot.
+type CreateOptions struct {
+	// Resume continues from the deleted pipeline's positions, keyed state
+	// and counters.
+	Resume bool
+	// Reset starts fresh: the workers ship what the deleted pipeline had
+	// committed but not delivered, then drop its positions, state and
+	// counters and start at From.
+	Reset bool
+}
+
+// Create is CreateWith without options.
 func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, error) {
-	s.Failure = nil
-	if err := s.Validate(); err != nil {
-		return s, err
-	}
-	s.setDefaults()
+	return p.CreateWith(ctx, s, CreateOptions{})
+}
+
+// checkModule resolves s.Version (0: the module's latest) and checks the
+// module version against the pipeline's limits: limits the runtime refuses
+// and a module whose initial memory exceeds the memory limit are
+// ErrBadRequest, an unknown module or version ErrModuleNotFound.
+func (p *Pipelines) checkModule(s *PipelineSpec) error {
 	m, err := p.Module(s.Module)
 	if err != nil {
-		return s, err
+		return err
 	}
 	if s.Version == 0 {
 		s.Version = m.Latest().Version
 	}
 	if s.Version > len(m.Versions) {
-		return s, fmt.Errorf("%w: module %q has no version %d", ErrModuleNotFound, s.Module, s.Version)
+		return fmt.Errorf("%w: module %q has no version %d", ErrModuleNotFound, s.Module, s.Version)
 	}
 	lim, err := p.rt.Limits(s.Limits)
 	if err != nil {
-		return s, err
+		return err
 	}
 	if v := m.Versions[s.Version-1]; v.MemoryPages > lim.MemoryPages {
-		return s, Invalidf("module %q version %d declares %d pages (%d MiB) of initial memory, above the pipeline's memory limit of %d pages (%d MiB): raise limits.memory_pages (at most %d)",
+		return Invalidf("module %q version %d declares %d pages (%d MiB) of initial memory, above the pipeline's memory limit of %d pages (%d MiB): raise limits.memory_pages (at most %d)",
 			s.Module, s.Version, v.MemoryPages, v.MemoryPages/16, lim.MemoryPages, lim.MemoryPages/16, MemoryPagesMax)
+	}
+	return nil
+}
+
+// CreateWith validates and stores a pipeline; runners pick it up on the
+// leaders of its input partitions. Out-of-range fields
+// (PipelineSpec.Validate), limits the runtime refuses, and a module whose
+// initial memory exceeds the pipeline's memory limit are ErrBadRequest;
+// a leftover of a deleted pipeline of the same name, without an option
+// saying what to do with it, is ErrPipelineStateExists (CreateOptions).
+func (p *Pipelines) CreateWith(ctx context.Context, s PipelineSpec, opt CreateOptions) (PipelineSpec, error) {
+	s.Failure, s.Revision, s.UpdatedAt = nil, 0, 0
+	if opt.Resume && opt.Reset {
+		return s, Invalidf("resume and reset exclude each other")
+	}
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
+	s.setDefaults()
+	if err := p.checkModule(&s); err != nil {
+		return s, err
+	}
+	s.Incarnation = time.Now().UnixNano()
+	var retired *retiredPipeline
+	if b, ok := p.store.CatalogGet(catalogRetired, s.Name); ok {
+		retired = &retiredPipeline{}
+		if err := json.Unmarshal(b, retired); err != nil {
+			return s, err
+		}
+		switch {
+		case opt.Resume:
+			s.Incarnation = retired.Incarnation
+		case opt.Reset:
+			s.Incarnation = max(s.Incarnation, retired.Incarnation+1)
+		default:
+			if _, exists := p.store.CatalogGet(catalogPipelines, s.Name); !exists {
+				return s, fmt.Errorf("%w: a deleted pipeline %q left its positions and state in its inputs: create with resume to continue from them, or with reset to start fresh (or delete with purge)", ErrPipelineStateExists, s.Name)
+			}
+		}
+	} else if opt.Resume {
+		return s, fmt.Errorf("%w: no deleted pipeline %q to resume (deleted with purge, or never created)", ErrPipelineNotFound, s.Name)
 	}
 	seen := map[string]bool{}
 	for _, t := range s.Inputs {
@@ -465,7 +562,78 @@ func (p *Pipelines) Create(ctx context.Context, s PipelineSpec) (PipelineSpec, e
 	if !ok {
 		return s, fmt.Errorf("%w: pipeline %q already exists", ErrPipelineExists, s.Name)
 	}
+	if retired != nil {
+		// Consumed: the next delete writes its own. A failure leaves a
+		// record that a later create must answer for, nothing worse.
+		if _, err := p.store.CatalogDelete(ctx, catalogRetired, s.Name, CatalogCond{}); err != nil {
+			p.log.Warn("pipeline: retired record not removed", "pipeline", s.Name, "err", err)
+		}
+	}
 	return s, nil
+}
+
+// PipelineUpgrade is what Upgrade may change in a running pipeline: what
+// runs (module and version) and how (config, limits, batch size). Inputs,
+// outputs, guarantee, error handling and the principal stay.
+type PipelineUpgrade struct {
+	Module  string // required: the same module or another
+	Version int    // 0: the module's latest
+	// Config replaces the pipeline's config when not nil.
+	Config map[string]string
+	// Limits replace the pipeline's limits when not nil (zero fields take
+	// the defaults, as at creation).
+	Limits *ProcessorLimits
+	// BatchSize replaces the pipeline's batch size when not 0.
+	BatchSize int
+}
+
+// Upgrade changes what a pipeline runs, keeping its positions, keyed state
+// and counters: every partition's worker finishes the batch it is in
+// (committing it under the old definition), stops, and its successor runs
+// the new one from the next batch, so no batch is processed half by each
+// and an exactly-once pipeline stays exact (docs/pipelines.md "Upgrading a
+// module"). It increments Revision and clears a Failure (the upgraded
+// module gets a fresh count of start attempts); a paused pipeline stays
+// paused. Errors are Create's.
+func (p *Pipelines) Upgrade(ctx context.Context, name string, u PipelineUpgrade) (PipelineSpec, error) {
+	if u.Module == "" {
+		return PipelineSpec{}, Invalidf("an upgrade needs a module (the current one for another version)")
+	}
+	for {
+		old, ok := p.store.CatalogGet(catalogPipelines, name)
+		if !ok {
+			return PipelineSpec{}, fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
+		}
+		var s PipelineSpec
+		if err := json.Unmarshal(old, &s); err != nil {
+			return s, err
+		}
+		s.Module, s.Version = u.Module, u.Version
+		if u.Config != nil {
+			s.Config = u.Config
+		}
+		if u.Limits != nil {
+			s.Limits = *u.Limits
+		}
+		if u.BatchSize != 0 {
+			s.BatchSize = u.BatchSize
+		}
+		if err := s.Validate(); err != nil {
+			return s, err
+		}
+		s.setDefaults()
+		if err := p.checkModule(&s); err != nil {
+			return s, err
+		}
+		s.Revision++
+		s.UpdatedAt = time.Now().UnixMilli()
+		s.Failure = nil
+		doc, _ := json.Marshal(s)
+		done, err := p.store.CatalogPut(ctx, catalogPipelines, name, doc, CatalogCond{IfEqual: old})
+		if err != nil || done {
+			return s, err
+		}
+	}
 }
 
 // List returns every pipeline by name.
@@ -492,18 +660,37 @@ func (p *Pipelines) Get(name string) (PipelineSpec, error) {
 	return s, err
 }
 
-// Delete removes a pipeline; its workers stop. Its positions stay in the
-// input partitions' state until a pipeline of the same name reuses them, so
-// delete-and-recreate resumes where it was.
-func (p *Pipelines) Delete(ctx context.Context, name string) error {
-	ok, err := p.store.CatalogDelete(ctx, catalogPipelines, name, CatalogCond{})
-	if err != nil {
-		return err
+// Delete removes a pipeline; its workers stop. Its positions, keyed state
+// and counters stay in the input partitions' state: a create of the same
+// name must then say whether to resume them or reset them (CreateOptions).
+// With purge nothing is kept for a later create: the next pipeline of the
+// name starts fresh, and its workers drop the leftover first.
+func (p *Pipelines) Delete(ctx context.Context, name string, purge bool) error {
+	for {
+		old, ok := p.store.CatalogGet(catalogPipelines, name)
+		if !ok {
+			return fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
+		}
+		var s PipelineSpec
+		if err := json.Unmarshal(old, &s); err != nil {
+			return err
+		}
+		if purge {
+			if _, err := p.store.CatalogDelete(ctx, catalogRetired, name, CatalogCond{}); err != nil {
+				return err
+			}
+		} else {
+			doc, _ := json.Marshal(retiredPipeline{Incarnation: s.Incarnation, DeletedAt: time.Now().UnixMilli()})
+			if _, err := p.store.CatalogPut(ctx, catalogRetired, name, doc, CatalogCond{}); err != nil {
+				return err
+			}
+		}
+		done, err := p.store.CatalogDelete(ctx, catalogPipelines, name, CatalogCond{IfEqual: old})
+		if err != nil || done {
+			return err
+		}
+		// Changed meanwhile (an upgrade, a pause): read it again.
 	}
-	if !ok {
-		return fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
-	}
-	return nil
 }
 
 // SetPaused pauses or resumes a pipeline. Resuming a failed pipeline clears
@@ -542,7 +729,12 @@ type PartitionStatus struct {
 	Emitted      int64  `json:"emitted"`
 	LastError    string `json:"last_error,omitempty"`
 	Running      bool   `json:"running"` // a worker runs on this node
-	Pending      int    `json:"pending_outbox"`
+	// WorkerRevision is the pipeline revision (PipelineSpec.Revision) this
+	// node's worker runs, when Running: after an upgrade it reaches the new
+	// revision once the worker has been told to switch, and every batch
+	// read from then on runs under the new definition.
+	WorkerRevision int `json:"worker_revision"`
+	Pending        int `json:"pending_outbox"`
 }
 
 // Status reports per-partition progress from the replicated state.
@@ -563,13 +755,19 @@ func (p *Pipelines) Status(name string) (PipelineSpec, []PartitionStatus, error)
 				m, err := loadPipeMeta(log, s.Name)
 				if err != nil {
 					m.LastError = err.Error() // corrupt: the position is unknown (reported as 0)
+				} else if _, had := log.StateGet(pipePrefix(s.Name) + "meta"); had && m.Incarnation != s.Incarnation {
+					// Another incarnation's leftover, not yet reset by a
+					// worker: this pipeline has not started here.
+					m = pipeMeta{Pos: log.LogStart()}
 				}
 				ps.Position, ps.Processed, ps.Failed, ps.DeadLettered, ps.Emitted, ps.LastError = m.Pos, m.Processed, m.Failed, m.Dead, m.Emitted, m.LastError
 				ps.Lag = max(0, log.HighWatermark()-m.Pos)
 				log.StateScan(pipePrefix(s.Name)+"ob/", func(string, []byte) bool { ps.Pending++; return true })
 			}
 			p.mu.Lock()
-			_, ps.Running = p.workers[pipeKey{s.Name, t, part}]
+			if w, ok := p.workers[pipeKey{s.Name, t, part}]; ok {
+				ps.Running, ps.WorkerRevision = true, w.spec.Revision
+			}
 			p.mu.Unlock()
 			out = append(out, ps)
 		}

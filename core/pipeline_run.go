@@ -25,10 +25,28 @@ type pipeKey struct {
 	part     int
 }
 
+// pipeWorker runs one input partition of a pipeline. A worker replaced by
+// a new definition (an upgrade) is drained: it finishes its batch and
+// returns; its successor waits for it (pred), so one worker at a time
+// processes a partition and the switch is at a batch boundary.
 type pipeWorker struct {
 	cancel context.CancelFunc
+	drain  chan struct{} // closed: stop at the next batch boundary
 	done   chan struct{}
 	spec   PipelineSpec
+}
+
+// errDrained ends a worker that was asked to stop at a batch boundary.
+var errDrained = errors.New("pipeline worker drained for a new definition")
+
+// drained reports whether the worker was asked to stop at a batch boundary.
+func drained(drain <-chan struct{}) bool {
+	select {
+	case <-drain:
+		return true
+	default:
+		return false
+	}
 }
 
 // pipeMeta is a pipeline's progress on one input partition, kept in that
@@ -44,6 +62,9 @@ type pipeMeta struct {
 	LastError string           `json:"last_error,omitempty"`
 	Outbox    int64            `json:"outbox"` // next outbox sequence
 	Seq       map[string]int64 `json:"seq"`    // next producer sequence per "topic/partition"
+	// Incarnation is the PipelineSpec.Incarnation this position and state
+	// belong to; a worker of another incarnation resets them (resetState).
+	Incarnation int64 `json:"incarnation,omitempty"`
 }
 
 func pipePrefix(name string) string { return "pipe/" + name + "/" }
@@ -108,10 +129,20 @@ func (p *Pipelines) resync(ctx context.Context) {
 	}
 	p.mu.Lock()
 	var stop []*pipeWorker
+	pred := map[pipeKey]*pipeWorker{} // replaced by a new definition: drained
+	var replaced []*pipeWorker
 	for k, w := range p.workers {
 		s, ok := want[k]
-		if !ok || s.Version != w.spec.Version || s.Guarantee != w.spec.Guarantee {
+		switch {
+		case !ok:
 			stop = append(stop, w)
+			delete(p.workers, k)
+		case !sameRun(s, w.spec):
+			// Told now, under the lock: once the successor is visible
+			// (Status), the old worker reads no further batch.
+			close(w.drain)
+			pred[k] = w
+			replaced = append(replaced, w)
 			delete(p.workers, k)
 		}
 	}
@@ -120,20 +151,44 @@ func (p *Pipelines) resync(ctx context.Context) {
 			continue
 		}
 		wctx, cancel := context.WithCancel(ctx)
-		w := &pipeWorker{cancel: cancel, done: make(chan struct{}), spec: s}
+		w := &pipeWorker{cancel: cancel, drain: make(chan struct{}), done: make(chan struct{}), spec: s}
 		p.workers[k] = w
+		prev := pred[k]
+		delete(pred, k)
 		go func() {
 			defer close(w.done)
-			p.runWorker(wctx, k, s)
+			if prev != nil && !p.awaitDrain(wctx, prev) {
+				return
+			}
+			p.runWorker(wctx, k, s, w.drain)
 		}()
 	}
-	// Close processors of deleted or changed pipelines.
+	for _, w := range pred { // replaced, and no longer wanted here
+		stop = append(stop, w)
+	}
+	// Close processors of deleted or changed pipelines; a changed one's
+	// draining workers finish their batch with it first.
 	var closeProcs []Processor
+	draining := map[string][]*pipeWorker{}
+	for _, w := range replaced {
+		draining[w.spec.Name] = append(draining[w.spec.Name], w)
+	}
 	for name, e := range p.procs {
 		s, ok := live[name]
 		if !ok || s.Version != e.version || s.Module != e.module || s.Limits != e.limits {
-			closeProcs = append(closeProcs, e.p)
 			delete(p.procs, name)
+			if ws := draining[name]; len(ws) > 0 {
+				p.closing.Add(1)
+				go func(pr Processor) {
+					defer p.closing.Done()
+					for _, w := range ws {
+						<-w.done
+					}
+					pr.Close()
+				}(e.p)
+				continue
+			}
+			closeProcs = append(closeProcs, e.p)
 		}
 	}
 	p.mu.Unlock()
@@ -144,6 +199,25 @@ func (p *Pipelines) resync(ctx context.Context) {
 	for _, pr := range closeProcs {
 		pr.Close()
 	}
+}
+
+// awaitDrain waits for a replaced worker (already told to drain) to stop
+// at its next batch boundary: for at most DrainTimeout, then it is cancelled (its batch,
+// uncommitted, is processed again by the successor). It reports false when
+// ctx ended first (the predecessor is then cancelled and waited for too).
+func (p *Pipelines) awaitDrain(ctx context.Context, prev *pipeWorker) bool {
+	t := time.NewTimer(p.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-prev.done:
+		return true
+	case <-t.C:
+		p.log.Warn("pipeline worker did not reach a batch boundary in time: cancelled", "pipeline", prev.spec.Name, "timeout", p.cfg.DrainTimeout)
+	case <-ctx.Done():
+	}
+	prev.cancel()
+	<-prev.done
+	return ctx.Err() == nil
 }
 
 func (p *Pipelines) stopAll() {
@@ -157,6 +231,7 @@ func (p *Pipelines) stopAll() {
 		w.cancel()
 		<-w.done
 	}
+	p.closing.Wait() // the processors of drained workers
 	for _, e := range procs {
 		e.p.Close()
 	}
@@ -222,12 +297,12 @@ func (e *startError) Unwrap() error { return e.err }
 // failed attempt in the partition's status; after on_error.max_attempts of
 // them in a row the pipeline is marked failed (PipelineSpec.Failure) and the
 // worker waits for resync to stop it: no node restarts it until a resume.
-func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
+func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec, drain <-chan struct{}) {
 	backoff := time.Duration(s.OnError.InitialBackoffMs) * time.Millisecond
 	startFailures := 0
 	for ctx.Err() == nil {
-		err := p.work(ctx, k, s)
-		if ctx.Err() != nil {
+		err := p.work(ctx, k, s, drain)
+		if ctx.Err() != nil || errors.Is(err, errDrained) {
 			return
 		}
 		p.log.Warn("pipeline worker", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "err", err)
@@ -237,7 +312,10 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 			msg := fmt.Sprintf("input partition %s/%d: %v; the pipeline stopped without moving its position", k.topic, k.part, err)
 			if p.markFailed(ctx, k, s, msg, 1) {
 				p.log.Error("pipeline failed: corrupt stored state", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "err", err)
-				<-ctx.Done() // the catalog change stops this worker
+				select { // the catalog change stops (or replaces) this worker
+				case <-ctx.Done():
+				case <-drain:
+				}
 				return
 			}
 		}
@@ -245,7 +323,10 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 		if errors.As(err, &se) {
 			startFailures++
 			if p.startFailed(ctx, k, s, se, startFailures) {
-				<-ctx.Done() // the catalog change stops this worker
+				select { // the catalog change stops (or replaces) this worker
+				case <-ctx.Done():
+				case <-drain:
+				}
 				return
 			}
 		} else {
@@ -253,6 +334,8 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-drain:
 			return
 		case <-time.After(backoff):
 		}
@@ -266,20 +349,75 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec) {
 // in memory, a "latest" start moved with every new record and the pipeline
 // never processed any; kept in state, it survives restarts and failover.
 func (p *Pipelines) recordStart(ctx context.Context, log PartitionLog, s PipelineSpec, metaKey string) error {
-	if m, err := loadPipeMeta(log, s.Name); err != nil || m.Started {
+	raw, had := log.StateGet(metaKey)
+	m, err := loadPipeMeta(log, s.Name)
+	if err != nil || m.Started {
 		return err
 	}
-	m := pipeMeta{Pos: log.LogStart(), Started: true}
+	// A reset meta (resetState) keeps the producer sequences and outbox
+	// numbering: the outputs' dedup windows still know them.
+	m.Pos, m.Started, m.Incarnation = log.LogStart(), true, s.Incarnation
 	if s.From == "latest" {
 		m.Pos = log.HighWatermark()
 	}
 	doc, _ := json.Marshal(m)
-	// Absent: a predecessor that started first keeps its start.
-	_, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: true}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
+	// Unchanged: a predecessor that started first keeps its start.
+	_, err = log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: !had, Value: raw}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
 	return err
 }
 
-func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
+// resetState drops the position, keyed state and counters another
+// incarnation of the pipeline left in the partition (a deleted pipeline of
+// the same name, re-created without resume), after shipOutbox delivered
+// what it had committed. The producer sequences and the outbox numbering
+// stay, so the outputs' deduplication goes on accepting the new
+// incarnation's appends. Deletions go in chunks; the meta is written last,
+// conditionally, so a crash midway resets again.
+func (p *Pipelines) resetState(ctx context.Context, log PartitionLog, s PipelineSpec, k pipeKey, metaKey string) error {
+	raw, had := log.StateGet(metaKey)
+	m, err := loadPipeMeta(log, s.Name)
+	if err != nil || !had || m.Incarnation == s.Incarnation {
+		return err
+	}
+	var keys []string
+	log.StateScan(pipePrefix(s.Name), func(key string, _ []byte) bool {
+		if key != metaKey {
+			keys = append(keys, key)
+		}
+		return true
+	})
+	const chunk = 512
+	for len(keys) > chunk {
+		ops := make([]StateOp, chunk)
+		for i, k := range keys[:chunk] {
+			ops[i] = StateOp{Key: k, Delete: true}
+		}
+		if _, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Value: raw}}, Ops: ops}); err != nil {
+			return err
+		}
+		keys = keys[chunk:]
+	}
+	ops := make([]StateOp, 0, len(keys)+1)
+	for _, k := range keys {
+		ops = append(ops, StateOp{Key: k, Delete: true})
+	}
+	doc, _ := json.Marshal(pipeMeta{Incarnation: s.Incarnation, Outbox: m.Outbox, Seq: m.Seq})
+	ops = append(ops, StateOp{Key: metaKey, Value: doc})
+	res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Value: raw}}, Ops: ops})
+	if err != nil {
+		return err
+	}
+	if !res.Applied {
+		return errors.New("pipeline meta changed during a reset (another leader?)")
+	}
+	p.log.Info("pipeline starts fresh: dropped a previous incarnation's position and state", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "keys", len(keys))
+	return nil
+}
+
+func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <-chan struct{}) error {
+	if drained(drain) {
+		return errDrained
+	}
 	log, err := p.store.Partition(k.topic, k.part)
 	if err != nil {
 		return err
@@ -294,10 +432,16 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 	if err := p.shipOutbox(ctx, log, s, k); err != nil {
 		return err
 	}
+	if err := p.resetState(ctx, log, s, k, metaKey); err != nil {
+		return err
+	}
 	if err := p.recordStart(ctx, log, s, metaKey); err != nil {
 		return err
 	}
 	for ctx.Err() == nil {
+		if drained(drain) { // a batch boundary: the successor takes over
+			return errDrained
+		}
 		rawMeta, hadMeta := log.StateGet(metaKey)
 		m, err := loadPipeMeta(log, s.Name)
 		if err != nil {
@@ -321,6 +465,8 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-drain:
+				return errDrained
 			case <-changed:
 			case <-time.After(time.Second):
 			}
@@ -341,10 +487,14 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec) error {
 		tel := p.broker.Telemetry() // spans and counts: docs/observability.md
 		bctx, span := tel.StartPipelineBatch(ctx, s.Name, k.topic, k.part, recs)
 		deadBefore := m.Dead
-		out, attempts, lastErr := p.processWithRetry(bctx, proc, log, s, k, recs, &m)
+		out, attempts, lastErr := p.processWithRetry(bctx, proc, log, s, k, recs, &m, drain)
 		if ctx.Err() != nil {
 			EndSpan(span, ctx.Err())
 			return ctx.Err()
+		}
+		if errors.Is(lastErr, errDrained) { // abandoned between failed attempts: nothing committed
+			EndSpan(span, lastErr)
+			return errDrained
 		}
 		next := recs[len(recs)-1].Offset + 1
 		emit := map[string][]Record{} // "topic/partition" → records
@@ -451,7 +601,7 @@ func (p *Pipelines) markFailed(ctx context.Context, k pipeKey, s PipelineSpec, m
 			return true // deleted meanwhile
 		}
 		var cur PipelineSpec
-		if json.Unmarshal(old, &cur) != nil || cur.CreatedAt != s.CreatedAt || cur.Version != s.Version {
+		if json.Unmarshal(old, &cur) != nil || !sameRun(cur, s) {
 			return false // replaced: resync restarts this worker with the new definition
 		}
 		if cur.Failure != nil {
@@ -482,7 +632,10 @@ func (p *Pipelines) outputPartition(topic string, key []byte, inPart int) (int, 
 	return inPart % t.Partitions, nil
 }
 
-func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log PartitionLog, s PipelineSpec, k pipeKey, recs []Record, m *pipeMeta) (*ProcessOutput, int, error) {
+// processWithRetry calls the module until a batch succeeds or its attempts
+// are spent. A drain between failed attempts abandons the batch (errDrained):
+// a replacement module gets it whole.
+func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log PartitionLog, s PipelineSpec, k pipeKey, recs []Record, m *pipeMeta, drain <-chan struct{}) (*ProcessOutput, int, error) {
 	backoff := time.Duration(s.OnError.InitialBackoffMs) * time.Millisecond
 	var lastErr error
 	for attempt := 1; attempt <= s.OnError.MaxAttempts; attempt++ {
@@ -510,6 +663,8 @@ func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log Pa
 		select {
 		case <-ctx.Done():
 			return nil, attempt, ctx.Err()
+		case <-drain:
+			return nil, attempt, errDrained
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, time.Duration(s.OnError.MaxBackoffMs)*time.Millisecond)

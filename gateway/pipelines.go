@@ -124,7 +124,11 @@ type createPipelineReq struct {
 	Limits    core.ProcessorLimits `json:"limits"`
 	BatchSize int                  `json:"batch_size"`
 	From      string               `json:"from"`
-	DLT       string               `json:"-" need:"topic:write" doc:"<body.on_error.dead_letter_topic> or {name}.dlq"`
+	// Resume and Reset say what to do with a deleted pipeline's leftover
+	// position and state (core.CreateOptions).
+	Resume bool   `json:"resume"`
+	Reset  bool   `json:"reset"`
+	DLT    string `json:"-" need:"topic:write" doc:"<body.on_error.dead_letter_topic> or {name}.dlq"`
 }
 
 func (r *createPipelineReq) parse(*call) error {
@@ -141,12 +145,12 @@ func (s *Server) createPipeline(c *call, req *createPipelineReq) {
 	}
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
-	spec, err := s.pipes.Create(rctx, core.PipelineSpec{
+	spec, err := s.pipes.CreateWith(rctx, core.PipelineSpec{
 		Name: req.Name, Module: req.Module, Version: req.Version, Inputs: req.Inputs, Outputs: req.Outputs,
 		Config: req.Config, Guarantee: req.Guarantee, OnError: req.OnError, Limits: req.Limits,
 		BatchSize: req.BatchSize, From: req.From,
 		Principal: s.creator(c.ctx), // runs with its creator's rights (docs/security.md)
-	})
+	}, core.CreateOptions{Resume: req.Resume, Reset: req.Reset})
 	if err != nil {
 		writeError(c.ctx, err)
 		return
@@ -203,8 +207,68 @@ type alterPipelineReq struct {
 	Name string `path:"p" json:"-" need:"pipeline:alter"`
 }
 
+// upgradePipelineReq is PATCH /v1/pipelines/{p}: a new module (version,
+// config, limits, batch size) under a running pipeline, which keeps its
+// positions, state and principal (core.Pipelines.Upgrade). It needs alter
+// on the pipeline and read on the new module; the handler also checks, on
+// the stored definition, what create checked: read on the inputs, write on
+// the outputs and the dead-letter topic.
+type upgradePipelineReq struct {
+	Name      string                `path:"p" json:"-" need:"pipeline:alter"`
+	Module    string                `json:"module" need:"module:read"`
+	Version   int                   `json:"version"`
+	Config    map[string]string     `json:"config"`
+	Limits    *core.ProcessorLimits `json:"limits"`
+	BatchSize int                   `json:"batch_size"`
+}
+
+func (s *Server) upgradePipeline(c *call, r *upgradePipelineReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	cur, err := s.pipes.Get(r.Name)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	var needs []need
+	for _, t := range cur.Inputs {
+		needs = append(needs, need{rt: topicRT, op: auth.Read, name: t})
+	}
+	for _, t := range append(append([]string(nil), cur.Outputs...), cur.OnError.DeadLetterTopic) {
+		needs = append(needs, need{rt: topicRT, op: auth.Write, name: t})
+	}
+	if err := c.check(needs...); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	spec, err := s.pipes.Upgrade(rctx, r.Name, core.PipelineUpgrade{
+		Module: r.Module, Version: r.Version, Config: r.Config, Limits: r.Limits, BatchSize: r.BatchSize})
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 200, spec)
+}
+
+// deletePipelineReq is DELETE /v1/pipelines/{p}[?purge=true].
 type deletePipelineReq struct {
-	Name string `path:"p" json:"-" need:"pipeline:delete"`
+	Name     string `path:"p" json:"-" need:"pipeline:delete"`
+	PurgeArg string `query:"purge" json:"-"`
+	purge    bool
+}
+
+func (r *deletePipelineReq) parse(*call) error {
+	switch r.PurgeArg {
+	case "", "false":
+	case "true":
+		r.purge = true
+	default:
+		return core.Invalidf("purge must be true or false")
+	}
+	return nil
 }
 
 func (s *Server) deletePipeline(c *call, r *deletePipelineReq) {
@@ -213,7 +277,7 @@ func (s *Server) deletePipeline(c *call, r *deletePipelineReq) {
 	}
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
-	if err := s.pipes.Delete(rctx, r.Name); err != nil {
+	if err := s.pipes.Delete(rctx, r.Name, r.purge); err != nil {
 		writeError(c.ctx, err)
 		return
 	}

@@ -84,7 +84,9 @@ var routes = &table{routes: []*route{
 	op("POST", "/v1/pipelines", (*Server).createPipeline, audited(), doc("create a pipeline"),
 		example(`{"name":"clean","module":"redact","inputs":["orders"],"outputs":["orders-clean"],"on_error":{"dead_letter_topic":"orders-dlq"}}`)),
 	op("GET", "/v1/pipelines/{p}", (*Server).describePipeline, doc("a pipeline's status and progress")),
-	op("DELETE", "/v1/pipelines/{p}", (*Server).deletePipeline, audited(), doc("delete a pipeline")),
+	op("PATCH", "/v1/pipelines/{p}", (*Server).upgradePipeline, audited(), doc("upgrade a pipeline's module at a batch boundary, keeping its position and state"),
+		example(`{"module":"redact","version":2}`)),
+	op("DELETE", "/v1/pipelines/{p}", (*Server).deletePipeline, audited(), doc("delete a pipeline (?purge=true: its position and state too)")),
 	op("POST", "/v1/pipelines/{p}/pause", (*Server).pausePipeline, audited(), doc("pause a pipeline")),
 	op("POST", "/v1/pipelines/{p}/resume", (*Server).resumePipeline, audited(), doc("resume a pipeline")),
 

@@ -87,6 +87,7 @@ func newPipelineCmd() *cobra.Command {
 		inputs, outputs, config      []string
 		timeoutMs                    int64
 		pages                        uint32
+		resume, reset                bool
 	)
 	create := &cobra.Command{
 		Use:   "create NAME --module M --input T --output T [--config k=v]...",
@@ -106,6 +107,7 @@ func newPipelineCmd() *cobra.Command {
 				"config": cfg, "guarantee": guarantee, "batch_size": batch, "from": from,
 				"on_error": map[string]any{"max_attempts": maxAttempts, "dead_letter_topic": dlq},
 				"limits":   map[string]any{"batch_timeout_ms": timeoutMs, "memory_pages": pages},
+				"resume":   resume, "reset": reset,
 			}
 			var out map[string]any
 			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/pipelines", body, &out); err != nil {
@@ -127,9 +129,73 @@ func newPipelineCmd() *cobra.Command {
 	f.StringVar(&from, "from", "", "earliest (default) or latest")
 	f.Int64Var(&timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
 	f.Uint32Var(&pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
+	f.BoolVar(&resume, "resume", false, "continue from the position and state a deleted pipeline of this name left")
+	f.BoolVar(&reset, "reset", false, "start fresh, dropping the position and state a deleted pipeline of this name left")
 	create.MarkFlagRequired("module")
 	create.MarkFlagRequired("input")
 	create.MarkFlagRequired("output")
+
+	var (
+		upModule           string
+		upVersion, upBatch int
+		upConfig           []string
+		upTimeoutMs        int64
+		upPages            uint32
+	)
+	upgrade := &cobra.Command{
+		Use:   "upgrade NAME --module M [--version N] [--config k=v]... [--batch-size N] [--timeout-ms MS] [--memory-pages N]",
+		Short: "Switch a running pipeline to another module or version at a batch boundary, keeping its position and state",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body := map[string]any{"module": upModule, "version": upVersion, "batch_size": upBatch}
+			if len(upConfig) > 0 {
+				cfg := map[string]string{}
+				for _, kv := range upConfig {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok {
+						return fmt.Errorf("--config %q is not key=value", kv)
+					}
+					cfg[k] = v
+				}
+				body["config"] = cfg
+			}
+			if cmd.Flags().Changed("timeout-ms") || cmd.Flags().Changed("memory-pages") {
+				body["limits"] = map[string]any{"batch_timeout_ms": upTimeoutMs, "memory_pages": upPages}
+			}
+			var out map[string]any
+			if err := clientFor(cmd).do(cmd.Context(), "PATCH", "/v1/pipelines/"+url.PathEscape(args[0]), body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	uf := upgrade.Flags()
+	uf.StringVar(&upModule, "module", "", "module name (the current one for another version)")
+	uf.IntVar(&upVersion, "version", 0, "module version (0: the latest)")
+	uf.StringArrayVar(&upConfig, "config", nil, "replace the module config with these key=value pairs (repeatable; none: keep it)")
+	uf.IntVar(&upBatch, "batch-size", 0, "records per Wasm call (0: keep)")
+	uf.Int64Var(&upTimeoutMs, "timeout-ms", 0, "time limit per batch (with --memory-pages, replaces the limits; unset: keep)")
+	uf.Uint32Var(&upPages, "memory-pages", 0, "guest memory limit in 64 KiB pages (with --timeout-ms, replaces the limits; unset: keep)")
+	upgrade.MarkFlagRequired("module")
+
+	var purge bool
+	del := &cobra.Command{
+		Use:   "delete NAME [--purge]",
+		Short: "Delete a pipeline (its position and state stay for a create --resume, unless --purge)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/v1/pipelines/" + url.PathEscape(args[0])
+			if purge {
+				path += "?purge=true"
+			}
+			if err := clientFor(cmd).do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: deleted\n", args[0])
+			return nil
+		},
+	}
+	del.Flags().BoolVar(&purge, "purge", false, "also drop its position and state: the next pipeline of this name starts fresh")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -188,8 +254,7 @@ func newPipelineCmd() *cobra.Command {
 			},
 		}
 	}
-	cmd.AddCommand(create, list, describe,
-		simple("delete", "Delete a pipeline", "DELETE", ""),
+	cmd.AddCommand(create, list, describe, upgrade, del,
 		simple("pause", "Pause a pipeline", "POST", "/pause"),
 		simple("resume", "Resume a paused pipeline", "POST", "/resume"))
 	return cmd
