@@ -752,14 +752,7 @@ func (p *Pipelines) Status(name string) (PipelineSpec, []PartitionStatus, error)
 		for part := 0; part < ti.Partitions; part++ {
 			ps := PartitionStatus{Topic: t, Partition: part}
 			if log, err := p.store.Partition(t, part); err == nil {
-				m, err := loadPipeMeta(log, s.Name)
-				if err != nil {
-					m.LastError = err.Error() // corrupt: the position is unknown (reported as 0)
-				} else if _, had := log.StateGet(pipePrefix(s.Name) + "meta"); had && m.Incarnation != s.Incarnation {
-					// Another incarnation's leftover, not yet reset by a
-					// worker: this pipeline has not started here.
-					m = pipeMeta{Pos: log.LogStart()}
-				}
+				m := progress(log, s)
 				ps.Position, ps.Processed, ps.Failed, ps.DeadLettered, ps.Emitted, ps.LastError = m.Pos, m.Processed, m.Failed, m.Dead, m.Emitted, m.LastError
 				ps.Lag = max(0, log.HighWatermark()-m.Pos)
 				log.StateScan(pipePrefix(s.Name)+"ob/", func(string, []byte) bool { ps.Pending++; return true })
@@ -773,4 +766,54 @@ func (p *Pipelines) Status(name string) (PipelineSpec, []PartitionStatus, error)
 		}
 	}
 	return s, out, nil
+}
+
+// progress is a pipeline's committed progress on an input partition, as
+// this node's replica has it.
+func progress(log PartitionLog, s PipelineSpec) pipeMeta {
+	m, err := loadPipeMeta(log, s.Name)
+	if err != nil {
+		m.LastError = err.Error() // corrupt: the position is unknown (reported as 0)
+	} else if _, had := log.StateGet(pipePrefix(s.Name) + "meta"); had && m.Incarnation != s.Incarnation {
+		// Another incarnation's leftover, not yet reset by a worker: this
+		// pipeline has not started here.
+		m = pipeMeta{Pos: log.LogStart()}
+	}
+	return m
+}
+
+// PipelineLag is a pipeline's lag on one input partition: the partition's
+// high watermark minus the pipeline's committed position, as Status
+// computes it.
+type PipelineLag struct {
+	Pipeline  string
+	Topic     string
+	Partition int
+	Position  int64
+	Lag       int64
+}
+
+// Lags reports the lag of every pipeline (paused and failed ones too) on
+// the input partitions this node leads, so that across a cluster each
+// (pipeline, partition) is reported once, by the node whose replica is
+// current and that runs its worker. Safe for concurrent use.
+func (p *Pipelines) Lags() []PipelineLag {
+	var out []PipelineLag
+	for _, s := range p.List() {
+		for _, t := range s.Inputs {
+			ti, err := p.store.Topic(t)
+			if err != nil {
+				continue
+			}
+			for part := 0; part < ti.Partitions; part++ {
+				log, err := p.store.Partition(t, part)
+				if err != nil || !log.IsLeader() {
+					continue
+				}
+				m := progress(log, s)
+				out = append(out, PipelineLag{Pipeline: s.Name, Topic: t, Partition: part, Position: m.Pos, Lag: max(0, log.HighWatermark()-m.Pos)})
+			}
+		}
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-broker/weir/core"
@@ -194,8 +195,15 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	gw.Handle(gateway.Route{Path: peer.Prefix, Handler: ph.Serve})
-	mountBrowser(gw) // streaming.go: /sdk/weir.js and /demo
-	if err := wireTelemetry(tel, cfg.NodeID, host, broker, gw); err != nil {
+	mountBrowser(gw)                            // streaming.go: /sdk/weir.js and /demo
+	var pipesRef atomic.Pointer[core.Pipelines] // set once the pipeline service starts, below
+	pipeLags := func() []core.PipelineLag {
+		if p := pipesRef.Load(); p != nil {
+			return p.Lags()
+		}
+		return nil
+	}
+	if err := wireTelemetry(tel, cfg.NodeID, host, broker, gw, pipeLags); err != nil {
 		tel.Shutdown(context.Background())
 		host.Close()
 		ln.Close()
@@ -217,6 +225,7 @@ func Start(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	pipesRef.Store(s.Pipelines)
 	s.goRun(ctx, broker.RunRetention)
 	go func() { s.serveErr <- gw.Serve(ln) }()
 	kafkaLn := kln // startKafka owns it now

@@ -237,6 +237,9 @@ type Sources struct {
 	Broker *core.Broker
 	// Groups lists the consumer groups that committed offsets (for lag).
 	Groups func() []string
+	// PipelineLags reports pipelines' lag on the input partitions this
+	// node leads (core.Pipelines.Lags).
+	PipelineLags func() []core.PipelineLag
 }
 
 // Observe registers the node-level observers (consumer lag, leader changes,
@@ -265,6 +268,11 @@ func (t *Telemetry) observe(src Sources) error {
 	if err != nil {
 		return err
 	}
+	pipeLag, err := m.Int64ObservableGauge("weir.pipeline.lag", metric.WithUnit("{record}"),
+		metric.WithDescription("High watermark minus a pipeline's committed position, per pipeline, input topic and partition (reported by the partition's leader)"))
+	if err != nil {
+		return err
+	}
 	disk, err := m.Int64ObservableGauge("weir.disk.used", metric.WithUnit("By"),
 		metric.WithDescription("Bytes of files under the node's data directory"))
 	if err != nil {
@@ -288,6 +296,11 @@ func (t *Telemetry) observe(src Sources) error {
 				}
 			}
 		}
+		if src.PipelineLags != nil {
+			for _, pl := range src.PipelineLags() {
+				o.ObserveInt64(pipeLag, pl.Lag, metric.WithAttributes(attribute.String("pipeline", pl.Pipeline), attribute.String("topic", pl.Topic), attribute.Int("partition", pl.Partition)))
+			}
+		}
 		t.leadMu.Lock()
 		for _, lt := range t.leaders {
 			o.ObserveInt64(leaderChanges, lt.changes, lt.attrs)
@@ -297,7 +310,7 @@ func (t *Telemetry) observe(src Sources) error {
 			o.ObserveInt64(disk, d, nodeAttr)
 		}
 		return nil
-	}, lag, leaderChanges, hwm, disk)
+	}, lag, leaderChanges, hwm, pipeLag, disk)
 	if err != nil {
 		return err
 	}
