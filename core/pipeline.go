@@ -260,6 +260,9 @@ type PipelinesConfig struct {
 	// (16 MiB, the gateway's default body limit).
 	MaxModuleBytes int
 	Logger         *slog.Logger
+	// LogLines is how many guest log lines this node keeps per pipeline
+	// for Logs (GET /v1/pipelines/{name}/logs). Default DefaultLogLines.
+	LogLines int
 	// DrainTimeout bounds how long an upgrade waits for a partition's
 	// worker to finish its batch under the old definition before it is
 	// cancelled (its batch then runs again, whole, under the new one).
@@ -283,6 +286,7 @@ type Pipelines struct {
 	mu      sync.Mutex // guards workers and procs
 	workers map[pipeKey]*pipeWorker
 	procs   map[string]*procEntry // by pipeline name
+	logs    *logRing              // guest log lines per pipeline (pipeline_logs.go)
 	// closing counts processors closed once their draining workers end
 	// (resync); stopAll waits for them.
 	closing sync.WaitGroup
@@ -300,6 +304,9 @@ func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 500 * time.Millisecond
 	}
+	if cfg.LogLines <= 0 {
+		cfg.LogLines = DefaultLogLines
+	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 70 * time.Second
 	}
@@ -313,7 +320,7 @@ func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
 		cfg.Logger = slog.Default()
 	}
 	return &Pipelines{cfg: cfg, broker: b, store: b.Store(), rt: rt, log: cfg.Logger,
-		workers: map[pipeKey]*pipeWorker{}, procs: map[string]*procEntry{}}
+		workers: map[pipeKey]*pipeWorker{}, procs: map[string]*procEntry{}, logs: newLogRing(cfg.LogLines)}
 }
 
 // UploadModule validates wasm and stores it as the next version of name.

@@ -127,6 +127,7 @@ func (p *Pipelines) resync(ctx context.Context) {
 			}
 		}
 	}
+	p.logs.keep(live)
 	p.mu.Lock()
 	var stop []*pipeWorker
 	pred := map[pipeKey]*pipeWorker{} // replaced by a new definition: drained
@@ -640,7 +641,7 @@ func (p *Pipelines) processWithRetry(ctx context.Context, proc Processor, log Pa
 	var lastErr error
 	for attempt := 1; attempt <= s.OnError.MaxAttempts; attempt++ {
 		in := &ProcessInput{Pipeline: s.Name, Topic: k.topic, Partition: k.part, Records: recs, Outputs: s.Outputs, Config: s.Config,
-			State: stateView{log: log, prefix: pipePrefix(s.Name) + "s/"}}
+			State: stateView{log: log, prefix: pipePrefix(s.Name) + "s/"}, Log: p.guestLogger(ctx, s, k, recs)}
 		var out *ProcessOutput
 		err := p.broker.Telemetry().WasmCall(ctx, s.Name, s.Module, len(recs), func(ctx context.Context) (err error) {
 			out, err = proc.Process(ctx, in)

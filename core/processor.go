@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"log/slog"
 )
 
 // ErrModuleInvalid is wrapped by errors that reject an uploaded module.
@@ -92,6 +93,9 @@ type ProcessInput struct {
 	Outputs   []string          // output topic names; OutputRecord.Output indexes it
 	Config    map[string]string // the pipeline's config
 	State     StateReader       // nil for stateless pipelines
+	// Log, when not nil, receives each line the module logged during the
+	// call (also of a failed call), after the call returns, in order.
+	Log func(level slog.Level, msg string)
 }
 
 // OutputRecord is one record a module emitted.

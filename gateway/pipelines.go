@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/weir-broker/weir/core"
@@ -299,4 +300,59 @@ func (s *Server) setPaused(c *call, name string, paused bool) {
 		return
 	}
 	writeValue(c.ctx, 200, spec)
+}
+
+// pipelineLogsReq is GET /v1/pipelines/{p}/logs[?after=SEQ][&wait_ms=MS].
+// Guest log lines may quote input records: reading them needs read on
+// the pipeline, not describe.
+type pipelineLogsReq struct {
+	Name     string `path:"p" json:"-" need:"pipeline:read"`
+	AfterArg string `query:"after" json:"-"`
+	WaitArg  string `query:"wait_ms" json:"-"`
+	after    int64
+	wait     time.Duration
+}
+
+// maxLogsWait bounds a logs long-poll.
+const maxLogsWait = 30 * time.Second
+
+func (r *pipelineLogsReq) parse(*call) error {
+	if r.AfterArg != "" {
+		n, err := strconv.ParseInt(r.AfterArg, 10, 64)
+		if err != nil || n < 0 {
+			return core.Invalidf("after must be a sequence number (0 or more)")
+		}
+		r.after = n
+	}
+	if r.WaitArg != "" {
+		n, err := strconv.ParseInt(r.WaitArg, 10, 64)
+		if err != nil || n < 0 || n > maxLogsWait.Milliseconds() {
+			return core.Invalidf("wait_ms must be between 0 and %d", maxLogsWait.Milliseconds())
+		}
+		r.wait = time.Duration(n) * time.Millisecond
+	}
+	return nil
+}
+
+// pipelineLogs answers the guest log lines this node keeps for a pipeline
+// (core.Pipelines.Logs), long-polling up to wait_ms for a first one.
+func (s *Server) pipelineLogs(c *call, r *pipelineLogsReq) {
+	if !s.pipesOn(c) {
+		return
+	}
+	rctx, cancel := s.requestContext(r.wait + time.Second)
+	defer cancel()
+	lines, err := s.pipes.Logs(rctx, r.Name, r.after, r.wait)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	next := r.after
+	if len(lines) > 0 {
+		next = lines[len(lines)-1].Seq
+	}
+	if lines == nil {
+		lines = []core.GuestLog{}
+	}
+	writeValue(c.ctx, 200, map[string]any{"pipeline": r.Name, "lines": lines, "next": next})
 }

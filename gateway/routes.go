@@ -87,6 +87,7 @@ var routes = &table{routes: []*route{
 	op("PATCH", "/v1/pipelines/{p}", (*Server).upgradePipeline, audited(), doc("upgrade a pipeline's module at a batch boundary, keeping its position and state"),
 		example(`{"module":"redact","version":2}`)),
 	op("DELETE", "/v1/pipelines/{p}", (*Server).deletePipeline, audited(), doc("delete a pipeline (?purge=true: its position and state too)")),
+	op("GET", "/v1/pipelines/{p}/logs", (*Server).pipelineLogs, doc("guest log lines this node keeps for a pipeline (?after=SEQ&wait_ms=MS to follow)")),
 	op("POST", "/v1/pipelines/{p}/pause", (*Server).pausePipeline, audited(), doc("pause a pipeline")),
 	op("POST", "/v1/pipelines/{p}/resume", (*Server).resumePipeline, audited(), doc("resume a pipeline")),
 

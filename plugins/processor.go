@@ -139,6 +139,9 @@ func (p *processor) emitLogs(in *core.ProcessInput, logs []logLine) {
 	for _, l := range logs {
 		lg.Log(ctx, slogLevel(l.level), l.msg, "pipeline", in.Pipeline, "module", p.ref.Name,
 			"version", p.ref.Version, "topic", in.Topic, "partition", in.Partition)
+		if in.Log != nil {
+			in.Log(slogLevel(l.level), l.msg)
+		}
 	}
 }
 

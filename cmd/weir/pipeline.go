@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -254,8 +255,59 @@ func newPipelineCmd() *cobra.Command {
 			},
 		}
 	}
-	cmd.AddCommand(create, list, describe, upgrade, del,
+	cmd.AddCommand(create, list, describe, upgrade, del, newPipelineLogsCmd(),
 		simple("pause", "Pause a pipeline", "POST", "/pause"),
 		simple("resume", "Resume a paused pipeline", "POST", "/resume"))
+	return cmd
+}
+
+// newPipelineLogsCmd is `weir pipeline logs` (also `weir transform logs`).
+func newPipelineLogsCmd() *cobra.Command {
+	var (
+		follow bool
+		after  int64
+	)
+	cmd := &cobra.Command{
+		Use:   "logs NAME [--follow] [--after SEQ]",
+		Short: "Print the log lines a pipeline's module wrote (kept by the node that ran the worker)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for {
+				q := fmt.Sprintf("?after=%d", after)
+				if follow {
+					q += "&wait_ms=10000"
+				}
+				var out struct {
+					Lines []struct {
+						Seq        int64  `json:"seq"`
+						Time       int64  `json:"time"`
+						Level      string `json:"level"`
+						Message    string `json:"message"`
+						Module     string `json:"module"`
+						Version    int    `json:"version"`
+						Topic      string `json:"topic"`
+						Partition  int    `json:"partition"`
+						Offset     int64  `json:"offset"`
+						LastOffset int64  `json:"last_offset"`
+					} `json:"lines"`
+					Next int64 `json:"next"`
+				}
+				if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/pipelines/"+url.PathEscape(args[0])+"/logs"+q, nil, &out); err != nil {
+					return err
+				}
+				for _, l := range out.Lines {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %-5s %s@%d %s/%d [%d-%d] %s\n",
+						time.UnixMilli(l.Time).UTC().Format("2006-01-02T15:04:05.000Z"), l.Level, l.Module, l.Version,
+						l.Topic, l.Partition, l.Offset, l.LastOffset, l.Message)
+				}
+				after = out.Next
+				if !follow || cmd.Context().Err() != nil {
+					return nil
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().Int64Var(&after, "after", 0, "print lines after this sequence number")
 	return cmd
 }

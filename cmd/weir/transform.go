@@ -33,7 +33,8 @@ func newTransformCmd() *cobra.Command {
 		Use:   "transform",
 		Short: "Develop Wasm transforms locally (init, build, test, validate)",
 	}
-	cmd.AddCommand(newTransformInitCmd(), newTransformBuildCmd(), newTransformTestCmd(), newTransformValidateCmd())
+	cmd.AddCommand(newTransformInitCmd(), newTransformBuildCmd(), newTransformTestCmd(), newTransformValidateCmd(),
+		newPipelineLogsCmd()) // logs: the same as `weir pipeline logs`
 	return cmd
 }
 
