@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-broker/weir/core/auth"
 	tu "github.com/weir-broker/weir/internal/testutil"
 )
 
@@ -226,4 +227,48 @@ func TestPipelineUpgradeExactlyOnce(t *testing.T) {
 	if !sawA {
 		t.Fatalf("no output of module A: %v", per)
 	}
+}
+
+// TestPipelineUpgradeRights: an upgrade needs alter on the pipeline, read
+// on the new module and what creating the pipeline needed on its topics;
+// the pipeline goes on running as its creator. Its logs need read on it.
+func TestPipelineUpgradeRights(t *testing.T) {
+	s := securedNode(t)
+	defer stop(t, s)
+	admin := newSecClient(t, s.URL(), testAdminToken, nil)
+	for _, tp := range []string{"uin", "uout"} {
+		admin.expect(201, "POST", "/v1/topics", map[string]any{"name": tp, "replication_factor": 1})
+	}
+	admin.expect(201, "PUT", "/v1/modules/pass", tu.BuildWasm(t, "examples/passthrough"))
+	admin.expect(201, "PUT", "/v1/modules/countv2", tu.BuildWasm(t, "internal/server/testdata/countv2"))
+	erin := admin.with(createToken(t, admin, "erin"))
+	addACL(t, admin, "erin", auth.Pipeline, "up", auth.Literal, auth.Create)
+	addACL(t, admin, "erin", auth.Module, "pass", auth.Literal, auth.Read)
+	addACL(t, admin, "erin", auth.Topic, "uin", auth.Literal, auth.Read)
+	addACL(t, admin, "erin", auth.Topic, "uout", auth.Literal, auth.Write)
+	addACL(t, admin, "erin", auth.Topic, "up.dlq", auth.Literal, auth.Write)
+	erin.expect(201, "POST", "/v1/pipelines", map[string]any{"name": "up", "module": "pass", "inputs": []string{"uin"}, "outputs": []string{"uout"}})
+
+	ulla := admin.with(createToken(t, admin, "ulla"))
+	body := map[string]any{"module": "countv2"}
+	ulla.expect(403, "PATCH", "/v1/pipelines/up", body) // no alter
+	addACL(t, admin, "ulla", auth.Pipeline, "up", auth.Literal, auth.Alter)
+	ulla.expect(403, "PATCH", "/v1/pipelines/up", body) // no read on countv2
+	addACL(t, admin, "ulla", auth.Module, "countv2", auth.Literal, auth.Read)
+	ulla.expect(403, "PATCH", "/v1/pipelines/up", body) // no rights on the topics
+	addACL(t, admin, "ulla", auth.Topic, "u", auth.Prefix, auth.Read, auth.Write)
+	ulla.expect(403, "PATCH", "/v1/pipelines/up", body) // not the dead-letter topic either
+	addACL(t, admin, "ulla", auth.Topic, "up.dlq", auth.Literal, auth.Write)
+	var spec struct {
+		Module    string `json:"module"`
+		Principal string `json:"principal"`
+		Revision  int    `json:"revision"`
+	}
+	ulla.expect(200, "PATCH", "/v1/pipelines/up", body).JSON(t, &spec)
+	if spec.Module != "countv2" || spec.Principal != "erin" || spec.Revision != 1 {
+		t.Fatalf("upgraded: %+v, want countv2 run by erin at revision 1", spec)
+	}
+	ulla.expect(403, "GET", "/v1/pipelines/up/logs", nil) // alter is not read
+	addACL(t, admin, "ulla", auth.Pipeline, "up", auth.Literal, auth.Read)
+	ulla.expect(200, "GET", "/v1/pipelines/up/logs", nil)
 }
