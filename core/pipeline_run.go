@@ -451,6 +451,9 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 		if !m.Started { // recordStart lost a race with a predecessor's first batch
 			m.Pos, m.Started = log.LogStart(), true
 		}
+		if !hadMeta {
+			m.Incarnation = s.Incarnation
+		}
 		if start := log.LogStart(); m.Pos < start {
 			m.Pos = start // retention deleted records the pipeline had not processed
 		}
@@ -569,6 +572,11 @@ func (p *Pipelines) startFailed(ctx context.Context, k pipeKey, s PipelineSpec, 
 			m, merr := loadPipeMeta(log, s.Name)
 			if merr != nil {
 				break // corrupt: left as it is (the next work fails the pipeline)
+			}
+			if !had {
+				m.Incarnation = s.Incarnation // the first meta of this pipeline here
+			} else if m.Incarnation != s.Incarnation {
+				break // another incarnation's, which resetState drops: not counted there
 			}
 			m.Failed++
 			m.LastError = err.Error()

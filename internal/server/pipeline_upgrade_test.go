@@ -256,7 +256,8 @@ func TestPipelineUpgradeRights(t *testing.T) {
 	ulla.expect(403, "PATCH", "/v1/pipelines/up", body) // no read on countv2
 	addACL(t, admin, "ulla", auth.Module, "countv2", auth.Literal, auth.Read)
 	ulla.expect(403, "PATCH", "/v1/pipelines/up", body) // no rights on the topics
-	addACL(t, admin, "ulla", auth.Topic, "u", auth.Prefix, auth.Read, auth.Write)
+	addACL(t, admin, "ulla", auth.Topic, "uin", auth.Literal, auth.Read)
+	addACL(t, admin, "ulla", auth.Topic, "uout", auth.Literal, auth.Write)
 	ulla.expect(403, "PATCH", "/v1/pipelines/up", body) // not the dead-letter topic either
 	addACL(t, admin, "ulla", auth.Topic, "up.dlq", auth.Literal, auth.Write)
 	var spec struct {
