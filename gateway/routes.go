@@ -84,7 +84,7 @@ var routes = &table{routes: []*route{
 	op("POST", "/v1/pipelines", (*Server).createPipeline, audited(), doc("create a pipeline"),
 		example(`{"name":"clean","module":"redact","inputs":["orders"],"outputs":["orders-clean"],"on_error":{"dead_letter_topic":"orders-dlq"}}`)),
 	op("GET", "/v1/pipelines/{p}", (*Server).describePipeline, doc("a pipeline's status and progress")),
-	op("PATCH", "/v1/pipelines/{p}", (*Server).upgradePipeline, audited(), doc("upgrade a pipeline's module at a batch boundary, keeping its position and state"),
+	op("PATCH", "/v1/pipelines/{p}", (*Server).upgradePipeline, audited(), doc("upgrade a pipeline's module at a batch boundary, keeping its position and state; also needs the create's topic rights on the stored inputs, outputs and dead-letter topic"),
 		example(`{"module":"redact","version":2}`)),
 	op("DELETE", "/v1/pipelines/{p}", (*Server).deletePipeline, audited(), doc("delete a pipeline (?purge=true: its position and state too)")),
 	op("GET", "/v1/pipelines/{p}/logs", (*Server).pipelineLogs, doc("guest log lines this node keeps for a pipeline (?after=SEQ&wait_ms=MS to follow)")),
