@@ -20,10 +20,6 @@ var (
 	ErrPipelineNotFound = errors.New("pipeline not found")
 	ErrPipelineExists   = errors.New("pipeline exists")
 	ErrModuleNotFound   = errors.New("module not found")
-	// ErrPipelineStateExists: a create found the position and state of a
-	// deleted pipeline of the same name and was told neither to resume
-	// them nor to reset them (CreateOptions).
-	ErrPipelineStateExists = errors.New("pipeline state exists")
 )
 
 // Guarantees a pipeline can give.
@@ -458,8 +454,9 @@ func (p *Pipelines) moduleBytes(ctx context.Context, v ModuleVersion) ([]byte, e
 
 // CreateOptions say what a create does with the position and state a
 // deleted pipeline of the same name left in its input partitions (a delete
-// keeps them unless purged). With neither option, a create that finds them
-// is refused with ErrPipelineStateExists; with no leftover both are moot.
+// keeps them unless purged). With neither option a create resumes from
+// them, as delete-and-create always did (the /v1 contract); with no
+// leftover both are moot.
 type CreateOptions struct {
 	// Resume continues from the deleted pipeline's positions, keyed state
 	// and counters.
@@ -505,8 +502,8 @@ func (p *Pipelines) checkModule(s *PipelineSpec) error {
 // leaders of its input partitions. Out-of-range fields
 // (PipelineSpec.Validate), limits the runtime refuses, and a module whose
 // initial memory exceeds the pipeline's memory limit are ErrBadRequest;
-// a leftover of a deleted pipeline of the same name, without an option
-// saying what to do with it, is ErrPipelineStateExists (CreateOptions).
+// a leftover of a deleted pipeline of the same name is resumed unless
+// opt.Reset (CreateOptions).
 func (p *Pipelines) CreateWith(ctx context.Context, s PipelineSpec, opt CreateOptions) (PipelineSpec, error) {
 	s.Failure, s.Revision, s.UpdatedAt = nil, 0, 0
 	if opt.Resume && opt.Reset {
@@ -527,14 +524,10 @@ func (p *Pipelines) CreateWith(ctx context.Context, s PipelineSpec, opt CreateOp
 			return s, err
 		}
 		switch {
-		case opt.Resume:
-			s.Incarnation = retired.Incarnation
 		case opt.Reset:
 			s.Incarnation = max(s.Incarnation, retired.Incarnation+1)
-		default:
-			if _, exists := p.store.CatalogGet(catalogPipelines, s.Name); !exists {
-				return s, fmt.Errorf("%w: a deleted pipeline %q left its positions and state in its inputs: create with resume to continue from them, or with reset to start fresh (or delete with purge)", ErrPipelineStateExists, s.Name)
-			}
+		default: // resume, said or not
+			s.Incarnation = retired.Incarnation
 		}
 	} else if opt.Resume {
 		return s, fmt.Errorf("%w: no deleted pipeline %q to resume (deleted with purge, or never created)", ErrPipelineNotFound, s.Name)

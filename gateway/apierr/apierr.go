@@ -43,7 +43,6 @@ var table = []entry{
 	{core.ErrModuleNotFound, http.StatusNotFound, "module_not_found"},
 	{core.ErrPipelineNotFound, http.StatusNotFound, "pipeline_not_found"},
 	{core.ErrPipelineExists, http.StatusConflict, "pipeline_exists"},
-	{core.ErrPipelineStateExists, http.StatusConflict, "pipeline_state_exists"},
 	{core.ErrSubscriptionNotFound, http.StatusNotFound, "subscription_not_found"},
 	{core.ErrSubscriptionExists, http.StatusConflict, "subscription_exists"},
 	{core.ErrInvalidReceipt, http.StatusBadRequest, "invalid_receipt"},
