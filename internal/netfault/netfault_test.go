@@ -168,8 +168,13 @@ func TestForwardsBothWays(t *testing.T) {
 	if got := readN(t, c, 4); got != "pong" {
 		t.Fatalf("got %q", got)
 	}
-	st := p.Stats()
-	if st.Passed.Up != 4 || st.Passed.Down != 4 || st.Accepted != 1 || st.Open != 1 {
+	// The writer counts bytes after its Write returns, which may be after
+	// the client has read them: wait for the count (a fence).
+	eventually(t, "4 bytes counted each way", func() bool {
+		st := p.Stats()
+		return st.Passed.Up == 4 && st.Passed.Down == 4
+	})
+	if st := p.Stats(); st.Passed.Up != 4 || st.Passed.Down != 4 || st.Accepted != 1 || st.Open != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
