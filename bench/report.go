@@ -53,7 +53,7 @@ func reportCmd(args []string) error {
 	rate := func(r result) float64 { return r.Rate }
 	p50 := func(r result) float64 { return r.P50us }
 	p99 := func(r result) float64 { return r.P99us }
-	labels := []string{"weir", "weir-fwd", "weir-kafka", "nats", "nats-sync"}
+	labels := []string{"weir", "weir-prop", "weir-kafka", "nats", "nats-sync"}
 	seen := map[string]bool{}
 	for _, l := range labels {
 		seen[l] = true

@@ -69,12 +69,13 @@ type Config struct {
 	// Fixed for the life of a data dir.
 	LogDB string
 	// FollowerWrites is what a node holding a follower replica of a
-	// partition does with a write: "propose" (default) proposes it to the
-	// local replica and Dragonboat hands it to the leader inside Raft (one
-	// Raft message, no HTTP hop; the answer comes when the local replica
-	// applies the entry); "forward" sends it over HTTP to the leader's node
-	// (internal/peer), as Weir did before. A node without a replica always
-	// forwards. docs/RATIONALE.md, "Writes at a follower".
+	// partition does with a write: "forward" (default) sends it over HTTP
+	// to the leader's node (internal/peer); "propose" proposes it to the
+	// local replica and Dragonboat hands it to the leader inside Raft (no
+	// HTTP hop; the answer comes when the local replica applies the entry).
+	// "propose" measured slower and less predictable for batched R3
+	// produce (docs/benchmarks.md), so it is opt-in. A node without a
+	// replica always forwards. docs/RATIONALE.md, "Writes at a follower".
 	FollowerWrites string
 	// TransportFactory replaces Dragonboat's TCP transport (tests inject
 	// faults through it). Nil: TCP.
@@ -101,7 +102,7 @@ const (
 
 func (c *Config) setDefaults() {
 	if c.FollowerWrites == "" {
-		c.FollowerWrites = FollowerPropose
+		c.FollowerWrites = FollowerForward
 	}
 	if c.RTTMillisecond == 0 {
 		c.RTTMillisecond = 10

@@ -15,11 +15,11 @@ import (
 // Any node serves any partition. Host.Partition returns a routed handle:
 // reads are served from the local replica when this node hosts one (applied
 // entries are committed, so any replica's log is a consistent prefix) and
-// from another replica's node otherwise. A write is proposed to the local
-// replica when this node hosts one (a follower's proposal reaches the
-// leader inside Raft; Config.FollowerWrites "forward" sends it over HTTP to
-// the leader's node instead) and forwarded through the Forwarder to a
-// replica's node otherwise. A call forwarded from another node carries its
+// from another replica's node otherwise. A write goes to the partition's
+// leader: here, or through the Forwarder to the leader's node (with
+// Config.FollowerWrites "propose", a follower replica here takes it and
+// Dragonboat hands it to the leader inside Raft), or to a replica's node
+// when this node hosts none. A call forwarded from another node carries its
 // hop count, and a node forwards a write onwards only while the count is
 // below maxHops, so a call never loops; past the limit a node with a
 // replica proposes locally and a node without one answers not_leader.

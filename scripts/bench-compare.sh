@@ -12,9 +12,9 @@
 #
 #   RUNS=3 BENCH_DURATION=5s BENCH_PPROF=0 BENCH_PIPELINE=1 scripts/bench-compare.sh
 #   ONLY="weir weir-kafka" CLUSTERS="R1" SCENARIOS="batch steady" ... to run a subset.
-#   ONLY="weir weir-fwd nats" CLUSTERS=R3: weir-fwd is Weir with
-#   --follower-writes=forward (writes at a follower forwarded over HTTP, the
-#   behaviour before issue 14), to compare with the default (through Raft).
+#   ONLY="weir weir-prop nats" CLUSTERS=R3: weir-prop is Weir with
+#   --follower-writes=propose (writes at a follower proposed through Raft),
+#   to compare with the default (forwarded over HTTP to the leader).
 #   Ports: BENCH_HTTP_PORT (18580), BENCH_RAFT_PORT (17580), BENCH_NATS_PORT
 #   (14222, +100, +200), BENCH_KAFKA_PORT (BENCH_HTTP_PORT+200); node i uses
 #   port+i-1.
@@ -57,7 +57,7 @@ wait_http() { # URL
   echo "$1 did not answer" >&2; exit 1
 }
 
-start_weir() { # nodes [kafka|fwd]: "kafka": node i also listens for Kafka on kp+i-1; "fwd": --follower-writes=forward
+start_weir() { # nodes [kafka|prop]: "kafka": node i also listens for Kafka on kp+i-1; "prop": --follower-writes=propose
   local n=$1 kafka=${2:-} peers="" i
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in $(seq 1 "$n"); do peers+="${peers:+,}$i=127.0.0.1:$((rp+i-1))"; done
@@ -70,7 +70,7 @@ start_weir() { # nodes [kafka|fwd]: "kafka": node i also listens for Kafka on kp
     else
       extra+=(--kafka-addr "")
     fi
-    [ "$kafka" = fwd ] && extra+=(--follower-writes forward)
+    [ "$kafka" = prop ] && extra+=(--follower-writes propose)
     ./bin/weir serve --node-id "$i" --data-dir "$work/data/n$i" --http-addr "127.0.0.1:$((hp+i-1))" \
       --raft-addr "127.0.0.1:$((rp+i-1))" --log-level error "${extra[@]}" \
       >>"$work/weir.log" 2>&1 &
@@ -126,13 +126,13 @@ for run in $(seq 1 "$RUNS"); do
       echo "== run $run, $cl, $sys" >&2
       case $sys in
         weir) start_weir $nodes; run_scenarios weir weir "$cl" $nodes "b$run" "$servers" ;;
-        weir-fwd) [ "$nodes" = 1 ] && { stop; continue; } # only differs with followers
-          start_weir $nodes fwd; run_scenarios weir-fwd weir "$cl" $nodes "b$run" "$servers" ;;
+        weir-prop) [ "$nodes" = 1 ] && { stop; continue; } # only differs with followers
+          start_weir $nodes prop; run_scenarios weir-prop weir "$cl" $nodes "b$run" "$servers" ;;
         weir-kafka) start_weir $nodes kafka
           run_scenarios weir-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
         nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" "$servers" ;;
         nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" "$servers" ;;
-        *) echo "unknown system $sys (weir, weir-fwd, weir-kafka, nats, nats-sync)" >&2; exit 2 ;;
+        *) echo "unknown system $sys (weir, weir-prop, weir-kafka, nats, nats-sync)" >&2; exit 2 ;;
       esac
       stop
     done

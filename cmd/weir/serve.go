@@ -99,7 +99,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.StringVar(&join, "join", "", "HOST:HTTPPORT of a running node to join (a new node; ignored once it has joined)")
 	f.IntVar(&metaVoters, "meta-voters", 3, "voters of the metadata shard: 3 or 5 (the same on every node)")
 	f.StringVar(&logDB, "logdb", "tan", "Raft log store, fixed per data dir: tan (fastest; 64 MiB of disk per replica) or pebble (for thousands of partitions)")
-	f.StringVar(&followerWrites, "follower-writes", raftlog.FollowerPropose, "a write at a node with a follower replica: propose (through Raft to the leader) or forward (over HTTP to the leader's node)")
+	f.StringVar(&followerWrites, "follower-writes", raftlog.FollowerForward, "a write at a node with a follower replica: forward (over HTTP to the leader's node) or propose (through Raft to the leader; experimental, docs/benchmarks.md)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringSliceVar(&allowedOrigins, "allowed-origins", nil, "origins (https://app.example.com, or *) whose pages may open WebSockets besides this node's own; comma-separated")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (for profiling; keep it on 127.0.0.1)")
