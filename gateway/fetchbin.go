@@ -61,21 +61,30 @@ func AppendRecordsBinary(b []byte, res *core.FetchResult) []byte {
 		r := &res.Records[i]
 		b = be.AppendUint64(b, uint64(r.Offset))
 		b = be.AppendUint64(b, uint64(r.Timestamp))
-		if r.Key == nil {
-			b = be.AppendUint32(b, 0xFFFFFFFF) // -1
-		} else {
-			b = be.AppendUint32(b, uint32(len(r.Key)))
-			b = append(b, r.Key...)
-		}
-		b = be.AppendUint32(b, uint32(len(r.Value)))
-		b = append(b, r.Value...)
-		b = be.AppendUint32(b, uint32(len(r.Headers)))
-		for _, h := range r.Headers {
-			b = be.AppendUint32(b, uint32(len(h.Key)))
-			b = append(b, h.Key...)
-			b = be.AppendUint32(b, uint32(len(h.Value)))
-			b = append(b, h.Value...)
-		}
+		b = appendBinaryRecordBody(b, r)
+	}
+	return b
+}
+
+// appendBinaryRecordBody appends what the fetch and produce framings share
+// after a record's timestamp: key_len:i32 (-1: no key) key value_len:u32
+// value header_count:u32 { name_len:u32 name value_len:u32 value }.
+func appendBinaryRecordBody(b []byte, r *core.Record) []byte {
+	be := binary.BigEndian
+	if r.Key == nil {
+		b = be.AppendUint32(b, 0xFFFFFFFF) // -1
+	} else {
+		b = be.AppendUint32(b, uint32(len(r.Key)))
+		b = append(b, r.Key...)
+	}
+	b = be.AppendUint32(b, uint32(len(r.Value)))
+	b = append(b, r.Value...)
+	b = be.AppendUint32(b, uint32(len(r.Headers)))
+	for _, h := range r.Headers {
+		b = be.AppendUint32(b, uint32(len(h.Key)))
+		b = append(b, h.Key...)
+		b = be.AppendUint32(b, uint32(len(h.Value)))
+		b = append(b, h.Value...)
 	}
 	return b
 }

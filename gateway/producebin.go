@@ -169,21 +169,7 @@ func AppendProduceBinary(b []byte, req *core.ProduceRequest) []byte {
 		r := &req.Records[i]
 		b = be.AppendUint32(b, uint32(int32(r.Partition)))
 		b = be.AppendUint64(b, uint64(r.Timestamp))
-		if r.Key == nil {
-			b = be.AppendUint32(b, 0xFFFFFFFF)
-		} else {
-			b = be.AppendUint32(b, uint32(len(r.Key)))
-			b = append(b, r.Key...)
-		}
-		b = be.AppendUint32(b, uint32(len(r.Value)))
-		b = append(b, r.Value...)
-		b = be.AppendUint32(b, uint32(len(r.Headers)))
-		for _, h := range r.Headers {
-			b = be.AppendUint32(b, uint32(len(h.Key)))
-			b = append(b, h.Key...)
-			b = be.AppendUint32(b, uint32(len(h.Value)))
-			b = append(b, h.Value...)
-		}
+		b = appendBinaryRecordBody(b, &r.Record) // fetchbin.go
 	}
 	return b
 }
