@@ -439,14 +439,33 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 	if err := p.recordStart(ctx, log, s, metaKey); err != nil {
 		return err
 	}
+	// Batches in flight: the tail appends and commits (at-least-once) or
+	// ships (exactly-once) batch n while this loop runs batch n+1. The
+	// position is read from state once and then carried, since the tail's
+	// last commit may not have applied yet; every commit is conditional on
+	// the one before, so a change by anyone else ends the worker.
+	t := newTail(ctx, pipelineTailDepth)
+	defer t.close()
+	var (
+		rawMeta []byte
+		hadMeta bool
+		m       pipeMeta
+	)
 	for ctx.Err() == nil {
-		if drained(drain) { // a batch boundary: the successor takes over
-			return errDrained
-		}
-		rawMeta, hadMeta := log.StateGet(metaKey)
-		m, err := loadPipeMeta(log, s.Name)
-		if err != nil {
+		if err := t.Err(); err != nil {
 			return err
+		}
+		if t.idle() { // nothing in flight: the state is the truth
+			rawMeta, hadMeta = log.StateGet(metaKey)
+			if m, err = loadPipeMeta(log, s.Name); err != nil {
+				return err
+			}
+		}
+		if drained(drain) { // a batch boundary: the successor takes over
+			if err := t.wait(); err != nil {
+				return err
+			}
+			return errDrained
 		}
 		if !m.Started { // recordStart lost a race with a predecessor's first batch
 			m.Pos, m.Started = log.LogStart(), true
@@ -470,7 +489,11 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-drain:
+				if err := t.wait(); err != nil {
+					return err
+				}
 				return errDrained
+			case <-t.Failed():
 			case <-changed:
 			case <-time.After(time.Second):
 			}
@@ -481,7 +504,7 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 		if err := p.checkAccess(s, k.topic); err != nil {
 			// Say why the pipeline stalls in its status (last_error), once
 			// per change of reason: the refusal is retried with backoff.
-			if msg := err.Error(); m.LastError != msg {
+			if msg := err.Error(); m.LastError != msg && t.wait() == nil {
 				m.LastError = msg
 				doc, _ := json.Marshal(m)
 				_, _ = log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: !hadMeta, Value: rawMeta}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
@@ -547,10 +570,12 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 		for _, key := range order {
 			tel.Stamp(bctx, emit[key]) // outputs carry the trace of their input
 		}
-		if err := p.commit(bctx, log, s, k, &m, rawMeta, hadMeta, stateOps, emit, order); err != nil {
+		doc, err := p.commit(bctx, t, log, s, k, &m, rawMeta, hadMeta, stateOps, emit, order)
+		if err != nil {
 			EndSpan(span, err)
 			return err
 		}
+		rawMeta, hadMeta = doc, true
 		if lastErr == nil {
 			tel.PipelineRecords(s.Name, len(recs), 0, int(m.Dead-deadBefore))
 		} else {
@@ -697,39 +722,32 @@ func (p *Pipelines) deadRecord(r Record, s PipelineSpec, k pipeKey, reason, errM
 	return Record{Timestamp: r.Timestamp, Key: r.Key, Value: r.Value, Headers: h}
 }
 
-// commit makes a batch's effects durable. Exactly-once: the new position,
-// the module's state changes and the outputs (an outbox entry) are one
-// transaction on the input partition, conditional on the position not
-// having moved; then the outbox is shipped with idempotent appends.
-// At-least-once: outputs are appended first, then the position commits.
-func (p *Pipelines) commit(ctx context.Context, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, stateOps []StateOp, emit map[string][]Record, order []string) error {
+// pipelineTailDepth is how many batches a worker's tail holds waiting
+// beside the one it is committing.
+const pipelineTailDepth = 1
+
+// commit makes a batch's effects durable, partly behind the worker (tail),
+// and returns the batch's position document as committed (the condition of
+// the next batch's commit). Exactly-once: the new position, the module's
+// state changes and the outputs (an outbox entry) are one transaction on
+// the input partition, conditional on the position not having moved, made
+// here; the tail then ships the outbox with idempotent appends.
+// At-least-once: the tail appends the outputs, then commits the position;
+// a batch that changed state waits for its commit, so that the next batch
+// reads that state.
+func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, stateOps []StateOp, emit map[string][]Record, order []string) ([]byte, error) {
 	metaKey := pipePrefix(s.Name) + "meta"
 	cond := StateCond{Key: metaKey, Absent: !hadMeta, Value: rawMeta}
 	if s.Guarantee != ExactlyOnce {
-		// The output partitions are independent: append to all at once,
-		// then commit the position only if every append succeeded.
-		now := time.Now().UnixMilli()
-		err := each(len(order), func(i int) error {
-			topic, part := splitTP(order[i])
-			out, err := p.store.Partition(topic, part)
-			if err != nil {
-				return err
-			}
-			_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{Timestamp: now, Records: emit[order[i]]})
-			return err
-		})
-		if err != nil {
-			return err
-		}
 		doc, _ := json.Marshal(m)
-		res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: append(stateOps, StateOp{Key: metaKey, Value: doc})})
-		if err != nil {
-			return err
+		ops := append(stateOps, StateOp{Key: metaKey, Value: doc})
+		err := t.submit(func(ctx context.Context) error {
+			return p.appendThenCommit(ctx, log, s, ops, cond, emit, order)
+		})
+		if err == nil && len(stateOps) > 0 {
+			err = t.wait()
 		}
-		if !res.Applied {
-			return errors.New("pipeline position moved under this worker (another leader?)")
-		}
-		return nil
+		return doc, err
 	}
 	var ops []StateOp
 	if len(order) > 0 {
@@ -747,12 +765,44 @@ func (p *Pipelines) commit(ctx context.Context, log PartitionLog, s PipelineSpec
 	ops = append(ops, StateOp{Key: metaKey, Value: doc})
 	res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
 	if err != nil {
+		return nil, err
+	}
+	if !res.Applied {
+		return nil, errPositionMoved
+	}
+	if len(order) == 0 {
+		return doc, nil
+	}
+	return doc, t.submit(func(ctx context.Context) error { return p.shipOutbox(ctx, log, s, k) })
+}
+
+var errPositionMoved = errors.New("pipeline position moved under this worker (another leader?)")
+
+// appendThenCommit is an at-least-once batch's commit: its outputs, to
+// every output partition at once, then (if all were appended) its position
+// and state.
+func (p *Pipelines) appendThenCommit(ctx context.Context, log PartitionLog, s PipelineSpec, ops []StateOp, cond StateCond, emit map[string][]Record, order []string) error {
+	now := time.Now().UnixMilli()
+	err := each(len(order), func(i int) error {
+		topic, part := splitTP(order[i])
+		out, err := p.store.Partition(topic, part)
+		if err != nil {
+			return err
+		}
+		_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{Timestamp: now, Records: emit[order[i]]})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
+	if err != nil {
 		return err
 	}
 	if !res.Applied {
-		return errors.New("pipeline position moved under this worker (another leader?)")
+		return errPositionMoved
 	}
-	return p.shipOutbox(ctx, log, s, k)
+	return nil
 }
 
 func splitTP(key string) (string, int) {

@@ -113,7 +113,8 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) *kmsg.FetchRespo
 			if budget <= 0 && total > 0 {
 				continue
 			}
-			res, err := c.s.broker.Fetch(ctx, &core.FetchRequest{Topic: fp.topic, Partition: int(fp.req.Partition), From: core.AtOffset, Offset: fp.req.FetchOffset, MaxBytes: max(budget, 1)})
+			res, err := c.s.broker.Fetch(ctx, &core.FetchRequest{Topic: fp.topic, Partition: int(fp.req.Partition), From: core.AtOffset, Offset: fp.req.FetchOffset, MaxBytes: max(budget, 1),
+				MaxRecords: c.s.broker.Config().MaxFetchRecords}) // Kafka bounds bytes, not records
 			if err != nil {
 				var re *core.OffsetRangeError
 				if errors.As(err, &re) {

@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/golang/snappy"
@@ -210,24 +211,36 @@ func (c *conn) produce(ctx context.Context, r *kmsg.ProduceRequest) kmsg.Respons
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for _, t := range r.Topics {
-		rt := kmsg.NewProduceResponseTopic()
+	// The partitions of a request are independent Raft logs: append to all
+	// at once, each answer in its own slot of the response.
+	var wg sync.WaitGroup
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
+	for ti, t := range r.Topics {
+		rt := &resp.Topics[ti]
+		*rt = kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
 		ok := c.allowed("Produce", auth.Topic, t.Topic, auth.Write)
-		for _, p := range t.Partitions {
-			rp := kmsg.NewProduceResponseTopicPartition()
+		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
+		for pi, p := range t.Partitions {
+			rp := &rt.Partitions[pi]
+			*rp = kmsg.NewProduceResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LogAppendTime = -1
 			if !ok {
 				rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-			} else if err := c.producePartition(pctx, r.Acks, t.Topic, p, &rp); err != nil {
-				rp.ErrorCode, rp.ErrorMessage = errCode(err), errMsg(err)
-				rp.BaseOffset = -1
+				continue
 			}
-			rt.Partitions = append(rt.Partitions, rp)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := c.producePartition(pctx, r.Acks, t.Topic, p, rp); err != nil {
+					rp.ErrorCode, rp.ErrorMessage = errCode(err), errMsg(err)
+					rp.BaseOffset = -1
+				}
+			}()
 		}
-		resp.Topics = append(resp.Topics, rt)
 	}
+	wg.Wait()
 	if r.Acks == 0 {
 		return nil
 	}

@@ -625,7 +625,13 @@ func TestTraceFollowsRecordThroughPipelineAndWebSocket(t *testing.T) {
 			WasmCalls int64  `json:"wasm_calls"`
 		} `json:"pipelines"`
 	}
-	tu.Do(t, "GET", u+"/v1/stats", nil).JSON(t, &st)
+	// The output is delivered before the batch's position commits (the
+	// pipeline's tail appends, then commits): wait for the commit.
+	tu.Eventually(t, 10*time.Second, "the batch's position committed", func() bool {
+		tu.Do(t, "GET", u+"/v1/stats", nil).JSON(t, &st)
+		return len(st.Pipelines) == 1 && st.Pipelines[0].Processed == 1 &&
+			s.Broker.Telemetry().PipelineCounters()["pt"].Processed == 1
+	})
 	if len(st.Pipelines) != 1 || st.Pipelines[0].Name != "pt" || st.Pipelines[0].State != "running" || st.Pipelines[0].Processed != 1 || st.Pipelines[0].WasmCalls != 1 {
 		t.Errorf("GET /v1/stats pipelines: %+v", st.Pipelines)
 	}
