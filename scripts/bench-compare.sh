@@ -15,6 +15,10 @@
 #   ONLY="weir weir-prop nats" CLUSTERS=R3: weir-prop is Weir with
 #   --follower-writes=propose (writes at a follower proposed through Raft),
 #   to compare with the default (forwarded over HTTP to the leader).
+#   BASE_REV=<git rev> adds the systems base and base-kafka: the same loads
+#   against bin/weir-base built from that revision, alternating with today's
+#   build in the same run (an A/B of a change, with NATS beside it); the
+#   pipeline rows then run for both builds too.
 #   Ports: BENCH_HTTP_PORT (18580), BENCH_RAFT_PORT (17580), BENCH_NATS_PORT
 #   (14222, +100, +200), BENCH_KAFKA_PORT (BENCH_HTTP_PORT+200); node i uses
 #   port+i-1.
@@ -37,6 +41,14 @@ if [ -z "${BENCH_NOBUILD:-}" ]; then
   go build -o bin/weir ./cmd/weir
   (cd bench && go build -o ../bin/weircmp .)
 fi
+if [ -n "${BASE_REV:-}" ]; then
+  echo "building bin/weir-base from $BASE_REV" >&2
+  basetree=$(mktemp -d)
+  git worktree add -q --detach "$basetree" "$BASE_REV"
+  (cd "$basetree" && go build -o "$root/bin/weir-base" ./cmd/weir)
+  git worktree remove --force "$basetree"
+  case " $ONLY " in *" base "*) ;; *) ONLY="$ONLY base" ;; esac
+fi
 if ! [ -x bin/nats-server ] || ! bin/nats-server --version | grep -q "$NATS_VERSION"; then
   echo "installing nats-server $NATS_VERSION into bin/" >&2
   GOBIN="$root/bin" go install "github.com/nats-io/nats-server/v2@$NATS_VERSION"
@@ -57,8 +69,8 @@ wait_http() { # URL
   echo "$1 did not answer" >&2; exit 1
 }
 
-start_weir() { # nodes [kafka|prop]: "kafka": node i also listens for Kafka on kp+i-1; "prop": --follower-writes=propose
-  local n=$1 kafka=${2:-} peers="" i
+start_weir() { # nodes [kafka|prop] [binary]: "kafka": node i also listens for Kafka on kp+i-1; "prop": --follower-writes=propose
+  local n=$1 kafka=${2:-} bin=${3:-./bin/weir} peers="" i
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in $(seq 1 "$n"); do peers+="${peers:+,}$i=127.0.0.1:$((rp+i-1))"; done
   for i in $(seq 1 "$n"); do
@@ -71,7 +83,7 @@ start_weir() { # nodes [kafka|prop]: "kafka": node i also listens for Kafka on k
       extra+=(--kafka-addr "")
     fi
     [ "$kafka" = prop ] && extra+=(--follower-writes propose)
-    ./bin/weir serve --node-id "$i" --data-dir "$work/data/n$i" --http-addr "127.0.0.1:$((hp+i-1))" \
+    "$bin" serve --node-id "$i" --data-dir "$work/data/n$i" --http-addr "127.0.0.1:$((hp+i-1))" \
       --raft-addr "127.0.0.1:$((rp+i-1))" --log-level error "${extra[@]}" \
       >>"$work/weir.log" 2>&1 &
     pids+=($!)
@@ -130,9 +142,12 @@ for run in $(seq 1 "$RUNS"); do
           start_weir $nodes prop; run_scenarios weir-prop weir "$cl" $nodes "b$run" "$servers" ;;
         weir-kafka) start_weir $nodes kafka
           run_scenarios weir-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
+        base) start_weir $nodes "" ./bin/weir-base; run_scenarios base weir "$cl" $nodes "b$run" "$servers" ;;
+        base-kafka) start_weir $nodes kafka ./bin/weir-base
+          run_scenarios base-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
         nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" "$servers" ;;
         nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" "$servers" ;;
-        *) echo "unknown system $sys (weir, weir-prop, weir-kafka, nats, nats-sync)" >&2; exit 2 ;;
+        *) echo "unknown system $sys (weir, weir-prop, weir-kafka, nats, nats-sync, base, base-kafka)" >&2; exit 2 ;;
       esac
       stop
     done
@@ -146,13 +161,16 @@ if [ "${BENCH_PIPELINE:-1}" = 1 ]; then
   mkdir -p bin/examples
   [ -f bin/examples/passthrough.wasm ] || GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared \
     -o bin/examples/passthrough.wasm ./examples/passthrough
+  builds=./bin/weir; [ -n "${BASE_REV:-}" ] && builds="./bin/weir-base ./bin/weir"
   for g in at_least_once exactly_once; do
     for run in $(seq 1 "$RUNS"); do
-      start_weir 1
-      echo "== pipeline $g, run $run"
-      ./bin/weir bench pipeline --server "$servers" --module bin/examples/passthrough.wasm \
-        --records "${BENCH_PIPELINE_RECORDS:-200000}" --guarantee $g | tail -2
-      stop
+      for b in $builds; do
+        start_weir 1 "" "$b"
+        echo "== pipeline $g, run $run, $b"
+        "$b" bench pipeline --server "$servers" --module bin/examples/passthrough.wasm \
+          --records "${BENCH_PIPELINE_RECORDS:-1000000}" --guarantee $g | tail -2
+        stop
+      done
     done
   done
 fi
