@@ -123,13 +123,26 @@ type Broker struct {
 	rr   map[string]*atomic.Uint64 // round-robin counters per topic
 
 	unacked atomic.Int64
+
+	endWaits     chan struct{} // closed by EndWaits
+	endWaitsOnce sync.Once
 }
 
 // NewBroker returns a broker over store.
 func NewBroker(store Store, cfg BrokerConfig) *Broker {
 	cfg.setDefaults()
-	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}}
+	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}, endWaits: make(chan struct{})}
 }
+
+// EndWaits ends every long poll now waiting or started later — fetches,
+// group polls, queue receives — as if its wait had run out: each answers
+// with what it has (often nothing), at once. A node calls it first when it
+// shuts down, so that its front doors can drain their requests promptly
+// instead of waiting out clients' wait_ms.
+func (b *Broker) EndWaits() { b.endWaitsOnce.Do(func() { close(b.endWaits) }) }
+
+// WaitsEnded is closed once EndWaits was called.
+func (b *Broker) WaitsEnded() <-chan struct{} { return b.endWaits }
 
 // Telemetry returns the node's telemetry (never nil).
 func (b *Broker) Telemetry() *Telemetry { return b.cfg.Telemetry }
@@ -545,6 +558,8 @@ func (b *Broker) fetch(ctx context.Context, req *FetchRequest) (*FetchResult, er
 		select {
 		case <-changed:
 		case <-timer.C:
+			wait = 0
+		case <-b.endWaits:
 			wait = 0
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -152,10 +152,10 @@ func (c *GroupCoordinator) Poll(ctx context.Context, req *PollRequest) (*PollRes
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
-		switch i := waitAny(ctx, timer.C, chans); {
+		switch i := waitAny(ctx, timer.C, append(chans[:len(chans):len(chans)], c.broker.WaitsEnded())); {
 		case i == -1:
 			return nil, ctx.Err()
-		case i == -2:
+		case i == -2, i == len(chans): // the wait ran out, or the node is shutting down
 			wait = 0 // one last read, then answer
 		case i == 0:
 			cur, err := c.Member(req.Group, req.Member)

@@ -689,7 +689,12 @@ func (q *Queues) Receive(ctx context.Context, req *ReceiveRequest) ([]Message, e
 		} else {
 			timer.Reset(d)
 		}
-		if err := waitSubChange(ctx, chans, timer.C); err != nil {
+		select {
+		case <-q.broker.WaitsEnded(): // the node is shutting down
+			return nil, nil
+		default:
+		}
+		if err := waitSubChange(ctx, append(chans, q.broker.WaitsEnded()), timer.C); err != nil {
 			return nil, err
 		}
 	}

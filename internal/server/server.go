@@ -268,6 +268,7 @@ func (s *Server) WaitReady(ctx context.Context) error {
 // appends) finish until ctx ends, stops every loop Start started and waits
 // for them, then stops Raft.
 func (s *Server) Close(ctx context.Context) error {
+	s.Broker.EndWaits() // long polls answer now: the front doors drain promptly
 	if s.Kafka != nil {
 		s.Kafka.Close()
 	}
