@@ -71,7 +71,8 @@ func (b *buckets) wait(c *Cost) (time.Duration, Kind) {
 			worst, kind = w, k
 		}
 	}
-	return time.Duration(math.Ceil(worst * float64(time.Second))), kind
+	// Whole microseconds, rounded up past float noise (1.0000000001 µs is 1).
+	return time.Duration(math.Ceil(worst*1e6-1e-3)) * time.Microsecond, kind
 }
 
 // take subtracts c's demand (sign −1 takes; +1 gives it back, up to the
