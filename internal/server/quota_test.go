@@ -49,7 +49,7 @@ func waitQuota(t *testing.T, c *secClient, principal string, want *quota.Quota) 
 func expect429(t *testing.T, r *tu.Response, min int) {
 	t.Helper()
 	if r.Status != 429 || r.ErrorCode() != "rate_limited" {
-		t.Fatalf("HTTP %d %s, want 429 rate_limited", r.Status, r.Body)
+		t.Fatalf("HTTP %d %.200s, want 429 rate_limited", r.Status, r.Body)
 	}
 	ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 	if err != nil || ra < min {
