@@ -19,7 +19,7 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 // limiterWith returns a Limiter whose quotas are qs (no catalog: the
 // snapshot never changes) on a fake clock.
-func limiterWith(t *testing.T, cfg Config, qs ...Quota) (*Limiter, *fakeClock) {
+func limiterWith(t testing.TB, cfg Config, qs ...Quota) (*Limiter, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	cfg.Now = clk.now
@@ -166,5 +166,28 @@ func TestQuotaValidate(t *testing.T) {
 	}
 	if _, err := New(nil, Config{MaxWait: -1}); err == nil {
 		t.Error("a negative MaxWait was accepted")
+	}
+}
+
+// BenchmarkReserve is the quota check alone, for a request of 100 KiB:
+// with no quota stored, and with a default quota never hit.
+//
+//	go test -run '^$' -bench Reserve -count 3 ./core/quota
+func BenchmarkReserve(b *testing.B) {
+	huge := Quota{Principal: Default, ProduceBytesPerSec: MaxRate, FetchBytesPerSec: MaxRate, RequestsPerSec: MaxRate}
+	for _, c := range []struct {
+		name string
+		qs   []Quota
+	}{{"none", nil}, {"default", []Quota{huge}}} {
+		b.Run("quota="+c.name, func(b *testing.B) {
+			l, _ := limiterWith(b, Config{}, c.qs...)
+			l.cfg.Now = time.Now // the real clock's cost is part of the check
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := l.Reserve(alice, nil, Cost{Requests: 1, Produce: 100 << 10}, time.Second); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
