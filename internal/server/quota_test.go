@@ -257,3 +257,31 @@ func TestQuotaFetchAndKafka(t *testing.T) {
 	expectThrottledMetric(t, anon, auth.Anonymous, "produce")
 	expectThrottledMetric(t, anon, auth.Anonymous, "fetch")
 }
+
+// TestQuotaSlowsWebSocketDelivery: pushes to a subscription over the fetch
+// quota are delayed until the debt is repaid, never refused.
+func TestQuotaSlowsWebSocketDelivery(t *testing.T) {
+	s := startNode(t, t.TempDir(), quickQuotas)
+	defer stop(t, s)
+	anon := newSecClient(t, s.URL(), "", nil)
+	createTopic(t, s.URL(), "push", 1)
+	def := quota.Quota{Principal: quota.Default, FetchBytesPerSec: 1000}
+	anon.expect(200, "PUT", "/v1/quotas/default", def)
+	waitQuota(t, anon, quota.Default, &def)
+	anon.expect(200, "POST", "/v1/topics/push/records", recordsOf(strings.Repeat("a", 2000)))
+	anon.expect(200, "POST", "/v1/topics/push/records", recordsOf("b"))
+	// A credit of one record: the first frame (about 2 KB) leaves the fetch
+	// bucket about 1 s in debt, and the pump, going on to the second record
+	// at once, has to wait for it whatever the machine's speed.
+	ws := dialWS(t, s.URL(), "/v1/ws", nil)
+	ws.send(map[string]any{"op": "subscribe", "id": "s", "topic": "push", "from": "earliest", "credit": 1})
+	ws.wait(10*time.Second, "the first record", func(msgs []wsMsg) bool { return countRecords(msgs, "s") == 1 })
+	tu.Eventually(t, 10*time.Second, "a delayed delivery in /metrics", func() bool {
+		body := string(anon.expect(200, "GET", "/metrics", nil).Body)
+		return strings.Contains(body, "weir_quota_delay_seconds_total{")
+	})
+	expectThrottledMetric(t, anon, auth.Anonymous, "fetch")
+	// Delayed, not refused: the second record comes once the debt is repaid.
+	ws.send(map[string]any{"op": "credit", "sub": "s", "records": 1})
+	ws.wait(10*time.Second, "the second record", func(msgs []wsMsg) bool { return countRecords(msgs, "s") == 2 })
+}
