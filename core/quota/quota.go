@@ -162,7 +162,9 @@ func (c *Config) setDefaults() {
 }
 
 // Limiter stores quotas in the catalog and enforces them on this node.
-// Safe for concurrent use; a nil *Limiter admits everything.
+// Safe for concurrent use; a nil *Limiter admits everything. Locks: rebuild
+// (the snapshot) and a principal's buckets.mu are never held together,
+// and no lock is held while a request waits for its tokens.
 type Limiter struct {
 	cfg   Config
 	store core.Catalog
