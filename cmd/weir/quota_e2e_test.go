@@ -13,19 +13,7 @@ import (
 func TestQuotaCLI(t *testing.T) {
 	p := tu.StartWeir(t, tu.FreeAddr(t), "--data-dir", t.TempDir(), "--raft-addr", tu.FreeAddr(t), "--log-level", "warn",
 		"--quota-max-wait", "10ms")
-	bin := tu.WeirBinary(t)
-	run := func(args ...string) (string, error) {
-		out, err := exec.Command(bin, append(args, "--server", p.URL())...).CombinedOutput()
-		return string(out), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatalf("weir %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	run, must := weirCLI(t, p.URL())
 	out := must("quota", "set", "default", "--produce-bytes", "1000", "--requests", "500")
 	if !strings.Contains(out, `"principal": "default"`) || !strings.Contains(out, `"produce_bytes_per_sec": 1000`) ||
 		!strings.Contains(out, `"requests_per_sec": 500`) {
@@ -52,7 +40,7 @@ func TestQuotaCLI(t *testing.T) {
 	if out := must("quota", "list"); strings.Contains(out, "alice") {
 		t.Fatalf("quota list after remove: %s", out)
 	}
-	if out, err := exec.Command(bin, "quota", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "Usage:") {
+	if out, err := exec.Command(tu.WeirBinary(t), "quota", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "Usage:") {
 		t.Fatalf("quota --help: %v %s", err, out)
 	}
 }
