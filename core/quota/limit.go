@@ -169,6 +169,10 @@ func (l *Limiter) reserve(p auth.Principal, o Origin, c *Cost, maxWait time.Dura
 	if w > maxWait {
 		err := &core.RateLimitError{RetryAfter: w, Msg: fmt.Sprintf("principal %q is over its %s quota of %d %s/s on this node (docs/quotas.md); retry in %s",
 			p.Name, kind, q.rate(kind), kind.unit(), w.Round(time.Millisecond))}
+		if need, _ := c.demand(kind); need > float64(q.rate(kind))*(l.cfg.Burst+maxWait).Seconds() {
+			err.Msg = fmt.Sprintf("principal %q's %s quota of %d %s/s on this node can never admit a request of %.0f %s at once (at most its burst and what the wait bound refills; docs/quotas.md): send smaller requests",
+				p.Name, kind, q.rate(kind), kind.unit(), need, kind.unit())
+		}
 		l.throttled(p, o, kind, 0, err)
 		return 0, err
 	}

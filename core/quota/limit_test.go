@@ -57,7 +57,7 @@ func expectRefused(t *testing.T, l *Limiter, p auth.Principal, c Cost, retry tim
 	if rl.RetryAfter != retry {
 		t.Fatalf("RetryAfter %v, want %v (%s)", rl.RetryAfter, retry, rl.Msg)
 	}
-	if want := kind.String() + " quota"; !strings.Contains(rl.Msg, want) {
+	if want := kind.String() + " quota of"; !strings.Contains(rl.Msg, want) {
 		t.Fatalf("message %q does not name the %s", rl.Msg, want)
 	}
 }
@@ -77,6 +77,9 @@ func TestProduceBucket(t *testing.T) {
 	// A request larger than the bucket plus the bound's refill never fits.
 	clk.advance(time.Hour)
 	expectRefused(t, l, alice, Cost{Produce: 20000}, 19*time.Second, Produce)
+	if _, err := l.Reserve(alice, nil, Cost{Produce: 20000}, l.MaxWait()); !strings.Contains(err.Error(), "can never admit a request of 20000 bytes") {
+		t.Fatalf("a request that never fits: %v", err)
+	}
 	// Requests are not limited by this quota; others are not limited.
 	expectWait(t, l, alice, Cost{Requests: 1_000_000}, 0)
 	expectWait(t, l, auth.Principal{Name: "bob"}, Cost{Produce: 1 << 40}, 0)
