@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -66,6 +67,17 @@ func highWatermark(t *testing.T, admin *secClient, topic string) int64 {
 	}
 	admin.expect(200, "GET", "/v1/topics/"+topic, nil).JSON(t, &ti)
 	return ti.Partitions[0].HighWatermark
+}
+
+// offsetOf returns the offset of a produce answer's first record.
+func offsetOf(t *testing.T, r *tu.Response) int64 {
+	t.Helper()
+	var o offsetsResp
+	r.JSON(t, &o)
+	if len(o.Offsets) == 0 {
+		t.Fatalf("no offsets in %s", r.Body)
+	}
+	return o.Offsets[0].Offset
 }
 
 func recordsOf(value string) map[string]any {
@@ -145,25 +157,42 @@ func TestQuotaEnforcedOnEveryNode(t *testing.T) {
 		alices = append(alices, a.with(tok))
 	}
 	admin.expect(201, "POST", "/v1/topics", map[string]any{"name": "q", "partitions": 1, "replication_factor": 2})
-	// Both nodes take alice's writes before any quota is set.
-	for _, a := range alices {
+	// Both nodes take alice's writes before any quota is set. Idempotent
+	// (one producer and sequence per node): an attempt that failed but
+	// commits late is the same record, so every record of q is accounted for.
+	var last int64 = -1 // the offset of the last record acknowledged
+	for i, a := range alices {
+		warm := map[string]any{"producer_id": fmt.Sprint("warm-", i), "sequence": 0, "records": []map[string]any{{"value": "warm-up", "partition": 0}}}
 		tu.Eventually(t, 30*time.Second, "alice's produce at "+a.base, func() bool {
-			return a.do("POST", "/v1/topics/q/records", recordsOf("warm-up")).Status == 200
+			r := a.do("POST", "/v1/topics/q/records", warm)
+			if r.Status == 200 {
+				last = max(last, offsetOf(t, r))
+			}
+			return r.Status == 200
 		})
 	}
 	big := recordsOf(strings.Repeat("x", 20000)) // 20 times the bucket
+	// afterRefusal checks that a refused produce wrote nothing: the next
+	// record acknowledged through a is the one after the last.
+	afterRefusal := func(a *secClient) {
+		t.Helper()
+		o := offsetOf(t, a.expect(200, "POST", "/v1/topics/q/records", recordsOf("small"))) // fits in the bucket
+		if o != last+1 {
+			t.Fatalf("a refused produce wrote: the next record got offset %d, want %d", o, last+1)
+		}
+		last = o
+		tu.Eventually(t, 30*time.Second, "node 1 applied offset "+fmt.Sprint(o), func() bool { return highWatermark(t, admin, "q") > o })
+		if hw := highWatermark(t, admin, "q"); hw != o+1 {
+			t.Fatalf("high watermark %d, want %d", hw, o+1)
+		}
+	}
 
 	slow := quota.Quota{Principal: "alice", ProduceBytesPerSec: 1000}
 	admin.expect(200, "PUT", "/v1/quotas/alice", slow)
 	for i, a := range alices {
 		waitQuota(t, admins[i], "alice", &slow)
-		hw := highWatermark(t, admin, "q")
 		expect429(t, a.do("POST", "/v1/topics/q/records", big), 19)
-		if got := highWatermark(t, admin, "q"); got != hw {
-			t.Fatalf("a refused produce moved the high watermark from %d to %d", hw, got)
-		}
-		// What fits in the bucket is taken.
-		a.expect(200, "POST", "/v1/topics/q/records", recordsOf("small"))
+		afterRefusal(a)
 	}
 	// The WebSocket produce frame is refused the same way.
 	ws := dialWS(t, c.nodes[2].URL(), "/v1/ws", http.Header{"Authorization": {"Bearer " + tok}})
@@ -172,6 +201,7 @@ func TestQuotaEnforcedOnEveryNode(t *testing.T) {
 	if m.Error.Code != "rate_limited" || !strings.Contains(m.raw, `"retry_after_ms":`) {
 		t.Fatalf("WebSocket produce over quota: %s", m.raw)
 	}
+	afterRefusal(alices[1])
 
 	// Raised: applies on both nodes without a restart.
 	fast := quota.Quota{Principal: "alice", ProduceBytesPerSec: 100 << 20}
