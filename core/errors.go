@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors callers branch on. Each maps to an API error code and
@@ -37,6 +38,9 @@ var (
 	ErrForbidden         = errors.New("forbidden")
 	ErrPrincipalNotFound = errors.New("principal not found")
 	ErrACLNotFound       = errors.New("acl not found")
+
+	// Quotas (core/quota, docs/quotas.md).
+	ErrQuotaNotFound = errors.New("quota not found")
 )
 
 // ErrCorrupt is a stored record (pipeline metadata, an outbox entry, a
@@ -94,3 +98,21 @@ func (e *StaleGenerationError) Error() string {
 	return fmt.Sprintf("group %q rebalanced: generation %d is stale, the current generation is %d", e.Group, e.Generation, e.Current)
 }
 func (e *StaleGenerationError) Unwrap() error { return ErrStaleGeneration }
+
+// RateLimitError refuses a request over a quota (core/quota): RetryAfter
+// is when a retry can be admitted at the earliest. It wraps
+// ErrRateLimited; the gateway answers it 429 with Retry-After.
+type RateLimitError struct {
+	Msg        string
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitError) Error() string { return e.Msg }
+func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
+
+// RetryAfterSeconds is RetryAfter in whole seconds, rounded up, at least 1
+// (the HTTP Retry-After header's unit).
+func (e *RateLimitError) RetryAfterSeconds() int64 {
+	s := int64((e.RetryAfter + time.Second - 1) / time.Second)
+	return max(s, 1)
+}

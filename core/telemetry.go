@@ -61,6 +61,9 @@ type Telemetry struct {
 	proposalDur metric.Float64Histogram
 	wasmDur     metric.Float64Histogram
 
+	quotaThrottled metric.Int64Counter   // requests delayed or refused by a quota (core/quota)
+	quotaDelay     metric.Float64Counter // seconds requests waited for a quota
+
 	topics    sync.Map // topic → *topicStats
 	pipelines sync.Map // pipeline → *pipelineStats
 
@@ -125,6 +128,14 @@ func NewTelemetry(cfg TelemetryConfig) (*Telemetry, error) {
 	t.proposalDur = hist("weir.raft.proposal.duration", "One batch proposed to a partition's Raft group until applied on this node")
 	t.wasmDur = hist("weir.wasm.call.duration", "One call into a pipeline's Wasm module")
 	if err != nil {
+		return nil, err
+	}
+	if t.quotaThrottled, err = m.Int64Counter("weir.quota.throttled", metric.WithUnit("{request}"),
+		metric.WithDescription("Requests a principal's quota delayed or refused on this node, per principal and kind")); err != nil {
+		return nil, err
+	}
+	if t.quotaDelay, err = m.Float64Counter("weir.quota.delay", metric.WithUnit("s"),
+		metric.WithDescription("Time requests waited for a principal's quota on this node, per principal and kind")); err != nil {
 		return nil, err
 	}
 	ctr := func(name, unit, desc string) metric.Int64ObservableCounter {
@@ -255,6 +266,19 @@ func (t *Telemetry) CountOut(topic string, n, bytes int) {
 	s := t.topic(topic)
 	s.recordsOut.Add(int64(n))
 	s.bytesOut.Add(int64(bytes))
+}
+
+// QuotaThrottled counts a request that a principal's quota of kind
+// (requests, produce, fetch) delayed by delay (0: refused at once).
+func (t *Telemetry) QuotaThrottled(ctx context.Context, principal, kind string, delay time.Duration) {
+	if t == nil {
+		return
+	}
+	set := metric.WithAttributes(attribute.String("principal", principal), attribute.String("kind", kind))
+	t.quotaThrottled.Add(ctx, 1, set)
+	if delay > 0 {
+		t.quotaDelay.Add(ctx, delay.Seconds(), set)
+	}
 }
 
 // PipelineRecords counts a pipeline's input records by outcome.

@@ -36,7 +36,12 @@
 //
 // Options set who may call a row besides its needs: public(), adminOnly(),
 // nodeOnly() (the cluster secret: /v1/internal/*), every(type, op) for list
-// endpoints; audited() records an admin action in the audit log. raw rows
+// endpoints; audited() records an admin action in the audit log;
+// meter(quota.Produce) or meter(quota.Fetch) charges the produced bytes of
+// the decoded request, or the bytes answered, to the caller's quota
+// besides the one request every row charges (quota.go, docs/quotas.md;
+// Config.Quotas is the same core/quota limiter the Kafka listener uses).
+// raw rows
 // read the request themselves (static files, /metrics, the WebSocket
 // upgrade). Errors are written with the one table of gateway/apierr, which
 // maps core's sentinels and typed errors to API codes and HTTP statuses.
@@ -46,7 +51,7 @@
 // New makes a Server over a broker; before Serve, the node's assembly
 // (internal/server) mounts what lives elsewhere:
 //
-//	gw := gateway.New(broker, gateway.Config{Groups: groups, Auth: authSvc})
+//	gw := gateway.New(broker, gateway.Config{Groups: groups, Auth: authSvc, Quotas: quotas})
 //	gw.SetProxy(fwd)                 // NodeProxy: fetches proxied to a node holding the partition
 //	gw.Handle(gateway.Route{Path: peer.Prefix, Handler: ph.Serve}) // node-only mount point
 //	gw.SetQueues(queues)             // subscription endpoints

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/gateway/apierr"
 )
 
@@ -24,11 +27,17 @@ var (
 type StatusError = apierr.StatusError
 
 // writeError writes {"error":{"code","message"}} with the mapped status; a
-// 503 or 429 says Retry-After: 1.
+// 503 or 429 says Retry-After: the seconds of a *core.RateLimitError (a
+// quota), else 1.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
 	status, code := apierr.Status(err)
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		ctx.Response.Header.Set("Retry-After", "1")
+		var rl *core.RateLimitError
+		if errors.As(err, &rl) {
+			ctx.Response.Header.Set("Retry-After", strconv.FormatInt(rl.RetryAfterSeconds(), 10))
+		} else {
+			ctx.Response.Header.Set("Retry-After", "1")
+		}
 	}
 	ctx.Response.Header.SetContentType("application/json")
 	ctx.SetStatusCode(status)

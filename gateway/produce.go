@@ -215,6 +215,15 @@ func (r *produceReq) decodeBody(c *call, raw []byte) error {
 	return nil
 }
 
+// producedBytes implements producer: the decoded records' bytes.
+func (r *produceReq) producedBytes() int64 {
+	var n int64
+	for i := range r.req.Records {
+		n += int64(r.req.Records[i].Size())
+	}
+	return n
+}
+
 func (s *Server) produce(c *call, r *produceReq) {
 	ctx, req := c.ctx, r.req
 	req.Topic = r.Topic

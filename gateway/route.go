@@ -12,6 +12,7 @@ import (
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 )
 
 // The route table (routes.go) is the one place that knows the gateway's
@@ -30,7 +31,9 @@ import (
 //  4. authorize the needs read from the decoded value: every field tagged
 //     `need:"topic:write"` (a string, or a slice of them, at any depth)
 //     names a resource the caller must hold that operation on (403);
-//  5. run the handler with the same value; audit admin actions.
+//  5. charge it to the caller's quota (quota.go: one request, and what the
+//     row meters of the same value), waiting or refusing with 429;
+//  6. run the handler with the same value; audit admin actions.
 //
 // Documentation (docs/api.md, docs/security.md) is generated from the same
 // rows (routes_doc.go), so docs and code cannot drift.
@@ -62,10 +65,11 @@ type route struct {
 	pattern string // "/v1/topics/{t}/records"; a last segment "*" matches the rest
 	segs    []string
 	access  access
-	audit   bool   // an admin action: recorded in __audit with its result
-	all     []need // wildcard needs of list endpoints
-	summary string // one line for docs/api.md
-	example string // a sample JSON body (docs; the authorization tests send it)
+	audit   bool       // an admin action: recorded in __audit with its result
+	all     []need     // wildcard needs of list endpoints
+	summary string     // one line for docs/api.md
+	example string     // a sample JSON body (docs; the authorization tests send it)
+	meter   quota.Kind // besides the request: quota.Produce or quota.Fetch (quota.go)
 
 	plan  *reqPlan // of the request type
 	serve func(c *call)
@@ -135,6 +139,9 @@ func op[R any](method, pattern string, exec func(s *Server, c *call, r *R), opts
 	for _, o := range opts {
 		o(rt)
 	}
+	if _, ok := any((*R)(nil)).(producer); rt.meter == quota.Produce && !ok {
+		panic(fmt.Sprintf("gateway: %s %s: meter(quota.Produce) needs a request type with producedBytes", method, pattern))
+	}
 	decode := func(c *call) (*R, []need, error) {
 		var r R
 		if err := c.decode(reflect.ValueOf(&r)); err != nil {
@@ -153,10 +160,11 @@ func op[R any](method, pattern string, exec func(s *Server, c *call, r *R), opts
 			writeError(c.ctx, err)
 			return
 		}
-		if !c.authorize(needs) {
+		if !c.authorize(needs) || !c.admitQuota(r) {
 			return
 		}
 		exec(c.s, c, r)
+		c.settleQuota()
 	}
 	return rt
 }
@@ -168,9 +176,12 @@ func raw(method, pattern string, h func(s *Server, ctx *fasthttp.RequestCtx), op
 	for _, o := range opts {
 		o(rt)
 	}
+	if rt.meter != quota.Requests {
+		panic(fmt.Sprintf("gateway: %s %s: a raw row decodes nothing to meter", method, pattern))
+	}
 	rt.needsOf = func(*call) ([]need, error) { return rt.all, nil }
 	rt.serve = func(c *call) {
-		if !c.authorize(rt.all) {
+		if !c.authorize(rt.all) || !c.admitQuota(nil) {
 			return
 		}
 		h(c.s, c.ctx)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 )
 
 const (
@@ -33,9 +34,9 @@ var routes = &table{routes: []*route{
 		example(`{"name":"orders","partitions":3,"replication_factor":1,"retention_ms":0,"retention_bytes":0}`)),
 	op("GET", "/v1/topics/{t}", (*Server).describeTopic, doc("a topic with its partitions")),
 	op("DELETE", "/v1/topics/{t}", (*Server).deleteTopic, audited(), doc("delete a topic")),
-	op("POST", "/v1/topics/{t}/records", (*Server).produce, doc("produce records (JSON batch, or a raw body as one record)"),
+	op("POST", "/v1/topics/{t}/records", (*Server).produce, meter(quota.Produce), doc("produce records (JSON batch, or a raw body as one record)"),
 		example(`{"records":[{"key":"k","value":"v"}]}`)),
-	op("GET", "/v1/topics/{t}/partitions/{p}/records", (*Server).fetch, doc("fetch records by offset or timestamp, with long-poll")),
+	op("GET", "/v1/topics/{t}/partitions/{p}/records", (*Server).fetch, meter(quota.Fetch), doc("fetch records by offset or timestamp, with long-poll")),
 	op("GET", "/v1/topics/{t}/ws", (*Server).serveTopicWS, doc("a WebSocket with one subscription made from the query")),
 
 	op("POST", "/v1/topics/{t}/subscriptions", (*Server).createSubscription, audited(), doc("create a queue subscription"),
@@ -43,7 +44,7 @@ var routes = &table{routes: []*route{
 	op("GET", "/v1/topics/{t}/subscriptions", (*Server).listSubscriptions, doc("list a topic's subscriptions")),
 	op("GET", "/v1/topics/{t}/subscriptions/{s}", (*Server).describeSubscription, doc("a subscription with its statistics")),
 	op("DELETE", "/v1/topics/{t}/subscriptions/{s}", (*Server).deleteSubscription, audited(), doc("delete a subscription")),
-	op("POST", "/v1/topics/{t}/subscriptions/{s}/receive", (*Server).receive, doc("lease messages"),
+	op("POST", "/v1/topics/{t}/subscriptions/{s}/receive", (*Server).receive, meter(quota.Fetch), doc("lease messages"),
 		example(`{"max_records":10,"wait_ms":0}`)),
 	op("POST", "/v1/topics/{t}/subscriptions/{s}/ack", (*Server).ack, doc("acknowledge leased messages"),
 		example(`{"receipts":["r"]}`)),
@@ -63,7 +64,7 @@ var routes = &table{routes: []*route{
 		example(`{"topics":["orders"],"session_timeout_ms":10000}`)),
 	op("DELETE", "/v1/groups/{g}/members/{m}", (*Server).leaveGroup, doc("leave a group")),
 	op("POST", "/v1/groups/{g}/members/{m}/heartbeat", (*Server).heartbeatMember, doc("renew a member's session")),
-	op("POST", "/v1/groups/{g}/members/{m}/poll", (*Server).pollMember, doc("records of the member's partitions"),
+	op("POST", "/v1/groups/{g}/members/{m}/poll", (*Server).pollMember, meter(quota.Fetch), doc("records of the member's partitions"),
 		example(`{"generation":1,"wait_ms":0}`)),
 	op("POST", "/v1/groups/{g}/members/{m}/commit", (*Server).commitMember, doc("commit offsets, fenced by generation"),
 		example(`{"generation":1,"offsets":[{"topic":"orders","partition":0,"offset":1}]}`)),
@@ -101,6 +102,10 @@ var routes = &table{routes: []*route{
 	op("POST", "/v1/acls", (*Server).addACL, adminOnly(), audited(), doc("add an ACL"),
 		example(`{"principal":"alice","resource_type":"topic","pattern":"orders.","pattern_type":"prefix","operations":["read"]}`)),
 	op("DELETE", "/v1/acls/{id}", (*Server).removeACL, adminOnly(), audited(), doc("remove an ACL")),
+	op("GET", "/v1/quotas", (*Server).listQuotas, adminOnly(), doc("quotas per principal (docs/quotas.md)")),
+	op("PUT", "/v1/quotas/{principal}", (*Server).setQuota, adminOnly(), audited(), doc("set a principal's quota (`default`: everyone without one)"),
+		example(`{"produce_bytes_per_sec":1048576,"fetch_bytes_per_sec":0,"requests_per_sec":100}`)),
+	op("DELETE", "/v1/quotas/{principal}", (*Server).removeQuota, adminOnly(), audited(), doc("remove a principal's quota")),
 
 	// A mount point (Handle): internal/peer serves node-to-node calls.
 	raw("POST", "/v1/internal/*", (*Server).mounted, nodeOnly(), doc("node-to-node calls (not for clients)")),

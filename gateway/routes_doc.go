@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-broker/weir/core/quota"
 )
 
 // RoutesMarkdown renders the route table as the Markdown table that
@@ -17,9 +19,21 @@ func RoutesMarkdown() string {
 		if r.audit {
 			b.WriteString("yes")
 		}
-		b.WriteString(" | " + r.summary + " |\n")
+		b.WriteString(" | " + r.summary + r.meterDoc() + " |\n")
 	}
 	return b.String()
+}
+
+// meterDoc says what a row charges to a quota besides one request
+// (quota.go).
+func (r *route) meterDoc() string {
+	switch r.meter {
+	case quota.Produce:
+		return " (quota: produce bytes)"
+	case quota.Fetch:
+		return " (quota: fetch bytes)"
+	}
+	return ""
 }
 
 // accessDoc says who may call a row: its access class, or its needs as

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 )
 
 // Config configures the gateway. Zero values take the defaults named.
@@ -34,6 +35,11 @@ type Config struct {
 	// Auth authenticates and authorizes requests (security.go); nil or
 	// disabled: every request is allowed, as the anonymous admin.
 	Auth *auth.Service
+
+	// Quotas limits what each principal may cost this node and stores the
+	// quotas of /v1/quotas (quota.go, docs/quotas.md); nil: no limits, and
+	// /v1/quotas answers 404.
+	Quotas *quota.Limiter
 }
 
 // Validate reports a negative limit or timeout, in Config or in its

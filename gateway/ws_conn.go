@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 )
 
 // wsFrame is any client frame (docs/websocket.md). Fields are read by the
@@ -206,6 +207,8 @@ type wsConn struct {
 	principal auth.Principal // the authenticated caller (ws_security.go)
 	remote    string
 
+	frames, deliveries wsOrigin // for quota audit records (ws_quota.go)
+
 	mu      sync.Mutex // guards subs and nextSub
 	subs    map[string]*wsSub
 	nextSub int
@@ -222,6 +225,8 @@ func newWSConn(h *wsHub, conn *websocket.Conn) *wsConn {
 		}()
 	})
 	c.ctx, c.cancel = context.WithCancel(h.s.baseCtx)
+	c.frames = wsOrigin{c: c, action: "ws frame"}
+	c.deliveries = wsOrigin{c: c, action: "ws delivery"}
 	return c
 }
 
@@ -340,6 +345,12 @@ func (c *wsConn) dispatch(f *wsFrame) {
 		return
 	}
 	var err error
+	if f.Op != "produce" { // a produce frame is charged with its bytes (opProduce)
+		if err := c.admitFrame(c.ctx, quota.Cost{Requests: 1}); err != nil { // ws_quota.go
+			c.sendError(f.ID, f.Sub, nil, err)
+			return
+		}
+	}
 	switch f.Op {
 	case "subscribe":
 		if f.Subscription != "" {
@@ -457,6 +468,11 @@ func (c *wsConn) sendErrorCtx(ctx context.Context, id, sub string, partition *in
 		b = append(b, `,"high_watermark":`...)
 		b = strconv.AppendInt(b, re.HighWatermark, 10)
 	}
+	var rl *core.RateLimitError
+	if errors.As(err, &rl) {
+		b = append(b, `,"retry_after_ms":`...)
+		b = strconv.AppendInt(b, max(rl.RetryAfter.Milliseconds(), 1), 10)
+	}
 	var sg *core.StaleGenerationError
 	if errors.As(err, &sg) {
 		b = append(b, `,"generation":`...)
@@ -504,6 +520,16 @@ func (c *wsConn) opProduce(f *wsFrame) error {
 		return err
 	}
 	return c.async(func() {
+		cost := quota.Cost{Requests: 1}
+		if c.hub.s.cfg.Quotas.Applies(c.principal) {
+			for i := range req.Records {
+				cost.Produce += int64(req.Records[i].Size())
+			}
+		}
+		if err := c.admitFrame(c.ctx, cost); err != nil { // ws_quota.go: decided before writing
+			c.sendError(f.ID, "", nil, err)
+			return
+		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.hub.s.cfg.ProduceTimeout)
 		defer cancel()
 		res, err := c.hub.s.broker.Produce(ctx, req)

@@ -83,6 +83,9 @@ func (s *wsSub) runQueue(vt time.Duration) {
 	q := s.c.hub.s.queues
 	backoff := 100 * time.Millisecond
 	for s.ctx.Err() == nil {
+		if s.c.awaitDelivery(s.ctx) != nil { // ws_quota.go
+			return
+		}
 		n, err := s.credit.take(s.ctx, min(maxFrameRecords, q.Config().MaxReceiveRecords))
 		if err != nil {
 			return
@@ -117,6 +120,7 @@ func (s *wsSub) runQueue(vt time.Duration) {
 		if err := s.c.out.push(s.ctx, outFrame{head: append(b, '}')}, nil); err != nil {
 			return // the leases expire and the messages go to another consumer
 		}
+		s.c.chargeDelivery(len(b) + 1)
 	}
 }
 

@@ -473,6 +473,9 @@ func (s *wsSub) runPump(ctx context.Context, p int, log core.PartitionLog, pu *p
 				}
 			}
 		}
+		if s.c.awaitDelivery(ctx) != nil { // ws_quota.go
+			return
+		}
 		n, err := s.credit.take(ctx, maxFrameRecords)
 		if err != nil {
 			return
@@ -514,6 +517,7 @@ func (s *wsSub) runPump(ctx context.Context, p int, log core.PartitionLog, pu *p
 				hub.s.endDelivery(&fr, err)
 				return
 			}
+			s.c.chargeDelivery(len(body))
 		}
 		off = next
 		pu.pos.Store(off)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,19 +16,7 @@ func TestPipelineCLIUpgradeAndLogs(t *testing.T) {
 	dir := t.TempDir()
 	p := tu.StartWeir(t, tu.FreeAddr(t), "--data-dir", dir, "--raft-addr", tu.FreeAddr(t), "--log-level", "warn")
 	u := p.URL()
-	bin := tu.WeirBinary(t)
-	run := func(args ...string) (string, error) {
-		out, err := exec.Command(bin, append(args, "--server", u)...).CombinedOutput()
-		return string(out), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatalf("weir %s: %v %s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	run, must := weirCLI(t, u) // cli_test.go
 	for name, pkg := range map[string]string{"count": "examples/count", "countv2": "internal/server/testdata/countv2"} {
 		f := filepath.Join(dir, name+".wasm")
 		if err := os.WriteFile(f, tu.BuildWasm(t, pkg), 0o644); err != nil {

@@ -139,19 +139,7 @@ func TestQueueLeasesAndDelaysSurviveKill9(t *testing.T) {
 // TestQueueCLI drives `weir sub` and `weir dlq` against a running binary.
 func TestQueueCLI(t *testing.T) {
 	p := tu.StartWeir(t, tu.FreeAddr(t), "--data-dir", t.TempDir(), "--raft-addr", tu.FreeAddr(t), "--log-level", "warn")
-	bin := tu.WeirBinary(t)
-	run := func(args ...string) (string, error) {
-		out, err := exec.Command(bin, append(args, "--server", p.URL())...).CombinedOutput()
-		return string(out), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := run(args...)
-		if err != nil {
-			t.Fatalf("weir %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	run, must := weirCLI(t, p.URL()) // cli_test.go
 	must("topic", "create", "cq")
 	out := must("sub", "create", "cq", "w", "--visibility-timeout", "5s", "--max-attempts", "2",
 		"--dead-letter-topic", "cq-dlq", "--backoff-initial", "10ms", "--backoff-max", "10ms")
@@ -215,7 +203,7 @@ func TestQueueCLI(t *testing.T) {
 		t.Fatalf("describe after delete: %v %s", err, out)
 	}
 	for _, args := range [][]string{{"sub"}, {"sub", "receive"}, {"dlq"}, {"dlq", "redrive"}, {"bench", "queue"}} {
-		out, err := exec.Command(bin, append(args, "--help")...).CombinedOutput()
+		out, err := exec.Command(tu.WeirBinary(t), append(args, "--help")...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Usage:") {
 			t.Fatalf("%v --help: %v %s", args, err, out)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/internal/server"
 	"github.com/weir-broker/weir/internal/telemetry"
@@ -30,6 +31,7 @@ func newServeCmd() *cobra.Command {
 		allowedOrigins                                                []string
 		kafkaAddr, kafkaAdvertisedAddr                                string
 		sec                                                           serveSecurity // security_serve.go
+		quotas                                                        quota.Config  // docs/quotas.md
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -68,6 +70,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				// Pages of these origins may open WebSockets (docs/websocket.md).
 				Gateway:   gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
 				Security:  sec.config(),
+				Quotas:    quotas,
 				KafkaAddr: kafkaAddr, KafkaAdvertisedAddr: kafkaAdvertisedAddr, // docs/kafka.md
 			})
 			if err != nil {
@@ -105,6 +108,8 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (for profiling; keep it on 127.0.0.1)")
 	f.StringVar(&kafkaAddr, "kafka-addr", "127.0.0.1:9092", "Kafka protocol listen address (docs/kafka.md); empty turns the listener off")
 	f.StringVar(&kafkaAdvertisedAddr, "kafka-advertised-addr", "", "HOST:PORT that Kafka Metadata names for this node (default the bound --kafka-addr)")
+	f.DurationVar(&quotas.MaxWait, "quota-max-wait", time.Second, "how long a request over its principal's quota waits for it before the answer is 429 rate_limited (docs/quotas.md)")
+	f.DurationVar(&quotas.Burst, "quota-burst", time.Second, "how many seconds of its quota's rate a principal may spend at once (docs/quotas.md)")
 	sec.flags(f)
 	return cmd
 }

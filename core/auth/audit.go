@@ -24,8 +24,9 @@ type AuditConfig struct {
 	RetentionMs int64 // of the __audit topic when this node creates it; default 90 days
 	Queue       int   // events buffered before the oldest are dropped (and counted); default 8192
 
-	// PerSource bounds the denied and unauthenticated events recorded per
-	// source (the client's IP address, else the principal) and Window;
+	// PerSource bounds the denied, unauthenticated and throttled (over a
+	// quota, core/quota) events recorded per source (the client's IP
+	// address, else the principal) and Window;
 	// further ones are counted and recorded as one "suppressed" event when
 	// the window ends (at the next event or the writer's next sweep).
 	// Default 20; admin actions (ok, error) are never suppressed.
@@ -53,12 +54,12 @@ type Event struct {
 	Action    string `json:"action"`        // "POST /v1/topics", "ws produce", "pipeline read"...
 	Resource  string `json:"resource"`      // "topic:orders", "cluster:cluster"
 	Operation string `json:"operation,omitempty"`
-	Result    string `json:"result"` // ok, error, denied, unauthenticated
+	Result    string `json:"result"` // ok, error, denied, unauthenticated, throttled
 	Status    int    `json:"status,omitempty"`
 	Source    string `json:"source,omitempty"` // the client's address
 	Reason    string `json:"reason,omitempty"`
-	// Count is, on a "suppressed" event, how many denied or
-	// unauthenticated events from Source were not recorded one by one.
+	// Count is, on a "suppressed" event, how many denied, unauthenticated
+	// or throttled events from Source were not recorded one by one.
 	Count int `json:"count,omitempty"`
 }
 
@@ -120,7 +121,7 @@ func (a *auditor) add(e Event) {
 	a.mu.Lock()
 	out = a.sweep(now, out)
 	keep := true
-	if e.Result == "denied" || e.Result == "unauthenticated" {
+	if e.Result == "denied" || e.Result == "unauthenticated" || e.Result == "throttled" {
 		keep, out = a.count(sourceKey(e), now, out)
 	}
 	a.mu.Unlock()
@@ -183,7 +184,7 @@ func (a *auditor) forget(el *list.Element, now time.Time, out []Event) []Event {
 		return out
 	}
 	return append(out, Event{Time: now.UnixMilli(), Action: "audit", Result: "suppressed", Count: src.suppressed,
-		Source: clip(src.key), Reason: fmt.Sprintf("%d further denied or unauthenticated events from this source since %s were counted, not recorded",
+		Source: clip(src.key), Reason: fmt.Sprintf("%d further denied, unauthenticated or throttled events from this source since %s were counted, not recorded",
 			src.suppressed, src.first.UTC().Format(time.RFC3339))})
 }
 

@@ -55,6 +55,7 @@ var table = []entry{
 	{core.ErrForbidden, http.StatusForbidden, "forbidden"},
 	{core.ErrPrincipalNotFound, http.StatusNotFound, "principal_not_found"},
 	{core.ErrACLNotFound, http.StatusNotFound, "acl_not_found"},
+	{core.ErrQuotaNotFound, http.StatusNotFound, "not_found"}, // the code of ErrNotFound: Decode returns that
 	{core.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},

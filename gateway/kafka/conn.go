@@ -113,8 +113,13 @@ type conn struct {
 	w    *bufio.Writer
 	out  []byte
 	addr string
-	// clientID is the client id of the request being served.
+	// clientID is the client id of the request being served, api its key.
 	clientID string
+	api      int16
+	// throttle is the throttle_time_ms of the request being served (its
+	// principal's quota: the delay taken, or when to retry a refusal);
+	// muteFor how long the connection then waits (quota.go).
+	throttle, muteFor time.Duration
 
 	// SASL state (auth on): authenticated once SaslAuthenticate succeeds.
 	mechanism     string
@@ -171,18 +176,22 @@ func (s *Server) serveConn(nc net.Conn) {
 			s.cfg.Logger.Debug("kafka: request before SASL authentication; closing", "remote", c.addr, "api", kmsg.NameForKey(h.key))
 			return
 		}
-		c.clientID = h.clientID
+		c.clientID, c.api = h.clientID, h.key
+		c.admitRequest(h.key) // quota.go
 		resp, err := c.handle(s.ctx, h, req)
 		if err != nil {
 			s.cfg.Logger.Debug("kafka: closing connection", "remote", c.addr, "err", err)
 			return
 		}
-		if resp == nil { // Produce with acks=0: no response
-			continue
+		if resp != nil { // Produce with acks=0: no response
+			resp.SetVersion(h.version)
+			c.throttled(resp)
+			flexHeader := resp.IsFlexible() && h.key != apiVersionsKey
+			if err := c.write(h.correlation, flexHeader, resp); err != nil {
+				return
+			}
 		}
-		resp.SetVersion(h.version)
-		flexHeader := resp.IsFlexible() && h.key != apiVersionsKey
-		if err := c.write(h.correlation, flexHeader, resp); err != nil {
+		if !c.mute() {
 			return
 		}
 	}
@@ -219,9 +228,9 @@ func (c *conn) handle(ctx context.Context, h header, req kmsg.Request) (kmsg.Res
 	case *kmsg.MetadataRequest:
 		return c.metadata(r), nil
 	case *kmsg.ProduceRequest:
-		return c.produce(ctx, r), nil
+		return c.produce(ctx, r), nil // charges its quota (quota.go)
 	case *kmsg.FetchRequest:
-		return c.fetch(ctx, r), nil
+		return c.fetchQuota(ctx, r), nil // quota.go
 	case *kmsg.ListOffsetsRequest:
 		return c.listOffsets(ctx, r), nil
 	case *kmsg.CreateTopicsRequest:

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 )
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -211,31 +212,38 @@ func (c *conn) produce(ctx context.Context, r *kmsg.ProduceRequest) kmsg.Respons
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	parts, size := c.decodeProduce(r)
+	// The quota is charged the decoded records' bytes before anything is
+	// written: a refusal writes nothing (quota.go).
+	qerr := c.reserve(quota.Cost{Requests: 1, Produce: size}, c.s.cfg.Quotas.MaxWait())
 	// The partitions of a request are independent Raft logs: append to all
 	// at once, each answer in its own slot of the response.
 	var wg sync.WaitGroup
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
-	for ti, t := range r.Topics {
-		rt := &resp.Topics[ti]
+	for i, t := range r.Topics {
+		rt := &resp.Topics[i]
 		*rt = kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
-		ok := c.allowed("Produce", auth.Topic, t.Topic, auth.Write)
 		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
-		for pi, p := range t.Partitions {
-			rp := &rt.Partitions[pi]
+		for j, p := range t.Partitions {
+			rp := &rt.Partitions[j]
 			*rp = kmsg.NewProduceResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LogAppendTime = -1
-			if !ok {
-				rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			fail := func(err error) { rp.ErrorCode, rp.ErrorMessage, rp.BaseOffset = errCode(err), errMsg(err), -1 }
+			err := parts[i][j].err
+			if err == nil {
+				err = qerr
+			}
+			if err != nil {
+				fail(err)
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := c.producePartition(pctx, r.Acks, t.Topic, p, rp); err != nil {
-					rp.ErrorCode, rp.ErrorMessage = errCode(err), errMsg(err)
-					rp.BaseOffset = -1
+				if err := c.producePartition(pctx, r.Acks, t.Topic, p.Partition, parts[i][j].batches, rp); err != nil {
+					fail(err)
 				}
 			}()
 		}
@@ -247,27 +255,56 @@ func (c *conn) produce(ctx context.Context, r *kmsg.ProduceRequest) kmsg.Respons
 	return resp
 }
 
-func (c *conn) producePartition(ctx context.Context, acks int16, topic string, p kmsg.ProduceRequestTopicPartition, rp *kmsg.ProduceResponseTopicPartition) error {
-	batches, err := decodeBatches(p.Records)
-	if err != nil {
-		return err
+// producePart is one partition of a produce request, decoded once.
+type producePart struct {
+	batches []batch
+	err     error // not authorized, or not decodable: nothing is written
+}
+
+// decodeProduce checks the ACLs and decodes every partition's batches of
+// r (by topic, then partition), with the bytes of the decoded records.
+func (c *conn) decodeProduce(r *kmsg.ProduceRequest) ([][]producePart, int64) {
+	parts := make([][]producePart, len(r.Topics))
+	var size int64
+	for i, t := range r.Topics {
+		ok := c.allowed("Produce", auth.Topic, t.Topic, auth.Write)
+		parts[i] = make([]producePart, len(t.Partitions))
+		for j, p := range t.Partitions {
+			in := &parts[i][j]
+			if !ok {
+				in.err = kerr.TopicAuthorizationFailed
+				continue
+			}
+			if in.batches, in.err = decodeBatches(p.Records); in.err != nil {
+				continue
+			}
+			for _, b := range in.batches {
+				for k := range b.records {
+					size += int64(b.records[k].Size())
+				}
+			}
+		}
 	}
+	return parts, size
+}
+
+func (c *conn) producePartition(ctx context.Context, acks int16, topic string, partition int32, batches []batch, rp *kmsg.ProduceResponseTopicPartition) error {
 	if c.s.cfg.Cluster != nil {
 		// Metadata named the Raft leader: a produce that reaches another
 		// node means the client's metadata is stale, so it refreshes.
-		pi, err := c.s.broker.Store().PartitionInfo(topic, int(p.Partition))
+		pi, err := c.s.broker.Store().PartitionInfo(topic, int(partition))
 		if err != nil {
 			return err
 		}
 		self := int32(c.s.cfg.NodeID)
 		if kafkaLeader(pi, self, c.s.brokers()) != self {
-			return fmt.Errorf("%w: node %d leads partition %d of %q", kerr.NotLeaderForPartition, pi.Leader, p.Partition, topic)
+			return fmt.Errorf("%w: node %d leads partition %d of %q", kerr.NotLeaderForPartition, pi.Leader, partition, topic)
 		}
 	}
 	for i, b := range batches {
 		req := &core.ProduceRequest{Topic: topic, Records: make([]core.ProduceRecord, len(b.records))}
 		for j, rec := range b.records {
-			req.Records[j] = core.ProduceRecord{Record: rec, Partition: int(p.Partition)}
+			req.Records[j] = core.ProduceRecord{Record: rec, Partition: int(partition)}
 		}
 		if b.producerID >= 0 {
 			req.ProducerID, req.Sequence = weirProducer(b.producerID, b.producerEpoch), int64(b.sequence)
@@ -289,7 +326,7 @@ func (c *conn) producePartition(ctx context.Context, acks int16, topic string, p
 			rp.BaseOffset = res.Offsets[0].Offset
 		}
 	}
-	if pi, err := c.s.broker.Store().PartitionInfo(topic, int(p.Partition)); err == nil {
+	if pi, err := c.s.broker.Store().PartitionInfo(topic, int(partition)); err == nil {
 		rp.LogStartOffset = pi.LogStart
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 )
 
 // DefaultMaxRequestBytes bounds one request frame, like Kafka's
@@ -39,6 +40,9 @@ type Config struct {
 	// Auth, when enabled, requires SASL (PLAIN with a Weir token as the
 	// password, or OAUTHBEARER with a JWT) and checks ACLs on every call.
 	Auth *auth.Service
+	// Quotas limits what each principal may cost this node (quota.go,
+	// docs/quotas.md): the gateway's limiter; nil: no limits.
+	Quotas *quota.Limiter
 	// MaxRequestBytes bounds a request frame; default 100 MiB.
 	MaxRequestBytes int
 	// Cluster names the other nodes and the group coordinator; nil: this

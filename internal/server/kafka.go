@@ -7,6 +7,7 @@ import (
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway/kafka"
 	"github.com/weir-broker/weir/raftlog"
 )
@@ -38,12 +39,12 @@ func listenKafka(cfg Config, sec SecurityConfig, tlsCfg *tls.Config) (net.Listen
 }
 
 // startKafka serves the Kafka protocol on ln (nil: the listener is off).
-func startKafka(cfg Config, ln net.Listener, adv string, b *core.Broker, a *auth.Service, host *raftlog.Host) (*kafka.Server, error) {
+func startKafka(cfg Config, ln net.Listener, adv string, b *core.Broker, a *auth.Service, q *quota.Limiter, host *raftlog.Host) (*kafka.Server, error) {
 	if ln == nil {
 		return nil, nil
 	}
 	ks, err := kafka.New(kafka.Config{
-		Broker: b, NodeID: cfg.NodeID, Auth: a, Logger: cfg.Logger,
+		Broker: b, NodeID: cfg.NodeID, Auth: a, Quotas: q, Logger: cfg.Logger,
 		AdvertisedAddr: adv, Cluster: kafkaCluster{host},
 	})
 	if err != nil {

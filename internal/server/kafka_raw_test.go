@@ -139,6 +139,13 @@ func batchBytes(pid int64, seq int32, value string) []byte {
 
 func produceRaw(t *testing.T, cl *kgo.Client, records []byte) kmsg.ProduceResponseTopicPartition {
 	t.Helper()
+	return produceRawResp(t, cl, records).Topics[0].Partitions[0]
+}
+
+// produceRawResp produces records (batches) to partition 0 of topic "raw"
+// and returns the whole response.
+func produceRawResp(t *testing.T, cl *kgo.Client, records []byte) *kmsg.ProduceResponse {
+	t.Helper()
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = -1, 10000
 	tp := kmsg.NewProduceRequestTopic()
@@ -151,7 +158,7 @@ func produceRaw(t *testing.T, cl *kgo.Client, records []byte) kmsg.ProduceRespon
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.Topics[0].Partitions[0]
+	return resp
 }
 
 func TestKafkaRawProduce(t *testing.T) {

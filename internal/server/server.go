@@ -16,6 +16,7 @@ import (
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
+	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/gateway/kafka"
 	"github.com/weir-broker/weir/internal/peer"
@@ -57,6 +58,11 @@ type Config struct {
 	// Security: TLS, authentication, ACLs, audit log (security.go).
 	Security SecurityConfig
 
+	// Quotas bounds what each principal may cost a node (core/quota,
+	// docs/quotas.md): the wait bound and the burst; the quotas themselves
+	// are set through /v1/quotas. Telemetry, Audit and Logger are set here.
+	Quotas quota.Config
+
 	// KafkaAddr is the Kafka listener's address ("": off; port 0 picks a
 	// free port); KafkaAdvertisedAddr what Metadata names (default the
 	// bound address). kafka.go, docs/kafka.md.
@@ -66,7 +72,7 @@ type Config struct {
 // validate reports a negative limit in the parts' configurations before
 // anything starts (zero takes each default).
 func (cfg *Config) validate() error {
-	for _, v := range []interface{ Validate() error }{&cfg.Broker, &cfg.Gateway, &cfg.Queues, &cfg.Groups} {
+	for _, v := range []interface{ Validate() error }{&cfg.Broker, &cfg.Gateway, &cfg.Queues, &cfg.Groups, &cfg.Quotas} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
@@ -179,10 +185,14 @@ func Start(cfg Config) (*Server, error) {
 	bc.Logger = cfg.Logger
 	bc.Telemetry = tel.Core()
 	broker := core.NewBroker(host, bc)
+	qc := cfg.Quotas
+	qc.Telemetry, qc.Audit, qc.Logger = tel.Core(), authSvc, cfg.Logger
+	quotas, _ := quota.New(host, qc) // validated above
 	gc := cfg.Gateway
 	gc.Logger = cfg.Logger
 	gc.Groups = newGroups(cfg, broker) // streaming.go
 	gc.Auth = authSvc
+	gc.Quotas = quotas
 	gw := gateway.New(broker, gc)
 	gw.SetProxy(fwd) // proxied fetches
 	// Node-to-node calls: served by internal/peer under the route table's
@@ -230,7 +240,7 @@ func Start(cfg Config) (*Server, error) {
 	go func() { s.serveErr <- gw.Serve(ln) }()
 	kafkaLn := kln // startKafka owns it now
 	kln = nil
-	if s.Kafka, err = startKafka(cfg, kafkaLn, kadv, broker, authSvc, host); err != nil { // kafka.go
+	if s.Kafka, err = startKafka(cfg, kafkaLn, kadv, broker, authSvc, quotas, host); err != nil { // kafka.go
 		s.Close(context.Background())
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,33 @@ func TestLogHandlerAddsTraceIDs(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], "trace_id=4bf92f3577b34da6a3ce929d0e0e4736") || !strings.Contains(lines[1], "span_id=00f067aa0ba902b7") || !strings.Contains(lines[1], "node=1") {
 		t.Errorf("record in a span: %s", lines[1])
+	}
+}
+
+// TestQuotaMetrics: the quota counters reach /metrics under the names
+// docs/observability.md and docs/quotas.md give.
+func TestQuotaMetrics(t *testing.T) {
+	tel, err := New(context.Background(), Config{Env: MapEnv(nil), NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	tel.Core().QuotaThrottled(context.Background(), "alice", "produce", 250*time.Millisecond)
+	tel.Core().QuotaThrottled(context.Background(), "alice", "produce", 0)
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	var throttled, delay string
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if !strings.Contains(l, `principal="alice"`) || !strings.Contains(l, `kind="produce"`) {
+			continue
+		}
+		if name, v, ok := strings.Cut(l, " "); ok && strings.HasPrefix(name, "weir_quota_throttled_total{") {
+			throttled = v
+		} else if ok && strings.HasPrefix(name, "weir_quota_delay_seconds_total{") {
+			delay = v
+		}
+	}
+	if throttled != "2" || delay != "0.25" {
+		t.Fatalf("weir_quota_throttled_total %q (want 2), weir_quota_delay_seconds_total %q (want 0.25) in\n%s", throttled, delay, rec.Body)
 	}
 }
