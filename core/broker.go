@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -338,9 +340,14 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 		}
 		return res, nil
 	}
-	err = each(len(groups), func(gi int) error {
+	// Several partitions: each commits or fails on its own. A partial
+	// failure is a *ProduceError that keeps the committed partitions'
+	// offsets, so a retry resends only what failed.
+	outcome := make([]PartitionProduce, len(groups))
+	failed := each(len(groups), func(gi int) error {
 		g := groups[gi]
 		ar, err := appendOne(g)
+		outcome[gi] = PartitionProduce{Partition: g.p, Records: g.idx, BaseOffset: ar.BaseOffset, Err: err}
 		if err != nil {
 			return err
 		}
@@ -349,10 +356,63 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if failed != nil {
+		sort.Slice(outcome, func(i, j int) bool { return outcome[i].Partition < outcome[j].Partition })
+		return nil, &ProduceError{Partitions: outcome}
 	}
 	return res, nil
+}
+
+// PartitionProduce is one partition's part of a produce that spans
+// several: the request's records that went there and what became of them.
+type PartitionProduce struct {
+	Partition int
+	// Records are the indexes, in the request, of the records this
+	// partition was given, in request (and offset) order.
+	Records []int
+	// BaseOffset is the first record's offset when the batch committed
+	// (Err is nil): Records[j] is at BaseOffset+j.
+	BaseOffset int64
+	// Err is why the batch was not committed, nil when it was.
+	Err error
+}
+
+// ProduceError is a produce over several partitions of which at least
+// one failed: Partitions has every partition of the request, committed
+// (Err nil, with offsets) and failed, by partition number. Nothing of a
+// failed partition was committed by this request (it may have been by an
+// earlier one, see idempotent producers); a retry should resend only the
+// failed partitions' records. It unwraps to the failed partitions'
+// errors, so errors.Is finds each of them (as errors.Join would).
+type ProduceError struct {
+	Partitions []PartitionProduce
+}
+
+func (e *ProduceError) Error() string {
+	var b strings.Builder
+	committed := 0
+	for _, p := range e.Partitions {
+		if p.Err == nil {
+			committed++
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "partition %d: %v", p.Partition, p.Err)
+	}
+	return fmt.Sprintf("produce failed on %d of %d partitions (%d committed): %s", len(e.Partitions)-committed, len(e.Partitions), committed, b.String())
+}
+
+// Unwrap returns the failed partitions' errors.
+func (e *ProduceError) Unwrap() []error {
+	var errs []error
+	for _, p := range e.Partitions {
+		if p.Err != nil {
+			errs = append(errs, p.Err)
+		}
+	}
+	return errs
 }
 
 // each runs f(0) … f(n-1) concurrently (inline when n is 1), waits for
