@@ -460,7 +460,7 @@ func TestClientPipelines(t *testing.T) {
 		t.Fatalf("pipelines %+v", ps)
 	}
 	noErr(t, c.PausePipeline(ctx, "p"))
-	if d := must(c.Pipeline(ctx, "p"))(t); !d.Paused || len(d.Raw) == 0 {
+	if d := must(c.Pipeline(ctx, "p"))(t); !d.Pipeline.Paused || d.State != "paused" || len(d.Raw) == 0 || len(d.Partitions) != 1 {
 		t.Fatalf("paused %+v", d)
 	}
 	noErr(t, c.ResumePipeline(ctx, "p"))

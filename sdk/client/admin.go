@@ -92,14 +92,41 @@ type PipelineConfig struct {
 	Reset  bool `json:"reset,omitempty"`
 }
 
-// Pipeline is a pipeline's definition and, when described, its status
-// (in Raw: per-partition position, lag and counters).
+// Pipeline is a pipeline's stored definition.
 type Pipeline struct {
 	PipelineConfig
 	Revision    int   `json:"revision"`
 	Paused      bool  `json:"paused"`
 	CreatedAtMs int64 `json:"created_at"`
 	UpdatedAtMs int64 `json:"updated_at"`
+	// Raw is the whole answer.
+	Raw json.RawMessage `json:"-"`
+}
+
+// PipelinePartition is a pipeline's progress on one input partition.
+type PipelinePartition struct {
+	Topic        string `json:"topic"`
+	Partition    int    `json:"partition"`
+	Position     int64  `json:"position"`
+	Lag          int64  `json:"lag"`
+	Processed    int64  `json:"processed"`
+	Failed       int64  `json:"failed"`
+	DeadLettered int64  `json:"dead_lettered"`
+	Emitted      int64  `json:"emitted"`
+	Running      bool   `json:"running"`
+}
+
+// PipelineStatus is a described pipeline: its definition, state and
+// progress (docs/pipelines.md "Status").
+type PipelineStatus struct {
+	Pipeline     Pipeline            `json:"pipeline"`
+	State        string              `json:"state"` // running, paused, failed, …
+	Processed    int64               `json:"processed"`
+	Emitted      int64               `json:"emitted"`
+	Failed       int64               `json:"failed"`
+	DeadLettered int64               `json:"dead_lettered"`
+	Lag          int64               `json:"lag"`
+	Partitions   []PipelinePartition `json:"partitions"`
 	// Raw is the whole answer.
 	Raw json.RawMessage `json:"-"`
 }
@@ -146,8 +173,16 @@ func (c *Client) Pipelines(ctx context.Context) ([]Pipeline, error) {
 }
 
 // Pipeline describes a pipeline with its status.
-func (c *Client) Pipeline(ctx context.Context, name string) (*Pipeline, error) {
-	return c.pipelineCall(ctx, "GET", "/v1/pipelines/"+esc(name), nil, true)
+func (c *Client) Pipeline(ctx context.Context, name string) (*PipelineStatus, error) {
+	var raw json.RawMessage
+	if err := c.call(ctx, "GET", "/v1/pipelines/"+esc(name), nil, &raw, true); err != nil {
+		return nil, err
+	}
+	st := &PipelineStatus{Raw: raw}
+	if err := json.Unmarshal(raw, st); err != nil {
+		return nil, fmt.Errorf("client: decode pipeline status: %w", err)
+	}
+	return st, nil
 }
 
 // DeletePipeline deletes a pipeline; purge also drops its position and

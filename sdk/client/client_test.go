@@ -177,3 +177,30 @@ func TestNewAddress(t *testing.T) {
 		t.Error("New(ftp://h) succeeded")
 	}
 }
+
+// TestPropagatorAndToken: every request carries the token and what the
+// propagator injects from the call's context.
+func TestPropagatorAndToken(t *testing.T) {
+	type key struct{}
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		io.WriteString(w, `{"topics":[]}`)
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, WithToken(" tok "), WithPropagator(func(ctx context.Context, h http.Header) {
+		if v, ok := ctx.Value(key{}).(string); ok {
+			h.Set("traceparent", v)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if _, err := c.Topics(context.WithValue(context.Background(), key{}, tp)); err != nil {
+		t.Fatal(err)
+	}
+	if got.Get("Authorization") != "Bearer tok" || got.Get("traceparent") != tp {
+		t.Fatalf("headers %v", got)
+	}
+}
