@@ -291,7 +291,7 @@ func TestClientQueues(t *testing.T) {
 	ctx := testCtx(t)
 	c := sdkClient(t, s.URL())
 	must(c.CreateTopic(ctx, client.TopicConfig{Name: "jobs"}))(t)
-	sub := must(c.CreateSubscription(ctx, "jobs", client.SubscriptionConfig{Name: "w", MaxAttempts: 1, DeadLetterTopic: "jobs-dlq",
+	sub := must(c.CreateSubscription(ctx, "jobs", client.SubscriptionConfig{Name: "w", MaxAttempts: client.Part(1), DeadLetterTopic: "jobs-dlq",
 		Backoff: &client.Backoff{InitialMs: 0, MaxMs: 0, Multiplier: 1}}))(t)
 	if sub.Name != "w" || sub.DeadLetterTopic != "jobs-dlq" {
 		t.Fatalf("created %+v", sub)

@@ -75,7 +75,8 @@ type FetchOptions struct {
 	// Offset is the first offset to read when From is empty.
 	Offset int64
 	// From: Earliest or Latest instead of Offset. Default: Offset when
-	// Offset > 0, else Earliest.
+	// Offset > 0, else Earliest (so offset 0 of a trimmed partition reads
+	// from its log start).
 	From From
 	// Timestamp (when non-zero) reads from the first record at or after
 	// it, instead of Offset/From.
@@ -104,8 +105,12 @@ type FetchResult struct {
 // partition's LogStartOffset and HighWatermark.
 func (c *Client) Fetch(ctx context.Context, topic string, partition int, opts FetchOptions) (*FetchResult, error) {
 	off := string(opts.From)
-	if off == "" {
+	switch {
+	case off != "":
+	case opts.Offset > 0:
 		off = strconv.FormatInt(opts.Offset, 10)
+	default:
+		off = string(Earliest)
 	}
 	q := []string{"offset", off}
 	if !opts.Timestamp.IsZero() {

@@ -29,7 +29,8 @@ type Record struct {
 	DeliverAt time.Time
 }
 
-// Part returns a pointer to p, for Record.Partition.
+// Part returns a pointer to p, for Record.Partition and other optional
+// numbers (SubscriptionConfig.MaxAttempts).
 func Part(p int) *int { return &p }
 
 // RecordOffset is where a produced record landed.

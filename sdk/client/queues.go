@@ -20,7 +20,7 @@ type Backoff struct {
 type SubscriptionConfig struct {
 	Name                string   `json:"name"`
 	VisibilityTimeoutMs int64    `json:"visibility_timeout_ms,omitempty"` // default 30 s
-	MaxAttempts         int      `json:"max_attempts,omitempty"`          // needs DeadLetterTopic
+	MaxAttempts         *int     `json:"max_attempts,omitempty"`          // nil: 5 with a DeadLetterTopic, else 0 (unlimited)
 	Backoff             *Backoff `json:"backoff,omitempty"`               // default 1 s ×2 up to 60 s
 	DeadLetterTopic     string   `json:"dead_letter_topic,omitempty"`
 	Ordering            string   `json:"ordering,omitempty"` // "none" (default) or "key"
@@ -227,11 +227,21 @@ func (c *Client) Extend(ctx context.Context, topic, sub string, visibility time.
 }
 
 // Redrive sends a dead-letter topic's messages back to topic to (max 0:
-// all there now) and returns how many it sent.
+// all there now) and returns how many it sent. A redrive that stopped
+// early returns the count so far with an *Error saying why.
 func (c *Client) Redrive(ctx context.Context, deadLetterTopic, to string, max int64) (int64, error) {
 	var out struct {
 		Redriven int64 `json:"redriven"`
+		Error    *struct {
+			Code    Code   `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
 	}
-	err := c.call(ctx, "POST", "/v1/topics/"+esc(deadLetterTopic)+"/redrive", map[string]any{"to": to, "max_records": max}, &out, false)
-	return out.Redriven, err
+	if err := c.call(ctx, "POST", "/v1/topics/"+esc(deadLetterTopic)+"/redrive", map[string]any{"to": to, "max_records": max}, &out, false); err != nil {
+		return 0, err
+	}
+	if out.Error != nil {
+		return out.Redriven, &Error{Status: 200, Code: out.Error.Code, Message: out.Error.Message}
+	}
+	return out.Redriven, nil
 }
