@@ -28,6 +28,7 @@ type Client struct {
 	backoffMax time.Duration
 	binary     bool
 	maxBody    int64
+	header     http.Header // WithHeader
 }
 
 // Option configures a Client (New).
@@ -65,6 +66,17 @@ func WithTLSConfig(tc *tls.Config) Option {
 // with their context; long-polls last up to their wait) and 64 idle
 // connections per host.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithHeader sends a header on every request and WebSocket handshake
+// (repeat it for several). Default: none.
+func WithHeader(name, value string) Option {
+	return func(c *Client) {
+		if c.header == nil {
+			c.header = http.Header{}
+		}
+		c.header.Add(name, value)
+	}
+}
 
 // WithPropagator injects the caller's trace context into every request
 // (see Propagator). Default: none.
@@ -230,6 +242,9 @@ func (c *Client) once(ctx context.Context, r request) (*response, error) {
 
 // setHeaders adds the bearer token and the trace context.
 func (c *Client) setHeaders(ctx context.Context, h http.Header) {
+	for k, v := range c.header {
+		h[k] = v
+	}
 	if c.token != "" {
 		h.Set("Authorization", "Bearer "+c.token)
 	}

@@ -84,6 +84,14 @@ func (c *Client) RemoveNode(ctx context.Context, id uint64) error {
 	return c.call(ctx, "POST", fmt.Sprintf("/v1/cluster/nodes/%d/remove", id), nil, nil, true)
 }
 
+// JoinCluster asks the cluster to admit a new node (what `weir serve
+// --join` does before it starts; needs cluster:alter, or the cluster
+// secret). Not retried on 503.
+func (c *Client) JoinCluster(ctx context.Context, nodeID uint64, raftAddr, httpAddr string) error {
+	body := map[string]any{"node_id": nodeID, "raft_addr": raftAddr, "http_addr": httpAddr}
+	return c.call(ctx, "POST", "/v1/cluster/join", body, nil, false)
+}
+
 // Stats returns GET /v1/stats (throughput, lag, pipeline progress: the
 // dashboard's source) as JSON.
 func (c *Client) Stats(ctx context.Context) (json.RawMessage, error) {
