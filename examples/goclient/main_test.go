@@ -24,14 +24,14 @@ func TestTour(t *testing.T) {
 	if err := s.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for run := range 2 {
+	for i := range 2 {
 		var out bytes.Buffer
 		if err := run(ctx, s.URL(), "", &out); err != nil {
-			t.Fatalf("run %d: %v\n%s", run, err, out.String())
+			t.Fatalf("run %d: %v\n%s", i, err, out.String())
 		}
 		for _, want := range []string{"fetched \"{\\\"amount\\\":", "polled", "acked", "streamed"} {
 			if !strings.Contains(out.String(), want) {
-				t.Fatalf("run %d: no %q in\n%s", run, want, out.String())
+				t.Fatalf("run %d: no %q in\n%s", i, want, out.String())
 			}
 		}
 	}
