@@ -300,17 +300,12 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 	}
 	b.cfg.Telemetry.stampProduce(ctx, req)
 	// Group by partition, keeping request order inside each group.
-	type group struct {
-		p    int
-		idx  []int
-		recs []Record
-	}
-	var groups []*group
-	byPart := map[int]*group{}
+	var groups []*produceGroup
+	byPart := map[int]*produceGroup{}
 	for i, p := range parts {
 		g := byPart[p]
 		if g == nil {
-			g = &group{p: p}
+			g = &produceGroup{p: p}
 			byPart[p] = g
 			groups = append(groups, g)
 		}
@@ -320,47 +315,52 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 	if req.ProducerID != "" && len(groups) > 1 {
 		return nil, Invalidf("an idempotent produce (producer_id) must target one partition; this one spans %d", len(groups))
 	}
+	return b.appendGroups(ctx, req, groups)
+}
+
+// produceGroup is the records of a produce that go to one partition:
+// their indexes in the request and the records, in request order.
+type produceGroup struct {
+	p    int
+	idx  []int
+	recs []Record
+}
+
+// appendGroups appends one batch per partition (in parallel) and waits
+// for all. With several partitions each commits or fails on its own: a
+// partial failure is a *ProduceError that keeps the committed partitions'
+// offsets, so a retry resends only what failed.
+func (b *Broker) appendGroups(ctx context.Context, req *ProduceRequest, groups []*produceGroup) (*ProduceResult, error) {
 	now := time.Now().UnixMilli()
 	res := &ProduceResult{Offsets: make([]RecordOffset, len(req.Records))}
-	appendOne := func(g *group) (AppendResult, error) {
-		log, err := b.store.Partition(req.Topic, g.p)
-		if err != nil {
-			return AppendResult{}, err
-		}
-		return b.cfg.Telemetry.Append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
-	}
-	if len(groups) == 1 {
-		ar, err := appendOne(groups[0])
-		if err != nil {
-			return nil, err
-		}
-		res.Duplicate = ar.Duplicate
-		for j, i := range groups[0].idx {
-			res.Offsets[i] = RecordOffset{Partition: groups[0].p, Offset: ar.BaseOffset + int64(j)}
-		}
-		return res, nil
-	}
-	// Several partitions: each commits or fails on its own. A partial
-	// failure is a *ProduceError that keeps the committed partitions'
-	// offsets, so a retry resends only what failed.
 	outcome := make([]PartitionProduce, len(groups))
 	failed := each(len(groups), func(gi int) error {
 		g := groups[gi]
-		ar, err := appendOne(g)
+		log, err := b.store.Partition(req.Topic, g.p)
+		var ar AppendResult
+		if err == nil {
+			ar, err = b.cfg.Telemetry.Append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
+		}
 		outcome[gi] = PartitionProduce{Partition: g.p, Records: g.idx, BaseOffset: ar.BaseOffset, Err: err}
 		if err != nil {
 			return err
+		}
+		if len(groups) == 1 { // an idempotent produce: one partition, run inline
+			res.Duplicate = ar.Duplicate
 		}
 		for j, i := range g.idx {
 			res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
 		}
 		return nil
 	})
-	if failed != nil {
-		sort.Slice(outcome, func(i, j int) bool { return outcome[i].Partition < outcome[j].Partition })
-		return nil, &ProduceError{Partitions: outcome}
+	switch {
+	case failed == nil:
+		return res, nil
+	case len(groups) == 1:
+		return nil, failed
 	}
-	return res, nil
+	sort.Slice(outcome, func(i, j int) bool { return outcome[i].Partition < outcome[j].Partition })
+	return nil, &ProduceError{Partitions: outcome}
 }
 
 // PartitionProduce is one partition's part of a produce that spans

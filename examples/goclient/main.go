@@ -62,7 +62,15 @@ func run(ctx context.Context, server, token string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "fetched %q at offset %d\n", f.Records[0].Value, f.Records[0].Offset)
+	if err := consume(ctx, c, out); err != nil {
+		return err
+	}
+	return stream(ctx, c, first.Partition, out)
+}
 
+// consume produces exactly once, then reads as a group member and as a
+// queue subscription's worker.
+func consume(ctx context.Context, c *client.Client, out io.Writer) error {
 	// An idempotent producer: retried on 503 without ever duplicating.
 	p := c.Producer("tour", 0, fmt.Sprintf("tour-%d", time.Now().UnixNano()), 0)
 	if _, err := p.Produce(ctx, []client.Record{{Value: []byte("exactly once")}}); err != nil {
@@ -101,14 +109,18 @@ func run(ctx context.Context, server, token string, out io.Writer) error {
 		}
 	}
 	fmt.Fprintf(out, "received and acked %d messages\n", len(msgs))
+	return nil
+}
 
+// stream reads a partition over WebSocket.
+func stream(ctx context.Context, c *client.Client, partition int, out io.Writer) error {
 	// WebSocket: a stream with credits (Next grants each batch back).
 	conn, err := c.Dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	s, err := conn.Subscribe(ctx, client.SubscribeOptions{Topic: "tour", Partition: client.Part(first.Partition), From: client.Earliest, Credit: 100})
+	s, err := conn.Subscribe(ctx, client.SubscribeOptions{Topic: "tour", Partition: client.Part(partition), From: client.Earliest, Credit: 100})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,15 @@ func sdkClient(t testing.TB, url string, opts ...client.Option) *client.Client {
 	return c
 }
 
+// sdkNode starts a node for the test (stopped when it ends) and returns a
+// client of it with the test's context.
+func sdkNode(t *testing.T, mod ...func(*Config)) (*client.Client, context.Context) {
+	t.Helper()
+	s := startNode(t, t.TempDir(), mod...)
+	t.Cleanup(func() { stop(t, s) })
+	return sdkClient(t, s.URL()), testCtx(t)
+}
+
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -110,8 +119,21 @@ func TestClientAdminTLS(t *testing.T) {
 		t.Fatalf("topics %+v", listed)
 	}
 
+	checkPrincipalsACLs(t, ctx, admin, client.WithTLSConfig(tc))
+	conn := must(admin.Dial(ctx))(t)
+	noErr(t, conn.Ping(ctx))
+	noErr(t, conn.Close())
+	noErr(t, admin.DeleteTopic(ctx, "orders"))
+	if _, err := admin.Topic(ctx, "orders"); !errors.Is(err, client.CodeTopicNotFound) {
+		t.Fatalf("deleted topic: %v", err)
+	}
+}
+
+// checkPrincipalsACLs: tokens, principals and ACLs, seen from a principal
+// the admin makes.
+func checkPrincipalsACLs(t *testing.T, ctx context.Context, admin *client.Client, tlsOpt client.Option) {
 	tok := must(admin.CreateToken(ctx, "alice", false))(t)
-	alice := sdkClient(t, s.URL(), client.WithTLSConfig(tc), client.WithToken(tok.Token))
+	alice := sdkClient(t, admin.Addr(), tlsOpt, client.WithToken(tok.Token))
 	if _, err := alice.Produce(ctx, "orders", recs("x")); !errors.Is(err, client.CodeForbidden) {
 		t.Fatalf("alice without ACL: %v", err)
 	}
@@ -140,25 +162,14 @@ func TestClientAdminTLS(t *testing.T) {
 	if _, err := alice.Topics(ctx); !errors.Is(err, client.CodeUnauthenticated) {
 		t.Fatalf("deleted alice: %v", err)
 	}
-
-	conn := must(admin.Dial(ctx))(t)
-	noErr(t, conn.Ping(ctx))
-	noErr(t, conn.Close())
-	noErr(t, admin.DeleteTopic(ctx, "orders"))
-	if _, err := admin.Topic(ctx, "orders"); !errors.Is(err, client.CodeTopicNotFound) {
-		t.Fatalf("deleted topic: %v", err)
-	}
 }
 
 // TestClientProduceFetch: produce and fetch in both encodings, keys and
 // binary values kept exactly, long-poll, out of range, acks=none and an
 // idempotent producer's retry.
 func TestClientProduceFetch(t *testing.T) {
-	s := startNode(t, t.TempDir())
-	defer stop(t, s)
-	ctx := testCtx(t)
-	bin := sdkClient(t, s.URL())
-	js := sdkClient(t, s.URL(), client.WithJSON())
+	bin, ctx := sdkNode(t)
+	js := sdkClient(t, bin.Addr(), client.WithJSON())
 	must(bin.CreateTopic(ctx, client.TopicConfig{Name: "t", Partitions: 3}))(t)
 
 	raw := []byte{0, 0xff, '"', '\\', 0x80}
@@ -214,8 +225,13 @@ func TestClientProduceFetch(t *testing.T) {
 	}
 	tu.Eventually(t, 10*time.Second, "the acks=none record", func() bool { return len(fetchValues(t, bin, "t", 1)) == 1 })
 
-	// An idempotent producer: a resend of its batch (a retry after a lost
-	// answer) is stored once and answered with the original offsets.
+	checkIdempotentProducer(t, ctx, bin, js)
+}
+
+// checkIdempotentProducer: a resend of an idempotent producer's batch (a
+// retry after a lost answer) is stored once and answered with the
+// original offsets; a gap is refused with the expected sequence.
+func checkIdempotentProducer(t *testing.T, ctx context.Context, bin, js *client.Client) {
 	p := bin.Producer("t", 1, "p-1", 0)
 	first := must(p.Produce(ctx, recs("a", "b")))(t)
 	again := must(js.Producer("t", 1, "p-1", 0).Produce(ctx, recs("a", "b")))(t)
@@ -226,7 +242,8 @@ func TestClientProduceFetch(t *testing.T) {
 	if v := fetchValues(t, bin, "t", 1); fmt.Sprint(v) != "[na a b c]" {
 		t.Fatalf("partition 1: %v", v)
 	}
-	_, err = bin.Producer("t", 1, "p-1", 7).Produce(ctx, recs("gap"))
+	_, err := bin.Producer("t", 1, "p-1", 7).Produce(ctx, recs("gap"))
+	var e *client.Error
 	if !errors.As(err, &e) || e.Code != client.CodeOutOfOrderSequence || e.ExpectedSequence != 3 {
 		t.Fatalf("a gap: %v", err)
 	}
@@ -235,10 +252,7 @@ func TestClientProduceFetch(t *testing.T) {
 // TestClientGroups: an HTTP member's join, poll, commit, heartbeat and
 // leave; committed offsets, listing and describing groups.
 func TestClientGroups(t *testing.T) {
-	s := startNode(t, t.TempDir())
-	defer stop(t, s)
-	ctx := testCtx(t)
-	c := sdkClient(t, s.URL())
+	c, ctx := sdkNode(t)
 	must(c.CreateTopic(ctx, client.TopicConfig{Name: "g", Partitions: 2}))(t)
 	must(c.Produce(ctx, "g", []client.Record{{Value: []byte("p0"), Partition: client.Part(0)}, {Value: []byte("p1"), Partition: client.Part(1)}}))(t)
 
@@ -286,10 +300,7 @@ func TestClientGroups(t *testing.T) {
 // TestClientQueues: a subscription's create, list, describe, receive,
 // ack, nack, extend, dead letters, redrive and delete.
 func TestClientQueues(t *testing.T) {
-	s := startNode(t, t.TempDir(), fastQueues)
-	defer stop(t, s)
-	ctx := testCtx(t)
-	c := sdkClient(t, s.URL())
+	c, ctx := sdkNode(t, fastQueues)
 	must(c.CreateTopic(ctx, client.TopicConfig{Name: "jobs"}))(t)
 	sub := must(c.CreateSubscription(ctx, "jobs", client.SubscriptionConfig{Name: "w", MaxAttempts: client.Part(1), DeadLetterTopic: "jobs-dlq",
 		Backoff: &client.Backoff{InitialMs: 0, MaxMs: 0, Multiplier: 1}}))(t)
@@ -348,10 +359,7 @@ func next(t *testing.T, s *client.Stream) *client.Event {
 // manual), produce over the socket, a group member with commit, and a
 // queue receiver answering over the socket.
 func TestClientWebSocket(t *testing.T) {
-	s := startNode(t, t.TempDir(), fastQueues)
-	defer stop(t, s)
-	ctx := testCtx(t)
-	c := sdkClient(t, s.URL())
+	c, ctx := sdkNode(t, fastQueues)
 	must(c.CreateTopic(ctx, client.TopicConfig{Name: "w"}))(t)
 	conn := must(c.Dial(ctx))(t)
 	defer conn.Close()
@@ -406,6 +414,12 @@ func TestClientWebSocket(t *testing.T) {
 		t.Fatalf("ws commit %+v", o)
 	}
 
+	checkWSQueue(t, ctx, c, conn)
+}
+
+// checkWSQueue: a queue subscription's receiver on a socket extends,
+// nacks and acks its messages over it.
+func checkWSQueue(t *testing.T, ctx context.Context, c *client.Client, conn *client.Conn) {
 	must(c.CreateSubscription(ctx, "w", client.SubscriptionConfig{Name: "q"}))(t)
 	q := must(conn.Subscribe(ctx, client.SubscribeOptions{Topic: "w", Subscription: "q", Credit: 5}))(t)
 	var receipts []string
@@ -431,10 +445,7 @@ func TestClientWebSocket(t *testing.T) {
 
 // TestClientPipelines: modules and pipelines through the client.
 func TestClientPipelines(t *testing.T) {
-	s := startNode(t, t.TempDir())
-	defer stop(t, s)
-	ctx := testCtx(t)
-	c := sdkClient(t, s.URL())
+	c, ctx := sdkNode(t)
 	for _, n := range []string{"in", "out"} {
 		must(c.CreateTopic(ctx, client.TopicConfig{Name: n}))(t)
 	}
