@@ -178,8 +178,13 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 
 // retryable: a 429 did nothing (the broker refuses before any work), so
 // any call may be sent again; a 503 (unavailable, not_leader) may have
-// happened after the work began, so only idempotent calls are.
+// happened after the work began, so only idempotent calls are. An answer
+// with per-partition results committed part of the request: never resent
+// whole (the caller resends ProduceError.Failed).
 func retryable(e *Error, idempotent bool) bool {
+	if len(e.partitions) > 0 {
+		return false
+	}
 	switch e.Status {
 	case http.StatusTooManyRequests:
 		return true

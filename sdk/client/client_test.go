@@ -77,6 +77,14 @@ func TestRetry(t *testing.T) {
 			t.Fatalf("retried after %s, before Retry-After (1 s)", waited)
 		}
 	})
+	t.Run("a partly committed produce is not resent whole", func(t *testing.T) {
+		partial := decodeError(&response{status: 429, header: http.Header{}, body: []byte(`{"error":{"code":"rate_limited","message":"m"},` +
+			`"partitions":[{"partition":0,"status":"ok","offset":1,"records":[0]}]}`)})
+		whole := decodeError(&response{status: 429, header: http.Header{}, body: []byte(`{"error":{"code":"rate_limited","message":"m"}}`)})
+		if retryable(partial, true) || !retryable(whole, false) {
+			t.Fatalf("retryable: partial %v, whole %v", retryable(partial, true), retryable(whole, false))
+		}
+	})
 	t.Run("retries stop at the limit", func(t *testing.T) {
 		c, n := flaky(t, 100, 503, "", topic)
 		c.retries = 3
