@@ -333,7 +333,10 @@ type produceGroup struct {
 func (b *Broker) appendGroups(ctx context.Context, req *ProduceRequest, groups []*produceGroup) (*ProduceResult, error) {
 	now := time.Now().UnixMilli()
 	res := &ProduceResult{Offsets: make([]RecordOffset, len(req.Records))}
-	outcome := make([]PartitionProduce, len(groups))
+	var outcome []PartitionProduce // per partition, when there are several
+	if len(groups) > 1 {
+		outcome = make([]PartitionProduce, len(groups))
+	}
 	failed := each(len(groups), func(gi int) error {
 		g := groups[gi]
 		log, err := b.store.Partition(req.Topic, g.p)
@@ -341,7 +344,9 @@ func (b *Broker) appendGroups(ctx context.Context, req *ProduceRequest, groups [
 		if err == nil {
 			ar, err = b.cfg.Telemetry.Append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
 		}
-		outcome[gi] = PartitionProduce{Partition: g.p, Records: g.idx, BaseOffset: ar.BaseOffset, Err: err}
+		if outcome != nil {
+			outcome[gi] = PartitionProduce{Partition: g.p, Records: g.idx, BaseOffset: ar.BaseOffset, Err: err}
+		}
 		if err != nil {
 			return err
 		}
