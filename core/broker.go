@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,17 +313,12 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 	}
 	b.cfg.Telemetry.stampProduce(ctx, req)
 	// Group by partition, keeping request order inside each group.
-	type group struct {
-		p    int
-		idx  []int
-		recs []Record
-	}
-	var groups []*group
-	byPart := map[int]*group{}
+	var groups []*produceGroup
+	byPart := map[int]*produceGroup{}
 	for i, p := range parts {
 		g := byPart[p]
 		if g == nil {
-			g = &group{p: p}
+			g = &produceGroup{p: p}
 			byPart[p] = g
 			groups = append(groups, g)
 		}
@@ -331,41 +328,109 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 	if req.ProducerID != "" && len(groups) > 1 {
 		return nil, Invalidf("an idempotent produce (producer_id) must target one partition; this one spans %d", len(groups))
 	}
+	return b.appendGroups(ctx, req, groups)
+}
+
+// produceGroup is the records of a produce that go to one partition:
+// their indexes in the request and the records, in request order.
+type produceGroup struct {
+	p    int
+	idx  []int
+	recs []Record
+}
+
+// appendGroups appends one batch per partition (in parallel) and waits
+// for all. With several partitions each commits or fails on its own: a
+// partial failure is a *ProduceError that keeps the committed partitions'
+// offsets, so a retry resends only what failed.
+func (b *Broker) appendGroups(ctx context.Context, req *ProduceRequest, groups []*produceGroup) (*ProduceResult, error) {
 	now := time.Now().UnixMilli()
 	res := &ProduceResult{Offsets: make([]RecordOffset, len(req.Records))}
-	appendOne := func(g *group) (AppendResult, error) {
-		log, err := b.store.Partition(req.Topic, g.p)
-		if err != nil {
-			return AppendResult{}, err
-		}
-		return b.cfg.Telemetry.Append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
+	var outcome []PartitionProduce // per partition, when there are several
+	if len(groups) > 1 {
+		outcome = make([]PartitionProduce, len(groups))
 	}
-	if len(groups) == 1 {
-		ar, err := appendOne(groups[0])
-		if err != nil {
-			return nil, err
-		}
-		res.Duplicate = ar.Duplicate
-		for j, i := range groups[0].idx {
-			res.Offsets[i] = RecordOffset{Partition: groups[0].p, Offset: ar.BaseOffset + int64(j)}
-		}
-		return res, nil
-	}
-	err = each(len(groups), func(gi int) error {
+	failed := each(len(groups), func(gi int) error {
 		g := groups[gi]
-		ar, err := appendOne(g)
+		log, err := b.store.Partition(req.Topic, g.p)
+		var ar AppendResult
+		if err == nil {
+			ar, err = b.cfg.Telemetry.Append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
+		}
+		if outcome != nil {
+			outcome[gi] = PartitionProduce{Partition: g.p, Records: g.idx, BaseOffset: ar.BaseOffset, Err: err}
+		}
 		if err != nil {
 			return err
+		}
+		if len(groups) == 1 { // an idempotent produce: one partition, run inline
+			res.Duplicate = ar.Duplicate
 		}
 		for j, i := range g.idx {
 			res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	switch {
+	case failed == nil:
+		return res, nil
+	case len(groups) == 1:
+		return nil, failed
 	}
-	return res, nil
+	sort.Slice(outcome, func(i, j int) bool { return outcome[i].Partition < outcome[j].Partition })
+	return nil, &ProduceError{Partitions: outcome}
+}
+
+// PartitionProduce is one partition's part of a produce that spans
+// several: the request's records that went there and what became of them.
+type PartitionProduce struct {
+	Partition int
+	// Records are the indexes, in the request, of the records this
+	// partition was given, in request (and offset) order.
+	Records []int
+	// BaseOffset is the first record's offset when the batch committed
+	// (Err is nil): Records[j] is at BaseOffset+j.
+	BaseOffset int64
+	// Err is why the batch was not committed, nil when it was.
+	Err error
+}
+
+// ProduceError is a produce over several partitions of which at least
+// one failed: Partitions has every partition of the request, committed
+// (Err nil, with offsets) and failed, by partition number. Nothing of a
+// failed partition was committed by this request (it may have been by an
+// earlier one, see idempotent producers); a retry should resend only the
+// failed partitions' records. It unwraps to the failed partitions'
+// errors, so errors.Is finds each of them (as errors.Join would).
+type ProduceError struct {
+	Partitions []PartitionProduce
+}
+
+func (e *ProduceError) Error() string {
+	var b strings.Builder
+	committed := 0
+	for _, p := range e.Partitions {
+		if p.Err == nil {
+			committed++
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "partition %d: %v", p.Partition, p.Err)
+	}
+	return fmt.Sprintf("produce failed on %d of %d partitions (%d committed): %s", len(e.Partitions)-committed, len(e.Partitions), committed, b.String())
+}
+
+// Unwrap returns the failed partitions' errors.
+func (e *ProduceError) Unwrap() []error {
+	var errs []error
+	for _, p := range e.Partitions {
+		if p.Err != nil {
+			errs = append(errs, p.Err)
+		}
+	}
+	return errs
 }
 
 // each runs f(0) … f(n-1) concurrently (inline when n is 1), waits for

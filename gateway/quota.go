@@ -120,6 +120,19 @@ func (s *Server) listQuotas(c *call, _ *listReq) {
 	}
 }
 
+func (s *Server) getQuota(c *call, r *quotaReq) {
+	l, ok := s.quotas(c)
+	if !ok {
+		return
+	}
+	q, err := l.Get(r.Principal)
+	if err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	writeValue(c.ctx, 200, q)
+}
+
 func (s *Server) removeQuota(c *call, r *quotaReq) {
 	l, ok := s.quotas(c)
 	if !ok {

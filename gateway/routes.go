@@ -103,6 +103,7 @@ var routes = &table{routes: []*route{
 		example(`{"principal":"alice","resource_type":"topic","pattern":"orders.","pattern_type":"prefix","operations":["read"]}`)),
 	op("DELETE", "/v1/acls/{id}", (*Server).removeACL, adminOnly(), audited(), doc("remove an ACL")),
 	op("GET", "/v1/quotas", (*Server).listQuotas, adminOnly(), doc("quotas per principal (docs/quotas.md)")),
+	op("GET", "/v1/quotas/{principal}", (*Server).getQuota, adminOnly(), doc("a principal's own quota (404 `not_found` when it has none)")),
 	op("PUT", "/v1/quotas/{principal}", (*Server).setQuota, adminOnly(), audited(), doc("set a principal's quota (`default`: everyone without one)"),
 		example(`{"produce_bytes_per_sec":1048576,"fetch_bytes_per_sec":0,"requests_per_sec":100}`)),
 	op("DELETE", "/v1/quotas/{principal}", (*Server).removeQuota, adminOnly(), audited(), doc("remove a principal's quota")),

@@ -16,6 +16,7 @@ import (
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/core/quota"
+	"github.com/weir-broker/weir/gateway/apierr"
 )
 
 // wsFrame is any client frame (docs/websocket.md). Fields are read by the
@@ -478,6 +479,7 @@ func (c *wsConn) sendErrorCtx(ctx context.Context, id, sub string, partition *in
 		b = append(b, `,"generation":`...)
 		b = strconv.AppendInt(b, sg.Current, 10)
 	}
+	b = apierr.AppendPartitions(b, err) // a produce that partly failed
 	b = append(b, "}}"...)
 	c.out.push(ctx, outFrame{head: b}, nil)
 }

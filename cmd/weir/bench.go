@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -124,14 +127,8 @@ func newBenchCmd() *cobra.Command {
 		Short: "Read a topic from the start with one reader per partition; report records/s and MB/s",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := clientFor(cmd)
-			var meta struct {
-				Partitions []struct {
-					Partition     int   `json:"partition"`
-					HighWatermark int64 `json:"high_watermark"`
-				} `json:"partitions"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/topics/"+url.PathEscape(ctopic), nil, &meta); err != nil {
+			meta, err := clientFor(cmd).Topic(cmd.Context(), ctopic)
+			if err != nil {
 				return err
 			}
 			base, _ := cmd.Flags().GetString("server")
@@ -191,9 +188,8 @@ func newBenchCmd() *cobra.Command {
 }
 
 func ensureTopic(cmd *cobra.Command, topic string, partitions int) error {
-	c := clientFor(cmd)
-	err := c.do(cmd.Context(), "POST", "/v1/topics", map[string]any{"name": topic, "partitions": partitions}, nil)
-	if e, ok := err.(*apiError); ok && e.Code == "topic_exists" {
+	_, err := clientFor(cmd).CreateTopic(cmd.Context(), client.TopicConfig{Name: topic, Partitions: partitions})
+	if errors.Is(err, client.CodeTopicExists) {
 		return nil
 	}
 	return err

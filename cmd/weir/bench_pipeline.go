@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 // newBenchPipelineCmd measures how fast a pipeline moves records: it loads
@@ -37,11 +38,11 @@ func newBenchPipelineCmd() *cobra.Command {
 			suffix := fmt.Sprint(time.Now().UnixNano() % 1e9)
 			in, out, name := "bp-in-"+suffix, "bp-out-"+suffix, "bp-"+suffix
 			for _, t := range []string{in, out} {
-				if err := c.do(cmd.Context(), "POST", "/v1/topics", map[string]any{"name": t, "partitions": parts}, nil); err != nil {
+				if _, err := c.CreateTopic(cmd.Context(), client.TopicConfig{Name: t, Partitions: parts}); err != nil {
 					return err
 				}
 			}
-			if err := c.do(cmd.Context(), "PUT", "/v1/modules/"+name, wasm, nil); err != nil {
+			if _, err := c.UploadModule(cmd.Context(), name, wasm); err != nil {
 				return err
 			}
 			// Load the input: the plain produce rate of the same records.
@@ -77,23 +78,20 @@ func newBenchPipelineCmd() *cobra.Command {
 			prodEl := time.Since(start)
 			// Now the pipeline moves them.
 			start = time.Now()
-			spec := map[string]any{"name": name, "module": name, "inputs": []string{in}, "outputs": []string{out}, "guarantee": guarantee, "batch_size": batch}
-			if err := c.do(cmd.Context(), "POST", "/v1/pipelines", spec, nil); err != nil {
+			spec := client.PipelineConfig{Name: name, Module: name, Inputs: []string{in}, Outputs: []string{out}, Guarantee: guarantee, BatchSize: batch}
+			if _, err := c.CreatePipeline(cmd.Context(), spec); err != nil {
 				return err
 			}
 			for {
-				var st struct {
-					Processed int64 `json:"processed"`
-					Lag       int64 `json:"lag"`
-				}
-				if err := c.do(cmd.Context(), "GET", "/v1/pipelines/"+url.PathEscape(name), nil, &st); err != nil {
+				st, err := c.Pipeline(cmd.Context(), name)
+				if err != nil {
 					return err
 				}
 				if st.Processed >= int64(records) && st.Lag == 0 {
 					break
 				}
 				if time.Since(start) > 10*time.Minute {
-					return fmt.Errorf("pipeline did not finish: %+v", st)
+					return fmt.Errorf("pipeline did not finish: %s", st.Raw)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -101,7 +99,7 @@ func newBenchPipelineCmd() *cobra.Command {
 			pr, pp := float64(records)/prodEl.Seconds(), float64(records)/pipeEl.Seconds()
 			fmt.Fprintf(cmd.OutOrStdout(), "plain produce: %d records of %d B in %.2fs: %.0f records/s\n", records, size, prodEl.Seconds(), pr)
 			fmt.Fprintf(cmd.OutOrStdout(), "pipeline (%s, batch %d, %d partitions): %.2fs: %.0f records/s = %.0f%% of plain produce\n", guarantee, batch, parts, pipeEl.Seconds(), pp, 100*pp/pr)
-			c.do(cmd.Context(), "DELETE", "/v1/pipelines/"+url.PathEscape(name), nil, nil)
+			c.DeletePipeline(cmd.Context(), name, false)
 			return nil
 		},
 	}

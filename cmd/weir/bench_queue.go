@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/valyala/fasthttp"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 // newBenchQueueCmd is `weir bench queue`: competing consumers on one
@@ -44,12 +46,12 @@ the receive to the ack's answer) per batch.`,
 			}
 			c := clientFor(cmd)
 			sub := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-			body := map[string]any{"name": sub, "start": "latest", "ordering": ordering, "visibility_timeout_ms": 60000}
-			if err := c.do(cmd.Context(), "POST", subPath(topic, ""), body, nil); err != nil {
+			cfg := client.SubscriptionConfig{Name: sub, Start: client.Latest, Ordering: ordering, VisibilityTimeoutMs: 60000}
+			if _, err := c.CreateSubscription(cmd.Context(), topic, cfg); err != nil {
 				return err
 			}
 			if !keep {
-				defer c.do(cmd.Context(), "DELETE", subPath(topic, sub), nil, nil)
+				defer c.DeleteSubscription(cmd.Context(), topic, sub)
 			}
 			hc := &fasthttp.Client{MaxConnsPerHost: (consumers + producers) * 2, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
 
@@ -213,4 +215,14 @@ the receive to the ack's answer) per batch.`,
 	f.BoolVar(&keep, "keep", false, "keep the benchmark's subscription afterwards")
 	f.StringVar(&ordering, "ordering", "none", "subscription ordering: none or key (keys k0..k1023)")
 	return cmd
+}
+
+// subPath is the path of a subscription (or of a topic's subscriptions
+// when name is empty), for the benchmark's own HTTP client.
+func subPath(topic, name string) string {
+	p := "/v1/topics/" + url.PathEscape(topic) + "/subscriptions"
+	if name != "" {
+		p += "/" + url.PathEscape(name)
+	}
+	return p
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 func newClusterCmd() *cobra.Command {
@@ -26,18 +26,14 @@ func newClusterCmd() *cobra.Command {
 		Short: "Nodes, health, replicas and leaders per node, lagging replicas",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st core.ClusterStatus
-			path := "/v1/cluster"
-			if partitions {
-				path += "?partitions=true"
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", path, nil, &st); err != nil {
+			st, err := clientFor(cmd).Cluster(cmd.Context(), partitions)
+			if err != nil {
 				return err
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), st)
 			}
-			printClusterStatus(cmd, &st)
+			printClusterStatus(cmd, st)
 			return nil
 		},
 	}
@@ -48,13 +44,11 @@ func newClusterCmd() *cobra.Command {
 		Short: "Spread replicas and preferred leaders evenly over the active nodes (e.g. after a join)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Moves int `json:"moves"`
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/cluster/rebalance", nil, &out); err != nil {
+			moves, err := clientFor(cmd).Rebalance(cmd.Context())
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d replicas will move; follow with: weir cluster status\n", out.Moves)
+			fmt.Fprintf(cmd.OutOrStdout(), "%d replicas will move; follow with: weir cluster status\n", moves)
 			return nil
 		},
 	}
@@ -69,7 +63,7 @@ func newClusterCmd() *cobra.Command {
 				return fmt.Errorf("node id must be a number ≥ 1, not %q", args[0])
 			}
 			c := clientFor(cmd)
-			if err := c.do(cmd.Context(), "POST", fmt.Sprintf("/v1/cluster/nodes/%d/remove", id), nil, nil); err != nil {
+			if err := c.RemoveNode(cmd.Context(), id); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "node %d is draining: its replicas move to other nodes\n", id)
@@ -79,8 +73,7 @@ func newClusterCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 			defer cancel()
 			for {
-				var st core.ClusterStatus
-				if err := c.do(ctx, "GET", "/v1/cluster", nil, &st); err == nil {
+				if st, err := c.Cluster(ctx, false); err == nil {
 					for _, n := range st.Nodes {
 						if n.ID == id && n.State == "removed" {
 							fmt.Fprintf(cmd.OutOrStdout(), "node %d is removed; its process can be stopped\n", id)
@@ -101,7 +94,7 @@ func newClusterCmd() *cobra.Command {
 	return cmd
 }
 
-func printClusterStatus(cmd *cobra.Command, st *core.ClusterStatus) {
+func printClusterStatus(cmd *cobra.Command, st *client.ClusterStatus) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "answered by node %d; metadata leader: node %d\n\n", st.Node, st.MetaLeader)
 	fmt.Fprintln(w, "NODE\tSTATE\tHEALTH\tMETA\tREPLICAS\tLEADERS\tPLACED\tHTTP\tRAFT")
@@ -119,9 +112,9 @@ func printClusterStatus(cmd *cobra.Command, st *core.ClusterStatus) {
 			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\n", l.Topic, l.Partition, l.Node, l.Replica, lag, l.Reason)
 		}
 	}
-	if len(st.PartitionsL) > 0 {
+	if len(st.PartitionList) > 0 {
 		fmt.Fprintln(w, "\nTOPIC\tPARTITION\tSHARD\tLEADER\tPREFERRED\tREPLICAS\tMEMBERS\tLEARNERS\tMOVING")
-		for _, p := range st.PartitionsL {
+		for _, p := range st.PartitionList {
 			fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%v\t%v\t%v\t%v\n", p.Topic, p.Partition, p.Shard, p.Leader, p.Preferred, p.Replicas, p.Members, p.Learners, p.Moving)
 		}
 	}

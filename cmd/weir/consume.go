@@ -5,14 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
+// fetchedRecord is a record as the CLI prints it: one JSON line, key and
+// value as UTF-8 text (invalid UTF-8 becomes U+FFFD, as in the API's
+// utf8 encoding).
 type fetchedRecord struct {
 	Partition int               `json:"partition"`
 	Offset    int64             `json:"offset"`
@@ -20,6 +25,18 @@ type fetchedRecord struct {
 	Key       *string           `json:"key"`
 	Value     string            `json:"value"`
 	Headers   map[string]string `json:"headers"`
+}
+
+func printable(r client.FetchedRecord) fetchedRecord {
+	out := fetchedRecord{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Value: string(r.Value), Headers: r.Headers}
+	if r.Key != nil {
+		k := string(r.Key)
+		out.Key = &k
+	}
+	if out.Headers == nil {
+		out.Headers = map[string]string{}
+	}
+	return out
 }
 
 func newConsumeCmd() *cobra.Command {
@@ -38,12 +55,8 @@ from the group's committed offsets and commits what it printed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := clientFor(cmd)
 			topic := args[0]
-			var meta struct {
-				Partitions []struct {
-					Partition int `json:"partition"`
-				} `json:"partitions"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/topics/"+url.PathEscape(topic), nil, &meta); err != nil {
+			meta, err := c.Topic(cmd.Context(), topic)
+			if err != nil {
 				return err
 			}
 			var parts []int
@@ -55,23 +68,22 @@ from the group's committed offsets and commits what it printed.`,
 			if len(parts) == 0 {
 				return fmt.Errorf("topic %s has no partition %d", topic, partition)
 			}
-			pos := map[int]string{}
+			start := client.FetchOptions{From: client.From(from)}
+			if n, err := strconv.ParseInt(from, 10, 64); err == nil {
+				start = client.FetchOptions{Offset: n}
+			}
+			pos := map[int]client.FetchOptions{}
 			for _, p := range parts {
-				pos[p] = from
+				pos[p] = start
 			}
 			if group != "" {
-				var offs struct {
-					Offsets []struct {
-						Partition int   `json:"partition"`
-						Offset    int64 `json:"offset"`
-					} `json:"offsets"`
-				}
-				if err := c.do(cmd.Context(), "GET", "/v1/groups/"+url.PathEscape(group)+"/offsets?topic="+url.QueryEscape(topic), nil, &offs); err != nil {
+				offs, err := c.GroupOffsets(cmd.Context(), group, topic)
+				if err != nil {
 					return err
 				}
-				for _, o := range offs.Offsets {
+				for _, o := range offs {
 					if _, ok := pos[o.Partition]; ok {
-						pos[o.Partition] = strconv.FormatInt(o.Offset, 10)
+						pos[o.Partition] = client.FetchOptions{Offset: o.Offset}
 					}
 				}
 			}
@@ -82,16 +94,13 @@ from the group's committed offsets and commits what it printed.`,
 			for {
 				got := 0
 				for _, p := range parts {
-					wait := 0
+					opts := pos[p]
+					opts.MaxRecords = 500
 					if follow && len(parts) == 1 {
-						wait = 10000
+						opts.Wait = 10 * time.Second
 					}
-					var out struct {
-						Records    []fetchedRecord `json:"records"`
-						NextOffset int64           `json:"next_offset"`
-					}
-					path := fmt.Sprintf("/v1/topics/%s/partitions/%d/records?offset=%s&max_records=500&wait_ms=%d", url.PathEscape(topic), p, url.QueryEscape(pos[p]), wait)
-					if err := c.do(ctx, "GET", path, nil, &out); err != nil {
+					out, err := c.Fetch(ctx, topic, p, opts)
+					if err != nil {
 						if errors.Is(ctx.Err(), context.Canceled) {
 							return nil
 						}
@@ -101,17 +110,15 @@ from the group's committed offsets and commits what it printed.`,
 						if max > 0 && printed >= max {
 							return nil
 						}
-						r.Partition = p
-						if err := enc.Encode(r); err != nil {
+						if err := enc.Encode(printable(r)); err != nil {
 							return err
 						}
 						printed++
 						got++
 					}
-					pos[p] = strconv.FormatInt(out.NextOffset, 10)
+					pos[p] = client.FetchOptions{Offset: out.NextOffset}
 					if group != "" && len(out.Records) > 0 {
-						body := map[string]any{"offsets": []map[string]any{{"topic": topic, "partition": p, "offset": out.NextOffset}}}
-						if err := c.do(ctx, "POST", "/v1/groups/"+url.PathEscape(group)+"/offsets", body, nil); err != nil {
+						if err := c.CommitOffsets(ctx, group, []client.GroupOffset{{Topic: topic, Partition: p, Offset: out.NextOffset}}); err != nil {
 							return err
 						}
 					}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"net/url"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 func newDLQCmd() *cobra.Command {
@@ -29,54 +31,36 @@ func newDLQCmd() *cobra.Command {
 					if s.DeadLetterTopic == "" {
 						continue
 					}
-					var st struct {
-						Stats struct {
-							DeadLettered int64 `json:"dead_lettered"`
-						} `json:"stats"`
-					}
-					if err := c.do(cmd.Context(), "GET", subPath(s.Topic, s.Name), nil, &st); err != nil {
+					st, err := c.Subscription(cmd.Context(), s.Topic, s.Name)
+					if err != nil {
 						return err
 					}
-					in := "?"
-					var t struct {
-						Partitions []struct {
-							LogStart int64 `json:"log_start_offset"`
-							HWM      int64 `json:"high_watermark"`
-						} `json:"partitions"`
+					var dead int64
+					if st.Stats != nil {
+						dead = st.Stats.DeadLettered
 					}
-					if c.do(cmd.Context(), "GET", "/v1/topics/"+url.PathEscape(s.DeadLetterTopic), nil, &t) == nil {
+					in := "?"
+					if t, err := c.Topic(cmd.Context(), s.DeadLetterTopic); err == nil {
 						var n int64
 						for _, p := range t.Partitions {
-							n += p.HWM - p.LogStart
+							n += p.HighWatermark - p.LogStartOffset
 						}
 						in = fmt.Sprint(n)
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Topic, s.Name, s.DeadLetterTopic, s.MaxAttempts, st.Stats.DeadLettered, in)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", s.Topic, s.Name, s.DeadLetterTopic, s.MaxAttempts, dead, in)
 				}
 				return w.Flush()
 			}
-			var t struct {
-				Partitions []struct {
-					Partition int `json:"partition"`
-				} `json:"partitions"`
-			}
 			dlq := args[0]
-			if err := c.do(cmd.Context(), "GET", "/v1/topics/"+url.PathEscape(dlq), nil, &t); err != nil {
+			t, err := c.Topic(cmd.Context(), dlq)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintln(w, "PARTITION\tOFFSET\tSOURCE\tATTEMPTS\tLAST-ERROR\tKEY\tVALUE")
 			shown := 0
 			for _, p := range t.Partitions {
-				var f struct {
-					Records []struct {
-						Offset  int64             `json:"offset"`
-						Key     *string           `json:"key"`
-						Value   string            `json:"value"`
-						Headers map[string]string `json:"headers"`
-					} `json:"records"`
-				}
-				path := fmt.Sprintf("/v1/topics/%s/partitions/%d/records?offset=earliest&max_records=%d", url.PathEscape(dlq), p.Partition, max)
-				if err := c.do(cmd.Context(), "GET", path, nil, &f); err != nil {
+				f, err := c.Fetch(cmd.Context(), dlq, p.Partition, client.FetchOptions{From: client.Earliest, MaxRecords: max})
+				if err != nil {
 					return err
 				}
 				for _, r := range f.Records {
@@ -86,12 +70,12 @@ func newDLQCmd() *cobra.Command {
 					shown++
 					key := ""
 					if r.Key != nil {
-						key = dlqClip(*r.Key, 24)
+						key = dlqClip(string(r.Key), 24)
 					}
 					h := r.Headers
 					src := h["weir-source-topic"] + "/" + h["weir-source-partition"] + "@" + h["weir-source-offset"]
 					fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Partition, r.Offset, src, h["weir-attempts"],
-						dlqClip(h["weir-last-error"], 40), key, dlqClip(r.Value, 40))
+						dlqClip(h["weir-last-error"], 40), key, dlqClip(string(r.Value), 40))
 				}
 			}
 			return w.Flush()
@@ -106,20 +90,14 @@ func newDLQCmd() *cobra.Command {
 		Short: "Send dead-lettered messages back to a topic (from where the last redrive stopped)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Redriven int64 `json:"redriven"`
-				Error    *struct {
-					Code    string `json:"code"`
-					Message string `json:"message"`
-				} `json:"error"`
-			}
-			body := map[string]any{"to": to, "max_records": maxRedrive}
-			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/topics/"+url.PathEscape(from)+"/redrive", body, &out); err != nil {
+			n, err := clientFor(cmd).Redrive(cmd.Context(), from, to, maxRedrive)
+			var e *client.Error
+			if err != nil && !(errors.As(err, &e) && e.Status == 200) {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "redriven %d messages from %s to %s\n", out.Redriven, from, to)
-			if out.Error != nil {
-				return fmt.Errorf("stopped early: %s: %s", out.Error.Code, out.Error.Message)
+			fmt.Fprintf(cmd.OutOrStdout(), "redriven %d messages from %s to %s\n", n, from, to)
+			if err != nil {
+				return fmt.Errorf("stopped early: %s: %s", e.Code, e.Message)
 			}
 			return nil
 		},

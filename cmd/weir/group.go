@@ -1,15 +1,15 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 func afterMs(ms int) <-chan time.Time { return time.After(time.Duration(ms) * time.Millisecond) }
@@ -22,24 +22,13 @@ func newGroupCmd() *cobra.Command {
 		Short: "Show a group's committed offsets and lag",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out struct {
-				Offsets []struct {
-					Topic     string `json:"topic"`
-					Partition int    `json:"partition"`
-					Offset    int64  `json:"offset"`
-					Lag       int64  `json:"lag"`
-				} `json:"offsets"`
-			}
-			path := "/v1/groups/" + url.PathEscape(args[0]) + "/offsets"
-			if topic != "" {
-				path += "?topic=" + url.QueryEscape(topic)
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", path, nil, &out); err != nil {
+			offsets, err := clientFor(cmd).GroupOffsets(cmd.Context(), args[0], topic)
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "TOPIC\tPARTITION\tOFFSET\tLAG")
-			for _, o := range out.Offsets {
+			for _, o := range offsets {
 				fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", o.Topic, o.Partition, o.Offset, o.Lag)
 			}
 			return w.Flush()
@@ -54,8 +43,7 @@ func newGroupCmd() *cobra.Command {
 		Short: "Commit an offset (the next offset to read) for a group",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body := map[string]any{"offsets": []map[string]any{{"topic": commitTopic, "partition": commitPart, "offset": commitOff}}}
-			return clientFor(cmd).do(cmd.Context(), "POST", "/v1/groups/"+url.PathEscape(args[0])+"/offsets", body, nil)
+			return clientFor(cmd).CommitOffsets(cmd.Context(), args[0], []client.GroupOffset{{Topic: commitTopic, Partition: commitPart, Offset: commitOff}})
 		},
 	}
 	commit.Flags().StringVar(&commitTopic, "topic", "", "topic")
@@ -74,39 +62,12 @@ func newGroupDescribeCmd() *cobra.Command {
 		Short: "Show a group's generation, members, their partitions and the lag",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var d struct {
-				Group      string `json:"group"`
-				Generation int64  `json:"generation"`
-				State      string `json:"state"`
-				TotalLag   int64  `json:"total_lag"`
-				Members    []struct {
-					ID              string `json:"id"`
-					Kind            string `json:"kind"`
-					Node            uint64 `json:"node"`
-					LastHeartbeatMs int64  `json:"last_heartbeat_ms"`
-					Assignment      []struct {
-						Topic      string `json:"topic"`
-						Partitions []int  `json:"partitions"`
-					} `json:"assignment"`
-				} `json:"members"`
-				Partitions []struct {
-					Topic     string `json:"topic"`
-					Partition int    `json:"partition"`
-					Member    string `json:"member"`
-					Committed *int64 `json:"committed_offset"`
-					HWM       int64  `json:"high_watermark"`
-					Lag       int64  `json:"lag"`
-				} `json:"partitions"`
-			}
-			var raw json.RawMessage
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/groups/"+url.PathEscape(args[0]), nil, &raw); err != nil {
+			d, err := clientFor(cmd).Group(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			if err := json.Unmarshal(raw, &d); err != nil {
-				return err
+				return printJSON(cmd.OutOrStdout(), d.Raw)
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "group %s  generation %d  %s  %d members  total lag %d\n\n", d.Group, d.Generation, d.State, len(d.Members), d.TotalLag)
@@ -128,13 +89,13 @@ func newGroupDescribeCmd() *cobra.Command {
 			fmt.Fprintln(w, "TOPIC\tPARTITION\tMEMBER\tCOMMITTED\tHIGH WATERMARK\tLAG")
 			for _, p := range d.Partitions {
 				committed, member := "-", p.Member
-				if p.Committed != nil {
-					committed = strconv.FormatInt(*p.Committed, 10)
+				if p.CommittedOffset != nil {
+					committed = strconv.FormatInt(*p.CommittedOffset, 10)
 				}
 				if member == "" {
 					member = "-"
 				}
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\n", p.Topic, p.Partition, member, committed, p.HWM, p.Lag)
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\n", p.Topic, p.Partition, member, committed, p.HighWatermark, p.Lag)
 			}
 			return w.Flush()
 		},

@@ -1,14 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 func newModuleCmd() *cobra.Command {
@@ -22,8 +24,8 @@ func newModuleCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "PUT", "/v1/modules/"+url.PathEscape(args[0]), wasm, &out); err != nil {
+			out, err := clientFor(cmd).UploadModule(cmd.Context(), args[0], wasm)
+			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
@@ -34,22 +36,13 @@ func newModuleCmd() *cobra.Command {
 		Short: "List modules and their latest versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Modules []struct {
-					Name     string `json:"name"`
-					Latest   int    `json:"latest"`
-					Versions []struct {
-						SHA256 string `json:"sha256"`
-						Size   int    `json:"size"`
-					} `json:"versions"`
-				} `json:"modules"`
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/modules", nil, &out); err != nil {
+			modules, err := clientFor(cmd).Modules(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tLATEST\tSIZE\tSHA256")
-			for _, m := range out.Modules {
+			for _, m := range modules {
 				v := m.Versions[len(m.Versions)-1]
 				fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", m.Name, m.Latest, v.Size, v.SHA256[:16])
 			}
@@ -61,8 +54,8 @@ func newModuleCmd() *cobra.Command {
 		Short: "Show a module's versions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/modules/"+url.PathEscape(args[0]), nil, &out); err != nil {
+			out, err := clientFor(cmd).Module(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
@@ -73,7 +66,7 @@ func newModuleCmd() *cobra.Command {
 		Short: "Delete a module (refused while a pipeline uses it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return clientFor(cmd).do(cmd.Context(), "DELETE", "/v1/modules/"+url.PathEscape(args[0]), nil, nil)
+			return clientFor(cmd).DeleteModule(cmd.Context(), args[0])
 		},
 	}
 	cmd.AddCommand(upload, list, describe, del)
@@ -103,18 +96,18 @@ func newPipelineCmd() *cobra.Command {
 				}
 				cfg[k] = v
 			}
-			body := map[string]any{
-				"name": args[0], "module": module, "version": version, "inputs": inputs, "outputs": outputs,
-				"config": cfg, "guarantee": guarantee, "batch_size": batch, "from": from,
-				"on_error": map[string]any{"max_attempts": maxAttempts, "dead_letter_topic": dlq},
-				"limits":   map[string]any{"batch_timeout_ms": timeoutMs, "memory_pages": pages},
-				"resume":   resume, "reset": reset,
+			spec := client.PipelineConfig{
+				Name: args[0], Module: module, Version: version, Inputs: inputs, Outputs: outputs,
+				Config: cfg, Guarantee: guarantee, BatchSize: batch, From: client.From(from),
+				OnError: &client.PipelineOnError{MaxAttempts: maxAttempts, DeadLetterTopic: dlq},
+				Limits:  &client.PipelineLimits{BatchTimeoutMs: timeoutMs, MemoryPages: pages},
+				Resume:  resume, Reset: reset,
 			}
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/pipelines", body, &out); err != nil {
+			out, err := clientFor(cmd).CreatePipeline(cmd.Context(), spec)
+			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printJSON(cmd.OutOrStdout(), out.Raw)
 		},
 	}
 	f := create.Flags()
@@ -148,7 +141,7 @@ func newPipelineCmd() *cobra.Command {
 		Short: "Switch a running pipeline to another module or version at a batch boundary, keeping its position and state",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body := map[string]any{"module": upModule, "version": upVersion, "batch_size": upBatch}
+			up := client.PipelineUpgrade{Module: upModule, Version: upVersion, BatchSize: upBatch}
 			if len(upConfig) > 0 {
 				cfg := map[string]string{}
 				for _, kv := range upConfig {
@@ -158,16 +151,16 @@ func newPipelineCmd() *cobra.Command {
 					}
 					cfg[k] = v
 				}
-				body["config"] = cfg
+				up.Config = cfg
 			}
 			if cmd.Flags().Changed("timeout-ms") || cmd.Flags().Changed("memory-pages") {
-				body["limits"] = map[string]any{"batch_timeout_ms": upTimeoutMs, "memory_pages": upPages}
+				up.Limits = &client.PipelineLimits{BatchTimeoutMs: upTimeoutMs, MemoryPages: upPages}
 			}
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "PATCH", "/v1/pipelines/"+url.PathEscape(args[0]), body, &out); err != nil {
+			out, err := clientFor(cmd).UpgradePipeline(cmd.Context(), args[0], up)
+			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printJSON(cmd.OutOrStdout(), out.Raw)
 		},
 	}
 	uf := upgrade.Flags()
@@ -185,11 +178,7 @@ func newPipelineCmd() *cobra.Command {
 		Short: "Delete a pipeline (its position and state stay for a create --resume, unless --purge)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "/v1/pipelines/" + url.PathEscape(args[0])
-			if purge {
-				path += "?purge=true"
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
+			if err := clientFor(cmd).DeletePipeline(cmd.Context(), args[0], purge); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: deleted\n", args[0])
@@ -203,23 +192,13 @@ func newPipelineCmd() *cobra.Command {
 		Short: "List pipelines",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Pipelines []struct {
-					Name      string   `json:"name"`
-					Module    string   `json:"module"`
-					Version   int      `json:"version"`
-					Inputs    []string `json:"inputs"`
-					Outputs   []string `json:"outputs"`
-					Guarantee string   `json:"guarantee"`
-					Paused    bool     `json:"paused"`
-				} `json:"pipelines"`
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/pipelines", nil, &out); err != nil {
+			pipelines, err := clientFor(cmd).Pipelines(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tMODULE\tINPUTS\tOUTPUTS\tGUARANTEE\tSTATE")
-			for _, p := range out.Pipelines {
+			for _, p := range pipelines {
 				st := "running"
 				if p.Paused {
 					st = "paused"
@@ -234,20 +213,20 @@ func newPipelineCmd() *cobra.Command {
 		Short: "Show a pipeline's status: per-partition position, lag, processed, failed and dead-lettered counts",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/pipelines/"+url.PathEscape(args[0]), nil, &out); err != nil {
+			out, err := clientFor(cmd).Pipeline(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printJSON(cmd.OutOrStdout(), out.Raw)
 		},
 	}
-	simple := func(use, short, method, suffix string) *cobra.Command {
+	simple := func(use, short string, call func(*client.Client, context.Context, string) error) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " NAME",
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := clientFor(cmd).do(cmd.Context(), method, "/v1/pipelines/"+url.PathEscape(args[0])+suffix, nil, nil); err != nil {
+				if err := call(clientFor(cmd), cmd.Context(), args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], use+"d")
@@ -256,8 +235,8 @@ func newPipelineCmd() *cobra.Command {
 		}
 	}
 	cmd.AddCommand(create, list, describe, upgrade, del, newPipelineLogsCmd(),
-		simple("pause", "Pause a pipeline", "POST", "/pause"),
-		simple("resume", "Resume a paused pipeline", "POST", "/resume"))
+		simple("pause", "Pause a pipeline", (*client.Client).PausePipeline),
+		simple("resume", "Resume a paused pipeline", (*client.Client).ResumePipeline))
 	return cmd
 }
 
@@ -273,34 +252,20 @@ func newPipelineLogsCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for {
-				q := fmt.Sprintf("?after=%d", after)
+				var wait time.Duration
 				if follow {
-					q += "&wait_ms=10000"
+					wait = 10 * time.Second
 				}
-				var out struct {
-					Lines []struct {
-						Seq        int64  `json:"seq"`
-						Time       int64  `json:"time"`
-						Level      string `json:"level"`
-						Message    string `json:"message"`
-						Module     string `json:"module"`
-						Version    int    `json:"version"`
-						Topic      string `json:"topic"`
-						Partition  int    `json:"partition"`
-						Offset     int64  `json:"offset"`
-						LastOffset int64  `json:"last_offset"`
-					} `json:"lines"`
-					Next int64 `json:"next"`
-				}
-				if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/pipelines/"+url.PathEscape(args[0])+"/logs"+q, nil, &out); err != nil {
+				lines, next, err := clientFor(cmd).PipelineLogs(cmd.Context(), args[0], after, wait)
+				if err != nil {
 					return err
 				}
-				for _, l := range out.Lines {
+				for _, l := range lines {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s %-5s %s@%d %s/%d [%d-%d] %s\n",
-						time.UnixMilli(l.Time).UTC().Format("2006-01-02T15:04:05.000Z"), l.Level, l.Module, l.Version,
+						time.UnixMilli(l.TimeMs).UTC().Format("2006-01-02T15:04:05.000Z"), l.Level, l.Module, l.Version,
 						l.Topic, l.Partition, l.Offset, l.LastOffset, l.Message)
 				}
-				after = out.Next
+				after = next
 				if !follow || cmd.Context().Err() != nil {
 					return nil
 				}

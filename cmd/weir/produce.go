@@ -3,10 +3,11 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 func newProduceCmd() *cobra.Command {
@@ -23,24 +24,18 @@ partition and offset.`,
 			c := clientFor(cmd)
 			topic := args[0]
 			send := func(values []string) error {
-				recs := make([]map[string]any, len(values))
+				recs := make([]client.Record, len(values))
 				for i, v := range values {
-					r := map[string]any{"value": v}
+					recs[i].Value = []byte(v)
 					if cmd.Flags().Changed("key") {
-						r["key"] = key
+						recs[i].Key = []byte(key)
 					}
 					if partition >= 0 {
-						r["partition"] = partition
+						recs[i].Partition = client.Part(partition)
 					}
-					recs[i] = r
 				}
-				var out struct {
-					Offsets []struct {
-						Partition int   `json:"partition"`
-						Offset    int64 `json:"offset"`
-					} `json:"offsets"`
-				}
-				if err := c.do(cmd.Context(), "POST", "/v1/topics/"+url.PathEscape(topic)+"/records", map[string]any{"records": recs}, &out); err != nil {
+				out, err := c.Produce(cmd.Context(), topic, recs)
+				if err != nil {
 					return err
 				}
 				for _, o := range out.Offsets {

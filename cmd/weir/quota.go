@@ -2,20 +2,19 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/weir-broker/weir/core/quota"
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 // newQuotaCmd is `weir quota set|list|remove` (docs/quotas.md): admins
 // only, through /v1/quotas.
 func newQuotaCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "quota", Short: "Per-principal quotas: produce and fetch bytes/s, requests/s (admins only; docs/quotas.md)"}
-	var q quota.Quota
+	var q client.Quota
 	set := &cobra.Command{
 		Use:   "set PRINCIPAL",
 		Short: "Set a principal's quota, replacing its previous one (PRINCIPAL default: everyone without a quota of their own); 0 or absent: unlimited",
@@ -23,8 +22,8 @@ func newQuotaCmd() *cobra.Command {
   weir quota set alice --produce-bytes 1048576 --fetch-bytes 4194304`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out quota.Quota
-			if err := clientFor(cmd).do(cmd.Context(), "PUT", "/v1/quotas/"+url.PathEscape(args[0]), q, &out); err != nil {
+			out, err := clientFor(cmd).SetQuota(cmd.Context(), args[0], q)
+			if err != nil {
 				return err
 			}
 			return printJSON(os.Stdout, out)
@@ -38,15 +37,13 @@ func newQuotaCmd() *cobra.Command {
 		Short: "List the quotas (0: unlimited)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Quotas []quota.Quota `json:"quotas"`
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/quotas", nil, &out); err != nil {
+			quotas, err := clientFor(cmd).Quotas(cmd.Context())
+			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "PRINCIPAL\tPRODUCE_BYTES/S\tFETCH_BYTES/S\tREQUESTS/S")
-			for _, q := range out.Quotas {
+			for _, q := range quotas {
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", q.Principal, q.ProduceBytesPerSec, q.FetchBytesPerSec, q.RequestsPerSec)
 			}
 			return tw.Flush()
@@ -57,7 +54,7 @@ func newQuotaCmd() *cobra.Command {
 		Short: "Remove a principal's quota (it falls back to the default quota)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return clientFor(cmd).do(cmd.Context(), "DELETE", "/v1/quotas/"+url.PathEscape(args[0]), nil, nil)
+			return clientFor(cmd).DeleteQuota(cmd.Context(), args[0])
 		},
 	}
 	cmd.AddCommand(set, list, remove)

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/internal/devcerts"
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 // Client-side security flags (docs/security.md): every client command
@@ -72,12 +72,12 @@ func newAuthCmd() *cobra.Command {
 		Short: "Issue a new API token for a principal (created if missing); the token is printed once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/principals", map[string]any{"name": args[0], "admin": admin}, &out); err != nil {
+			out, err := clientFor(cmd).CreateToken(cmd.Context(), args[0], admin)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "principal %v (admin: %v), token id %v\n", out["principal"], out["admin"], out["token_id"])
-			fmt.Println(out["token"])
+			fmt.Fprintf(os.Stderr, "principal %v (admin: %v), token id %v\n", out.Principal, out.Admin, out.TokenID)
+			fmt.Println(out.Token)
 			return nil
 		},
 	}
@@ -87,7 +87,7 @@ func newAuthCmd() *cobra.Command {
 		Short: "Revoke one token of a principal (its id is listed by weir auth list)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return clientFor(cmd).do(cmd.Context(), "DELETE", "/v1/principals/"+url.PathEscape(args[0])+"/tokens/"+url.PathEscape(args[1]), nil, nil)
+			return clientFor(cmd).RevokeToken(cmd.Context(), args[0], args[1])
 		},
 	}
 	del := &cobra.Command{
@@ -95,7 +95,7 @@ func newAuthCmd() *cobra.Command {
 		Short: "Delete a principal with all its tokens and ACLs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return clientFor(cmd).do(cmd.Context(), "DELETE", "/v1/principals/"+url.PathEscape(args[0]), nil, nil)
+			return clientFor(cmd).DeletePrincipal(cmd.Context(), args[0])
 		},
 	}
 	list := &cobra.Command{
@@ -103,15 +103,13 @@ func newAuthCmd() *cobra.Command {
 		Short: "List principals and their token ids",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Principals []auth.PrincipalInfo `json:"principals"`
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/principals", nil, &out); err != nil {
+			principals, err := clientFor(cmd).Principals(cmd.Context())
+			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "PRINCIPAL\tADMIN\tTOKENS")
-			for _, p := range out.Principals {
+			for _, p := range principals {
 				var ids []string
 				for _, t := range p.Tokens {
 					ids = append(ids, t.ID)
@@ -126,8 +124,8 @@ func newAuthCmd() *cobra.Command {
 		Short: "Show the principal the server sees",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/whoami", nil, &out); err != nil {
+			out, err := clientFor(cmd).WhoAmI(cmd.Context())
+			if err != nil {
 				return err
 			}
 			return printJSON(os.Stdout, out)
@@ -152,12 +150,12 @@ func newACLCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a := auth.ACL{Principal: args[0], ResourceType: auth.ResourceType(args[1]), Pattern: pat, PatternType: pt}
+			a := client.ACL{Principal: args[0], ResourceType: args[1], Pattern: pat, PatternType: string(pt)}
 			for _, o := range ops {
-				a.Operations = append(a.Operations, auth.Operation(strings.TrimSpace(o)))
+				a.Operations = append(a.Operations, strings.TrimSpace(o))
 			}
-			var out auth.ACL
-			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/acls", a, &out); err != nil {
+			out, err := clientFor(cmd).AddACL(cmd.Context(), a)
+			if err != nil {
 				return err
 			}
 			fmt.Println(out.ID)
@@ -171,24 +169,18 @@ func newACLCmd() *cobra.Command {
 		Short: "List ACLs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				ACLs []auth.ACL `json:"acls"`
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/acls?principal="+url.QueryEscape(principal), nil, &out); err != nil {
+			acls, err := clientFor(cmd).ACLs(cmd.Context(), principal)
+			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tPRINCIPAL\tTYPE\tPATTERN\tOPERATIONS")
-			for _, a := range out.ACLs {
+			for _, a := range acls {
 				pat := a.Pattern
-				if a.PatternType == auth.Prefix {
+				if a.PatternType == string(auth.Prefix) {
 					pat += "*"
 				}
-				var o []string
-				for _, op := range a.Operations {
-					o = append(o, string(op))
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Principal, a.ResourceType, pat, strings.Join(o, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Principal, a.ResourceType, pat, strings.Join(a.Operations, ","))
 			}
 			return tw.Flush()
 		},
@@ -199,7 +191,7 @@ func newACLCmd() *cobra.Command {
 		Short: "Remove an ACL",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return clientFor(cmd).do(cmd.Context(), "DELETE", "/v1/acls/"+url.PathEscape(args[0]), nil, nil)
+			return clientFor(cmd).RemoveACL(cmd.Context(), args[0])
 		},
 	}
 	cmd.AddCommand(add, list, remove)

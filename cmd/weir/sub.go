@@ -1,40 +1,18 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
-
-// subJSON is a subscription as the API returns it.
-type subJSON struct {
-	Topic               string `json:"topic"`
-	Name                string `json:"name"`
-	VisibilityTimeoutMs int64  `json:"visibility_timeout_ms"`
-	MaxAttempts         int    `json:"max_attempts"`
-	Backoff             struct {
-		InitialMs  int64   `json:"initial_ms"`
-		MaxMs      int64   `json:"max_ms"`
-		Multiplier float64 `json:"multiplier"`
-	} `json:"backoff"`
-	DeadLetterTopic string `json:"dead_letter_topic"`
-	Ordering        string `json:"ordering"`
-	Start           string `json:"start"`
-	CreatedAt       int64  `json:"created_at"`
-}
-
-func subPath(topic, name string) string {
-	p := "/v1/topics/" + url.PathEscape(topic) + "/subscriptions"
-	if name != "" {
-		p += "/" + url.PathEscape(name)
-	}
-	return p
-}
 
 func newSubCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "sub", Short: "Subscriptions: the queue model (leases, ack, nack, retries, dead letters)"}
@@ -51,31 +29,20 @@ func newSubCmd() *cobra.Command {
 		Short: "Create a subscription on a topic",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body := map[string]any{"name": args[1], "ordering": ordering, "start": start}
-			if cmd.Flags().Changed("visibility-timeout") {
-				body["visibility_timeout_ms"] = vt.Milliseconds()
+			cfg := client.SubscriptionConfig{Name: args[1], Ordering: ordering, Start: client.From(start), DeadLetterTopic: dlq}
+			f := cmd.Flags()
+			if f.Changed("visibility-timeout") {
+				cfg.VisibilityTimeoutMs = vt.Milliseconds()
 			}
-			if cmd.Flags().Changed("max-attempts") {
-				body["max_attempts"] = maxAttempts
+			if f.Changed("max-attempts") {
+				cfg.MaxAttempts = client.Part(maxAttempts)
 			}
-			if dlq != "" {
-				body["dead_letter_topic"] = dlq
+			if f.Changed("backoff-initial") || f.Changed("backoff-max") || f.Changed("backoff-multiplier") {
+				// The flags' defaults are the broker's.
+				cfg.Backoff = &client.Backoff{InitialMs: bInit.Milliseconds(), MaxMs: bMax.Milliseconds(), Multiplier: bMult}
 			}
-			b := map[string]any{}
-			if cmd.Flags().Changed("backoff-initial") {
-				b["initial_ms"] = bInit.Milliseconds()
-			}
-			if cmd.Flags().Changed("backoff-max") {
-				b["max_ms"] = bMax.Milliseconds()
-			}
-			if cmd.Flags().Changed("backoff-multiplier") {
-				b["multiplier"] = bMult
-			}
-			if len(b) > 0 {
-				body["backoff"] = b
-			}
-			var out subJSON
-			if err := clientFor(cmd).do(cmd.Context(), "POST", subPath(args[0], ""), body, &out); err != nil {
+			out, err := clientFor(cmd).CreateSubscription(cmd.Context(), args[0], cfg)
+			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
@@ -119,13 +86,11 @@ func newSubCmd() *cobra.Command {
 		Short: "Show a subscription with its backlog, leases and counters per partition (JSON)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out json.RawMessage
-			if err := clientFor(cmd).do(cmd.Context(), "GET", subPath(args[0], args[1]), nil, &out); err != nil {
+			out, err := clientFor(cmd).Subscription(cmd.Context(), args[0], args[1])
+			if err != nil {
 				return err
 			}
-			var v any
-			json.Unmarshal(out, &v)
-			return printJSON(cmd.OutOrStdout(), v)
+			return printJSON(cmd.OutOrStdout(), out.Raw)
 		},
 	}
 
@@ -134,7 +99,7 @@ func newSubCmd() *cobra.Command {
 		Short: "Delete a subscription (its messages stay in the topic)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return clientFor(cmd).do(cmd.Context(), "DELETE", subPath(args[0], args[1]), nil, nil)
+			return clientFor(cmd).DeleteSubscription(cmd.Context(), args[0], args[1])
 		},
 	}
 
@@ -157,38 +122,30 @@ after printing it (at-least-once); --auto-ack acknowledges them as they are leas
 			c := clientFor(cmd)
 			got := 0
 			for {
-				body := map[string]any{"max_records": max, "wait_ms": wait.Milliseconds(), "auto_ack": autoAck}
-				if encoding != "" {
-					body["encoding"] = encoding
-				}
-				if rvt > 0 {
-					body["visibility_timeout_ms"] = rvt.Milliseconds()
-				}
+				opts := client.ReceiveOptions{MaxRecords: max, Wait: wait, AutoAck: autoAck, VisibilityTimeout: rvt}
 				if count > 0 {
-					body["max_records"] = min(max, count-got)
+					opts.MaxRecords = min(max, count-got)
 				}
-				var out struct {
-					Messages []json.RawMessage `json:"messages"`
-				}
-				if err := c.do(cmd.Context(), "POST", subPath(args[0], args[1])+"/receive", body, &out); err != nil {
+				msgs, err := c.Receive(cmd.Context(), args[0], args[1], opts)
+				if err != nil {
 					return err
 				}
 				var receipts []string
-				for _, m := range out.Messages {
-					fmt.Fprintln(cmd.OutOrStdout(), string(m))
-					var r struct {
-						Receipt string `json:"receipt"`
+				for _, m := range msgs {
+					b, err := json.Marshal(printableMessage(m, encoding == "base64"))
+					if err != nil {
+						return err
 					}
-					json.Unmarshal(m, &r)
-					receipts = append(receipts, r.Receipt)
+					fmt.Fprintln(cmd.OutOrStdout(), string(b))
+					receipts = append(receipts, m.Receipt)
 				}
-				got += len(out.Messages)
+				got += len(msgs)
 				if ack && len(receipts) > 0 {
-					if err := receiptCall(cmd, args[0], args[1], "ack", receipts, nil); err != nil {
+					if err := receiptCall(cmd, args[0], args[1], "ack", receipts); err != nil {
 						return err
 					}
 				}
-				if count == 0 || got >= count || (len(out.Messages) == 0 && wait == 0) {
+				if count == 0 || got >= count || (len(msgs) == 0 && wait == 0) {
 					return nil
 				}
 			}
@@ -211,19 +168,7 @@ after printing it (at-least-once); --auto-ack acknowledges them as they are leas
 			Short: short,
 			Args:  cobra.MinimumNArgs(3),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				extra := map[string]any{}
-				switch op {
-				case "nack":
-					if cmd.Flags().Changed("delay") {
-						extra["delay_ms"] = delay.Milliseconds()
-					}
-					if reason != "" {
-						extra["error"] = reason
-					}
-				case "extend":
-					extra["visibility_timeout_ms"] = extendVT.Milliseconds()
-				}
-				return receiptCall(cmd, args[0], args[1], op, args[2:], extra)
+				return receiptCall(cmd, args[0], args[1], op, args[2:])
 			},
 		}
 		switch op {
@@ -242,66 +187,88 @@ after printing it (at-least-once); --auto-ack acknowledges them as they are leas
 	return cmd
 }
 
-// receiptCall runs ack, nack or extend and fails when any receipt failed.
-func receiptCall(cmd *cobra.Command, topic, name, op string, receipts []string, extra map[string]any) error {
-	body := map[string]any{"receipts": receipts}
-	for k, v := range extra {
-		body[k] = v
+// receiptCall runs ack, nack (--delay, --error) or extend
+// (--visibility-timeout) and fails when any receipt failed.
+func receiptCall(cmd *cobra.Command, topic, name, op string, receipts []string) error {
+	c, ctx := clientFor(cmd), cmd.Context()
+	var results []client.ReceiptResult
+	var err error
+	switch op {
+	case "ack":
+		results, err = c.Ack(ctx, topic, name, receipts...)
+	case "nack":
+		delay, _ := cmd.Flags().GetDuration("delay")
+		reason, _ := cmd.Flags().GetString("error")
+		results, err = c.Nack(ctx, topic, name, delay, reason, receipts...)
+	case "extend":
+		vt, _ := cmd.Flags().GetDuration("visibility-timeout")
+		results, err = c.Extend(ctx, topic, name, vt, receipts...)
 	}
-	var out struct {
-		Results []struct {
-			Receipt string `json:"receipt"`
-			Status  string `json:"status"`
-			Error   struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		} `json:"results"`
-	}
-	if err := clientFor(cmd).do(cmd.Context(), "POST", subPath(topic, name)+"/"+op, body, &out); err != nil {
+	if err != nil {
 		return err
 	}
 	var failed []string
-	for _, r := range out.Results {
-		if r.Status != "ok" {
-			failed = append(failed, fmt.Sprintf("%s: %s: %s", r.Receipt, r.Error.Code, r.Error.Message))
+	for _, r := range results {
+		if err := r.Err(); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", r.Receipt, err))
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%s failed for %d of %d receipts:\n  %s", op, len(failed), len(out.Results), strings.Join(failed, "\n  "))
+		return fmt.Errorf("%s failed for %d of %d receipts:\n  %s", op, len(failed), len(results), strings.Join(failed, "\n  "))
 	}
 	return nil
 }
 
+// message is a leased message as `weir sub receive` prints it: the
+// API's receive answer, key and value as UTF-8 text or base64.
+type message struct {
+	Receipt        string            `json:"receipt"`
+	Partition      int               `json:"partition"`
+	Offset         int64             `json:"offset"`
+	Attempt        int               `json:"attempt"`
+	LeaseExpiresAt int64             `json:"lease_expires_at"`
+	Timestamp      int64             `json:"timestamp"`
+	Key            *string           `json:"key"`
+	Value          string            `json:"value"`
+	Headers        map[string]string `json:"headers"`
+}
+
+func printableMessage(m client.Message, b64 bool) message {
+	r := printable(m.FetchedRecord) // consume.go
+	if b64 {
+		r.Value = base64.StdEncoding.EncodeToString(m.Value)
+		if m.Key != nil {
+			k := base64.StdEncoding.EncodeToString(m.Key)
+			r.Key = &k
+		}
+	}
+	return message{Receipt: m.Receipt, Partition: m.Partition, Offset: m.Offset, Attempt: m.Attempt,
+		LeaseExpiresAt: m.LeaseExpiresAt.UnixMilli(), Timestamp: r.Timestamp, Key: r.Key, Value: r.Value, Headers: r.Headers}
+}
+
 // listSubs lists the subscriptions of args[0], or of every topic.
-func listSubs(cmd *cobra.Command, args []string) ([]subJSON, error) {
+func listSubs(cmd *cobra.Command, args []string) ([]client.Subscription, error) {
 	c := clientFor(cmd)
 	topics := args
 	if len(topics) == 0 {
-		var tl struct {
-			Topics []struct {
-				Name string `json:"name"`
-			} `json:"topics"`
-		}
-		if err := c.do(cmd.Context(), "GET", "/v1/topics", nil, &tl); err != nil {
+		tl, err := c.Topics(cmd.Context())
+		if err != nil {
 			return nil, err
 		}
-		for _, t := range tl.Topics {
+		for _, t := range tl {
 			topics = append(topics, t.Name)
 		}
 	}
-	var all []subJSON
+	var all []client.Subscription
 	for _, t := range topics {
-		var out struct {
-			Subscriptions []subJSON `json:"subscriptions"`
-		}
-		if err := c.do(cmd.Context(), "GET", subPath(t, ""), nil, &out); err != nil {
-			if e, ok := err.(*apiError); ok && e.Code == "topic_not_found" && len(args) == 0 {
+		subs, err := c.Subscriptions(cmd.Context(), t)
+		if err != nil {
+			if errors.Is(err, client.CodeTopicNotFound) && len(args) == 0 {
 				continue // deleted while listing
 			}
 			return nil, err
 		}
-		all = append(all, out.Subscriptions...)
+		all = append(all, subs...)
 	}
 	return all, nil
 }

@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 func newTopicCmd() *cobra.Command {
@@ -17,9 +18,9 @@ func newTopicCmd() *cobra.Command {
 		Short: "Create a topic",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body := map[string]any{"name": args[0], "partitions": parts, "replication_factor": rf, "retention_ms": retMs, "retention_bytes": retBytes}
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/topics", body, &out); err != nil {
+			out, err := clientFor(cmd).CreateTopic(cmd.Context(), client.TopicConfig{Name: args[0], Partitions: parts,
+				ReplicationFactor: rf, RetentionMs: retMs, RetentionBytes: retBytes})
+			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
@@ -35,19 +36,13 @@ func newTopicCmd() *cobra.Command {
 		Short: "List topics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct {
-				Topics []struct {
-					Name              string `json:"name"`
-					Partitions        int    `json:"partitions"`
-					ReplicationFactor int    `json:"replication_factor"`
-				} `json:"topics"`
-			}
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/topics", nil, &out); err != nil {
+			topics, err := clientFor(cmd).Topics(cmd.Context())
+			if err != nil {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tPARTITIONS\tREPLICATION")
-			for _, t := range out.Topics {
+			for _, t := range topics {
 				fmt.Fprintf(w, "%s\t%d\t%d\n", t.Name, t.Partitions, t.ReplicationFactor)
 			}
 			return w.Flush()
@@ -58,8 +53,8 @@ func newTopicCmd() *cobra.Command {
 		Short: "Show a topic's partitions, leaders and offsets",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out map[string]any
-			if err := clientFor(cmd).do(cmd.Context(), "GET", "/v1/topics/"+url.PathEscape(args[0]), nil, &out); err != nil {
+			out, err := clientFor(cmd).Topic(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
@@ -70,7 +65,7 @@ func newTopicCmd() *cobra.Command {
 		Short: "Delete a topic and all its records",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := clientFor(cmd).do(cmd.Context(), "DELETE", "/v1/topics/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			if err := clientFor(cmd).DeleteTopic(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])

@@ -266,6 +266,16 @@ func (l *Limiter) List() []Quota {
 	return out
 }
 
+// Get returns a principal's own quota (not the default it may fall back
+// to); core.ErrQuotaNotFound when it has none.
+func (l *Limiter) Get(principal string) (Quota, error) {
+	q, ok := l.current().quotas[principal]
+	if !ok {
+		return Quota{}, fmt.Errorf("%w: principal %q has no quota", core.ErrQuotaNotFound, principal)
+	}
+	return q, nil
+}
+
 // Remove deletes a principal's quota; core.ErrQuotaNotFound when it has
 // none.
 func (l *Limiter) Remove(ctx context.Context, principal string) error {

@@ -169,3 +169,31 @@ func TestBodyBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestProduceErrorBody: a produce that partly failed keeps the status and
+// code of its failed partition's error (as the joined errors did) and its
+// body lists every partition, committed with its offset and failed with
+// its own code.
+func TestProduceErrorBody(t *testing.T) {
+	err := &core.ProduceError{Partitions: []core.PartitionProduce{
+		{Partition: 0, Records: []int{0, 2}, BaseOffset: 41},
+		{Partition: 3, Records: []int{1}, Err: fmt.Errorf("%w: no leader", core.ErrUnavailable)},
+	}}
+	status, code := Status(err)
+	if status != 503 || code != "unavailable" {
+		t.Fatalf("Status = %d %s", status, code)
+	}
+	got := string(AppendBody(nil, code, err))
+	want := `{"error":{"code":"unavailable","message":"produce failed on 1 of 2 partitions (1 committed): partition 3: unavailable: no leader"},` +
+		`"partitions":[{"partition":0,"status":"ok","offset":41,"records":[0,2]},` +
+		`{"partition":3,"status":"error","records":[1],"error":{"code":"unavailable","message":"unavailable: no leader"}}]}` + "\n"
+	if got != want {
+		t.Fatalf("body\n got %s\nwant %s", got, want)
+	}
+	if !errors.Is(err, core.ErrUnavailable) {
+		t.Fatal("errors.Is(ProduceError, ErrUnavailable) = false")
+	}
+	if b := AppendPartitions(nil, core.ErrUnavailable); len(b) != 0 {
+		t.Fatalf("AppendPartitions of another error = %q", b)
+	}
+}

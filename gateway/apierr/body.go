@@ -17,7 +17,8 @@ import (
 //
 // with, after the "error" member, "log_start_offset" and "high_watermark"
 // when err is a *core.OffsetRangeError, and "expected_sequence" when it is
-// a *core.SequenceError.
+// a *core.SequenceError, and "partitions" (AppendPartitions) when it is a
+// *core.ProduceError.
 func AppendBody(b []byte, code string, err error) []byte {
 	return appendBody(b, code, err, false)
 }
@@ -58,6 +59,7 @@ func appendBody(b []byte, code string, err error, node bool) []byte {
 			b = appendInt(b, "sequence", sqe.Got)
 		}
 	}
+	b = AppendPartitions(b, err)
 	if node {
 		var nl *core.NotLeaderError
 		if errors.As(err, &nl) && nl.Leader != 0 {
@@ -73,6 +75,54 @@ func appendBody(b []byte, code string, err error, node bool) []byte {
 		}
 	}
 	return append(b, "}\n"...)
+}
+
+// AppendPartitions appends, when err is a *core.ProduceError (a produce
+// over several partitions that partly failed), its per-partition results
+// (docs/api.md "Partial failure"), else nothing:
+//
+//	,"partitions":[{"partition":0,"status":"ok","offset":41,"records":[0,2]},
+//	  {"partition":1,"status":"error","records":[1],"error":{"code":"…","message":"…"}}]
+//
+// records are the indexes of the request's records that went to the
+// partition; a committed partition's records[j] is at offset+j.
+func AppendPartitions(b []byte, err error) []byte {
+	var pe *core.ProduceError
+	if !errors.As(err, &pe) {
+		return b
+	}
+	b = append(b, `,"partitions":[`...)
+	for i, p := range pe.Partitions {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"partition":`...)
+		b = strconv.AppendInt(b, int64(p.Partition), 10)
+		if p.Err == nil {
+			b = append(b, `,"status":"ok"`...)
+			b = appendInt(b, "offset", p.BaseOffset)
+		} else {
+			b = append(b, `,"status":"error"`...)
+		}
+		b = append(b, `,"records":[`...)
+		for j, r := range p.Records {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(r), 10)
+		}
+		b = append(b, ']')
+		if p.Err != nil {
+			_, code := Status(p.Err)
+			b = append(b, `,"error":{"code":`...)
+			b = appendString(b, code)
+			b = append(b, `,"message":`...)
+			b = appendString(b, p.Err.Error())
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 func appendInt(b []byte, name string, v int64) []byte {

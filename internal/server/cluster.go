@@ -1,13 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/internal/peer"
 	"github.com/weir-broker/weir/raftlog"
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 // joinTimeout bounds how long a new node keeps asking a running cluster to
@@ -52,47 +49,33 @@ func prepareCluster(cfg Config, rc *raftlog.Config) (*peer.Forwarder, error) {
 // join posts the join request until the cluster admits the node, refuses
 // it, or ctx ends.
 func join(ctx context.Context, addr string, req core.JoinRequest, fc peer.ForwarderConfig) error {
-	body, _ := json.Marshal(req)
-	var last error
 	scheme := "http://"
 	if fc.TLS != nil {
 		scheme = "https://"
 	}
+	opts := []client.Option{client.WithTLSConfig(fc.TLS), client.WithRetries(0)} // the loop below retries
+	if fc.Secret != "" {
+		opts = append(opts, client.WithHeader(auth.NodeSecretHeader, fc.Secret))
+	}
+	c, err := client.New(scheme+addr, opts...)
+	if err != nil {
+		return err
+	}
 	for {
-		status, resp, err := postJSON(ctx, scheme+addr+"/v1/cluster/join", body, fc)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := c.JoinCluster(cctx, req.NodeID, req.RaftAddr, req.HTTPAddr)
+		cancel()
+		var e *client.Error
 		switch {
-		case err == nil && status == 200:
+		case err == nil:
 			return nil
-		case err == nil && status >= 400 && status < 500:
-			return fmt.Errorf("refused: %s", resp)
-		case err != nil:
-			last = err
-		default:
-			last = fmt.Errorf("HTTP %d: %s", status, resp)
+		case errors.As(err, &e) && e.Status >= 400 && e.Status < 500:
+			return fmt.Errorf("refused: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return errors.Join(ctx.Err(), last)
+			return errors.Join(ctx.Err(), err)
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-func postJSON(ctx context.Context, url string, body []byte, fc peer.ForwarderConfig) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if fc.Secret != "" {
-		req.Header.Set(auth.NodeSecretHeader, fc.Secret)
-	}
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: fc.TLS}}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, b, err
 }

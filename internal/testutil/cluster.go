@@ -34,7 +34,7 @@ func TryDoHeader(method, url string, body any, headers map[string]string) (*Resp
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := client.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -1,16 +1,16 @@
 package testutil
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 // Load is a steady produce load for fault tests: each producer is
@@ -70,6 +70,7 @@ func (l *Load) url(i int) string {
 
 func (l *Load) producer(topic string, partition int, pid string, node int) {
 	defer l.wg.Done()
+	clients := map[string]*client.Client{}
 	for seq := 0; ; seq++ {
 		value := fmt.Sprintf("%s-%d", pid, seq)
 		for {
@@ -78,35 +79,40 @@ func (l *Load) producer(topic string, partition int, pid string, node int) {
 				return
 			default:
 			}
-			body := map[string]any{"producer_id": pid, "sequence": seq,
-				"records": []map[string]any{{"value": value, "partition": partition}}}
-			r, err := loadPost(l.url(node)+"/v1/topics/"+topic+"/records", body)
-			if err == nil && r.Status == 200 {
-				var o struct {
-					Offsets []struct {
-						Offset int64 `json:"offset"`
-					} `json:"offsets"`
-				}
-				if jerr := jsonUnmarshal(r.Body, &o); jerr == nil && len(o.Offsets) == 1 {
-					l.Ledger.Ack(partition, o.Offsets[0].Offset, value)
-					break
-				}
+			url := l.url(node)
+			c := clients[url]
+			if c == nil {
+				// No retries of its own: the load retries through the next node.
+				c, _ = client.New(url, client.WithRetries(0))
+				clients[url] = c
 			}
-			if err == nil && r.Status >= 400 && r.Status < 500 {
-				l.mu.Lock()
-				l.errs = append(l.errs, fmt.Sprintf("%s seq %d: HTTP %d %s", pid, seq, r.Status, r.Body))
-				l.mu.Unlock()
+			// A stopped node accepts connections but never answers: give up
+			// after a few seconds, as a real client would.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			res, err := c.Producer(topic, partition, pid, int64(seq)).Produce(ctx, []client.Record{{Value: []byte(value)}})
+			cancel()
+			if err == nil {
+				l.Ledger.Ack(partition, res.Offsets[0].Offset, value)
+				break
+			}
+			var e *client.Error
+			if errors.As(err, &e) && e.Status >= 400 && e.Status < 500 {
+				l.fail(fmt.Sprintf("%s seq %d: %v", pid, seq, err))
 				return
 			}
-			if err == nil && r.Status == 503 && r.Header.Get("Retry-After") == "" {
-				l.mu.Lock()
-				l.errs = append(l.errs, fmt.Sprintf("%s seq %d: 503 without Retry-After", pid, seq))
-				l.mu.Unlock()
+			if errors.As(err, &e) && e.Status == 503 && e.RetryAfter == 0 {
+				l.fail(fmt.Sprintf("%s seq %d: 503 without Retry-After", pid, seq))
 			}
 			node++ // try the next node
 			time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
 		}
 	}
+}
+
+func (l *Load) fail(msg string) {
+	l.mu.Lock()
+	l.errs = append(l.errs, msg)
+	l.mu.Unlock()
 }
 
 // Stop ends the load and fails t on client errors (4xx answers).
@@ -257,27 +263,4 @@ func (g *Ledger) Check(t testing.TB, partition int, replicas map[string][]string
 			t.Errorf("partition %d: acknowledged %q at offset %d, the log has %s", partition, v, off, got)
 		}
 	}
-}
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-// loadClient gives up on a node after a few seconds (a stopped node
-// accepts connections but never answers), as a real client would.
-var loadClient = &http.Client{Timeout: 5 * time.Second}
-
-func loadPost(url string, body any) (*Response, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := loadClient.Post(url, "application/json", bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
 }

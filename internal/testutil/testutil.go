@@ -65,7 +65,7 @@ func (r *Response) ErrorCode() string {
 	return e.Error.Code
 }
 
-var client = &http.Client{Timeout: 90 * time.Second}
+var httpClient = &http.Client{Timeout: 90 * time.Second}
 
 // Do sends a request. body may be nil, []byte (sent as is with
 // contentType) or anything else (sent as JSON).
@@ -105,7 +105,7 @@ func TryDo(method, url string, body any, contentType ...string) (*Response, erro
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
-	resp, err := client.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

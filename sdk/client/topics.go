@@ -1,0 +1,171 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// TopicConfig is a topic to create. Zero fields take the broker's
+// defaults: 1 partition, replication factor min(3, nodes), retention 7
+// days, no size limit; -1 retention means forever / no limit.
+type TopicConfig struct {
+	Name              string `json:"name"`
+	Partitions        int    `json:"partitions,omitempty"`
+	ReplicationFactor int    `json:"replication_factor,omitempty"`
+	RetentionMs       int64  `json:"retention_ms,omitempty"`
+	RetentionBytes    int64  `json:"retention_bytes,omitempty"`
+}
+
+// TopicSummary is a topic as listed.
+type TopicSummary struct {
+	Name              string `json:"name"`
+	Partitions        int    `json:"partitions"`
+	ReplicationFactor int    `json:"replication_factor"`
+	RetentionMs       int64  `json:"retention_ms"`
+	RetentionBytes    int64  `json:"retention_bytes"`
+}
+
+// PartitionInfo is a partition's placement and offsets.
+type PartitionInfo struct {
+	Partition      int      `json:"partition"`
+	Leader         uint64   `json:"leader"` // node id, 0: none known
+	Replicas       []uint64 `json:"replicas"`
+	LogStartOffset int64    `json:"log_start_offset"`
+	HighWatermark  int64    `json:"high_watermark"`
+}
+
+// Topic is a topic with its partitions.
+type Topic struct {
+	Name              string          `json:"name"`
+	Partitions        []PartitionInfo `json:"partitions"`
+	ReplicationFactor int             `json:"replication_factor"`
+	RetentionMs       int64           `json:"retention_ms"`
+	RetentionBytes    int64           `json:"retention_bytes"`
+	CreatedAtMs       int64           `json:"created_at"`
+}
+
+// CreateTopic creates a topic (CodeTopicExists when it exists) and
+// returns it. Not retried on 503.
+func (c *Client) CreateTopic(ctx context.Context, cfg TopicConfig) (*Topic, error) {
+	var t Topic
+	if err := c.call(ctx, "POST", "/v1/topics", cfg, &t, false); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Topics lists the topics.
+func (c *Client) Topics(ctx context.Context) ([]TopicSummary, error) {
+	var out struct {
+		Topics []TopicSummary `json:"topics"`
+	}
+	return out.Topics, c.call(ctx, "GET", "/v1/topics", nil, &out, true)
+}
+
+// Topic describes a topic: its partitions with leaders and offsets.
+func (c *Client) Topic(ctx context.Context, name string) (*Topic, error) {
+	var t Topic
+	if err := c.call(ctx, "GET", "/v1/topics/"+esc(name), nil, &t, true); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// DeleteTopic deletes a topic and its records.
+func (c *Client) DeleteTopic(ctx context.Context, name string) error {
+	return c.call(ctx, "DELETE", "/v1/topics/"+esc(name), nil, nil, true)
+}
+
+// GroupOffset is a committed offset of a group (the next offset to read).
+type GroupOffset struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Lag       int64  `json:"lag,omitempty"` // in GroupOffsets answers
+}
+
+// CommitOffsets stores offsets of group without membership (no fencing).
+func (c *Client) CommitOffsets(ctx context.Context, group string, offsets []GroupOffset) error {
+	return c.call(ctx, "POST", "/v1/groups/"+esc(group)+"/offsets", map[string]any{"offsets": offsets}, nil, true)
+}
+
+// GroupOffsets returns group's committed offsets with their lag (of topic
+// only, when topic is not empty).
+func (c *Client) GroupOffsets(ctx context.Context, group, topic string) ([]GroupOffset, error) {
+	var out struct {
+		Offsets []GroupOffset `json:"offsets"`
+	}
+	return out.Offsets, c.call(ctx, "GET", "/v1/groups/"+esc(group)+"/offsets"+query("topic", topic), nil, &out, true)
+}
+
+// GroupSummary is a consumer group as listed.
+type GroupSummary struct {
+	Name       string `json:"name"`
+	Generation int64  `json:"generation"`
+	Members    int    `json:"members"`
+}
+
+// Groups lists the consumer groups.
+func (c *Client) Groups(ctx context.Context) ([]GroupSummary, error) {
+	var out struct {
+		Groups []GroupSummary `json:"groups"`
+	}
+	return out.Groups, c.call(ctx, "GET", "/v1/groups", nil, &out, true)
+}
+
+// Assignment is the partitions of one topic assigned to a member.
+type Assignment struct {
+	Topic      string `json:"topic"`
+	Partitions []int  `json:"partitions"`
+}
+
+// GroupMemberInfo is a member in a group's description.
+type GroupMemberInfo struct {
+	ID               string       `json:"id"`
+	ClientID         string       `json:"client_id"`
+	Kind             string       `json:"kind"` // http or ws
+	Node             uint64       `json:"node"`
+	Topics           []string     `json:"topics"`
+	SessionTimeoutMs int64        `json:"session_timeout_ms"`
+	JoinedMs         int64        `json:"joined_ms"`
+	LastHeartbeatMs  int64        `json:"last_heartbeat_ms"`
+	Assignment       []Assignment `json:"assignment"`
+}
+
+// GroupPartition is a partition in a group's description.
+type GroupPartition struct {
+	Topic           string `json:"topic"`
+	Partition       int    `json:"partition"`
+	Member          string `json:"member"`
+	CommittedOffset *int64 `json:"committed_offset"` // nil: none committed
+	LogStartOffset  int64  `json:"log_start_offset"`
+	HighWatermark   int64  `json:"high_watermark"`
+	Lag             int64  `json:"lag"`
+}
+
+// GroupDescription is a group's members, assignment and lag.
+type GroupDescription struct {
+	Group      string            `json:"group"`
+	Generation int64             `json:"generation"`
+	State      string            `json:"state"` // stable or empty
+	TotalLag   int64             `json:"total_lag"`
+	Members    []GroupMemberInfo `json:"members"`
+	Partitions []GroupPartition  `json:"partitions"`
+	// Raw is the whole answer, with members newer servers may add.
+	Raw json.RawMessage `json:"-"`
+}
+
+// Group describes a consumer group (CodeGroupNotFound when it has
+// neither members nor offsets).
+func (c *Client) Group(ctx context.Context, group string) (*GroupDescription, error) {
+	var raw json.RawMessage
+	if err := c.call(ctx, "GET", "/v1/groups/"+esc(group), nil, &raw, true); err != nil {
+		return nil, err
+	}
+	d := &GroupDescription{Raw: raw}
+	if err := json.Unmarshal(raw, d); err != nil {
+		return nil, fmt.Errorf("client: decode group: %w", err)
+	}
+	return d, nil
+}
