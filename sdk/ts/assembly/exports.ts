@@ -2,6 +2,7 @@
 // file re-exports this file: `export * from "weir-transform/assembly/exports";`
 
 import { Host, run, handler, utf8 } from "./index";
+import "./abort"; // the module's abort: weir transform build passes --use abort=…/abort/weirAbort
 
 @external("weir", "emit") declare function hostEmit(ptr: usize, len: usize): i32;
 @external("weir", "dead_letter") declare function hostDeadLetter(index: i32, ptr: usize, len: usize): i32;
@@ -83,17 +84,4 @@ export function weir_process(ptr: usize, len: i32): i32 {
     memory.copy(buf.dataStart, ptr, len);
   }
   return run(wasmHost, buf, handler());
-}
-
-/**
- * The module's abort (asc --use abort=~lib/weir-transform/assembly/exports/weirAbort):
- * reports the message as the batch's error, then traps.
- */
-export function weirAbort(msg: string | null, file: string | null, line: u32, col: u32): void {
-  let m = "abort";
-  if (msg != null) m = msg;
-  if (file != null) m += " at " + file + ":" + line.toString() + ":" + col.toString();
-  const b = utf8(m);
-  hostFail(b.dataStart, b.length);
-  unreachable();
 }
