@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newModuleCmd() *cobra.Command {
@@ -83,32 +84,17 @@ func newModuleCmd() *cobra.Command {
 func newPipelineCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "pipeline", Short: "Create, inspect and control Wasm pipelines"}
 	var (
-		module, guarantee, dlq, from string
-		version, maxAttempts, batch  int
-		inputs, outputs, config      []string
-		timeoutMs                    int64
-		pages                        uint32
-		resume, reset                bool
+		module string
+		spec   pipelineSpec
 	)
 	create := &cobra.Command{
 		Use:   "create NAME --module M --input T --output T [--config k=v]...",
 		Short: "Create a pipeline that runs a module between topics",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := map[string]string{}
-			for _, kv := range config {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return fmt.Errorf("--config %q is not key=value", kv)
-				}
-				cfg[k] = v
-			}
-			body := map[string]any{
-				"name": args[0], "module": module, "version": version, "inputs": inputs, "outputs": outputs,
-				"config": cfg, "guarantee": guarantee, "batch_size": batch, "from": from,
-				"on_error": map[string]any{"max_attempts": maxAttempts, "dead_letter_topic": dlq},
-				"limits":   map[string]any{"batch_timeout_ms": timeoutMs, "memory_pages": pages},
-				"resume":   resume, "reset": reset,
+			body, err := spec.createBody(args[0], module)
+			if err != nil {
+				return err
 			}
 			var out map[string]any
 			if err := clientFor(cmd).do(cmd.Context(), "POST", "/v1/pipelines", body, &out); err != nil {
@@ -119,19 +105,8 @@ func newPipelineCmd() *cobra.Command {
 	}
 	f := create.Flags()
 	f.StringVar(&module, "module", "", "module name")
-	f.IntVar(&version, "version", 0, "module version (0: the latest)")
-	f.StringSliceVar(&inputs, "input", nil, "input topic (repeat or comma-separate)")
-	f.StringSliceVar(&outputs, "output", nil, "output topic (repeat or comma-separate); the module's output 0 is the first")
-	f.StringArrayVar(&config, "config", nil, "module config key=value (repeatable)")
-	f.StringVar(&guarantee, "guarantee", "at_least_once", "at_least_once or exactly_once")
-	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
-	f.StringVar(&dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
-	f.IntVar(&batch, "batch-size", 0, "records per Wasm call (0: 1000)")
-	f.StringVar(&from, "from", "", "earliest (default) or latest")
-	f.Int64Var(&timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
-	f.Uint32Var(&pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
-	f.BoolVar(&resume, "resume", false, "continue from the position and state a deleted pipeline of this name left")
-	f.BoolVar(&reset, "reset", false, "start fresh, dropping the position and state a deleted pipeline of this name left")
+	f.IntVar(&spec.version, "version", 0, "module version (0: the latest)")
+	spec.flags(f)
 	create.MarkFlagRequired("module")
 	create.MarkFlagRequired("input")
 	create.MarkFlagRequired("output")
@@ -150,13 +125,9 @@ func newPipelineCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			body := map[string]any{"module": upModule, "version": upVersion, "batch_size": upBatch}
 			if len(upConfig) > 0 {
-				cfg := map[string]string{}
-				for _, kv := range upConfig {
-					k, v, ok := strings.Cut(kv, "=")
-					if !ok {
-						return fmt.Errorf("--config %q is not key=value", kv)
-					}
-					cfg[k] = v
+				cfg, err := parseConfig(upConfig)
+				if err != nil {
+					return err
 				}
 				body["config"] = cfg
 			}
@@ -310,4 +281,60 @@ func newPipelineLogsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
 	cmd.Flags().Int64Var(&after, "after", 0, "print lines after this sequence number")
 	return cmd
+}
+
+// pipelineSpec is what `pipeline create` and `transform deploy` send to
+// create a pipeline, from their shared flags.
+type pipelineSpec struct {
+	guarantee, dlq, from    string
+	version, maxAttempts    int
+	batch                   int
+	inputs, outputs, config []string
+	timeoutMs               int64
+	pages                   uint32
+	resume, reset           bool
+}
+
+// flags registers the create flags (all but --module and --version).
+func (s *pipelineSpec) flags(f *pflag.FlagSet) {
+	f.StringSliceVar(&s.inputs, "input", nil, "input topic (repeat or comma-separate)")
+	f.StringSliceVar(&s.outputs, "output", nil, "output topic (repeat or comma-separate); the module's output 0 is the first")
+	f.StringArrayVar(&s.config, "config", nil, "module config key=value (repeatable)")
+	f.StringVar(&s.guarantee, "guarantee", "at_least_once", "at_least_once or exactly_once")
+	f.IntVar(&s.maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
+	f.StringVar(&s.dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
+	f.IntVar(&s.batch, "batch-size", 0, "records per Wasm call (0: 1000)")
+	f.StringVar(&s.from, "from", "", "earliest (default), latest, an offset or a timestamp (ms)")
+	f.Int64Var(&s.timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
+	f.Uint32Var(&s.pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
+	f.BoolVar(&s.resume, "resume", false, "continue from the position and state a deleted pipeline of this name left")
+	f.BoolVar(&s.reset, "reset", false, "start fresh, dropping the position and state a deleted pipeline of this name left")
+}
+
+// createBody is the POST /v1/pipelines body for pipeline name running module.
+func (s *pipelineSpec) createBody(name, module string) (map[string]any, error) {
+	cfg, err := parseConfig(s.config)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"name": name, "module": module, "version": s.version, "inputs": s.inputs, "outputs": s.outputs,
+		"config": cfg, "guarantee": s.guarantee, "batch_size": s.batch, "from": s.from,
+		"on_error": map[string]any{"max_attempts": s.maxAttempts, "dead_letter_topic": s.dlq},
+		"limits":   map[string]any{"batch_timeout_ms": s.timeoutMs, "memory_pages": s.pages},
+		"resume":   s.resume, "reset": s.reset,
+	}, nil
+}
+
+// parseConfig turns --config key=value flags into a map.
+func parseConfig(kvs []string) (map[string]string, error) {
+	cfg := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--config %q is not key=value", kv)
+		}
+		cfg[k] = v
+	}
+	return cfg, nil
 }
