@@ -31,7 +31,8 @@ func runWeir(t *testing.T, stdin string, args ...string) (string, error) {
 // against the built binary and a real node: weir transform init --lang L
 // demo && cd demo && weir transform build && weir transform deploy ...,
 // then a produced record comes out transformed; a second deploy upgrades
-// the pipeline to the new module version.
+// the pipeline to the new module version. (The three languages share one
+// node, so their modules are named demo-go, demo-rust and demo-ts.)
 func TestTransformInitBuildDeploy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs compilers and a node")
@@ -72,12 +73,12 @@ func TestTransformInitBuildDeploy(t *testing.T) {
 			in, outT := "in-"+lang, "out-"+lang
 			weir(demo, "topic", "create", in)
 			weir(demo, "topic", "create", outT)
-			if out := weir(demo, "transform", "deploy", "--pipeline", "shout-"+lang, "--input", in, "--output", outT); !strings.Contains(out, `"action": "created"`) {
+			if out := weir(demo, "transform", "deploy", "demo-"+lang, "--pipeline", "shout-"+lang, "--input", in, "--output", outT); !strings.Contains(out, `"action": "created"`) {
 				t.Fatalf("deploy: %s", out)
 			}
 			weir(demo, "produce", in, "hello")
 			waitValues(t, u, outT, "HELLO")
-			if out := weir(demo, "transform", "deploy", "--pipeline", "shout-"+lang); !strings.Contains(out, `"action": "upgraded"`) || !strings.Contains(out, `"version": 2`) {
+			if out := weir(demo, "transform", "deploy", "demo-"+lang, "--pipeline", "shout-"+lang); !strings.Contains(out, `"action": "upgraded"`) || !strings.Contains(out, `"version": 2`) {
 				t.Fatalf("second deploy: %s", out)
 			}
 			weir(demo, "produce", in, "again")
