@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -162,5 +163,23 @@ func TestRedactExamplesAgree(t *testing.T) {
 			}
 			t.Fatalf("%d lines from %s, %d from go", len(g), lang, len(w))
 		})
+	}
+}
+
+// TestRustSDK runs the weir_transform crate's own tests natively.
+func TestRustSDK(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs rustc")
+	}
+	rc, err := toolchain.FindRustc(context.Background())
+	tu.ToolchainOK(t, err)
+	bin := filepath.Join(t.TempDir(), "sdk-test")
+	for _, args := range [][]string{
+		{rc.Path, "--edition", "2021", "--test", "--crate-name", "weir_transform", "-o", bin, repo(t, "sdk", "rust", "src", "lib.rs")},
+		{bin},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }

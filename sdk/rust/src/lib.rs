@@ -360,3 +360,56 @@ macro_rules! __export {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{kv, Harness, Options};
+    use crate::{Context, Error, Record};
+
+    fn count(r: &Record, ctx: &mut Context) -> Result<(), Error> {
+        let key = r.key.unwrap_or_default();
+        let n = ctx.state_get(key).map_or(0, |v| v[0]) + 1;
+        ctx.state_put(key, &[n])?;
+        if r.value == b"fail" {
+            return Err("asked to fail".into());
+        }
+        if r.value == b"fwd" {
+            return ctx.forward_to("b");
+        }
+        ctx.emit(&Record { value: &[n], ..r.clone() })
+    }
+
+    #[test]
+    fn state_is_kept_only_for_successful_batches() {
+        let mut h = Harness::new(Options { outputs: vec!["a".into(), "b".into()], ..Options::default() });
+        let out = h.records(count, &[kv("k", "x"), kv("k", "x"), kv("k", "fwd")]).unwrap();
+        assert_eq!(out.emitted.iter().map(|e| e.record.value.clone()).collect::<Vec<_>>(), vec![vec![1], vec![2], b"fwd".to_vec()]);
+        assert_eq!(out.emitted[2].output, "b");
+        assert_eq!(h.state().get(&b"k"[..]), Some(&vec![3]));
+        let err = h.records(count, &[kv("k", "x"), kv("k", "fail")]).unwrap_err();
+        assert_eq!(err, "asked to fail");
+        assert_eq!(h.state().get(&b"k"[..]), Some(&vec![3]), "a failed batch's writes are discarded");
+    }
+
+    #[test]
+    fn unknown_output_and_no_record() {
+        fn bad(_: &Record, ctx: &mut Context) -> Result<(), Error> {
+            ctx.emit_to("nope", &Record::default())
+        }
+        let mut h = Harness::new(Options::default());
+        assert_eq!(h.records(bad, &[kv("", "x")]).unwrap_err(), "transform: unknown output \"nope\"");
+    }
+
+    #[test]
+    fn abi_round_trip() {
+        let hs = vec![crate::Header { key: b"h", value: b"v" }];
+        let r = Record { offset: 7, timestamp: -1, key: Some(b""), value: b"val", headers: hs };
+        let mut b = Vec::new();
+        crate::abi::put_batch_header(&mut b, "t", 3, &["o".to_string()], 1);
+        crate::abi::put_record(&mut b, &r);
+        let batch = crate::abi::read_batch(&b).unwrap();
+        assert_eq!((batch.topic.as_str(), batch.partition, batch.outputs.len()), ("t", 3, 1));
+        assert_eq!(batch.records[0], r);
+        assert!(crate::abi::read_batch(&b[..b.len() - 1]).is_err());
+    }
+}
