@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/weir-broker/weir/sdk/client"
 )
@@ -76,34 +77,19 @@ func newModuleCmd() *cobra.Command {
 func newPipelineCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "pipeline", Short: "Create, inspect and control Wasm pipelines"}
 	var (
-		module, guarantee, dlq, from string
-		version, maxAttempts, batch  int
-		inputs, outputs, config      []string
-		timeoutMs                    int64
-		pages                        uint32
-		resume, reset                bool
+		module string
+		spec   pipelineSpec
 	)
 	create := &cobra.Command{
 		Use:   "create NAME --module M --input T --output T [--config k=v]...",
 		Short: "Create a pipeline that runs a module between topics",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := map[string]string{}
-			for _, kv := range config {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return fmt.Errorf("--config %q is not key=value", kv)
-				}
-				cfg[k] = v
+			cfg, err := spec.pipelineConfig(args[0], module)
+			if err != nil {
+				return err
 			}
-			spec := client.PipelineConfig{
-				Name: args[0], Module: module, Version: version, Inputs: inputs, Outputs: outputs,
-				Config: cfg, Guarantee: guarantee, BatchSize: batch, From: client.From(from),
-				OnError: &client.PipelineOnError{MaxAttempts: maxAttempts, DeadLetterTopic: dlq},
-				Limits:  &client.PipelineLimits{BatchTimeoutMs: timeoutMs, MemoryPages: pages},
-				Resume:  resume, Reset: reset,
-			}
-			out, err := clientFor(cmd).CreatePipeline(cmd.Context(), spec)
+			out, err := clientFor(cmd).CreatePipeline(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -112,19 +98,8 @@ func newPipelineCmd() *cobra.Command {
 	}
 	f := create.Flags()
 	f.StringVar(&module, "module", "", "module name")
-	f.IntVar(&version, "version", 0, "module version (0: the latest)")
-	f.StringSliceVar(&inputs, "input", nil, "input topic (repeat or comma-separate)")
-	f.StringSliceVar(&outputs, "output", nil, "output topic (repeat or comma-separate); the module's output 0 is the first")
-	f.StringArrayVar(&config, "config", nil, "module config key=value (repeatable)")
-	f.StringVar(&guarantee, "guarantee", "at_least_once", "at_least_once or exactly_once")
-	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
-	f.StringVar(&dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
-	f.IntVar(&batch, "batch-size", 0, "records per Wasm call (0: 1000)")
-	f.StringVar(&from, "from", "", "earliest (default) or latest")
-	f.Int64Var(&timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
-	f.Uint32Var(&pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
-	f.BoolVar(&resume, "resume", false, "continue from the position and state a deleted pipeline of this name left")
-	f.BoolVar(&reset, "reset", false, "start fresh, dropping the position and state a deleted pipeline of this name left")
+	f.IntVar(&spec.version, "version", 0, "module version (0: the latest)")
+	spec.flags(f)
 	create.MarkFlagRequired("module")
 	create.MarkFlagRequired("input")
 	create.MarkFlagRequired("output")
@@ -143,13 +118,9 @@ func newPipelineCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			up := client.PipelineUpgrade{Module: upModule, Version: upVersion, BatchSize: upBatch}
 			if len(upConfig) > 0 {
-				cfg := map[string]string{}
-				for _, kv := range upConfig {
-					k, v, ok := strings.Cut(kv, "=")
-					if !ok {
-						return fmt.Errorf("--config %q is not key=value", kv)
-					}
-					cfg[k] = v
+				cfg, err := parseConfig(upConfig)
+				if err != nil {
+					return err
 				}
 				up.Config = cfg
 			}
@@ -275,4 +246,60 @@ func newPipelineLogsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
 	cmd.Flags().Int64Var(&after, "after", 0, "print lines after this sequence number")
 	return cmd
+}
+
+// pipelineSpec is what `pipeline create` and `transform deploy` send to
+// create a pipeline, from their shared flags.
+type pipelineSpec struct {
+	guarantee, dlq, from    string
+	version, maxAttempts    int
+	batch                   int
+	inputs, outputs, config []string
+	timeoutMs               int64
+	pages                   uint32
+	resume, reset           bool
+}
+
+// flags registers the create flags (all but --module and --version).
+func (s *pipelineSpec) flags(f *pflag.FlagSet) {
+	f.StringSliceVar(&s.inputs, "input", nil, "input topic (repeat or comma-separate)")
+	f.StringSliceVar(&s.outputs, "output", nil, "output topic (repeat or comma-separate); the module's output 0 is the first")
+	f.StringArrayVar(&s.config, "config", nil, "module config key=value (repeatable)")
+	f.StringVar(&s.guarantee, "guarantee", "at_least_once", "at_least_once or exactly_once")
+	f.IntVar(&s.maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
+	f.StringVar(&s.dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
+	f.IntVar(&s.batch, "batch-size", 0, "records per Wasm call (0: 1000)")
+	f.StringVar(&s.from, "from", "", "earliest (default), latest, an offset or a timestamp (ms)")
+	f.Int64Var(&s.timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
+	f.Uint32Var(&s.pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
+	f.BoolVar(&s.resume, "resume", false, "continue from the position and state a deleted pipeline of this name left")
+	f.BoolVar(&s.reset, "reset", false, "start fresh, dropping the position and state a deleted pipeline of this name left")
+}
+
+// pipelineConfig is the pipeline to create: name running module, from the flags.
+func (s *pipelineSpec) pipelineConfig(name, module string) (client.PipelineConfig, error) {
+	cfg, err := parseConfig(s.config)
+	if err != nil {
+		return client.PipelineConfig{}, err
+	}
+	return client.PipelineConfig{
+		Name: name, Module: module, Version: s.version, Inputs: s.inputs, Outputs: s.outputs,
+		Config: cfg, Guarantee: s.guarantee, BatchSize: s.batch, From: client.From(s.from),
+		OnError: &client.PipelineOnError{MaxAttempts: s.maxAttempts, DeadLetterTopic: s.dlq},
+		Limits:  &client.PipelineLimits{BatchTimeoutMs: s.timeoutMs, MemoryPages: s.pages},
+		Resume:  s.resume, Reset: s.reset,
+	}, nil
+}
+
+// parseConfig turns --config key=value flags into a map.
+func parseConfig(kvs []string) (map[string]string, error) {
+	cfg := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--config %q is not key=value", kv)
+		}
+		cfg[k] = v
+	}
+	return cfg, nil
 }

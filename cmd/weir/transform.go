@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -31,9 +30,9 @@ func runWasmWorkerIfRequested() {
 func newTransformCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "transform",
-		Short: "Develop Wasm transforms locally (init, build, test, validate)",
+		Short: "Develop Wasm transforms (init, build, test, validate, deploy, logs)",
 	}
-	cmd.AddCommand(newTransformInitCmd(), newTransformBuildCmd(), newTransformTestCmd(), newTransformValidateCmd(),
+	cmd.AddCommand(newTransformInitCmd(), newTransformBuildCmd(), newTransformDeployCmd(), newTransformTestCmd(), newTransformValidateCmd(),
 		newPipelineLogsCmd()) // logs: the same as `weir pipeline logs`
 	return cmd
 }
@@ -64,13 +63,9 @@ A failed batch (error, trap, time or output limit) stops the run with a non-zero
 			if err != nil {
 				return err
 			}
-			cfg := map[string]string{}
-			for _, kv := range configs {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok || k == "" {
-					return fmt.Errorf("--config %q: want key=value", kv)
-				}
-				cfg[k] = v
+			cfg, err := parseConfig(configs)
+			if err != nil {
+				return err
 			}
 			var in io.Reader = cmd.InOrStdin()
 			if input != "" && input != "-" {

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	tu "github.com/weir-broker/weir/internal/testutil"
+	"github.com/weir-broker/weir/internal/toolchain"
 )
 
 // runWeir runs the weir command line in-process.
@@ -22,80 +27,129 @@ func runWeir(t *testing.T, stdin string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// TestTransformInitBuild: init a module against this repository's SDK, go
-// test it, build it to Wasm and run the .wasm on the real host.
-func TestTransformInitBuild(t *testing.T) {
+// TestTransformInitBuildDeploy is the path of a new user, per language,
+// against the built binary and a real node: weir transform init --lang L
+// demo && cd demo && weir transform build && weir transform deploy ...,
+// then a produced record comes out transformed; a second deploy upgrades
+// the pipeline to the new module version. (The three languages share one
+// node, so their modules are named demo-go, demo-rust and demo-ts.)
+func TestTransformInitBuildDeploy(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a Wasm module")
+		t.Skip("runs compilers and a node")
 	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go on PATH")
+	bin := tu.WeirBinary(t)
+	p := tu.StartWeir(t, tu.FreeAddr(t), "--data-dir", t.TempDir(), "--raft-addr", tu.FreeAddr(t), "--log-level", "warn")
+	u := p.URL()
+	for _, lang := range toolchain.Langs() {
+		t.Run(lang, func(t *testing.T) {
+			t.Parallel()
+			switch lang {
+			case toolchain.Rust:
+				_, err := toolchain.FindRustc(context.Background())
+				tu.ToolchainOK(t, err)
+			case toolchain.TS:
+				_, err := toolchain.FindNode()
+				tu.ToolchainOK(t, err)
+				if _, err := exec.LookPath("npm"); err != nil {
+					tu.ToolchainOK(t, toolchain.ErrToolMissing)
+				}
+			}
+			work := t.TempDir()
+			weir := func(dir string, args ...string) string {
+				t.Helper()
+				c := exec.Command(bin, append(args, "--server", u)...)
+				c.Dir = dir
+				out, err := c.CombinedOutput()
+				if err != nil {
+					t.Fatalf("weir %s (in %s): %v\n%s", strings.Join(args, " "), dir, err, out)
+				}
+				return string(out)
+			}
+			weir(work, "transform", "init", "--lang", lang, "demo")
+			demo := filepath.Join(work, "demo")
+			if out := weir(demo, "transform", "build"); !strings.Contains(out, "built "+filepath.Join(demo, "demo.wasm")) || !strings.Contains(out, "of the 16 MiB module limit") {
+				t.Fatalf("build: %s", out)
+			}
+			in, outT := "in-"+lang, "out-"+lang
+			weir(demo, "topic", "create", in)
+			weir(demo, "topic", "create", outT)
+			if out := weir(demo, "transform", "deploy", "demo-"+lang, "--pipeline", "shout-"+lang, "--input", in, "--output", outT); !strings.Contains(out, `"action": "created"`) {
+				t.Fatalf("deploy: %s", out)
+			}
+			weir(demo, "produce", in, "hello")
+			waitValues(t, u, outT, "HELLO")
+			if out := weir(demo, "transform", "deploy", "demo-"+lang, "--pipeline", "shout-"+lang); !strings.Contains(out, `"action": "upgraded"`) || !strings.Contains(out, `"version": 2`) {
+				t.Fatalf("second deploy: %s", out)
+			}
+			weir(demo, "produce", in, "again")
+			waitValues(t, u, outT, "HELLO", "AGAIN")
+		})
 	}
-	sdk, err := filepath.Abs("../../sdk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "shout")
-	if out, err := runWeir(t, "", "transform", "init", dir, "--sdk", sdk); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"module shout\n", "\ngo 1.24\n", "require github.com/weir-broker/weir/sdk v0.0.0\n", "replace github.com/weir-broker/weir/sdk => " + sdk + "\n"} {
-		if !strings.Contains(string(mod), want) {
-			t.Fatalf("go.mod lacks %q:\n%s", want, mod)
+}
+
+// waitValues waits until partition 0 of topic holds exactly want.
+func waitValues(t *testing.T, u, topic string, want ...string) {
+	t.Helper()
+	var got []string
+	tu.Eventually(t, 60*time.Second, topic+" = "+strings.Join(want, ","), func() bool {
+		var f struct{ Records []struct{ Value string } }
+		tu.Do(t, "GET", u+"/v1/topics/"+topic+"/partitions/0/records?offset=earliest&max_records=100", nil).JSON(t, &f)
+		got = got[:0]
+		for _, r := range f.Records {
+			got = append(got, r.Value)
 		}
-	}
+		return strings.Join(got, ",") == strings.Join(want, ",")
+	})
+}
 
-	// A second init refuses and leaves the files alone.
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main // mine\n"), 0o644); err != nil {
+func TestTransformInitErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "x")
+	if out, err := runWeir(t, "", "transform", "init", "--lang", "cobol", dir); err == nil || !strings.Contains(err.Error(), "unknown language") {
+		t.Fatalf("unknown language: %v %s", err, out)
+	}
+	if _, err := runWeir(t, "", "transform", "init", filepath.Join(t.TempDir(), "has space")); err == nil || !strings.Contains(err.Error(), "--name") {
+		t.Fatalf("bad default name: %v", err)
+	}
+	if out, err := runWeir(t, "", "transform", "init", "--lang", "rust", dir); err != nil {
+		t.Fatalf("init: %v %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "src", "lib.rs"), []byte("// mine\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runWeir(t, "", "transform", "init", dir, "--sdk", sdk)
-	if err == nil || !strings.Contains(err.Error(), "go.mod, main.go, main_test.go") || !strings.Contains(err.Error(), "not overwriting") {
-		t.Fatalf("second init: %v\n%s", err, out)
+	if _, err := runWeir(t, "", "transform", "init", "--lang", "rust", dir); err == nil || !strings.Contains(err.Error(), "not overwriting") {
+		t.Fatalf("second init: %v", err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "main.go")); string(b) != "package main // mine\n" {
-		t.Fatalf("main.go overwritten: %s", b)
-	}
-	if err := os.Remove(filepath.Join(dir, "main.go")); err != nil {
+	// --update-sdk rewrites .weir/ only.
+	if err := os.WriteFile(filepath.Join(dir, ".weir", "sdk", "rust", "src", "lib.rs"), []byte("stale"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeNew(filepath.Join(dir, "main.go"), mainTemplate); err != nil {
+	if out, err := runWeir(t, "", "transform", "init", "--update-sdk", dir); err != nil {
+		t.Fatalf("update: %v %s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, ".weir", "sdk", "rust", "src", "lib.rs")); !bytes.Contains(b, []byte("on_record")) {
+		t.Fatalf("sdk not refreshed: %.40s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "src", "lib.rs")); string(b) != "// mine\n" {
+		t.Fatalf("project file touched: %s", b)
+	}
+	// A project whose SDK speaks another ABI is refused at build.
+	meta := filepath.Join(dir, ".weir", "project.json")
+	if err := os.WriteFile(meta, []byte(`{"lang":"rust","name":"x","abi_version":99}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	// The generated test passes on the host.
-	gt := exec.Command("go", "test", "-count=1", "./...")
-	gt.Dir = dir
-	gt.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	if b, err := gt.CombinedOutput(); err != nil {
-		t.Fatalf("go test in the generated module: %v\n%s", err, b)
+	if _, err := runWeir(t, "", "transform", "build", dir); err == nil || !strings.Contains(err.Error(), "speaks ABI 99") {
+		t.Fatalf("abi mismatch: %v", err)
 	}
-
-	// build: default output DIR/shout.wasm, a Wasm module.
-	if out, err := runWeir(t, "", "transform", "build", dir); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	wasm := filepath.Join(dir, "shout.wasm")
-	b, err := os.ReadFile(wasm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(b, []byte("\x00asm")) {
-		t.Fatalf("%s does not start with the Wasm magic: % x", wasm, b[:min(8, len(b))])
-	}
-	// ...that the real host runs.
-	out, err = runWeir(t, "{\"key\":\"k\",\"value\":\"hello\"}\n", "transform", "test", wasm)
-	if err != nil || !strings.Contains(out, `"value":"HELLO"`) {
-		t.Fatalf("transform test: %v\n%s", err, out)
+	if _, err := runWeir(t, "", "transform", "build", t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a transform project") {
+		t.Fatalf("not a project: %v", err)
 	}
 }
 
 func TestTransformBuildErrors(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "broken")
+	if out, err := runWeir(t, "", "transform", "init", dir); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
 	t.Run("no go", func(t *testing.T) {
 		t.Setenv("PATH", t.TempDir())
 		_, err := runWeir(t, "", "transform", "build", dir)
@@ -106,14 +160,7 @@ func TestTransformBuildErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go build")
 	}
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go on PATH")
-	}
 	// A compile error is passed through and fails the command.
-	sdk, _ := filepath.Abs("../../sdk")
-	if out, err := runWeir(t, "", "transform", "init", dir, "--sdk", sdk, "--name", "example.com/broken"); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
 	if err := os.WriteFile(filepath.Join(dir, "broken.go"), []byte("package main\n\nvar x int = \"no\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -123,25 +170,11 @@ func TestTransformBuildErrors(t *testing.T) {
 	}
 }
 
-func TestTransformInitSDK(t *testing.T) {
-	// Run from this checkout's sources: the default finds its sdk/.
-	want, _ := filepath.Abs("../../sdk")
-	if got := defaultSDKDir(); got != want {
-		t.Fatalf("defaultSDKDir() = %q, want %q", got, want)
+func TestTransformDeployNeedsTopics(t *testing.T) {
+	if out, err := runWeir(t, "", "transform", "deploy", "--wasm", filepath.Join(t.TempDir(), "none.wasm"), "--pipeline", "p"); err == nil || !strings.Contains(err.Error(), "none.wasm") {
+		t.Fatalf("missing module file: %v %s", err, out)
 	}
-	if _, err := runWeir(t, "", "transform", "init", t.TempDir(), "--sdk", t.TempDir()); err == nil || !strings.Contains(err.Error(), "not the Weir SDK") {
-		t.Fatalf("--sdk not an SDK: %v", err)
-	}
-	if _, err := runWeir(t, "", "transform", "init", filepath.Join(t.TempDir(), "has space")); err == nil || !strings.Contains(err.Error(), "--name") {
-		t.Fatalf("bad default name: %v", err)
-	}
-	// Default SDK, explicit name: the replace names this checkout's sdk/.
-	dir := t.TempDir()
-	if out, err := runWeir(t, "", "transform", "init", dir, "--name", "example.com/upper"); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	mod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if !strings.Contains(string(mod), "module example.com/upper\n") || !strings.Contains(string(mod), "=> "+want+"\n") {
-		t.Fatalf("go.mod:\n%s", mod)
+	if _, err := runWeir(t, "", "transform", "deploy"); err == nil || !strings.Contains(err.Error(), "--pipeline is required") {
+		t.Fatalf("no pipeline: %v", err)
 	}
 }
