@@ -214,7 +214,9 @@ func TestWindowsBatchingInvariant(t *testing.T) {
 func TestTimers(t *testing.T) {
 	var fired []string
 	hs := transform.Handlers{
-		Time: func(*transform.Context) (transform.TimeOptions, error) { return transform.TimeOptions{IdleTimeout: -1}, nil },
+		Time: func(*transform.Context) (transform.TimeOptions, error) {
+			return transform.TimeOptions{IdleTimeout: -1}, nil
+		},
 		Batch: transform.PerRecord(func(r transform.Record, ctx *transform.Context) error {
 			if err := ctx.Timers().Set("e-"+string(r.Value), ctx.EventTime().Add(time.Second)); err != nil {
 				return err
