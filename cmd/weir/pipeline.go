@@ -86,7 +86,7 @@ func newPipelineCmd() *cobra.Command {
 		module, guarantee, dlq, from string
 		version, maxAttempts, batch  int
 		inputs, outputs, config      []string
-		timeoutMs                    int64
+		timeoutMs, tickMs            int64
 		pages                        uint32
 		resume, reset                bool
 	)
@@ -105,7 +105,7 @@ func newPipelineCmd() *cobra.Command {
 			}
 			body := map[string]any{
 				"name": args[0], "module": module, "version": version, "inputs": inputs, "outputs": outputs,
-				"config": cfg, "guarantee": guarantee, "batch_size": batch, "from": from,
+				"config": cfg, "guarantee": guarantee, "batch_size": batch, "from": from, "tick_interval_ms": tickMs,
 				"on_error": map[string]any{"max_attempts": maxAttempts, "dead_letter_topic": dlq},
 				"limits":   map[string]any{"batch_timeout_ms": timeoutMs, "memory_pages": pages},
 				"resume":   resume, "reset": reset,
@@ -127,6 +127,7 @@ func newPipelineCmd() *cobra.Command {
 	f.IntVar(&maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
 	f.StringVar(&dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
 	f.IntVar(&batch, "batch-size", 0, "records per Wasm call (0: 1000)")
+	f.Int64Var(&tickMs, "tick-interval-ms", 0, "how often an idle input partition ticks the module's timers (0: 1000)")
 	f.StringVar(&from, "from", "", "earliest (default) or latest")
 	f.Int64Var(&timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
 	f.Uint32Var(&pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
