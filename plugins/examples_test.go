@@ -136,4 +136,14 @@ func TestRunLocal(t *testing.T) {
 	if !strings.Contains(cnt.String(), `{"state":{"key":"c:a","value":"1"}}`) {
 		t.Fatalf("count output:\n%s", cnt.String())
 	}
+
+	// Event time: windows find their timers by listing state keys.
+	var win bytes.Buffer
+	metrics := `{"timestamp":100,"value":"{\"name\":\"cpu\",\"value\":1}"}` + "\n" + `{"timestamp":2100,"value":"{\"name\":\"cpu\",\"value\":2}"}` + "\n"
+	if err := RunLocal(context.Background(), buildWasm(t, "examples/window"), map[string]string{"size_ms": "1000"}, nil, strings.NewReader(metrics), &win); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(win.String(), `"value":"{\"name\":\"cpu\",\"window_start\":0,\"window_end\":1000,\"count\":1,\"sum\":1,\"min\":1,\"max\":1}"`) {
+		t.Fatalf("window output:\n%s", win.String())
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -16,14 +15,7 @@ import (
 func (s *countingState) Keys(prefix, start string, limit int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var keys []string
-	for k := range s.m {
-		if strings.HasPrefix(k, prefix) && k >= start {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	return keys[:min(limit, len(keys))]
+	return mapState(s.m).Keys(prefix, start, limit)
 }
 
 // TestStateKeysAndTicks runs ABI version 2's state_keys and weir_tick in
