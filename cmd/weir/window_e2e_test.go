@@ -113,25 +113,7 @@ func TestEventTimeWindowsE2E(t *testing.T) {
 	tu.Eventually(t, 90*time.Second, fmt.Sprintf("%d window records", total), func() bool { return len(outputs()) >= total })
 	// The fence: positions at the high watermarks and the outbox shipped,
 	// so a duplicate would be in the log now.
-	tu.Eventually(t, 60*time.Second, "pipeline s to catch up", func() bool {
-		var st struct {
-			Partitions []struct {
-				Lag     int64 `json:"lag"`
-				Pending int   `json:"pending_outbox"`
-			} `json:"partitions"`
-		}
-		r, err := tu.TryDo("GET", u+"/v1/pipelines/s", nil)
-		if err != nil || r.Status != 200 {
-			return false
-		}
-		r.JSON(t, &st)
-		for _, p := range st.Partitions {
-			if p.Lag != 0 || p.Pending != 0 {
-				return false
-			}
-		}
-		return len(st.Partitions) == 2
-	})
+	awaitPipelineCaughtUp(t, u, "s", 2)
 	got := map[string]int{}
 	for _, v := range outputs() {
 		got[v]++
