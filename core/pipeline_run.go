@@ -524,7 +524,7 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			m.Processed += int64(len(recs))
 		}
 		m.Pos = next
-		tk.ran(time.Now())
+		tk.ran(time.Now(), len(fx.state) > 0)
 		for _, key := range fx.order {
 			tel.Stamp(bctx, fx.emit[key]) // outputs carry the trace of their input
 		}

@@ -38,10 +38,12 @@ func newTickSchedule(s PipelineSpec, now time.Time) *tickSchedule {
 	return &tickSchedule{interval: d, next: now.Add(d), pending: true}
 }
 
-// ran notes a batch: it may have set timers, and the next tick is an
-// interval away.
-func (t *tickSchedule) ran(now time.Time) {
-	t.pending, t.next = true, now.Add(t.interval)
+// ran notes a batch: the next tick is an interval away, and if the batch
+// wrote state it may have set timers (they are state: a batch that wrote
+// none leaves the module as idle as its last tick said).
+func (t *tickSchedule) ran(now time.Time, wroteState bool) {
+	t.pending = t.pending || wroteState
+	t.next = now.Add(t.interval)
 }
 
 // ticked notes a tick and whether the module has timers left.

@@ -19,7 +19,9 @@ func TestTickSchedule(t *testing.T) {
 	step(200*time.Millisecond, 0, true)
 	tk.ticked(t0.Add(200*time.Millisecond), false) // no timers: idle until a batch
 	step(time.Hour, time.Second, false)
-	tk.ran(t0.Add(2 * time.Hour)) // a batch may have set timers
+	tk.ran(t0.Add(time.Hour), false) // wrote no state: set no timer
+	step(time.Hour+time.Minute, time.Second, false)
+	tk.ran(t0.Add(2*time.Hour), true) // wrote state: may have set timers
 	step(2*time.Hour+50*time.Millisecond, 150*time.Millisecond, false)
 	step(2*time.Hour+200*time.Millisecond, 0, true)
 	tk.ticked(t0.Add(2*time.Hour+200*time.Millisecond), true)
