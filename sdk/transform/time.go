@@ -93,6 +93,8 @@ type timeState struct {
 	opts      TimeOptions
 	timer     TimerHandler
 	seen      bool  // a record was observed
+	procSet   bool  // processing-time timers may exist (saves listing them)
+	touched   bool  // a timer was set or deleted since fire last listed them
 	maxEvent  int64 // ms
 	watermark int64 // ms; noWatermark before the first record
 	arrival   int64 // processing time (ms) of the last batch with records
@@ -119,7 +121,7 @@ func loadTime(c *Context, hs Handlers) (*timeState, error) {
 			return nil, fmt.Errorf("transform: event-time state of %d bytes, want %d", len(v), timeStateSize)
 		}
 		copy(t.loaded[:], v)
-		t.seen = v[0] == 1
+		t.seen, t.procSet = v[0]&1 != 0, v[0]&2 != 0
 		t.maxEvent = int64(binary.LittleEndian.Uint64(v[1:]))
 		t.watermark = int64(binary.LittleEndian.Uint64(v[9:]))
 		t.arrival = int64(binary.LittleEndian.Uint64(v[17:]))
@@ -131,7 +133,10 @@ func loadTime(c *Context, hs Handlers) (*timeState, error) {
 func (t *timeState) save(c *Context) error {
 	var b [timeStateSize]byte
 	if t.seen {
-		b[0] = 1
+		b[0] |= 1
+	}
+	if t.procSet {
+		b[0] |= 2
 	}
 	binary.LittleEndian.PutUint64(b[1:], uint64(t.maxEvent))
 	binary.LittleEndian.PutUint64(b[9:], uint64(t.watermark))
@@ -247,16 +252,23 @@ func (t *timeState) onTick(c *Context) (bool, error) {
 
 // fire runs every due timer in order (event-time timers by time and name,
 // then processing-time ones), until none is due: a handler may set more.
+// Each round costs one listing of the event-time timers (state_keys), and
+// one of the processing-time ones only when some were set.
 func (t *timeState) fire(c *Context) error {
 	for c.err == nil {
 		due := t.due(c, eventTimers, t.watermark, false)
-		due = append(due, t.due(c, procTimers, c.now, true)...)
+		if t.procSet {
+			procDue, exist := t.dueProcessing(c)
+			due = append(due, procDue...)
+			t.procSet = exist
+		}
 		if len(due) == 0 {
 			break
 		}
 		if t.timer == nil {
 			return errors.New("transform: a timer fired but no timer handler is registered (transform.OnTimer)")
 		}
+		t.touched = false
 		for _, d := range due {
 			if err := c.State().Delete(d.key); err != nil {
 				return err
@@ -266,8 +278,24 @@ func (t *timeState) fire(c *Context) error {
 				return err
 			}
 		}
+		if !t.touched {
+			break // the handlers set no timer: nothing else came due
+		}
 	}
 	return c.err
+}
+
+// dueProcessing lists the due processing-time timers and whether any
+// processing-time timer exists.
+func (t *timeState) dueProcessing(c *Context) ([]dueTimer, bool) {
+	due := t.due(c, procTimers, c.now, true)
+	if len(due) > 0 {
+		return due, true
+	}
+	for range c.State().Keys(procTimers) {
+		return nil, true
+	}
+	return nil, false
 }
 
 type dueTimer struct {
@@ -325,6 +353,8 @@ func (ts *Timers) put(name string, at time.Time, processing bool) error {
 	if err != nil {
 		return err
 	}
+	ts.c.tm.touched = true
+	ts.c.tm.procSet = ts.c.tm.procSet || processing
 	return ts.c.State().Put(k, nil)
 }
 
@@ -334,6 +364,7 @@ func (ts *Timers) Delete(name string, at time.Time, processing bool) error {
 	if err != nil {
 		return err
 	}
+	ts.c.tm.touched = true
 	return ts.c.State().Delete(k)
 }
 
