@@ -270,6 +270,11 @@ func (t *timeState) fire(c *Context) error {
 		}
 		t.touched = false
 		for _, d := range due {
+			if t.touched { // an earlier handler may have deleted this one
+				if _, ok := c.State().Get(d.key); !ok {
+					continue
+				}
+			}
 			if err := c.State().Delete(d.key); err != nil {
 				return err
 			}

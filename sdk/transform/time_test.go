@@ -245,6 +245,30 @@ func TestTimers(t *testing.T) {
 	if len(fired) != 6 || fired[0] != "e-x@2000 wm=2000 proc=false" {
 		t.Fatalf("fired %q", fired)
 	}
+	// A timer a handler deletes before its turn does not fire.
+	h2 := transformtest.New(transformtest.Options{})
+	h2.SetTime(time.UnixMilli(0))
+	var order []string
+	del := transform.Handlers{
+		Time: hs.Time,
+		Batch: transform.PerRecord(func(r transform.Record, ctx *transform.Context) error {
+			for _, n := range []string{"a", "b"} {
+				if err := ctx.Timers().Set(n, time.UnixMilli(5)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}),
+		Timer: func(tm transform.Timer, ctx *transform.Context) error {
+			order = append(order, tm.Name)
+			return ctx.Timers().Delete("b", time.UnixMilli(5), false)
+		},
+	}
+	run(t, h2, del, rec(1, "x"))
+	run(t, h2, del, rec(10, "y"))
+	if !slices.Equal(order, []string{"a"}) {
+		t.Fatalf("fired %q, want only a", order)
+	}
 	// A failed call leaves the timers to fire again.
 	boom := hs
 	boom.Timer = func(transform.Timer, *transform.Context) error { return fmt.Errorf("boom") }
