@@ -100,6 +100,7 @@ type timeState struct {
 	arrival   int64 // processing time (ms) of the last batch with records
 	loaded    [timeStateSize]byte
 	observed  bool // a per-record handler observed this batch's records
+	fired     int  // timers fired by this call
 }
 
 func loadTime(c *Context, hs Handlers) (*timeState, error) {
@@ -237,9 +238,16 @@ func (t *timeState) afterBatch(c *Context, b *Batch) error {
 // onTick advances an idle partition's watermark, fires what came due and
 // reports whether timers remain.
 func (t *timeState) onTick(c *Context) (bool, error) {
+	before := t.watermark
 	t.idle(c.now)
 	if err := t.fire(c); err != nil {
 		return false, err
+	}
+	if t.fired == 0 {
+		// Nothing closed: the idle watermark is not worth a commit per
+		// tick. It is derived again (from the saved largest event time and
+		// arrival) at the next tick, at least as far.
+		t.watermark = before
 	}
 	if err := t.save(c); err != nil {
 		return false, err
@@ -279,6 +287,7 @@ func (t *timeState) fire(c *Context) error {
 				return err
 			}
 			c.cur = -1
+			t.fired++
 			if err := t.timer(d.Timer, c); err != nil {
 				return err
 			}

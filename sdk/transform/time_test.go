@@ -112,6 +112,20 @@ func TestIdlePartitionClosesByTick(t *testing.T) {
 	if !res.Pending {
 		t.Fatal("a tick with an open window is not pending")
 	}
+	// Idle, but short of the window's end: the watermark moved, nothing
+	// closed, and the tick writes nothing (no commit per tick).
+	hl := counting(transform.Windows{Size: time.Hour, Time: transform.TimeOptions{IdleTimeout: time.Second}})
+	hh := transformtest.New(transformtest.Options{})
+	hh.SetTime(time.UnixMilli(0))
+	run(t, hh, hl, at(1000, "a"))
+	hh.Advance(time.Minute)
+	if res := tick(t, hh, hl); len(res.Changes) != 0 || len(res.Emitted) != 0 || !res.Pending {
+		t.Fatalf("idle tick short of the window's end: %+v", res)
+	}
+	hh.Advance(time.Hour)
+	if res := tick(t, hh, hl); len(res.Emitted) != 1 || res.Pending {
+		t.Fatalf("idle tick past the window's end: %+v", res)
+	}
 	h.Advance(1 * time.Second) // idle 5 s: watermark 6000+5000-1000 = 10000
 	res = tick(t, h, hs)
 	want(t, res, "a@0-10000=2")
