@@ -85,6 +85,10 @@ const (
 	DefaultMaxBackoffMs     = 10_000
 	BackoffMsMax            = 3_600_000 // one hour, for either backoff
 
+	DefaultTickIntervalMs = 1000
+	TickIntervalMsMin     = 10
+	TickIntervalMsMax     = 3_600_000 // one hour
+
 	// ConfigBytesMax bounds a pipeline's config map (keys plus values): it
 	// travels to the module with every batch.
 	ConfigBytesMax = 64 << 10
@@ -123,8 +127,13 @@ type PipelineSpec struct {
 	OnError   OnError           `json:"on_error"`
 	Limits    ProcessorLimits   `json:"limits"`
 	BatchSize int               `json:"batch_size"` // records per Wasm call (and at most 1 MiB); default 1000
-	From      string            `json:"from"`       // earliest (default) or latest: where a new pipeline starts
-	Paused    bool              `json:"paused"`
+	// TickIntervalMs is how often an input partition with no new records
+	// ticks its module (weir_tick: timers fire, the watermark of an idle
+	// partition advances) while the module reports timers pending.
+	// Default 1000.
+	TickIntervalMs int64  `json:"tick_interval_ms,omitempty"`
+	From           string `json:"from"` // earliest (default) or latest: where a new pipeline starts
+	Paused         bool   `json:"paused"`
 	// Failure is set when the pipeline stopped because its module could not
 	// start or its stored progress is corrupt; nothing runs until a resume
 	// clears it. Create ignores it.
@@ -200,6 +209,9 @@ func (s *PipelineSpec) Validate() error {
 	if s.BatchSize < 0 || s.BatchSize > BatchSizeMax {
 		return Invalidf("batch_size must be between 1 and %d", BatchSizeMax)
 	}
+	if s.TickIntervalMs != 0 && (s.TickIntervalMs < TickIntervalMsMin || s.TickIntervalMs > TickIntervalMsMax) {
+		return Invalidf("tick_interval_ms must be between %d and %d", TickIntervalMsMin, TickIntervalMsMax)
+	}
 	e := s.OnError
 	if e.MaxAttempts < 0 || e.MaxAttempts > MaxAttemptsMax {
 		return Invalidf("on_error.max_attempts must be between 1 and %d", MaxAttemptsMax)
@@ -229,6 +241,7 @@ func (s *PipelineSpec) setDefaults() {
 	s.Guarantee = cmp.Or(s.Guarantee, AtLeastOnce)
 	s.From = cmp.Or(s.From, "earliest")
 	s.BatchSize = cmp.Or(s.BatchSize, DefaultBatchSize)
+	s.TickIntervalMs = cmp.Or(s.TickIntervalMs, DefaultTickIntervalMs)
 	e := &s.OnError
 	e.MaxAttempts = cmp.Or(e.MaxAttempts, DefaultMaxAttempts)
 	e.InitialBackoffMs = cmp.Or(e.InitialBackoffMs, DefaultInitialBackoffMs)
@@ -573,7 +586,8 @@ func (p *Pipelines) CreateWith(ctx context.Context, s PipelineSpec, opt CreateOp
 }
 
 // PipelineUpgrade is what Upgrade may change in a running pipeline: what
-// runs (module and version) and how (config, limits, batch size). Inputs,
+// runs (module and version) and how (config, limits, batch size, tick
+// interval). Inputs,
 // outputs, guarantee, error handling and the principal stay.
 type PipelineUpgrade struct {
 	Module  string // required: the same module or another
@@ -585,6 +599,8 @@ type PipelineUpgrade struct {
 	Limits *ProcessorLimits
 	// BatchSize replaces the pipeline's batch size when not 0.
 	BatchSize int
+	// TickIntervalMs replaces the pipeline's tick interval when not 0.
+	TickIntervalMs int64
 }
 
 // Upgrade changes what a pipeline runs, keeping its positions, keyed state
@@ -617,6 +633,9 @@ func (p *Pipelines) Upgrade(ctx context.Context, name string, u PipelineUpgrade)
 		}
 		if u.BatchSize != 0 {
 			s.BatchSize = u.BatchSize
+		}
+		if u.TickIntervalMs != 0 {
+			s.TickIntervalMs = u.TickIntervalMs
 		}
 		if err := s.Validate(); err != nil {
 			return s, err

@@ -132,7 +132,12 @@ func (p *Pipelines) Logs(ctx context.Context, name string, after int64, wait tim
 // pipeline's ring on this node and, as "guest.log" events, to the batch's
 // span (ctx's); the runtime also writes them to the node's log.
 func (p *Pipelines) guestLogger(ctx context.Context, s PipelineSpec, k pipeKey, recs []Record) func(slog.Level, string) {
-	first, last := recs[0].Offset, recs[len(recs)-1].Offset
+	return p.guestLoggerAt(ctx, s, k, recs[0].Offset, recs[len(recs)-1].Offset)
+}
+
+// guestLoggerAt is guestLogger for a call over input offsets [first, last]
+// (a tick: first = last = the partition's position).
+func (p *Pipelines) guestLoggerAt(ctx context.Context, s PipelineSpec, k pipeKey, first, last int64) func(slog.Level, string) {
 	span := trace.SpanFromContext(ctx)
 	return func(level slog.Level, msg string) {
 		p.logs.add(s.Name, GuestLog{Time: time.Now().UnixMilli(), Level: level.String(), Message: msg,

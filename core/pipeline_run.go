@@ -451,6 +451,7 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 		hadMeta bool
 		m       pipeMeta
 	)
+	tk := newTickSchedule(s, time.Now())
 	for ctx.Err() == nil {
 		if err := t.Err(); err != nil {
 			return err
@@ -485,6 +486,26 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			return err
 		}
 		if len(recs) == 0 {
+			wait, due := tk.wait(time.Now())
+			if due {
+				// A tick reads and may change the committed state: nothing
+				// may be in flight behind it.
+				if err := t.wait(); err != nil {
+					return err
+				}
+				rawMeta, hadMeta = log.StateGet(metaKey)
+				if m, err = loadPipeMeta(log, s.Name); err != nil {
+					return err
+				}
+				doc, err := p.tick(ctx, t, proc, log, s, k, &m, rawMeta, hadMeta, tk)
+				if err != nil {
+					return err
+				}
+				if doc != nil {
+					rawMeta, hadMeta = doc, true
+				}
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -495,7 +516,7 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 				return errDrained
 			case <-t.Failed():
 			case <-changed:
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 			continue
 		}
@@ -524,53 +545,26 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			return errDrained
 		}
 		next := recs[len(recs)-1].Offset + 1
-		emit := map[string][]Record{} // "topic/partition" → records
-		var order []string
-		add := func(topic string, part int, r Record) {
-			key := topic + "/" + strconv.Itoa(part)
-			if _, ok := emit[key]; !ok {
-				order = append(order, key)
-			}
-			emit[key] = append(emit[key], r)
-		}
-		var stateOps []StateOp
+		fx := newEffects()
 		if lastErr != nil {
 			// Give up on the batch: its input goes to the dead-letter topic.
 			for _, r := range recs {
-				add(s.OnError.DeadLetterTopic, 0, p.deadRecord(r, s, k, "batch_failed", lastErr.Error(), attempts))
+				fx.add(s.OnError.DeadLetterTopic, 0, p.deadRecord(r, s, k, "batch_failed", lastErr.Error(), attempts))
 			}
 			m.Dead += int64(len(recs))
 			m.LastError = lastErr.Error()
 		} else {
-			for _, o := range out.Records {
-				if o.Output < 0 || o.Output >= len(s.Outputs) {
-					continue
-				}
-				topic := s.Outputs[o.Output]
-				part, err := p.outputPartition(topic, o.Record.Key, k.part)
-				if err != nil {
-					return err
-				}
-				add(topic, part, o.Record)
-				m.Emitted++
-			}
-			for _, d := range out.Dead {
-				if d.Index < 0 || d.Index >= len(recs) {
-					continue
-				}
-				add(s.OnError.DeadLetterTopic, 0, p.deadRecord(recs[d.Index], s, k, "rejected_by_module", d.Reason, 1))
-				m.Dead++
-			}
-			for _, c := range out.State {
-				stateOps = append(stateOps, StateOp{Key: pipePrefix(s.Name) + "s/" + string(c.Key), Value: c.Value, Delete: c.Delete})
+			if err := p.collect(fx, out, recs, s, k, &m); err != nil {
+				return err
 			}
 			m.Processed += int64(len(recs))
 		}
 		m.Pos = next
-		for _, key := range order {
-			tel.Stamp(bctx, emit[key]) // outputs carry the trace of their input
+		tk.ran(time.Now(), len(fx.state) > 0)
+		for _, key := range fx.order {
+			tel.Stamp(bctx, fx.emit[key]) // outputs carry the trace of their input
 		}
-		doc, err := p.commit(bctx, t, log, s, k, &m, rawMeta, hadMeta, stateOps, emit, order)
+		doc, err := p.commit(bctx, t, log, s, k, &m, rawMeta, hadMeta, fx.state, fx.emit, fx.order)
 		if err != nil {
 			EndSpan(span, err)
 			return err
@@ -584,6 +578,52 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 		EndSpan(span, lastErr)
 	}
 	return ctx.Err()
+}
+
+// effects are what a batch or tick commits: records per output partition
+// ("topic/partition", in first-use order) and state writes.
+type effects struct {
+	emit  map[string][]Record
+	order []string
+	state []StateOp
+}
+
+func newEffects() *effects { return &effects{emit: map[string][]Record{}} }
+
+func (fx *effects) add(topic string, part int, r Record) {
+	key := topic + "/" + strconv.Itoa(part)
+	if _, ok := fx.emit[key]; !ok {
+		fx.order = append(fx.order, key)
+	}
+	fx.emit[key] = append(fx.emit[key], r)
+}
+
+// collect adds a successful call's outputs, dead letters and state writes
+// to fx, counting them in m.
+func (p *Pipelines) collect(fx *effects, out *ProcessOutput, recs []Record, s PipelineSpec, k pipeKey, m *pipeMeta) error {
+	for _, o := range out.Records {
+		if o.Output < 0 || o.Output >= len(s.Outputs) {
+			continue
+		}
+		topic := s.Outputs[o.Output]
+		part, err := p.outputPartition(topic, o.Record.Key, k.part)
+		if err != nil {
+			return err
+		}
+		fx.add(topic, part, o.Record)
+		m.Emitted++
+	}
+	for _, d := range out.Dead {
+		if d.Index < 0 || d.Index >= len(recs) {
+			continue
+		}
+		fx.add(s.OnError.DeadLetterTopic, 0, p.deadRecord(recs[d.Index], s, k, "rejected_by_module", d.Reason, 1))
+		m.Dead++
+	}
+	for _, c := range out.State {
+		fx.state = append(fx.state, StateOp{Key: pipePrefix(s.Name) + "s/" + string(c.Key), Value: c.Value, Delete: c.Delete})
+	}
+	return nil
 }
 
 // startFailed counts a failed start in the partition's status (failed,

@@ -84,6 +84,15 @@ type StateReader interface {
 	Get(key []byte) (value []byte, ok bool)
 }
 
+// StateLister lists a pipeline's committed state keys for one input
+// partition; the broker's StateReader implements it (a module's
+// state_keys calls use it; a StateReader without it lists nothing).
+type StateLister interface {
+	// Keys returns at most limit keys that begin with prefix and are at or
+	// after start, in byte order.
+	Keys(prefix, start string, limit int) []string
+}
+
 // ProcessInput is one batch handed to a module.
 type ProcessInput struct {
 	Pipeline  string
@@ -96,6 +105,11 @@ type ProcessInput struct {
 	// Log, when not nil, receives each line the module logged during the
 	// call (also of a failed call), after the call returns, in order.
 	Log func(level slog.Level, msg string)
+	// Tick asks for a tick instead of a batch (Records is empty): the
+	// module's timers may fire without new input (docs/abi.md,
+	// weir_tick). A module that takes no ticks does nothing and reports
+	// ProcessOutput.Pending false.
+	Tick bool
 }
 
 // OutputRecord is one record a module emitted.
@@ -119,6 +133,10 @@ type ProcessOutput struct {
 	// Dead lists indexes of input records the module asked to dead-letter
 	// (for example malformed input), with the reason.
 	Dead []DeadRecord
+	// Pending, for a tick, reports that the module has timers pending and
+	// wants to be ticked again at the pipeline's tick interval even
+	// without new input.
+	Pending bool
 }
 
 // DeadRecord is an input record a module rejected.

@@ -125,6 +125,8 @@ type createPipelineReq struct {
 	Limits    core.ProcessorLimits `json:"limits"`
 	BatchSize int                  `json:"batch_size"`
 	From      string               `json:"from"`
+	// TickIntervalMs: how often an idle input partition ticks the module.
+	TickIntervalMs int64 `json:"tick_interval_ms"`
 	// Resume and Reset say what to do with a deleted pipeline's leftover
 	// position and state (core.CreateOptions).
 	Resume bool   `json:"resume"`
@@ -149,7 +151,7 @@ func (s *Server) createPipeline(c *call, req *createPipelineReq) {
 	spec, err := s.pipes.CreateWith(rctx, core.PipelineSpec{
 		Name: req.Name, Module: req.Module, Version: req.Version, Inputs: req.Inputs, Outputs: req.Outputs,
 		Config: req.Config, Guarantee: req.Guarantee, OnError: req.OnError, Limits: req.Limits,
-		BatchSize: req.BatchSize, From: req.From,
+		BatchSize: req.BatchSize, From: req.From, TickIntervalMs: req.TickIntervalMs,
 		Principal: s.creator(c.ctx), // runs with its creator's rights (docs/security.md)
 	}, core.CreateOptions{Resume: req.Resume, Reset: req.Reset})
 	if err != nil {
@@ -221,6 +223,8 @@ type upgradePipelineReq struct {
 	Config    map[string]string     `json:"config"`
 	Limits    *core.ProcessorLimits `json:"limits"`
 	BatchSize int                   `json:"batch_size"`
+	// TickIntervalMs replaces the tick interval when not 0.
+	TickIntervalMs int64 `json:"tick_interval_ms"`
 }
 
 func (s *Server) upgradePipeline(c *call, r *upgradePipelineReq) {
@@ -246,7 +250,7 @@ func (s *Server) upgradePipeline(c *call, r *upgradePipelineReq) {
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()
 	spec, err := s.pipes.Upgrade(rctx, r.Name, core.PipelineUpgrade{
-		Module: r.Module, Version: r.Version, Config: r.Config, Limits: r.Limits, BatchSize: r.BatchSize})
+		Module: r.Module, Version: r.Version, Config: r.Config, Limits: r.Limits, BatchSize: r.BatchSize, TickIntervalMs: r.TickIntervalMs})
 	if err != nil {
 		writeError(c.ctx, err)
 		return

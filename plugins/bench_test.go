@@ -183,3 +183,36 @@ func vmRSS(pid int) float64 {
 	}
 	return 0
 }
+
+// BenchmarkSessionizeWindows: event-time windows (examples/sessionize) over
+// batches of 100 records of 100 users, event time advancing 1 s per batch,
+// so a 10 s window of every user closes every 10 batches; state carries
+// over. Compare with BenchmarkCountState for the cost of event time.
+func BenchmarkSessionizeWindows(b *testing.B) {
+	wasm := buildWasm(b, "examples/sessionize")
+	for _, iso := range []Isolation{IsolationProcess, IsolationTrusted} {
+		h := newHost(b, Config{Isolation: iso})
+		p := newProcessor(b, h, wasm, core.ProcessorLimits{BatchTimeoutMs: 60000})
+		st := &countingState{m: map[string][]byte{}}
+		in := &core.ProcessInput{Topic: "in", Outputs: []string{"out"}, Records: benchRecords(100), State: st,
+			Config: map[string]string{"idle_timeout_ms": "-1"}}
+		for i := range in.Records {
+			in.Records[i].Value = fmt.Appendf(nil, `{"user":"u%03d"}`, i)
+		}
+		b.Run(fmt.Sprintf("%s/batch=100", iso), func(b *testing.B) {
+			ts := int64(0)
+			for b.Loop() {
+				for i := range in.Records {
+					in.Records[i].Timestamp = ts
+				}
+				ts += 1000
+				out, err := p.Process(context.Background(), in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st.apply(out.State)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/record")
+		})
+	}
+}

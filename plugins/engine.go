@@ -55,6 +55,7 @@ type instance struct {
 	mod     api.Module
 	alloc   api.Function
 	process api.Function
+	tick    api.Function // nil: the guest takes no ticks
 	stack   []uint64
 	sess    *session // the running batch's, for guest stdout/stderr
 	pages   uint32   // memory limit
@@ -114,6 +115,7 @@ func (e *engine) instantiate(ctx context.Context) (*instance, error) {
 	in.mod = mod
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	in.process = mod.ExportedFunction(abi.ExportProcess)
+	in.tick = mod.ExportedFunction(abi.ExportTick)
 	if in.alloc == nil || in.process == nil {
 		mod.Close(ctx)
 		return nil, invalid("missing exports %q/%q", abi.ExportAlloc, abi.ExportProcess)
@@ -125,9 +127,15 @@ func (in *instance) close(ctx context.Context) { in.mod.Close(context.WithoutCan
 
 type sessKey struct{}
 
-// run runs one batch. After an error other than ErrGuest, ErrABI or
-// ErrOutputLimit the instance must be discarded.
+// run runs one batch, or a tick when s.tick. After an error other than
+// ErrGuest, ErrABI or ErrOutputLimit the instance must be discarded.
 func (in *instance) run(ctx context.Context, batch []byte, s *session) error {
+	fn := in.process
+	if s.tick {
+		if fn = in.tick; fn == nil {
+			return nil // validation let no tick through to such a guest
+		}
+	}
 	in.sess = s
 	defer func() {
 		in.stdout.flush()
@@ -144,7 +152,7 @@ func (in *instance) run(ctx context.Context, batch []byte, s *session) error {
 		return batchErrf(ErrABI, "weir_alloc returned %d, out of memory range for %d bytes", ptr, len(batch))
 	}
 	in.stack[0], in.stack[1] = uint64(ptr), uint64(len(batch))
-	if err := in.process.CallWithStack(ctx, in.stack); err != nil {
+	if err := fn.CallWithStack(ctx, in.stack); err != nil {
 		err = classify(ctx, err)
 		if errors.Is(err, ErrTrap) && s.saw("out of memory") {
 			err = batchErrf(ErrTrap, "guest ran out of memory (limit %d pages, %d MiB): %v", in.pages, in.pages/16, err)
@@ -154,7 +162,12 @@ func (in *instance) run(ctx context.Context, batch []byte, s *session) error {
 	if s.err != nil {
 		return s.err
 	}
-	if status := int32(in.stack[0]); status != 0 {
+	status := int32(in.stack[0])
+	if s.tick && (status == abi.TickIdle || status == abi.TickPending) {
+		s.pending = status == abi.TickPending
+		return nil
+	}
+	if status != 0 {
 		msg := s.failMsg
 		if msg == "" {
 			msg = fmt.Sprintf("status %d", status)
@@ -280,6 +293,32 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		}
 		v, found := s.configGet(k)
 		lookup(s, m, stack, []byte(v), found)
+	})
+	def(abi.ImportStateKeys, func(ctx context.Context, m api.Module, stack []uint64) {
+		s := sess(ctx)
+		prefix, ok1 := read(s, m, stack[0], stack[1])
+		start, ok2 := read(s, m, stack[2], stack[3])
+		if !ok1 || !ok2 {
+			stack[0] = api.EncodeI32(abi.ErrMalformed)
+			return
+		}
+		keys, err := s.stateKeys(string(prefix), string(start))
+		if err != nil {
+			s.fail(err)
+			stack[0] = api.EncodeI32(abi.ErrMalformed)
+			return
+		}
+		page, n, need := abi.AppendKeys(nil, keys, int(uint32(stack[5])))
+		if n == 0 {
+			stack[0] = api.EncodeI32(int32(need)) // 0: the listing is over
+			return
+		}
+		if !m.Memory().Write(uint32(stack[4]), page) {
+			s.fail(batchErrf(ErrABI, "buffer out of memory range"))
+			stack[0] = api.EncodeI32(abi.ErrMalformed)
+			return
+		}
+		stack[0] = api.EncodeI32(int32(len(page)))
 	})
 	def(abi.ImportLog, func(ctx context.Context, m api.Module, stack []uint64) {
 		s := sess(ctx)

@@ -52,12 +52,12 @@ func TestExamples(t *testing.T) {
 			{in: []core.Record{kv("a", ""), kv("b", ""), kv("a", "")}, want: []string{"1", "1", "2"}},
 			{in: []core.Record{kv("a", "")}, want: []string{"3"}},
 		}},
-		{name: "window", config: map[string]string{"size_ms": "1000"}, batches: []batch{
+		{name: "window", config: map[string]string{"size_ms": "1000", "idle_timeout_ms": "-1"}, batches: []batch{
 			{in: []core.Record{at(100, `{"name":"cpu","value":1}`), at(900, `{"name":"cpu","value":3}`)}},
 			{in: []core.Record{at(1000, `{"name":"cpu","value":5}`), at(50, `{"name":"cpu","value":9}`), at(1100, `x`)},
-				want: []string{`{"name":"cpu","window_start":0,"count":2,"sum":4,"min":1,"max":3}`}, dead: []int{1, 2}},
+				want: []string{`{"name":"cpu","window_start":0,"window_end":1000,"count":2,"sum":4,"min":1,"max":3}`}, dead: []int{1, 2}},
 			{in: []core.Record{at(2000, `{"name":"cpu","value":0}`)},
-				want: []string{`{"name":"cpu","window_start":1000,"count":1,"sum":5,"min":5,"max":5}`}},
+				want: []string{`{"name":"cpu","window_start":1000,"window_end":2000,"count":1,"sum":5,"min":5,"max":5}`}},
 		}},
 		{name: "etl", config: map[string]string{"columns": "id:int,name:string,price:float,ok:bool"},
 			batches: []batch{{in: []core.Record{kv("1", `7,"a, b",9.5,true`), kv("2", `x,a,1,true`), kv("3", `1,2`)},
@@ -135,5 +135,15 @@ func TestRunLocal(t *testing.T) {
 	}
 	if !strings.Contains(cnt.String(), `{"state":{"key":"c:a","value":"1"}}`) {
 		t.Fatalf("count output:\n%s", cnt.String())
+	}
+
+	// Event time: windows find their timers by listing state keys.
+	var win bytes.Buffer
+	metrics := `{"timestamp":100,"value":"{\"name\":\"cpu\",\"value\":1}"}` + "\n" + `{"timestamp":2100,"value":"{\"name\":\"cpu\",\"value\":2}"}` + "\n"
+	if err := RunLocal(context.Background(), buildWasm(t, "examples/window"), map[string]string{"size_ms": "1000"}, nil, strings.NewReader(metrics), &win); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(win.String(), `"value":"{\"name\":\"cpu\",\"window_start\":0,\"window_end\":1000,\"count\":1,\"sum\":1,\"min\":1,\"max\":1}"`) {
+		t.Fatalf("window output:\n%s", win.String())
 	}
 }

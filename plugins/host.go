@@ -66,7 +66,8 @@ func (h *Host) Validate(ctx context.Context, wasm []byte) (core.ModuleInfo, erro
 	if err := h.check(); err != nil {
 		return core.ModuleInfo{}, err
 	}
-	return h.validate(ctx, wasm)
+	info, _, err := h.validate(ctx, wasm)
+	return info, err
 }
 
 func (h *Host) check() error {
@@ -105,7 +106,7 @@ func (h *Host) Processor(ctx context.Context, m core.ModuleRef, lim core.Process
 	if err != nil {
 		return nil, err
 	}
-	info, err := h.validate(ctx, m.Wasm)
+	info, guest, err := h.validate(ctx, m.Wasm)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +114,7 @@ func (h *Host) Processor(ctx context.Context, m core.ModuleRef, lim core.Process
 		return nil, fmt.Errorf("%w: the module declares %d pages (%d MiB) of initial memory, above its memory limit of %d pages (%d MiB)",
 			ErrMemoryLimit, info.MemoryPages, info.MemoryPages/16, l.pages, l.pages/16)
 	}
-	p := &processor{h: h, ref: m, lim: l, live: make(map[runner]struct{})}
+	p := &processor{h: h, ref: m, lim: l, guest: guest, live: make(map[runner]struct{})}
 	if h.cfg.Isolation != IsolationProcess {
 		e, err := newEngine(ctx, m.Wasm, h.cache, l.pages, h.cfg.Isolation == IsolationInProcess)
 		if err != nil {

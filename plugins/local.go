@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -38,9 +39,11 @@ const localBatch = 100
 //	{"log":{"level":"INFO","msg":"…"}}
 //
 // Keys and values that are not UTF-8 are written in base64 with
-// "encoding":"base64" on the line. The module runs in-process with
-// interruption (IsolationInProcess) and default limits. A failed batch stops
-// the run with its error.
+// "encoding":"base64" on the line. After the last batch the module gets one
+// tick (abi.ExportTick), as an idle partition would: processing-time timers
+// that are due fire. The module runs in-process with interruption
+// (IsolationInProcess) and default limits. A failed batch stops the run
+// with its error.
 func RunLocal(ctx context.Context, wasm []byte, cfg map[string]string, outputs []string, in io.Reader, out io.Writer) error {
 	if len(outputs) == 0 {
 		outputs = []string{"out"}
@@ -62,14 +65,17 @@ func RunLocal(ctx context.Context, wasm []byte, cfg map[string]string, outputs [
 	state := mapState{}
 	var batch []core.Record
 	var offset int64
-	flush := func() error {
-		if len(batch) == 0 {
+	flush := func(tick bool) error {
+		if len(batch) == 0 && !tick {
 			return nil
 		}
 		res, err := p.Process(ctx, &core.ProcessInput{
-			Pipeline: "local", Topic: "in", Records: batch, Outputs: outputs, Config: cfg, State: state,
+			Pipeline: "local", Topic: "in", Records: batch, Outputs: outputs, Config: cfg, State: state, Tick: tick,
 		})
 		if err != nil {
+			if tick {
+				return fmt.Errorf("tick at offset %d: %w", offset, err)
+			}
 			return fmt.Errorf("batch at offset %d: %w", batch[0].Offset, err)
 		}
 		for _, r := range res.Records {
@@ -125,7 +131,7 @@ func RunLocal(ctx context.Context, wasm []byte, cfg map[string]string, outputs [
 		offset++
 		batch = append(batch, r)
 		if len(batch) == localBatch {
-			if err := flush(); err != nil {
+			if err := flush(false); err != nil {
 				return err
 			}
 		}
@@ -133,7 +139,10 @@ func RunLocal(ctx context.Context, wasm []byte, cfg map[string]string, outputs [
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	return flush()
+	if err := flush(false); err != nil {
+		return err
+	}
+	return flush(true)
 }
 
 func (lr *LocalRecord) record() (core.Record, error) {
@@ -198,11 +207,23 @@ func putKV(m map[string]any, r core.Record) {
 	}
 }
 
+// mapState is a core.StateReader and core.StateLister over a map.
 type mapState map[string][]byte
 
 func (m mapState) Get(key []byte) ([]byte, bool) {
 	v, ok := m[string(key)]
 	return v, ok
+}
+
+func (m mapState) Keys(prefix, start string, limit int) []string {
+	var keys []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) && k >= start {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys[:min(limit, len(keys))]
 }
 
 // jsonLogHandler writes guest log lines as {"log":…} JSON lines.

@@ -25,10 +25,11 @@ type runner interface {
 //
 // Lock order: processor.mu, then nothing.
 type processor struct {
-	h   *Host
-	ref core.ModuleRef
-	lim limits
-	eng *engine // nil for process isolation
+	h     *Host
+	ref   core.ModuleRef
+	lim   limits
+	guest guestInfo // from validation: ABI version, ticks
+	eng   *engine   // nil for process isolation
 
 	mu      sync.Mutex
 	idle    []runner
@@ -104,6 +105,9 @@ func (p *processor) discard(r runner) {
 // batch only; the runner that failed is discarded unless the guest merely
 // returned an error.
 func (p *processor) Process(ctx context.Context, in *core.ProcessInput) (*core.ProcessOutput, error) {
+	if in.Tick && (!p.guest.tick || len(in.Records) > 0) {
+		return &core.ProcessOutput{}, nil // nothing to tick
+	}
 	r, err := p.get(ctx)
 	if err != nil {
 		return nil, err
@@ -112,7 +116,7 @@ func (p *processor) Process(ctx context.Context, in *core.ProcessInput) (*core.P
 	if bp == nil {
 		bp = new([]byte)
 	}
-	*bp = appendBatch((*bp)[:0], in)
+	*bp = appendBatch((*bp)[:0], p.guest.version, in)
 	start := time.Now()
 	out, logs, reusable, err := r.process(ctx, in, *bp)
 	p.bufs.Put(bp)
@@ -288,6 +292,7 @@ func (l *local) close() {
 
 func (l *local) process(ctx context.Context, in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, bool, error) {
 	s := newSession(in.Config, len(in.Outputs), len(in.Records), l.p.lim, readerSource{in.State})
+	s.tick = in.Tick
 	ctx, cancel := context.WithTimeout(ctx, l.p.lim.timeout)
 	defer cancel()
 	var err error
@@ -326,6 +331,9 @@ func (l *local) process(ctx context.Context, in *core.ProcessInput, batch []byte
 		return nil, s.logs, reusableAfter(err), err
 	}
 	out, err := s.output(in.Records)
+	if err == nil {
+		out.Pending = s.pending
+	}
 	return out, s.logs, err == nil, err
 }
 

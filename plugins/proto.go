@@ -23,7 +23,11 @@ import (
 // once it is instantiated (its start function and _initialize have run,
 // under the batch time limit: the watchdog is re-armed in between).
 //
-//	msgBatch                   (msgGet → msgVal)* then msgResult | msgFail
+//	msgBatch                   (msgGet → msgVal | msgKeys → msgKeyList)* then msgResult | msgFail
+//
+// A msgBatch whose flags have flagTick set is a tick (abi.ExportTick); its
+// msgResult ends with the tick's pending flag. State listings (state_keys)
+// are a round trip each, speculative run or not.
 //
 // State reads: msgBatch carries the committed values of the keys the
 // previous batch of the same partition read (prefetch). The worker first
@@ -33,16 +37,21 @@ import (
 // Keys the second run still misses cost one msgGet each. msgResult reports
 // every key read, the next batch's prefetch.
 const (
-	msgInit     byte = 1 // u32 pages, u32 maxState, str cacheDir, bytes wasm
-	msgReady    byte = 2 // (empty)
-	msgBatch    byte = 3 // u64 maxOut, u32 nOutputs, u32 nRecords, u32 nConfig, (str k, str v)*, u32 nPrefetch, (bytes k, u32 found, bytes v)*, u32 len, batch
-	msgGet      byte = 4 // u32 n, (bytes key)*
-	msgVal      byte = 5 // u32 n, (u32 found, bytes value)*
-	msgResult   byte = 6 // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*
-	msgFail     byte = 7 // u32 kind, str message, u32 instance lost (0/1), logs
-	msgHello    byte = 8 // u32 abi version: "this process is a worker"
-	msgCompiled byte = 9 // (empty): compiled, now instantiating
+	msgInit     byte = 1  // u32 pages, u32 maxState, str cacheDir, bytes wasm
+	msgReady    byte = 2  // (empty)
+	msgBatch    byte = 3  // u32 flags, u64 maxOut, u32 nOutputs, u32 nRecords, u32 nConfig, (str k, str v)*, u32 nPrefetch, (bytes k, u32 found, bytes v)*, u32 len, batch
+	msgGet      byte = 4  // u32 n, (bytes key)*
+	msgVal      byte = 5  // u32 n, (u32 found, bytes value)*
+	msgResult   byte = 6  // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*, u32 pending
+	msgFail     byte = 7  // u32 kind, str message, u32 instance lost (0/1), logs
+	msgHello    byte = 8  // u32 abi version: "this process is a worker"
+	msgCompiled byte = 9  // (empty): compiled, now instantiating
+	msgKeys     byte = 10 // str prefix, str start, u32 limit
+	msgKeyList  byte = 11 // u32 n, (str key)*
 )
+
+// msgBatch flags.
+const flagTick uint32 = 1
 
 // helloTimeout bounds the wait for msgHello: an executable that does not
 // dispatch to RunWorker (see WorkerEnv) is found out quickly.

@@ -2,6 +2,8 @@ package plugins
 
 import (
 	"crypto/rand"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -14,9 +16,19 @@ import (
 // worker.
 type stateSource interface {
 	get(key []byte) (value []byte, ok bool, err error)
+	// keys lists at most limit committed keys with prefix, at or after
+	// start, in order.
+	keys(prefix, start string, limit int) ([]string, error)
 }
 
 type readerSource struct{ r core.StateReader }
+
+func (s readerSource) keys(prefix, start string, limit int) ([]string, error) {
+	if l, ok := s.r.(core.StateLister); ok {
+		return l.Keys(prefix, start, limit), nil
+	}
+	return nil, nil
+}
 
 func (s readerSource) get(key []byte) ([]byte, bool, error) {
 	if s.r == nil {
@@ -56,6 +68,8 @@ type session struct {
 	logBytes int
 	failMsg  string
 	err      error // first host-side failure; fails the batch
+	tick     bool  // the call is a tick (abi.ExportTick), not a batch
+	pending  bool  // the tick reported abi.TickPending
 }
 
 func newSession(config map[string]string, nOutputs, nRecords int, lim limits, src stateSource) *session {
@@ -153,6 +167,46 @@ func (s *session) stateDelete(key []byte) int32 {
 	return 0
 }
 
+// keysPage is how many committed keys one state_keys call asks its
+// source for.
+const keysPage = 1024
+
+// stateKeys lists the keys with prefix at or after start, in order: one
+// page of committed keys merged with this batch's writes and deletes.
+// An empty result ends the listing.
+func (s *session) stateKeys(prefix, start string) ([]string, error) {
+	for {
+		committed, err := s.src.keys(prefix, start, keysPage)
+		if err != nil {
+			return nil, err
+		}
+		full := len(committed) == keysPage
+		in := func(k string) bool {
+			return strings.HasPrefix(k, prefix) && k >= start && (!full || k <= committed[len(committed)-1])
+		}
+		out := make([]string, 0, len(committed))
+		for _, k := range committed {
+			if e, ok := s.overlay[k]; !ok || e.ok {
+				out = append(out, k)
+			}
+		}
+		added := false
+		for k, e := range s.overlay {
+			if _, dup := slices.BinarySearch(committed, k); e.ok && !dup && in(k) {
+				out = append(out, k)
+				added = true
+			}
+		}
+		if added {
+			sort.Strings(out)
+		}
+		if len(out) > 0 || !full {
+			return out, nil
+		}
+		start = committed[len(committed)-1] + "\x00" // a page of deleted keys
+	}
+}
+
 func (s *session) configGet(key []byte) (string, bool) {
 	v, ok := s.config[string(key)]
 	return v, ok
@@ -245,9 +299,10 @@ func decodeEmitted(b []byte, in []core.Record, maxOut int64) ([]core.OutputRecor
 	return out, nil
 }
 
-// appendBatch encodes a ProcessInput's records as an abi batch.
-func appendBatch(b []byte, in *core.ProcessInput) []byte {
-	b = abi.AppendBatchHeader(b, in.Topic, int32(in.Partition), in.Outputs, len(in.Records))
+// appendBatch encodes a ProcessInput's records as an abi batch of the
+// guest's ABI version.
+func appendBatch(b []byte, version uint32, in *core.ProcessInput) []byte {
+	b = abi.AppendBatchHeaderVersion(b, version, in.Topic, int32(in.Partition), in.Outputs, len(in.Records))
 	for i := range in.Records {
 		r := &in.Records[i]
 		b = abi.AppendU64(b, uint64(r.Offset))

@@ -38,6 +38,20 @@ var hostSigs = map[string]sig{
 	abi.ImportNow:         {nil, []api.ValueType{i64}},
 	abi.ImportRandom:      {[]api.ValueType{i32, i32}, nil},
 	abi.ImportFail:        {[]api.ValueType{i32, i32}, nil},
+	abi.ImportStateKeys:   {[]api.ValueType{i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}},
+}
+
+// sinceVersion names the host functions and exports later ABI versions
+// added, with the version that added them: an older guest may not use them.
+var sinceVersion = map[string]uint32{
+	abi.ImportStateKeys: 2,
+	abi.ExportTick:      2,
+}
+
+// guestInfo is what the host needs to know of a module to run it.
+type guestInfo struct {
+	version uint32 // the ABI version it declares
+	tick    bool   // it exports abi.ExportTick (version 2 and later)
 }
 
 // wasiAllowed are the WASI functions a Go guest imports: the runtime's ten
@@ -246,8 +260,13 @@ func uleb(b []byte) (uint32, int, error) {
 }
 
 // checkCompiled checks the imports' types and the required exports of a
-// compiled module and returns the ABI version it declares.
-func checkCompiled(cm compiledModule) (uint32, error) {
+// compiled module and returns the ABI version it declares and whether it
+// takes ticks.
+func checkCompiled(cm compiledModule) (guestInfo, error) {
+	version, err := checkVersion(cm.ExportedFunctions())
+	if err != nil {
+		return guestInfo{}, err
+	}
 	for _, f := range cm.ImportedFunctions() {
 		mod, fn, _ := f.Import()
 		if mod != abi.ImportModule {
@@ -255,13 +274,21 @@ func checkCompiled(cm compiledModule) (uint32, error) {
 		}
 		want := hostSigs[fn]
 		if !sameTypes(f.ParamTypes(), want.params) || !sameTypes(f.ResultTypes(), want.results) {
-			return 0, invalid("host function %s.%s imported with type %s, want %s", mod, fn, sigString(f.ParamTypes(), f.ResultTypes()), sigString(want.params, want.results))
+			return guestInfo{}, invalid("host function %s.%s imported with type %s, want %s", mod, fn, sigString(f.ParamTypes(), f.ResultTypes()), sigString(want.params, want.results))
+		}
+		if v := sinceVersion[fn]; v > version {
+			return guestInfo{}, invalid("host function %s.%s needs abi version %d; the module declares %d", mod, fn, v, version)
 		}
 	}
 	if len(cm.ImportedMemories()) > 0 {
-		return 0, invalid("imports a memory; the module must define and export its own")
+		return guestInfo{}, invalid("imports a memory; the module must define and export its own")
 	}
-	exports := cm.ExportedFunctions()
+	return checkExports(cm, version)
+}
+
+// checkVersion finds the one abi version export and checks the host runs
+// that version.
+func checkVersion(exports map[string]api.FunctionDefinition) (uint32, error) {
 	var version uint32
 	var versions []string
 	for n := range exports {
@@ -279,35 +306,49 @@ func checkCompiled(cm compiledModule) (uint32, error) {
 		return 0, invalid("no abi version export (%s%d): not built with the Weir SDK, or for an older ABI", abi.ExportVersionPrefix, abi.Version)
 	case len(versions) > 1:
 		return 0, invalid("several abi version exports: %s", strings.Join(versions, ", "))
-	case version != abi.Version:
-		return 0, invalid("abi version %d not supported (this broker speaks %d)", version, abi.Version)
+	case version < abi.MinVersion || version > abi.Version:
+		return 0, invalid("abi version %d not supported (this broker speaks %d to %d)", version, abi.MinVersion, abi.Version)
 	}
+	return version, nil
+}
+
+// checkExports checks the exports a guest of version must (or may) have.
+func checkExports(cm compiledModule, version uint32) (guestInfo, error) {
+	exports := cm.ExportedFunctions()
+	batchSig := sig{[]api.ValueType{i32, i32}, []api.ValueType{i32}}
 	need := map[string]sig{
 		abi.ExportAlloc:   {[]api.ValueType{i32}, []api.ValueType{i32}},
-		abi.ExportProcess: {[]api.ValueType{i32, i32}, []api.ValueType{i32}},
+		abi.ExportProcess: batchSig,
 	}
 	for _, n := range []string{abi.ExportAlloc, abi.ExportProcess} {
 		f, ok := exports[n]
 		if !ok {
-			return 0, invalid("missing export %q", n)
+			return guestInfo{}, invalid("missing export %q", n)
 		}
 		w := need[n]
 		if !sameTypes(f.ParamTypes(), w.params) || !sameTypes(f.ResultTypes(), w.results) {
-			return 0, invalid("export %q has type %s, want %s", n, sigString(f.ParamTypes(), f.ResultTypes()), sigString(w.params, w.results))
+			return guestInfo{}, invalid("export %q has type %s, want %s", n, sigString(f.ParamTypes(), f.ResultTypes()), sigString(w.params, w.results))
 		}
+	}
+	info := guestInfo{version: version}
+	if f, ok := exports[abi.ExportTick]; ok && version >= sinceVersion[abi.ExportTick] {
+		if !sameTypes(f.ParamTypes(), batchSig.params) || !sameTypes(f.ResultTypes(), batchSig.results) {
+			return guestInfo{}, invalid("export %q has type %s, want %s", abi.ExportTick, sigString(f.ParamTypes(), f.ResultTypes()), sigString(batchSig.params, batchSig.results))
+		}
+		info.tick = true
 	}
 	if _, ok := exports["_start"]; ok {
 		if _, ok := exports[abi.ExportInitialize]; !ok {
-			return 0, invalid("module is a WASI command (exports _start, no _initialize); build a reactor (Go: -buildmode=c-shared)")
+			return guestInfo{}, invalid("module is a WASI command (exports _start, no _initialize); build a reactor (Go: -buildmode=c-shared)")
 		}
 	}
 	if f, ok := exports[abi.ExportInitialize]; ok && (len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0) {
-		return 0, invalid("export %q must take and return nothing", abi.ExportInitialize)
+		return guestInfo{}, invalid("export %q must take and return nothing", abi.ExportInitialize)
 	}
 	if _, ok := cm.ExportedMemories()[abi.ExportMemory]; !ok {
-		return 0, invalid("missing exported memory %q", abi.ExportMemory)
+		return guestInfo{}, invalid("missing exported memory %q", abi.ExportMemory)
 	}
-	return version, nil
+	return info, nil
 }
 
 type compiledModule interface {
@@ -341,27 +382,27 @@ func sigString(p, r []api.ValueType) string {
 }
 
 // validate runs every upload check and returns what it learned.
-func (h *Host) validate(ctx context.Context, wasm []byte) (core.ModuleInfo, error) {
+func (h *Host) validate(ctx context.Context, wasm []byte) (core.ModuleInfo, guestInfo, error) {
 	if err := checkStatic(wasm, h.cfg.MaxModuleBytes); err != nil {
-		return core.ModuleInfo{}, err
+		return core.ModuleInfo{}, guestInfo{}, err
 	}
 	cm, err := h.valRT.CompileModule(ctx, wasm)
 	if err != nil {
 		if ctx.Err() != nil {
-			return core.ModuleInfo{}, ctx.Err()
+			return core.ModuleInfo{}, guestInfo{}, ctx.Err()
 		}
-		return core.ModuleInfo{}, invalid("parse: %v", err)
+		return core.ModuleInfo{}, guestInfo{}, invalid("parse: %v", err)
 	}
 	defer cm.Close(context.WithoutCancel(ctx))
-	v, err := checkCompiled(cm)
+	g, err := checkCompiled(cm)
 	if err != nil {
-		return core.ModuleInfo{}, err
+		return core.ModuleInfo{}, guestInfo{}, err
 	}
 	pages := cm.ExportedMemories()[abi.ExportMemory].Min()
 	if pages > h.cfg.MaxMemoryPages {
-		return core.ModuleInfo{}, invalid("declares %d pages (%d MiB) of initial memory, above the most a pipeline may have: %d pages (%d MiB)",
+		return core.ModuleInfo{}, guestInfo{}, invalid("declares %d pages (%d MiB) of initial memory, above the most a pipeline may have: %d pages (%d MiB)",
 			pages, pages/16, h.cfg.MaxMemoryPages, h.cfg.MaxMemoryPages/16)
 	}
 	sum := sha256.Sum256(wasm)
-	return core.ModuleInfo{ABIVersion: v, SHA256: hex.EncodeToString(sum[:]), Size: len(wasm), MemoryPages: pages}, nil
+	return core.ModuleInfo{ABIVersion: g.version, SHA256: hex.EncodeToString(sum[:]), Size: len(wasm), MemoryPages: pages}, g, nil
 }

@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,7 +33,10 @@ func TestValidateRejects(t *testing.T) {
 		{"too large", make([]byte, 2<<20), "above the limit"},
 		{"garbage body", append([]byte{0, 'a', 's', 'm', 1, 0, 0, 0}, 1, 3, 0x60, 0xff, 0xff), "parse"},
 		{"no exports", wmod{}.bytes(), "no abi version export"},
-		{"abi version 2", wmod{memory: true, funcs: append(abiFuncs(i32c(0))[1:], wfunc{export: "weir_abi_version_2"})}.bytes(), "abi version 2 not supported"},
+		{"abi version 3", wmod{memory: true, funcs: v(3, abiFuncs(i32c(0)))}.bytes(), "abi version 3 not supported (this broker speaks 1 to 2)"},
+		{"abi version 0", wmod{memory: true, funcs: v(0, abiFuncs(i32c(0)))}.bytes(), "abi version 0 not supported"},
+		{"state_keys in version 1", withImport(wimport{mod: "weir", name: "state_keys", params: []byte{tI32, tI32, tI32, tI32, tI32, tI32}, results: []byte{tI32}}), "weir.state_keys needs abi version 2; the module declares 1"},
+		{"wrong tick type", wmod{memory: true, funcs: append(v(2, abiFuncs(i32c(0))), wfunc{export: "weir_tick", params: []byte{tI32}, results: []byte{tI32}, body: i32c(0)})}.bytes(), `export "weir_tick" has type (i32)->(i32)`},
 		{"missing process", wmod{memory: true, funcs: abiFuncs(nil)[:2]}.bytes(), `missing export "weir_process"`},
 		{"wrong process type", wmod{memory: true, funcs: append(abiFuncs(nil)[:2], wfunc{export: "weir_process", params: []byte{tI32}, results: []byte{tI32}, body: i32c(0)})}.bytes(), `export "weir_process" has type`},
 		{"wasi command", wmod{memory: true, funcs: append(abiFuncs(i32c(0)), wfunc{export: "_start"})}.bytes(), "WASI command"},
@@ -65,27 +69,34 @@ func TestValidateRejects(t *testing.T) {
 func TestValidateAccepts(t *testing.T) {
 	t.Parallel()
 	h := newHost(t, Config{})
-	full := wmod{memory: true, funcs: abiFuncs(i32c(0))}
+	full := wmod{memory: true, funcs: append(v(2, abiFuncs(i32c(0))), wfunc{export: "weir_tick", params: []byte{tI32, tI32}, results: []byte{tI32}, body: i32c(0)})}
 	for name := range hostSigs {
 		s := hostSigs[name]
 		full.imports = append(full.imports, wimport{mod: "weir", name: name, params: raw(s.params), results: raw(s.results)})
 	}
 	for _, tc := range []struct {
-		name string
-		wasm []byte
+		name    string
+		wasm    []byte
+		version uint32
 	}{
-		{"minimal hand-written", wmod{memory: true, funcs: abiFuncs(i32c(0))}.bytes()},
-		{"every host function", full.bytes()},
-		{"go guest", buildWasm(t, "examples/passthrough")},
+		{"minimal hand-written", wmod{memory: true, funcs: abiFuncs(i32c(0))}.bytes(), 1},
+		{"every host function", full.bytes(), 2},
+		{"go guest", buildWasm(t, "examples/passthrough"), abi.Version},
 	} {
 		info, err := h.Validate(context.Background(), tc.wasm)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if info.ABIVersion != abi.Version || info.Size != len(tc.wasm) || len(info.SHA256) != 64 {
+		if info.ABIVersion != tc.version || info.Size != len(tc.wasm) || len(info.SHA256) != 64 {
 			t.Fatalf("%s: info %+v", tc.name, info)
 		}
 	}
 }
 
 func raw(ts []byte) []byte { return ts }
+
+// v makes abiFuncs declare ABI version n.
+func v(n int, fs []wfunc) []wfunc {
+	fs[0].export = "weir_abi_version_" + strconv.Itoa(n)
+	return fs
+}

@@ -135,6 +135,47 @@ type remoteSource struct {
 	missing     map[string]bool
 	read        []string // every key read, in first-read order
 	readSet     map[string]bool
+	listed      map[[2]string][]string // state listings by (prefix, start), for both runs
+}
+
+// keys lists committed keys: a round trip to the broker, once per
+// (prefix, start) for the batch (the speculative run's answers serve the
+// second run).
+func (s *remoteSource) keys(prefix, start string, limit int) ([]string, error) {
+	if k, ok := s.listed[[2]string{prefix, start}]; ok {
+		return k, nil
+	}
+	b := abi.AppendStr(s.buf[:0], prefix)
+	b = abi.AppendStr(b, start)
+	b = abi.AppendU32(b, uint32(limit))
+	s.buf = b
+	if err := s.c.send(msgKeys, b); err != nil {
+		return nil, err
+	}
+	typ, p, err := s.c.recv()
+	if err != nil {
+		return nil, err
+	}
+	if typ != msgKeyList {
+		return nil, fmt.Errorf("worker: got message %d, want state keys", typ)
+	}
+	r := abi.NewReader(p)
+	n := r.U32()
+	if uint64(n)*4 > uint64(r.Len()) {
+		return nil, errors.New("worker: bad state keys message")
+	}
+	keys := make([]string, 0, n)
+	for range n {
+		keys = append(keys, r.Str())
+	}
+	if r.Err() != nil {
+		return nil, errors.New("worker: bad state keys message")
+	}
+	if s.listed == nil {
+		s.listed = map[[2]string][]string{}
+	}
+	s.listed[[2]string{prefix, start}] = keys
+	return keys, nil
 }
 
 func (s *remoteSource) noteRead(k string) {
@@ -202,6 +243,7 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 		return errors.New("worker: batch before init")
 	}
 	r := abi.NewReader(p)
+	tick := r.U32()&flagTick != 0
 	lim := w.lim
 	lim.maxOut = int64(r.U64())
 	nOut := int(r.U32())
@@ -234,7 +276,12 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 	w.c.steal(w.frame)
 	w.frame = p[:0:cap(p)]
 
-	s, err := w.run(ctx, batch, func() *session { return newSession(cfg, nOut, nRec, lim, src) })
+	sess := func() *session {
+		s := newSession(cfg, nOut, nRec, lim, src)
+		s.tick = tick
+		return s
+	}
+	s, err := w.run(ctx, batch, sess)
 	if err == nil || reusableAfter(err) || errors.Is(err, ErrTrap) {
 		if len(src.missing) > 0 {
 			// The speculative run read keys nobody prefetched: fetch them
@@ -248,7 +295,7 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 			}
 			src.speculative = false
 			src.read, src.readSet = src.read[:0], map[string]bool{}
-			s, err = w.run(ctx, batch, func() *session { return newSession(cfg, nOut, nRec, lim, src) })
+			s, err = w.run(ctx, batch, sess)
 		}
 	}
 	if err != nil {
@@ -275,6 +322,11 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 	for _, k := range src.read {
 		b = abi.AppendStr(b, k)
 	}
+	pending := uint32(0)
+	if s.pending {
+		pending = 1
+	}
+	b = abi.AppendU32(b, pending)
 	w.out = b
 	return w.c.send(msgResult, b)
 }

@@ -211,7 +211,12 @@ func (w *worker) process(ctx context.Context, in *core.ProcessInput, batch []byt
 }
 
 func (w *worker) run(in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, error) {
-	b := abi.AppendU64(w.buf[:0], uint64(w.lim.maxOut))
+	flags := uint32(0)
+	if in.Tick {
+		flags |= flagTick
+	}
+	b := abi.AppendU32(w.buf[:0], flags)
+	b = abi.AppendU64(b, uint64(w.lim.maxOut))
 	b = abi.AppendU32(b, uint32(len(in.Outputs)))
 	b = abi.AppendU32(b, uint32(len(in.Records)))
 	b = abi.AppendU32(b, uint32(len(in.Config)))
@@ -243,6 +248,23 @@ func (w *worker) run(in *core.ProcessInput, batch []byte) (*core.ProcessOutput, 
 			}
 			w.vals = b
 			if err := w.c.send(msgVal, b); err != nil {
+				return nil, nil, err
+			}
+		case msgKeys:
+			prefix, start, limit := r.Str(), r.Str(), r.U32()
+			if r.Err() != nil {
+				return nil, nil, errors.New("bad state listing request")
+			}
+			var keys []string
+			if l, ok := in.State.(core.StateLister); ok {
+				keys = l.Keys(prefix, start, int(min(limit, keysPage)))
+			}
+			b := abi.AppendU32(w.vals[:0], uint32(len(keys)))
+			for _, k := range keys {
+				b = abi.AppendStr(b, k)
+			}
+			w.vals = b
+			if err := w.c.send(msgKeyList, b); err != nil {
 				return nil, nil, err
 			}
 		case msgResult:
@@ -290,6 +312,7 @@ func decodeResult(r *abi.Reader, in *core.ProcessInput, maxOut int64) (*core.Pro
 	for i := uint32(0); i < nRead && r.Err() == nil; i++ {
 		read = append(read, r.Str())
 	}
+	out.Pending = r.U32() == 1
 	if r.Err() != nil {
 		return nil, logs, nil, errors.New("bad result message")
 	}

@@ -175,6 +175,33 @@ func TestCLI(t *testing.T) {
 	}
 }
 
+// awaitPipelineCaughtUp waits until the pipeline's committed positions on
+// its parts input partitions have reached their high watermarks and its
+// outbox is shipped: every output it will write for the input so far is
+// written, so a duplicate would be in the log now.
+func awaitPipelineCaughtUp(t *testing.T, u, name string, parts int) {
+	t.Helper()
+	tu.Eventually(t, 90*time.Second, "pipeline "+name+" to catch up", func() bool {
+		var st struct {
+			Partitions []struct {
+				Lag     int64 `json:"lag"`
+				Pending int   `json:"pending_outbox"`
+			} `json:"partitions"`
+		}
+		r, err := tu.TryDo("GET", u+"/v1/pipelines/"+name, nil)
+		if err != nil || r.Status != 200 {
+			return false
+		}
+		r.JSON(t, &st)
+		for _, p := range st.Partitions {
+			if p.Lag != 0 || p.Pending != 0 {
+				return false
+			}
+		}
+		return len(st.Partitions) == parts
+	})
+}
+
 // TestCountExactlyOnceAcrossKill9: the count example in an exactly-once
 // pipeline gives every key the exact sequence 1..n although the broker is
 // killed with SIGKILL in the middle of the stream.
@@ -234,25 +261,7 @@ func TestCountExactlyOnceAcrossKill9(t *testing.T) {
 	// The fence: the pipeline's committed positions have reached the
 	// inputs' high watermarks and its outbox is shipped, so every count it
 	// will ever write is written; a duplicate would be in the log now.
-	tu.Eventually(t, 90*time.Second, "pipeline c to catch up", func() bool {
-		var st struct {
-			Partitions []struct {
-				Lag     int64 `json:"lag"`
-				Pending int   `json:"pending_outbox"`
-			} `json:"partitions"`
-		}
-		r, err := tu.TryDo("GET", u+"/v1/pipelines/c", nil)
-		if err != nil || r.Status != 200 {
-			return false
-		}
-		r.JSON(t, &st)
-		for _, p := range st.Partitions {
-			if p.Lag != 0 || p.Pending != 0 {
-				return false
-			}
-		}
-		return len(st.Partitions) == 2
-	})
+	awaitPipelineCaughtUp(t, u, "c", 2)
 	per := map[string][]string{}
 	for part := 0; part < 2; part++ {
 		var f struct {

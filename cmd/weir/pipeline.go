@@ -255,7 +255,7 @@ type pipelineSpec struct {
 	version, maxAttempts    int
 	batch                   int
 	inputs, outputs, config []string
-	timeoutMs               int64
+	timeoutMs, tickMs       int64
 	pages                   uint32
 	resume, reset           bool
 }
@@ -269,6 +269,7 @@ func (s *pipelineSpec) flags(f *pflag.FlagSet) {
 	f.IntVar(&s.maxAttempts, "max-attempts", 0, "attempts per batch before dead-lettering (0: 3)")
 	f.StringVar(&s.dlq, "dead-letter-topic", "", "dead-letter topic (default NAME.dlq)")
 	f.IntVar(&s.batch, "batch-size", 0, "records per Wasm call (0: 1000)")
+	f.Int64Var(&s.tickMs, "tick-interval-ms", 0, "how often an idle input partition ticks the module's timers (0: 1000)")
 	f.StringVar(&s.from, "from", "", "earliest (default), latest, an offset or a timestamp (ms)")
 	f.Int64Var(&s.timeoutMs, "timeout-ms", 0, "time limit per batch (0: the host default, 2000)")
 	f.Uint32Var(&s.pages, "memory-pages", 0, "guest memory limit in 64 KiB pages (0: the host default, 256)")
@@ -284,7 +285,7 @@ func (s *pipelineSpec) pipelineConfig(name, module string) (client.PipelineConfi
 	}
 	return client.PipelineConfig{
 		Name: name, Module: module, Version: s.version, Inputs: s.inputs, Outputs: s.outputs,
-		Config: cfg, Guarantee: s.guarantee, BatchSize: s.batch, From: client.From(s.from),
+		Config: cfg, Guarantee: s.guarantee, BatchSize: s.batch, From: client.From(s.from), TickIntervalMs: s.tickMs,
 		OnError: &client.PipelineOnError{MaxAttempts: s.maxAttempts, DeadLetterTopic: s.dlq},
 		Limits:  &client.PipelineLimits{BatchTimeoutMs: s.timeoutMs, MemoryPages: s.pages},
 		Resume:  s.resume, Reset: s.reset,

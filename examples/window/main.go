@@ -1,51 +1,47 @@
 // Command window is a Weir transform that aggregates JSON metrics
-// {"name":"cpu","value":0.5} in tumbling event-time windows of
-// config.size_ms milliseconds (event time = the record's timestamp).
+// {"name":"cpu","value":0.5} per name in event-time windows, with the
+// SDK's windows (transform.OnWindows): tumbling windows of config.size_ms,
+// or hopping ones when config.slide_ms is set too. Event time is the
+// record's timestamp.
 //
 // The partition's watermark is the largest timestamp seen minus
-// config.lateness_ms. When the watermark reaches a window's end, the window
-// is emitted to the first output, one record per name, keyed by name:
+// config.lateness_ms; once the partition has been idle for
+// config.idle_timeout_ms (default 10 s; negative: never) it also moves on
+// with processing time, so the last window of a quiet stream closes.
+// When the watermark reaches a window's end, the window is emitted to the
+// first output, one record per name, keyed by name, with headers
+// weir-window-start and weir-window-end:
 //
-//	{"name":"cpu","window_start":60000,"count":3,"sum":1.5,"min":0.1,"max":0.9}
+//	{"name":"cpu","window_start":60000,"window_end":61000,"count":3,"sum":1.5,"min":0.1,"max":0.9}
 //
-// Windows closed by the same record are emitted by window start, then name.
-// A record whose window is already closed is late and is dead-lettered;
-// so is a record that is not such a JSON object. Records are processed one
-// by one, so the results do not depend on how the input is batched.
-//
-// The open windows and the watermark live in the pipeline's state under one
-// key ("window"), so an exactly-once pipeline restores them after a leader
-// change.
+// A late record (behind the watermark) and a value that is not such an
+// object are dead-lettered with the reason. The open windows, the
+// watermark and the timers are the pipeline's state, so an exactly-once
+// pipeline commits them with its outputs.
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sort"
 	"strconv"
+	"time"
 
 	"github.com/weir-broker/weir/sdk/transform"
 )
 
-func init() { transform.OnBatch(window) }
+func init() { transform.OnWindows(setup) }
 
 func main() {}
-
-const stateKey = "window"
 
 type agg struct {
 	Name  string  `json:"name"`
 	Start int64   `json:"window_start"`
+	End   int64   `json:"window_end"`
 	Count int64   `json:"count"`
 	Sum   float64 `json:"sum"`
 	Min   float64 `json:"min"`
 	Max   float64 `json:"max"`
-}
-
-type state struct {
-	HasMax bool   `json:"has_max"`
-	MaxTS  int64  `json:"max_ts"`
-	Open   []*agg `json:"open"`
 }
 
 type metric struct {
@@ -53,112 +49,74 @@ type metric struct {
 	Value *float64 `json:"value"`
 }
 
-func window(b *transform.Batch, ctx *transform.Context) error {
-	size, err := strconv.ParseInt(ctx.Config("size_ms"), 10, 64)
-	if err != nil || size <= 0 {
-		return fmt.Errorf("window: config.size_ms must be a positive integer, got %q", ctx.Config("size_ms"))
+var errShape = errors.New(`window: value is not {"name":string,"value":number}`)
+
+// ms reads a config value in milliseconds.
+func ms(ctx *transform.Context, key string, def int64, positive bool) (time.Duration, error) {
+	s, ok := ctx.LookupConfig(key)
+	if !ok {
+		return time.Duration(def) * time.Millisecond, nil
 	}
-	var lateness int64
-	if s, ok := ctx.LookupConfig("lateness_ms"); ok {
-		if lateness, err = strconv.ParseInt(s, 10, 64); err != nil || lateness < 0 {
-			return fmt.Errorf("window: config.lateness_ms must be a non-negative integer, got %q", s)
-		}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || (positive && v <= 0) {
+		return 0, fmt.Errorf("window: config.%s must be a positive integer, got %q", key, s)
 	}
-	var st state
-	if v, ok := ctx.State().Get(stateKey); ok {
-		if err := json.Unmarshal(v, &st); err != nil {
-			return fmt.Errorf("window: corrupt state: %v", err)
-		}
-	}
-	open := make(map[[2]any]*agg, len(st.Open))
-	for _, a := range st.Open {
-		open[[2]any{a.Start, a.Name}] = a
-	}
-	for i, r := range b.Records {
-		var m metric
-		if err := json.Unmarshal(r.Value, &m); err != nil || m.Name == nil || m.Value == nil {
-			if err := ctx.DeadLetterAt(i, `window: value is not {"name":string,"value":number}`); err != nil {
-				return err
-			}
-			continue
-		}
-		start := floorDiv(r.Timestamp, size) * size
-		if st.HasMax && start+size <= st.MaxTS-lateness {
-			if err := ctx.DeadLetterAt(i, fmt.Sprintf("window: late record (window %d closed)", start)); err != nil {
-				return err
-			}
-			continue
-		}
-		k := [2]any{start, *m.Name}
-		a := open[k]
-		if a == nil {
-			a = &agg{Name: *m.Name, Start: start, Min: *m.Value, Max: *m.Value}
-			open[k] = a
-		}
-		a.Count++
-		a.Sum += *m.Value
-		a.Min = min(a.Min, *m.Value)
-		a.Max = max(a.Max, *m.Value)
-		if !st.HasMax || r.Timestamp > st.MaxTS {
-			st.HasMax, st.MaxTS = true, r.Timestamp
-			if err := closeWindows(ctx, open, st.MaxTS-lateness, size); err != nil {
-				return err
-			}
-		}
-	}
-	st.Open = sorted(open)
-	v, err := json.Marshal(&st)
-	if err != nil {
-		return err
-	}
-	return ctx.State().Put(stateKey, v)
+	return time.Duration(v) * time.Millisecond, nil
 }
 
-// closeWindows emits and forgets every window whose end is at or before the
-// watermark.
-func closeWindows(ctx *transform.Context, open map[[2]any]*agg, watermark, size int64) error {
-	var done []*agg
-	for k, a := range open {
-		if a.Start+size <= watermark {
-			done = append(done, a)
-			delete(open, k)
-		}
+func setup(ctx *transform.Context) (transform.Windows, error) {
+	var w transform.Windows
+	var err error
+	if w.Size, err = ms(ctx, "size_ms", 0, true); err != nil || w.Size == 0 {
+		return w, fmt.Errorf("window: config.size_ms must be a positive integer, got %q", ctx.Config("size_ms"))
 	}
-	sortAggs(done)
-	for _, a := range done {
-		v, err := json.Marshal(a)
+	if w.Slide, err = ms(ctx, "slide_ms", 0, true); err != nil {
+		return w, err
+	}
+	if w.Time.AllowedLateness, err = ms(ctx, "lateness_ms", 0, false); err != nil || w.Time.AllowedLateness < 0 {
+		return w, fmt.Errorf("window: config.lateness_ms must be a non-negative integer, got %q", ctx.Config("lateness_ms"))
+	}
+	if w.Time.IdleTimeout, err = ms(ctx, "idle_timeout_ms", transform.DefaultIdleTimeout.Milliseconds(), false); err != nil {
+		return w, err
+	}
+	w.Key = func(r transform.Record) (string, error) {
+		var m metric
+		if err := json.Unmarshal(r.Value, &m); err != nil || m.Name == nil || m.Value == nil {
+			return "", errShape
+		}
+		return *m.Name, nil
+	}
+	w.Add = add
+	w.Emit = func(win transform.Window, acc []byte, ctx *transform.Context) error {
+		var a agg
+		if err := json.Unmarshal(acc, &a); err != nil {
+			return fmt.Errorf("window: corrupt state: %v", err)
+		}
+		a.Name, a.Start, a.End = win.Key, win.Start.UnixMilli(), win.End.UnixMilli()
+		v, err := json.Marshal(&a)
 		if err != nil {
 			return err
 		}
-		if err := ctx.Emit(transform.Record{Key: []byte(a.Name), Value: v, Timestamp: a.Start}); err != nil {
-			return err
+		return ctx.Emit(win.Record(v))
+	}
+	return w, nil
+}
+
+// add folds a metric into a window's aggregate (JSON in state).
+func add(acc []byte, r transform.Record) ([]byte, error) {
+	var m metric
+	if err := json.Unmarshal(r.Value, &m); err != nil || m.Value == nil {
+		return nil, errShape // Key accepted it: cannot happen
+	}
+	a := agg{Min: *m.Value, Max: *m.Value}
+	if acc != nil {
+		if err := json.Unmarshal(acc, &a); err != nil {
+			return nil, fmt.Errorf("window: corrupt state: %v", err)
 		}
 	}
-	return nil
-}
-
-func sorted(open map[[2]any]*agg) []*agg {
-	out := make([]*agg, 0, len(open))
-	for _, a := range open {
-		out = append(out, a)
-	}
-	sortAggs(out)
-	return out
-}
-
-func sortAggs(s []*agg) {
-	sort.Slice(s, func(i, j int) bool {
-		if s[i].Start != s[j].Start {
-			return s[i].Start < s[j].Start
-		}
-		return s[i].Name < s[j].Name
-	})
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && a < 0 {
-		q--
-	}
-	return q
+	a.Count++
+	a.Sum += *m.Value
+	a.Min = min(a.Min, *m.Value)
+	a.Max = max(a.Max, *m.Value)
+	return json.Marshal(&a)
 }

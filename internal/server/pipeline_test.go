@@ -155,7 +155,7 @@ func TestPipelineExamplesEndToEnd(t *testing.T) {
 	}
 
 	// window: tumbling windows by event time, emitted when the watermark passes.
-	createPipeline(t, u, map[string]any{"name": "w", "module": "window", "inputs": []string{"metrics"}, "outputs": []string{"windows"}, "config": map[string]string{"size_ms": "1000", "lateness_ms": "0"}})
+	createPipeline(t, u, map[string]any{"name": "w", "module": "window", "inputs": []string{"metrics"}, "outputs": []string{"windows"}, "config": map[string]string{"size_ms": "1000", "lateness_ms": "0", "idle_timeout_ms": "-1"}})
 	for _, m := range []struct {
 		ts  int64
 		val float64

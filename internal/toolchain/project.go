@@ -106,14 +106,25 @@ func validLang(l string) bool {
 	return false
 }
 
-// CheckABI fails when the project's SDK copy speaks another ABI version than
-// this weir (whose broker-side validation is the same code).
+// CheckABI fails when the project's SDK copy speaks an ABI version this
+// weir (whose broker-side validation is the same code) does not run:
+// versions abi.MinVersion to abi.Version are accepted.
 func (p Project) CheckABI() error {
-	if p.ABIVersion != 0 && p.ABIVersion != abi.Version {
-		return fmt.Errorf("%w: the project's SDK (.weir/sdk) speaks ABI %d, this weir %d: run `weir transform init --update-sdk` in %s",
-			ErrABIMismatch, p.ABIVersion, abi.Version, p.Dir)
+	if p.ABIVersion != 0 && (p.ABIVersion < abi.MinVersion || p.ABIVersion > abi.Version) {
+		return fmt.Errorf("%w: the project's SDK (.weir/sdk) speaks ABI %d, this weir %d to %d: run `weir transform init --update-sdk` in %s",
+			ErrABIMismatch, p.ABIVersion, abi.MinVersion, abi.Version, p.Dir)
 	}
 	return nil
+}
+
+// sdkABI is the ABI version the SDK of lang embedded in this weir speaks:
+// the Go SDK the newest (event time needs version 2), the Rust and
+// AssemblyScript SDKs version 1.
+func sdkABI(lang string) uint32 {
+	if lang == "go" {
+		return abi.Version
+	}
+	return abi.MinVersion
 }
 
 // Init writes a new project of lang into dir (created if needed): the
@@ -212,7 +223,7 @@ func projectFiles(name, lang string) ([]file, error) {
 
 // sdkFiles is .weir/: project.json and the SDK copy for lang.
 func sdkFiles(name, lang string) ([]file, error) {
-	m, err := json.MarshalIndent(meta{Lang: lang, Name: name, ABIVersion: abi.Version}, "", "  ")
+	m, err := json.MarshalIndent(meta{Lang: lang, Name: name, ABIVersion: sdkABI(lang)}, "", "  ")
 	if err != nil {
 		return nil, err
 	}

@@ -8,9 +8,17 @@ import (
 
 // Version is the ABI version this package encodes. A guest declares the
 // version it speaks by exporting a function named ExportVersionPrefix followed
-// by the decimal version (for version 1: "weir_abi_version_1"), so the host
+// by the decimal version (for version 2: "weir_abi_version_2"), so the host
 // can check it before running any guest code.
-const Version uint32 = 1
+//
+// Version 2 adds to version 1, changing nothing of it: the optional export
+// ExportTick and the import ImportStateKeys. The host runs guests of every
+// version from MinVersion to Version and writes the guest's own version in
+// the batch header.
+const Version uint32 = 2
+
+// MinVersion is the oldest ABI version a host of this package still runs.
+const MinVersion uint32 = 1
 
 // Names of the functions a guest exports.
 const (
@@ -29,6 +37,24 @@ const (
 	ExportInitialize = "_initialize"
 	// ExportMemory is the guest's linear memory; required.
 	ExportMemory = "memory"
+	// ExportTick (version 2, optional): (ptr i32, len i32) -> (status i32).
+	// The host calls it for an input partition that has no new records, at
+	// the pipeline's tick interval, with a batch of zero records at ptr
+	// (written to a weir_alloc buffer like a batch), so that timers fire
+	// without new input. TickIdle or TickPending is success; anything else
+	// fails the tick (see ImportFail). Its emitted records and state
+	// writes are committed like a batch's.
+	ExportTick = "weir_tick"
+)
+
+// Status codes of ExportTick.
+const (
+	// TickIdle: success, and nothing is pending: the host need not tick
+	// this partition again before its next batch.
+	TickIdle int32 = 0
+	// TickPending: success, and timers are pending: tick again at the
+	// interval.
+	TickPending int32 = 1
 )
 
 // ImportModule is the module name of the host functions.
@@ -63,6 +89,16 @@ const (
 	// fail(ptr, len): sets the error message of the current batch; the guest
 	// then returns non-zero from weir_process.
 	ImportFail = "fail"
+	// state_keys(prefix_ptr, prefix_len, start_ptr, start_len, buf_ptr,
+	// buf_cap) -> i32 (version 2): the state keys that begin with prefix
+	// and are at or after start, in byte order, including the batch's own
+	// writes (and not its deletes), as back-to-back strs (u32 length,
+	// bytes). The host writes as many whole keys as fit in buf and returns
+	// the bytes written: 0 when no key is left. When even the first key does
+	// not fit, it writes nothing and returns the bytes that key needs (more
+	// than buf_cap): call again with a bigger buffer. Continue a listing
+	// with start = the last key returned followed by a zero byte.
+	ImportStateKeys = "state_keys"
 )
 
 // Log levels for ImportLog.
@@ -139,9 +175,16 @@ func AppendBytes(b []byte, p []byte) []byte {
 	return append(b, p...)
 }
 
-// AppendBatchHeader appends the batch header; count records must follow.
+// AppendBatchHeader appends the batch header of this package's Version;
+// count records must follow.
 func AppendBatchHeader(b []byte, topic string, partition int32, outputs []string, count int) []byte {
-	b = AppendU32(b, Version)
+	return AppendBatchHeaderVersion(b, Version, topic, partition, outputs, count)
+}
+
+// AppendBatchHeaderVersion appends a batch header declaring ABI version v
+// (the guest's: the layout is the same in every version).
+func AppendBatchHeaderVersion(b []byte, v uint32, topic string, partition int32, outputs []string, count int) []byte {
+	b = AppendU32(b, v)
 	b = AppendStr(b, topic)
 	b = AppendU32(b, uint32(partition))
 	b = AppendU32(b, uint32(len(outputs)))
@@ -201,6 +244,27 @@ func RecordSize(key, value []byte, headers []Header) int {
 		n += 8 + len(h.Key) + len(h.Value)
 	}
 	return n
+}
+
+// AppendKeys appends the keys that fit in limit bytes (each as a str) and
+// returns the new slice and the number of keys appended; what state_keys
+// writes. When not even keys[0] fits it appends nothing and returns its
+// encoded size as need.
+func AppendKeys(b []byte, keys []string, limit int) (out []byte, n, need int) {
+	used := 0
+	for _, k := range keys {
+		sz := 4 + len(k)
+		if used+sz > limit {
+			if n == 0 {
+				return b, 0, sz
+			}
+			break
+		}
+		b = AppendStr(b, k)
+		used += sz
+		n++
+	}
+	return b, n, 0
 }
 
 // Reader decodes ABI data from a byte slice. Decoded byte slices alias the

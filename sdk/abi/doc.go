@@ -10,7 +10,7 @@
 // All integers are little-endian. A "str" is a u32 byte length followed by
 // that many bytes. A batch handed to the guest:
 //
-//	u32 abi version
+//	u32 abi version (the guest's: 1 or 2)
 //	str input topic
 //	i32 input partition
 //	u32 output count, then one str per output topic
@@ -34,4 +34,8 @@
 //
 //	u32 Forward | output index
 //	u32 input record index
+//
+// Version 2 adds, changing nothing of version 1: the optional export
+// ExportTick, called with a batch of zero records on an idle partition, and
+// the host function ImportStateKeys, which lists state keys by prefix.
 package abi

@@ -86,6 +86,9 @@ type PipelineConfig struct {
 	Limits    *PipelineLimits   `json:"limits,omitempty"`
 	BatchSize int               `json:"batch_size,omitempty"`
 	From      From              `json:"from,omitempty"`
+	// TickIntervalMs: how often an idle input partition ticks the module's
+	// timers (0: the broker's default, 1000).
+	TickIntervalMs int64 `json:"tick_interval_ms,omitempty"`
 	// Resume continues from the position and state a deleted pipeline of
 	// this name left; Reset drops them.
 	Resume bool `json:"resume,omitempty"`
@@ -157,6 +160,8 @@ type PipelineUpgrade struct {
 	Config    map[string]string `json:"config,omitempty"`
 	Limits    *PipelineLimits   `json:"limits,omitempty"`
 	BatchSize int               `json:"batch_size,omitempty"`
+	// TickIntervalMs replaces the tick interval when not 0.
+	TickIntervalMs int64 `json:"tick_interval_ms,omitempty"`
 }
 
 // UpgradePipeline upgrades a pipeline and returns its new definition.

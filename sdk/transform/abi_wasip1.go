@@ -40,14 +40,18 @@ func hostRandom(p unsafe.Pointer, n uint32)
 //go:wasmimport weir fail
 func hostFail(p unsafe.Pointer, n uint32)
 
-// abiVersion1 is the handshake: its export name carries abi.Version.
+//go:wasmimport weir state_keys
+func hostStateKeys(p unsafe.Pointer, pn uint32, s unsafe.Pointer, sn uint32, buf unsafe.Pointer, bufCap uint32) int32
+
+// abiVersion2 is the handshake: its export name carries abi.Version.
 //
-//go:wasmexport weir_abi_version_1
-func abiVersion1() {}
+//go:wasmexport weir_abi_version_2
+func abiVersion2() {}
 
 var (
 	inBuf   []byte
 	scratch = make([]byte, 4096)
+	keyBuf  = make([]byte, 16<<10)
 	guest   = runner{r: *abi.NewSharedReader(nil)}
 	wasm    wasmHost
 )
@@ -70,6 +74,18 @@ func process(p unsafe.Pointer, n uint32) int32 {
 		return 1
 	}
 	return 0
+}
+
+//go:wasmexport weir_tick
+func tick(p unsafe.Pointer, n uint32) int32 {
+	pending, err := guest.tick(wasm, unsafe.Slice((*byte)(p), n), registered)
+	switch {
+	case err != nil:
+		return -1
+	case pending:
+		return abi.TickPending
+	}
+	return abi.TickIdle
 }
 
 type wasmHost struct{}
@@ -130,3 +146,25 @@ func (wasmHost) Now() int64 { return hostNow() }
 func (wasmHost) Random(p []byte) { hostRandom(ptr(p), uint32(len(p))) }
 
 func (wasmHost) Fail(msg string) { hostFail(sptr(msg), uint32(len(msg))) }
+
+func (wasmHost) StateKeys(prefix, start string) ([]string, int32) {
+	for {
+		n := hostStateKeys(sptr(prefix), uint32(len(prefix)), sptr(start), uint32(len(start)), ptr(keyBuf), uint32(len(keyBuf)))
+		if n < 0 {
+			return nil, n
+		}
+		if int(n) > len(keyBuf) {
+			keyBuf = make([]byte, n)
+			continue
+		}
+		r := abi.NewReader(keyBuf[:n])
+		var keys []string
+		for r.Len() > 0 {
+			keys = append(keys, r.Str())
+		}
+		if r.Err() != nil {
+			return nil, abi.ErrMalformed
+		}
+		return keys, 0
+	}
+}

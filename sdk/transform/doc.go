@@ -34,6 +34,15 @@
 // only when the batch succeeds; with an exactly-once pipeline they are
 // committed atomically with the outputs.
 //
+// Time: OnWindows aggregates records in event-time windows (tumbling,
+// hopping, session); EventTime and OnTimer give an OnRecord module a
+// per-partition watermark (the largest event time seen minus the allowed
+// lateness, moving on with processing time on an idle partition), late
+// record routing and timers. The broker calls the module on idle
+// partitions (ticks) so windows close and timers fire without new input.
+// The watermark, timers and windows are keyed state: an exactly-once
+// pipeline commits them with its outputs (docs/transforms.md, "Time").
+//
 // The clock and randomness come from the host (Context.Now, Context.Random);
 // there is no filesystem or network.
 //

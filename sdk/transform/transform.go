@@ -3,6 +3,8 @@ package transform
 import (
 	"errors"
 	"fmt"
+	"iter"
+	"strings"
 	"time"
 
 	"github.com/weir-broker/weir/sdk/abi"
@@ -55,27 +57,60 @@ var (
 	ErrNoRecord      = errors.New("transform: no current record")
 )
 
-var registered BatchHandler
+// Handlers is everything a module registers: the batch handler and, for
+// event time, the time options and the timer handler. The On* functions
+// fill the module's registered Handlers; transformtest runs any Handlers.
+type Handlers struct {
+	// Batch handles each batch (OnRecord, OnBatch, OnWindows).
+	Batch BatchHandler
+	// Time turns event time on (EventTime, OnWindows): it is called at
+	// the start of every batch and tick and may read the pipeline's config.
+	// nil: no event time, no watermark, no timers.
+	Time func(ctx *Context) (TimeOptions, error)
+	// Timer handles each timer as it fires (OnTimer, OnWindows).
+	Timer TimerHandler
+}
+
+var registered Handlers
 
 // OnRecord registers the module's handler, called once per input record.
-// Call it (or OnBatch) exactly once, from init. A later call replaces the
-// earlier handler.
-func OnRecord(h RecordHandler) { registered = PerRecord(h) }
+// Call it (or OnBatch, or OnWindows) exactly once, from init. A later call
+// replaces the earlier handler.
+func OnRecord(h RecordHandler) { registered.Batch = PerRecord(h) }
 
 // OnBatch registers the module's handler, called once per batch.
-func OnBatch(h BatchHandler) { registered = h }
+func OnBatch(h BatchHandler) { registered.Batch = h }
 
-// Registered returns the handler registered with OnRecord or OnBatch, or nil.
-func Registered() BatchHandler { return registered }
+// Registered returns the handler registered with OnRecord, OnBatch or
+// OnWindows, or nil.
+func Registered() BatchHandler { return registered.Batch }
+
+// RegisteredHandlers returns everything the module registered.
+func RegisteredHandlers() Handlers { return registered }
 
 // PerRecord adapts a RecordHandler to a BatchHandler that calls it for each
-// record in order, with the Context's current record set.
+// record in order, with the Context's current record set. With event time
+// on, records behind the watermark never reach h: they go to the late
+// output or the dead-letter topic (TimeOptions.LateOutput), and the
+// watermark advances after each record.
 func PerRecord(h RecordHandler) BatchHandler {
 	return func(b *Batch, ctx *Context) error {
 		for i := range b.Records {
 			ctx.cur = i
+			if ctx.tm != nil {
+				ok, err := ctx.tm.admit(ctx, i, &b.Records[i])
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+			}
 			if err := h(b.Records[i], ctx); err != nil {
 				return err
+			}
+			if ctx.tm != nil {
+				ctx.tm.observe(ctx.evt)
 			}
 		}
 		ctx.cur = -1
@@ -92,6 +127,11 @@ type Host interface {
 	StateGet(key string) ([]byte, bool)
 	StatePut(key string, value []byte) int32
 	StateDelete(key string) int32
+	// StateKeys returns one page of the state keys that begin with prefix
+	// and are at or after start, in byte order, including the batch's own
+	// writes: an empty page ends the listing. A non-zero code is an
+	// abi.Err* code.
+	StateKeys(prefix, start string) (keys []string, code int32)
 	Config(key string) (string, bool)
 	Log(level int32, msg string)
 	Now() int64 // ns since the Unix epoch
@@ -109,7 +149,10 @@ type Context struct {
 	emitBuf []byte
 	cfg     map[string]cfgValue
 	state   State
-	err     error // first host failure; fails the batch
+	err     error      // first host failure; fails the batch
+	tm      *timeState // event time, when on (time.go)
+	evt     int64      // the current record's event time (ms), with event time on
+	now     int64      // processing time of the call (ms), read once
 }
 
 type cfgValue struct {
@@ -325,13 +368,32 @@ type runner struct {
 	batch   Batch
 }
 
-// Run decodes one abi-encoded batch and runs fn over it against h. It is
-// what the Wasm export calls with the registered handler, and what
-// transformtest calls on the host. The returned error fails the batch; Run
-// has already reported it to h.Fail.
+// Run decodes one abi-encoded batch and runs fn over it against h, with
+// the registered time options and timer handler (if any). The returned
+// error fails the batch; Run has already reported it to h.Fail.
 func Run(h Host, batch []byte, fn BatchHandler) error {
+	hs := registered
+	hs.Batch = fn
+	return RunHandlers(h, batch, hs)
+}
+
+// RunHandlers decodes one abi-encoded batch and runs hs over it against h:
+// what the Wasm export calls with the registered Handlers, and what
+// transformtest calls on the host. The returned error fails the batch; it
+// has already been reported to h.Fail.
+func RunHandlers(h Host, batch []byte, hs Handlers) error {
 	rn := runner{r: *abi.NewSharedReader(nil)}
-	return rn.run(h, batch, fn)
+	return rn.run(h, batch, hs)
+}
+
+// Tick runs one tick (abi.ExportTick: a batch of zero records) of hs
+// against h: with event time on, the watermark advances on an idle
+// partition and due timers fire. pending reports whether timers remain.
+// The returned error fails the tick; it has already been reported to
+// h.Fail.
+func Tick(h Host, msg []byte, hs Handlers) (pending bool, err error) {
+	rn := runner{r: *abi.NewSharedReader(nil)}
+	return rn.tick(h, msg, hs)
 }
 
 // header decodes the batch header, reusing the previous batch's strings
@@ -377,18 +439,71 @@ func (rn *runner) header() (abi.BatchHeader, error) {
 	return h, nil
 }
 
-func (rn *runner) run(h Host, batch []byte, fn BatchHandler) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("transform: panic: %v", p)
-		}
-		if err != nil {
-			h.Fail(err.Error())
-		}
-	}()
-	if fn == nil {
+func (rn *runner) run(h Host, batch []byte, hs Handlers) (err error) {
+	defer rn.recoverFail(h, &err)
+	if hs.Batch == nil {
 		return errors.New("transform: no handler registered (call transform.OnRecord or OnBatch in init)")
 	}
+	if err := rn.decode(h, batch); err != nil {
+		return err
+	}
+	c := &rn.ctx
+	if hs.Time != nil {
+		if c.tm, err = loadTime(c, hs); err != nil {
+			return err
+		}
+	}
+	if err := hs.Batch(&rn.batch, c); err != nil {
+		return err
+	}
+	if c.tm != nil {
+		if err := c.tm.afterBatch(c, &rn.batch); err != nil {
+			return err
+		}
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+	return c.err
+}
+
+func (rn *runner) tick(h Host, msg []byte, hs Handlers) (pending bool, err error) {
+	defer rn.recoverFail(h, &err)
+	if err := rn.decode(h, msg); err != nil {
+		return false, err
+	}
+	if len(rn.batch.Records) != 0 {
+		return false, fmt.Errorf("transform: a tick carries no records, this one %d", len(rn.batch.Records))
+	}
+	c := &rn.ctx
+	if hs.Time == nil {
+		return false, nil
+	}
+	if c.tm, err = loadTime(c, hs); err != nil {
+		return false, err
+	}
+	if pending, err = c.tm.onTick(c); err != nil {
+		return false, err
+	}
+	if err := c.flush(); err != nil {
+		return false, err
+	}
+	return pending, c.err
+}
+
+// recoverFail turns a panic into the call's error and reports any error to
+// the host.
+func (rn *runner) recoverFail(h Host, err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("transform: panic: %v", p)
+	}
+	if *err != nil {
+		h.Fail((*err).Error())
+	}
+}
+
+// decode reads a batch into rn.batch and resets rn.ctx for it.
+func (rn *runner) decode(h Host, batch []byte) error {
 	rn.r.Reset(batch)
 	hdr, err := rn.header()
 	if err != nil {
@@ -421,11 +536,43 @@ func (rn *runner) run(h Host, batch []byte, fn BatchHandler) (err error) {
 	emitBuf := rn.ctx.emitBuf[:0]
 	rn.ctx = Context{host: h, batch: &rn.batch, outputs: hdr.Outputs, cur: -1, emitBuf: emitBuf}
 	rn.ctx.state.c = &rn.ctx
-	if err := fn(&rn.batch, &rn.ctx); err != nil {
-		return err
+	return nil
+}
+
+// reservedPrefix starts the state keys the SDK keeps for event time and
+// windows (time.go, window.go). Listings of the whole state skip them.
+const reservedPrefix = "\x00weir/"
+
+// Keys returns the keys of the state that begin with prefix, in byte
+// order, including this batch's writes and without its deletes. Keys the
+// SDK reserves (starting with "\x00weir/") are left out unless prefix
+// names them. Keys written or deleted during the iteration, after the
+// key last returned, may or may not be seen. A host failure ends the
+// iteration and fails the batch (the next Put, Emit, … returns it).
+//
+//	for k := range ctx.State().Keys("user/") { … }
+func (s *State) Keys(prefix string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		skipReserved := !strings.HasPrefix(prefix, "\x00")
+		start := prefix
+		for s.c.err == nil {
+			keys, code := s.c.host.StateKeys(prefix, start)
+			if code != 0 {
+				s.c.err = hostErr("state_keys", code)
+				return
+			}
+			if len(keys) == 0 {
+				return
+			}
+			for _, k := range keys {
+				if skipReserved && strings.HasPrefix(k, reservedPrefix) {
+					continue
+				}
+				if !yield(k) {
+					return
+				}
+			}
+			start = keys[len(keys)-1] + "\x00"
+		}
 	}
-	if err := rn.ctx.flush(); err != nil {
-		return err
-	}
-	return rn.ctx.err
 }

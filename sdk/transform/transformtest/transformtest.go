@@ -9,6 +9,17 @@
 //	res, err := h.Records(handle, transformtest.KV("k1", `{"kind":"a"}`))
 //	// res.Emitted, res.Dead, res.Logs, h.State()
 //
+// Time: the harness's clock is the processing time the module sees
+// (Context.Now, ProcessingTime). SetTime and Advance move it; Tick runs
+// what the broker runs on an idle partition (watermark advance by
+// processing time, timers due), so tests drive windows and timers without
+// sleeping:
+//
+//	h.SetTime(time.UnixMilli(0))
+//	res, _ := h.Registered(rec)      // opens a window
+//	h.Advance(30 * time.Second)
+//	res, _ = h.Tick()                // the idle partition's window closes
+//
 // A Harness is not safe for concurrent use.
 package transformtest
 
@@ -16,6 +27,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/weir-broker/weir/sdk/abi"
@@ -30,14 +42,32 @@ type Options struct {
 	Outputs   []string          // default ["out"]
 	Config    map[string]string // the pipeline's config
 	State     map[string][]byte // initial state (copied)
-	Clock     func() time.Time  // default time.Now
+	Clock     func() time.Time  // default time.Now; SetTime and Advance replace it
 }
 
 // Harness runs batches against one partition's state.
 type Harness struct {
 	opts  Options
 	state map[string][]byte
-	next  int64 // next offset assigned to records without one
+	next  int64      // next offset assigned to records without one
+	now   *time.Time // set by SetTime and Advance: the clock from then on
+}
+
+// SetTime sets the processing time the module sees from now on.
+func (h *Harness) SetTime(t time.Time) { h.now = &t }
+
+// Advance moves the processing time forward by d (from the clock's current
+// reading, the first time).
+func (h *Harness) Advance(d time.Duration) {
+	t := h.clock().Add(d)
+	h.now = &t
+}
+
+func (h *Harness) clock() time.Time {
+	if h.now != nil {
+		return *h.now
+	}
+	return h.opts.Clock()
 }
 
 // New returns a Harness.
@@ -102,6 +132,9 @@ type Result struct {
 	Dead    []Dead
 	Changes []Change // in the order made
 	Logs    []Log
+	// Pending is what a tick reports: timers remain, so the broker ticks
+	// again at the interval.
+	Pending bool
 }
 
 // Values returns the emitted values as strings, in order.
@@ -118,16 +151,39 @@ func (h *Harness) Records(fn transform.RecordHandler, recs ...transform.Record) 
 	return h.Batch(transform.PerRecord(fn), recs...)
 }
 
-// Registered runs the handler registered with transform.OnRecord or OnBatch
-// (by the package's init) as one batch.
+// Registered runs what the package's init registered (transform.OnRecord,
+// OnBatch, OnWindows, EventTime, OnTimer) as one batch.
 func (h *Harness) Registered(recs ...transform.Record) (*Result, error) {
-	return h.Batch(transform.Registered(), recs...)
+	return h.Run(transform.RegisteredHandlers(), recs...)
 }
 
-// Batch runs fn over recs as one batch. Records with a zero Offset get
-// consecutive offsets. On error the batch's state writes are discarded and
-// the partial Result is returned with the error.
+// Batch runs fn over recs as one batch (with the registered time options
+// and timer handler, if any). Records with a zero Offset get consecutive
+// offsets. On error the batch's state writes are discarded and the partial
+// Result is returned with the error.
 func (h *Harness) Batch(fn transform.BatchHandler, recs ...transform.Record) (*Result, error) {
+	hs := transform.RegisteredHandlers()
+	hs.Batch = fn
+	return h.Run(hs, recs...)
+}
+
+// Tick runs what the package's init registered as the broker does on an
+// idle partition: at the current processing time, the watermark advances
+// if the partition has been idle long enough, and due timers fire.
+// Result.Pending reports whether timers remain.
+func (h *Harness) Tick() (*Result, error) { return h.TickHandlers(transform.RegisteredHandlers()) }
+
+// TickHandlers runs a tick of hs.
+func (h *Harness) TickHandlers(hs transform.Handlers) (*Result, error) {
+	b := abi.AppendBatchHeader(nil, h.opts.Topic, int32(h.opts.Partition), h.opts.Outputs, 0)
+	th := &host{h: h, overlay: map[string]*[]byte{}}
+	pending, err := transform.Tick(th, b, hs)
+	th.res.Pending = pending
+	return h.commit(th, err)
+}
+
+// Run runs hs over recs as one batch; see Batch.
+func (h *Harness) Run(hs transform.Handlers, recs ...transform.Record) (*Result, error) {
 	b := abi.AppendBatchHeader(nil, h.opts.Topic, int32(h.opts.Partition), h.opts.Outputs, len(recs))
 	for _, r := range recs {
 		off := r.Offset
@@ -138,7 +194,11 @@ func (h *Harness) Batch(fn transform.BatchHandler, recs ...transform.Record) (*R
 		b = abi.AppendRecord(b, off, r.Timestamp, r.Key, r.Value, r.Headers)
 	}
 	th := &host{h: h, in: recs, overlay: map[string]*[]byte{}}
-	err := transform.Run(th, b, fn)
+	return h.commit(th, transform.RunHandlers(th, b, hs))
+}
+
+// commit applies a successful call's state writes.
+func (h *Harness) commit(th *host, err error) (*Result, error) {
 	if err == nil && th.err != nil {
 		err = th.err
 	}
@@ -275,7 +335,31 @@ func (t *host) Log(level int32, msg string) {
 	t.res.Logs = append(t.res.Logs, Log{Level: level, Msg: msg})
 }
 
-func (t *host) Now() int64 { return t.h.opts.Clock().UnixNano() }
+func (t *host) Now() int64 { return t.h.clock().UnixNano() }
+
+// keysPage is how many keys StateKeys returns at once: small, so that
+// tests exercise the SDK's paging.
+const keysPage = 16
+
+func (t *host) StateKeys(prefix, start string) ([]string, int32) {
+	var keys []string
+	in := func(k string) bool { return strings.HasPrefix(k, prefix) && k >= start }
+	for k := range t.h.state {
+		if _, over := t.overlay[k]; !over && in(k) {
+			keys = append(keys, k)
+		}
+	}
+	for k, v := range t.overlay {
+		if v != nil && in(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	if len(keys) > keysPage {
+		keys = keys[:keysPage]
+	}
+	return keys, 0
+}
 
 func (t *host) Random(p []byte) { _, _ = rand.Read(p) }
 
