@@ -470,7 +470,9 @@ func (q *Queues) priorityPass(ctx context.Context, rp *recvParams, ps *recvPass)
 		if w == nil {
 			continue
 		}
-		pt := &prioPart{w: w, top: int(w.pub.top.Load())}
+		// The published top is a hint (acks and time change it since):
+		// a partition that had nothing is asked too, after the others.
+		pt := &prioPart{w: w, top: max(int(w.pub.top.Load()), 0)}
 		for n := 0; n < maxIndexRounds && w.pub.indexed.Load() < log.HighWatermark(); n++ {
 			op := &wop{kind: wopReceive, vt: rp.vt}
 			if err = w.do(ctx, op); err != nil {

@@ -489,6 +489,9 @@ func (w *partWorker) compute(log PartitionLog, batch []*wop) *subTx {
 		scan = scan || op.kind == wopReceive || op.kind == wopMaintain
 	}
 	if !scan {
+		if w.m.pidx != nil {
+			w.pub.top.Store(int32(t.top())) // acks free keys' next messages
+		}
 		return t // receipts only: nothing to deliver or dead-letter
 	}
 	if w.m.pidx != nil {
