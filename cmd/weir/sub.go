@@ -25,6 +25,8 @@ type subJSON struct {
 	DeadLetterTopic string `json:"dead_letter_topic"`
 	Ordering        string `json:"ordering"`
 	Start           string `json:"start"`
+	Priority        bool   `json:"priority"`
+	GuardEvery      int    `json:"priority_guard_every,omitempty"`
 	CreatedAt       int64  `json:"created_at"`
 }
 
@@ -45,6 +47,8 @@ func newSubCmd() *cobra.Command {
 		maxAttempts     int
 		dlq, ordering   string
 		start           string
+		priority        bool
+		guardEvery      int
 	)
 	create := &cobra.Command{
 		Use:   "create TOPIC NAME",
@@ -60,6 +64,12 @@ func newSubCmd() *cobra.Command {
 			}
 			if dlq != "" {
 				body["dead_letter_topic"] = dlq
+			}
+			if priority {
+				body["priority"] = true
+			}
+			if guardEvery != 0 {
+				body["priority_guard_every"] = guardEvery
 			}
 			b := map[string]any{}
 			if cmd.Flags().Changed("backoff-initial") {
@@ -90,6 +100,8 @@ func newSubCmd() *cobra.Command {
 	cf.StringVar(&dlq, "dead-letter-topic", "", "topic for messages whose attempts are exhausted (created when missing)")
 	cf.StringVar(&ordering, "ordering", "none", "none, or key: one message per key at a time, in offset order")
 	cf.StringVar(&start, "start", "earliest", "earliest (every message in the topic) or latest (messages produced from now on)")
+	cf.BoolVar(&priority, "priority", false, "hand out messages with a higher weir-priority header (0-9) first")
+	cf.IntVar(&guardEvery, "priority-guard-every", 0, "with --priority: every Nth delivery is the oldest message whatever its priority (0: off)")
 
 	list := &cobra.Command{
 		Use:   "list [TOPIC]",
@@ -101,13 +113,13 @@ func newSubCmd() *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "TOPIC\tNAME\tORDERING\tVISIBILITY\tMAX-ATTEMPTS\tDEAD-LETTER-TOPIC")
+			fmt.Fprintln(w, "TOPIC\tNAME\tORDERING\tPRIORITY\tVISIBILITY\tMAX-ATTEMPTS\tDEAD-LETTER-TOPIC")
 			for _, s := range subs {
 				ma := fmt.Sprint(s.MaxAttempts)
 				if s.MaxAttempts == 0 {
 					ma = "unlimited"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Topic, s.Name, s.Ordering,
+				fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\t%s\n", s.Topic, s.Name, s.Ordering, s.Priority,
 					time.Duration(s.VisibilityTimeoutMs)*time.Millisecond, ma, s.DeadLetterTopic)
 			}
 			return w.Flush()
