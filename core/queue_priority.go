@@ -328,44 +328,112 @@ func (t *subTx) index(limit int) (more bool, err error) {
 	return t.h.frontier < t.log.HighWatermark() && t.count < cfg.MaxTracked, nil
 }
 
-// record returns the record at off, from this batch's index reads when it
-// was one of them; ok is false when retention removed it.
-func (t *subTx) record(off int64) (Record, bool, error) {
-	if r, ok := t.recs[off]; ok {
-		return r, true, nil
+// fetchWindow bounds the offsets one read of fetch spans: the log stores
+// records in produced batches, so a read of one record costs about as much
+// as a read of its neighbours.
+const fetchWindow = 1024
+
+// fetch reads the records at offs into t.recs, a window of neighbours per
+// read, so that messages picked all over the log (by priority, or as the
+// heads of their keys) cost a few reads, not one each. Offsets retention
+// removed are left out of t.recs.
+func (t *subTx) fetch(offs []int64) error {
+	want := make([]int64, 0, len(offs))
+	for _, off := range offs {
+		if _, ok := t.recs[off]; !ok {
+			want = append(want, off)
+		}
 	}
-	return t.readOne(off)
+	sortOffsets(want)
+	for i := 0; i < len(want); {
+		j := i
+		for j+1 < len(want) && want[j+1]-want[i] < fetchWindow {
+			j++
+		}
+		recs, err := t.log.Read(t.ctx, want[i], int(want[j]-want[i]+1), 4<<20)
+		if _, ok := err.(*OffsetRangeError); ok {
+			i++ // removed by retention
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		next := i + 1 // the first wanted offset this read did not reach
+		for k := range recs {
+			r := &recs[k]
+			for next <= j && want[next] < r.Offset {
+				next++
+			}
+			if r.Offset == want[i] || next <= j && r.Offset == want[next] {
+				t.recs[r.Offset] = *r
+			}
+		}
+		if len(recs) > 0 {
+			for next <= j && want[next] <= recs[len(recs)-1].Offset {
+				next++
+			}
+		}
+		i = next
+	}
+	return nil
+}
+
+// prioPick is a message receivePriority chose, before its record is read.
+type prioPick struct {
+	off int64
+	e   *subEntry
 }
 
 // receivePriority leases up to op.max messages of priority ≥ op.minPrio,
 // highest first (every PriorityGuardEvery-th delivery the oldest).
 func (t *subTx) receivePriority(op *wop) {
-	budget := op.maxBytes
 	every := int64(t.w.sub.PriorityGuardEvery)
-	for len(op.msgs) < op.max && (budget > 0 || len(op.msgs) == 0) {
-		guard := every > 0 && (t.h.delivered+1)%every == 0
+	var picks []prioPick
+	picked := map[int64]bool{} // a message may have two hints: both pass until it is leased
+	for len(picks) < op.max {
+		guard := every > 0 && (t.h.delivered+int64(len(picks))+1)%every == 0
 		off, e, ok := t.pick(op.minPrio, guard)
 		if !ok {
+			break
+		}
+		if !picked[off] {
+			picked[off] = true
+			picks = append(picks, prioPick{off, e})
+		}
+	}
+	offs := make([]int64, len(picks))
+	for i, p := range picks {
+		offs[i] = p.off
+	}
+	if err := t.fetch(offs); err != nil {
+		t.unpick(picks)
+		op.err = err
+		return
+	}
+	budget := op.maxBytes
+	for i, p := range picks {
+		if budget <= 0 && len(op.msgs) > 0 {
+			t.unpick(picks[i:])
 			return
 		}
-		rec, ok, err := t.record(off)
-		if err != nil {
-			heap.Push(&t.w.m.pidx.ready[e.prio], off) // still deliverable
-			if len(op.msgs) == 0 {
-				op.err = err
-			}
-			return
-		}
+		rec, ok := t.recs[p.off]
 		if !ok {
-			t.del(off)
+			t.del(p.off) // removed by retention before it was delivered
 			t.h.dropped++
 			continue
 		}
-		if e.status == entryLeased {
+		if p.e.status == entryLeased {
 			t.h.expired++
 		}
 		budget -= rec.Size()
-		t.lease(op, off, e, rec)
+		t.lease(op, p.off, p.e, rec)
+	}
+}
+
+// unpick files picked messages back: they stay deliverable.
+func (t *subTx) unpick(picks []prioPick) {
+	for _, p := range picks {
+		heap.Push(&t.w.m.pidx.ready[p.e.prio], p.off)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -363,5 +365,123 @@ func TestPriorityPendingCounts(t *testing.T) {
 	_, parts, _ := r.q.Stats("t", "p")
 	if parts[0].Pending[0] != 2 || parts[0].Pending[5] != 1 || parts[0].InFlight != 3 || parts[0].Retrying != 0 {
 		t.Fatalf("stats %+v", parts[0])
+	}
+}
+
+// modelMsg is the reference model's view of one message.
+type modelMsg struct {
+	off        int64
+	prio       int
+	key        string
+	acked      bool
+	leaseUntil int64 // ms; 0: not leased
+	receipt    string
+}
+
+// TestPriorityMatchesModel runs random produces, receives, acks, nacks
+// and lease expiries against one partition and checks every receive
+// against a reference model: the deliverable messages (not acked, not
+// leased; with ordering "key" the first unacked one of its key), highest
+// priority first, then by offset.
+func TestPriorityMatchesModel(t *testing.T) {
+	t.Parallel()
+	for _, ordering := range []string{OrderingNone, OrderingKey} {
+		for seed := range 4 {
+			t.Run(ordering+"/"+strconv.Itoa(seed), func(t *testing.T) {
+				t.Parallel()
+				runPriorityModel(t, ordering, uint64(seed))
+			})
+		}
+	}
+}
+
+func runPriorityModel(t *testing.T, ordering string, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 17))
+	r := newPrioRig(t, 1, QueueConfig{MaxScan: 7}) // small index batches: several per receive
+	r.createSub(SubscriptionConfig{Name: "p", Priority: true, Ordering: ordering, VisibilityTimeoutMs: 1000,
+		Backoff: &Backoff{InitialMs: 0, MaxMs: 0, Multiplier: 1}})
+	var msgs []*modelMsg
+	type lease struct {
+		m       *modelMsg
+		receipt string
+	}
+	var out []lease // receipts handed out, maybe superseded
+	deliverable := func(now int64) []*modelMsg {
+		first := map[string]int64{}
+		for _, m := range msgs {
+			if !m.acked && m.key != "" {
+				if _, ok := first[m.key]; !ok {
+					first[m.key] = m.off
+				}
+			}
+		}
+		var d []*modelMsg
+		for _, m := range msgs {
+			if m.acked || m.leaseUntil > now || ordering == OrderingKey && m.key != "" && first[m.key] != m.off {
+				continue
+			}
+			d = append(d, m)
+		}
+		sort.SliceStable(d, func(i, j int) bool { return d[i].prio > d[j].prio })
+		return d
+	}
+	for step := range 300 {
+		now := r.clock.now().UnixMilli()
+		switch op := rng.IntN(10); {
+		case op < 3:
+			var recs []rec
+			for range 1 + rng.IntN(6) {
+				x := rec{val: strconv.Itoa(len(msgs)), prio: strconv.Itoa(rng.IntN(10))}
+				if k := rng.IntN(4); k > 0 {
+					x.key = string(rune('a' + k))
+				}
+				recs = append(recs, x)
+				p, _ := strconv.Atoi(x.prio)
+				msgs = append(msgs, &modelMsg{off: int64(len(msgs)), prio: p, key: x.key})
+			}
+			r.produce(recs...)
+		case op < 6:
+			n := 1 + rng.IntN(5)
+			maxBytes, keep := 0, n
+			if rng.IntN(3) == 0 {
+				maxBytes, keep = 1, 1 // one message whatever n: the others picked go back
+			}
+			want := deliverable(now)
+			want = want[:min(len(want), keep)]
+			got, err := r.q.Receive(context.Background(), &ReceiveRequest{Topic: "t", Subscription: "p", MaxRecords: n, MaxBytes: maxBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gv, wv []string
+			for _, m := range got {
+				gv = append(gv, string(m.Value))
+			}
+			for _, m := range want {
+				wv = append(wv, strconv.FormatInt(m.off, 10))
+			}
+			sameOrder(t, fmt.Sprintf("step %d receive %d", step, n), gv, wv)
+			for i, m := range want {
+				m.leaseUntil, m.receipt = got[i].LeaseExpiresAt, got[i].Receipt
+				out = append(out, lease{m, m.receipt})
+			}
+		case op < 8 && len(out) > 0:
+			i := rng.IntN(len(out))
+			m, receipt := out[i].m, out[i].receipt
+			out = append(out[:i], out[i+1:]...)
+			if m.acked || m.receipt != receipt || m.leaseUntil <= now {
+				continue // done, leased again, or its lease ran out (received again later)
+			}
+			msg := []Message{{Receipt: receipt}}
+			if op == 6 {
+				r.settle("ack", "p", msg, nil)
+				m.acked = true
+			} else {
+				zero := time.Duration(0)
+				r.settle("nack", "p", msg, &zero)
+				m.leaseUntil = 0
+			}
+		default:
+			r.clock.add(time.Duration(rng.IntN(700)) * time.Millisecond)
+		}
 	}
 }
