@@ -41,6 +41,10 @@ type QueueConfig struct {
 	PipelineDepth int
 	// OpTimeout bounds one state transaction; default 10 s.
 	OpTimeout time.Duration
+	// PriorityCacheBytes bounds the records a priority subscription keeps
+	// in memory per partition on this node, between indexing them and
+	// delivering them (a miss reads the log); default 8 MiB.
+	PriorityCacheBytes int
 	// Now is the clock leases and delays are computed with; default time.Now.
 	// Only the proposing node reads it: the time goes into the replicated
 	// state as data, so state machines stay pure.
@@ -62,6 +66,7 @@ func (c *QueueConfig) Validate() error {
 		durField("MaintenanceInterval", c.MaintenanceInterval),
 		intField("PipelineDepth", c.PipelineDepth),
 		durField("OpTimeout", c.OpTimeout),
+		intField("PriorityCacheBytes", c.PriorityCacheBytes),
 	)
 }
 
@@ -92,6 +97,9 @@ func (c *QueueConfig) setDefaults() {
 	}
 	if c.OpTimeout <= 0 {
 		c.OpTimeout = 10 * time.Second
+	}
+	if c.PriorityCacheBytes <= 0 {
+		c.PriorityCacheBytes = 8 << 20
 	}
 	if c.Now == nil {
 		c.Now = time.Now

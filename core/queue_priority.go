@@ -318,64 +318,88 @@ func (t *subTx) index(limit int) (more bool, err error) {
 			}
 			t.h.frontier = rec.Offset + 1
 			t.set(rec.Offset, e)
-			if t.recBytes < 4<<20 {
-				t.recs[rec.Offset] = *rec
-				t.recBytes += rec.Size()
-			}
+			t.w.cache.put(rec)
 		}
 		scanned += len(recs)
 	}
 	return t.h.frontier < t.log.HighWatermark() && t.count < cfg.MaxTracked, nil
 }
 
-// fetchWindow bounds the offsets one read of fetch spans: the log stores
-// records in produced batches, so a read of one record costs about as much
-// as a read of its neighbours.
-const fetchWindow = 1024
+// fetchWindow is how many records fetch reads from a missed offset on:
+// the log stores records in produced batches, so a read of one record
+// decodes its neighbours anyway; they go to the cache.
+const fetchWindow = 256
 
-// fetch reads the records at offs into t.recs, a window of neighbours per
-// read, so that messages picked all over the log (by priority, or as the
-// heads of their keys) cost a few reads, not one each. Offsets retention
-// removed are left out of t.recs.
+// fetch puts the records at offs into t.recs: from the worker's cache, or
+// read from the log a window at a time (the rest of the window goes to
+// the cache). Offsets retention removed are left out of t.recs.
 func (t *subTx) fetch(offs []int64) error {
-	want := make([]int64, 0, len(offs))
+	want := make(map[int64]bool, len(offs))
 	for _, off := range offs {
-		if _, ok := t.recs[off]; !ok {
-			want = append(want, off)
-		}
+		want[off] = true
 	}
-	sortOffsets(want)
-	for i := 0; i < len(want); {
-		j := i
-		for j+1 < len(want) && want[j+1]-want[i] < fetchWindow {
-			j++
-		}
-		recs, err := t.log.Read(t.ctx, want[i], int(want[j]-want[i]+1), 4<<20)
-		if _, ok := err.(*OffsetRangeError); ok {
-			i++ // removed by retention
+	sorted := append([]int64(nil), offs...)
+	sortOffsets(sorted)
+	start := t.log.LogStart()
+	for _, off := range sorted {
+		if _, ok := t.recs[off]; ok || off < start {
 			continue
+		}
+		if r, ok := t.w.cache.get(off); ok {
+			t.recs[off] = r
+			continue
+		}
+		recs, err := t.log.Read(t.ctx, off, fetchWindow, 1<<20)
+		if _, ok := err.(*OffsetRangeError); ok {
+			continue // removed by retention
 		}
 		if err != nil {
 			return err
 		}
-		next := i + 1 // the first wanted offset this read did not reach
-		for k := range recs {
-			r := &recs[k]
-			for next <= j && want[next] < r.Offset {
-				next++
-			}
-			if r.Offset == want[i] || next <= j && r.Offset == want[next] {
-				t.recs[r.Offset] = *r
+		for i := range recs {
+			if want[recs[i].Offset] {
+				t.recs[recs[i].Offset] = recs[i]
+			} else {
+				t.w.cache.put(&recs[i])
 			}
 		}
-		if len(recs) > 0 {
-			for next <= j && want[next] <= recs[len(recs)-1].Offset {
-				next++
-			}
-		}
-		i = next
 	}
 	return nil
+}
+
+// recCache keeps records a priority worker indexed (or read around a
+// message it delivered) until they are delivered, up to a byte bound: the
+// index reads the log in order, delivery picks from anywhere in it. Owned
+// by the worker goroutine; records are immutable, so it outlives mirror
+// rebuilds.
+type recCache struct {
+	recs  map[int64]Record
+	bytes int
+	limit int
+}
+
+func newRecCache(limit int) *recCache { return &recCache{recs: map[int64]Record{}, limit: limit} }
+
+func (c *recCache) get(off int64) (Record, bool) {
+	r, ok := c.recs[off]
+	return r, ok
+}
+
+// put keeps r when there is room (the cache never evicts for newcomers:
+// what it holds is what the index met first).
+func (c *recCache) put(r *Record) {
+	if _, ok := c.recs[r.Offset]; ok || c.bytes+r.Size() > c.limit {
+		return
+	}
+	c.recs[r.Offset] = *r
+	c.bytes += r.Size()
+}
+
+func (c *recCache) del(off int64) {
+	if r, ok := c.recs[off]; ok {
+		delete(c.recs, off)
+		c.bytes -= r.Size()
+	}
 }
 
 // prioPick is a message receivePriority chose, before its record is read.
@@ -420,6 +444,7 @@ func (t *subTx) receivePriority(op *wop) {
 		if !ok {
 			t.del(p.off) // removed by retention before it was delivered
 			t.h.dropped++
+			t.w.cache.del(p.off)
 			continue
 		}
 		if p.e.status == entryLeased {
@@ -427,6 +452,7 @@ func (t *subTx) receivePriority(op *wop) {
 		}
 		budget -= rec.Size()
 		t.lease(op, p.off, p.e, rec)
+		t.w.cache.del(p.off) // a redelivery reads it again
 	}
 }
 

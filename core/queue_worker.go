@@ -41,6 +41,7 @@ type partWorker struct {
 	kickC  chan struct{} // cap 1: maintenance wanted
 	stopC  chan struct{} // closed when the subscription is deleted
 	pub    *prioPub      // priority subscriptions: what Receive and the metrics read
+	cache  *recCache     // priority subscriptions: records indexed, not delivered yet (worker goroutine)
 
 	// Owned by the worker goroutine.
 	m        *subMirror // nil: rebuild from the state before use
@@ -149,6 +150,7 @@ func newPartWorker(q *Queues, s *Subscription, p int) *partWorker {
 	if s.Priority {
 		w.pub = &prioPub{}
 		w.pub.top.Store(MaxPriority) // unknown: ask it first
+		w.cache = newRecCache(q.cfg.PriorityCacheBytes)
 	}
 	return w
 }
@@ -524,9 +526,8 @@ type subTx struct {
 	heads   map[uint64]int64 // ordering "key": the first tracked offset per key
 	nextDue int64
 
-	// Priority subscriptions: the records this batch indexed (up to a few MiB).
-	recs     map[int64]Record
-	recBytes int
+	// Priority subscriptions: the records of the messages this batch leases.
+	recs map[int64]Record
 }
 
 func (w *partWorker) newTx(ctx context.Context, log PartitionLog) *subTx {
