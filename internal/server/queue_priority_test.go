@@ -2,11 +2,16 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/gateway"
@@ -201,4 +206,36 @@ func TestQueuePriorityHTTP(t *testing.T) {
 		r, err := tu.TryDo("GET", u+"/metrics", nil)
 		return err == nil && metric.Match(r.Body) && !bytes.Contains(r.Body, []byte(`subscription="plain"`))
 	})
+}
+
+// TestKafkaRefusesBadPriority: a Kafka producer's record with a bad
+// weir-priority header is refused with INVALID_RECORD; a good one goes
+// through and orders a priority subscription.
+func TestKafkaRefusesBadPriority(t *testing.T) {
+	s := startKafkaNode(t)
+	u := s.URL()
+	if r := tu.Do(t, "POST", u+"/v1/topics", map[string]any{"name": "kp", "partitions": 1}); r.Status != 201 {
+		t.Fatalf("create topic: %d %s", r.Status, r.Body)
+	}
+	waitServing(t, u, "kp")
+	createSub(t, u, "kp", map[string]any{"name": "p", "priority": true})
+	cl := kafkaClient(t, s, kgo.DefaultProduceTopic("kp"), kgo.MaxProduceRequestsInflightPerBroker(1), kgo.RecordRetries(1))
+	ctx := kctx(t)
+	hdr := func(v string) []kgo.RecordHeader {
+		return []kgo.RecordHeader{{Key: core.HeaderPriority, Value: []byte(v)}}
+	}
+	err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("bad"), Headers: hdr("11")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("bad priority over Kafka: %v, want INVALID_RECORD", err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("low"), Headers: hdr("1")}, &kgo.Record{Value: []byte("high"), Headers: hdr("8")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range receive(t, u, "kp", "p", map[string]any{"max_records": 10}) {
+		got = append(got, m.Value)
+	}
+	if strings.Join(got, ",") != "high,low" {
+		t.Fatalf("received %v, want high,low (and nothing of the refused record)", got)
+	}
 }
