@@ -7,30 +7,18 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weir-broker/weir/internal/testclock"
 )
-
-// testClock is a settable clock for leases, backoffs and delays.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type prioRig struct {
 	t      *testing.T
 	store  *memStore
 	broker *Broker
 	q      *Queues
-	clock  *testClock
+	clock  *testclock.Clock
 	cfg    QueueConfig
 }
 
@@ -38,10 +26,10 @@ type prioRig struct {
 // of the given partitions.
 func newPrioRig(t *testing.T, partitions int, cfg QueueConfig) *prioRig {
 	t.Helper()
-	r := &prioRig{t: t, store: newMemStore(), clock: &testClock{t: time.UnixMilli(1_700_000_000_000)}, cfg: cfg}
+	r := &prioRig{t: t, store: newMemStore(), clock: testclock.New(time.UnixMilli(1_700_000_000_000)), cfg: cfg}
 	r.store.addTopic("t", partitions)
 	r.broker = NewBroker(r.store, BrokerConfig{})
-	r.cfg.Now = r.clock.now
+	r.cfg.Now = r.clock.Now
 	r.start()
 	return r
 }
@@ -278,9 +266,9 @@ func TestPriorityRedeliveryKeepsPriority(t *testing.T) {
 		t.Fatalf("attempt %d, want 2", ms[0].Attempt)
 	}
 	// Let the lease run out: during the backoff the others go, after it "hi" again.
-	r.clock.add(1100 * time.Millisecond)
+	r.clock.Add(1100 * time.Millisecond)
 	sameOrder(t, "during the backoff", values(r.receive("p", 1)), []string{"mid"})
-	r.clock.add(500 * time.Millisecond)
+	r.clock.Add(500 * time.Millisecond)
 	ms = r.receive("p", 1)
 	sameOrder(t, "after the backoff", values(ms), []string{"hi"})
 	if ms[0].Attempt != 3 {
@@ -430,7 +418,7 @@ func runPriorityModel(t *testing.T, ordering string, seed uint64) {
 		return d
 	}
 	for step := range 300 {
-		now := r.clock.now().UnixMilli()
+		now := r.clock.Now().UnixMilli()
 		switch op := rng.IntN(10); {
 		case op < 3:
 			var recs []rec
@@ -485,7 +473,7 @@ func runPriorityModel(t *testing.T, ordering string, seed uint64) {
 				m.leaseUntil = 0
 			}
 		default:
-			r.clock.add(time.Duration(rng.IntN(700)) * time.Millisecond)
+			r.clock.Add(time.Duration(rng.IntN(700)) * time.Millisecond)
 		}
 	}
 }

@@ -34,6 +34,15 @@ func e2eReceive(t *testing.T, u string, body map[string]any) []e2eMsg {
 	return out.Messages
 }
 
+// e2eWaitServing waits until topic kq's partition 0 is read again after a restart.
+func e2eWaitServing(t *testing.T, u string) {
+	t.Helper()
+	tu.Eventually(t, 30*time.Second, "reads served after the restart", func() bool {
+		r, err := tu.TryDo("GET", u+"/v1/topics/kq/partitions/0/records?offset=earliest&max_records=1", nil)
+		return err == nil && r.Status == 200
+	})
+}
+
 func e2eAck(t *testing.T, u, receipt string) string {
 	t.Helper()
 	r := tu.Do(t, "POST", u+"/v1/topics/kq/subscriptions/s/ack", map[string]any{"receipts": []string{receipt}})
@@ -83,10 +92,7 @@ func TestQueueLeasesAndDelaysSurviveKill9(t *testing.T) {
 	}
 	p.Kill()
 	p.Restart(60 * time.Second)
-	tu.Eventually(t, 30*time.Second, "reads served after the restart", func() bool {
-		r, err := tu.TryDo("GET", u+"/v1/topics/kq/partitions/0/records?offset=earliest&max_records=1", nil)
-		return err == nil && r.Status == 200
-	})
+	e2eWaitServing(t, u)
 
 	if time.Now().UnixMilli() < first[0].LeaseExpiresAt-500 {
 		if got := e2eReceive(t, u, nil); len(got) != 0 && got[0].Value == "leased" {
@@ -256,10 +262,7 @@ func TestQueuePriorityAcrossKill9(t *testing.T) {
 	}
 	p.Kill()
 	p.Restart(60 * time.Second)
-	tu.Eventually(t, 30*time.Second, "reads served after the restart", func() bool {
-		r, err := tu.TryDo("GET", u+"/v1/topics/kq/partitions/0/records?offset=earliest&max_records=1", nil)
-		return err == nil && r.Status == 200
-	})
+	e2eWaitServing(t, u)
 	produce("i-5", "j-0")
 	var got []string
 	for range 20 {
