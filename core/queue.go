@@ -363,50 +363,8 @@ func (q *Queues) CreateSubscription(ctx context.Context, cfg SubscriptionConfig)
 	if cfg.Backoff != nil {
 		s.Backoff = *cfg.Backoff
 	}
-	if err := s.Backoff.validate(); err != nil {
+	if err := s.fill(q.cfg.MaxVisibilityTimeout); err != nil {
 		return nil, err
-	}
-	if s.VisibilityTimeoutMs == 0 {
-		s.VisibilityTimeoutMs = 30000
-	}
-	if s.VisibilityTimeoutMs < 1 || s.VisibilityTimeoutMs > q.cfg.MaxVisibilityTimeout.Milliseconds() {
-		return nil, Invalidf("visibility_timeout_ms must be between 1 and %d", q.cfg.MaxVisibilityTimeout.Milliseconds())
-	}
-	switch s.Ordering {
-	case "":
-		s.Ordering = OrderingNone
-	case OrderingNone, OrderingKey:
-	default:
-		return nil, Invalidf("ordering must be %q or %q, not %q", OrderingNone, OrderingKey, s.Ordering)
-	}
-	switch s.Start {
-	case "":
-		s.Start = StartEarliest
-	case StartEarliest, StartLatest:
-	default:
-		return nil, Invalidf("start must be %q or %q, not %q", StartEarliest, StartLatest, s.Start)
-	}
-	if s.PriorityGuardEvery < 0 || s.PriorityGuardEvery > 1000000 {
-		return nil, Invalidf("priority_guard_every must be between 0 (off) and 1000000")
-	}
-	if s.PriorityGuardEvery > 0 && !s.Priority {
-		return nil, Invalidf("priority_guard_every needs priority")
-	}
-	if s.MaxAttempts < 0 || s.MaxAttempts > 1000000 {
-		return nil, Invalidf("max_attempts must be between 0 (unlimited) and 1000000")
-	}
-	if s.DeadLetterTopic != "" {
-		if s.DeadLetterTopic == s.Topic {
-			return nil, Invalidf("the dead-letter topic must differ from the subscription's topic")
-		}
-		if !ValidTopicName(s.DeadLetterTopic) {
-			return nil, Invalidf("dead_letter_topic %q must be 1–249 characters of [A-Za-z0-9._-]", s.DeadLetterTopic)
-		}
-		if s.MaxAttempts == 0 {
-			s.MaxAttempts = 5
-		}
-	} else if s.MaxAttempts > 0 {
-		return nil, Invalidf("max_attempts needs a dead_letter_topic (without one, messages are retried forever)")
 	}
 	key := subCatalogKey(s.Topic, s.Name)
 	if _, ok := q.store.CatalogGet(subscriptionsTable, key); ok {
@@ -446,6 +404,57 @@ func (q *Queues) CreateSubscription(ctx context.Context, cfg SubscriptionConfig)
 		return nil, fmt.Errorf("%w: subscription %q on topic %q already exists", ErrSubscriptionExists, s.Name, s.Topic)
 	}
 	return s, nil
+}
+
+// fill validates a new subscription's settings and fills the defaults
+// (ErrBadRequest).
+func (s *Subscription) fill(maxVisibility time.Duration) error {
+	if err := s.Backoff.validate(); err != nil {
+		return err
+	}
+	if s.VisibilityTimeoutMs == 0 {
+		s.VisibilityTimeoutMs = 30000
+	}
+	if s.VisibilityTimeoutMs < 1 || s.VisibilityTimeoutMs > maxVisibility.Milliseconds() {
+		return Invalidf("visibility_timeout_ms must be between 1 and %d", maxVisibility.Milliseconds())
+	}
+	switch s.Ordering {
+	case "":
+		s.Ordering = OrderingNone
+	case OrderingNone, OrderingKey:
+	default:
+		return Invalidf("ordering must be %q or %q, not %q", OrderingNone, OrderingKey, s.Ordering)
+	}
+	switch s.Start {
+	case "":
+		s.Start = StartEarliest
+	case StartEarliest, StartLatest:
+	default:
+		return Invalidf("start must be %q or %q, not %q", StartEarliest, StartLatest, s.Start)
+	}
+	if s.PriorityGuardEvery < 0 || s.PriorityGuardEvery > 1000000 {
+		return Invalidf("priority_guard_every must be between 0 (off) and 1000000")
+	}
+	if s.PriorityGuardEvery > 0 && !s.Priority {
+		return Invalidf("priority_guard_every needs priority")
+	}
+	if s.MaxAttempts < 0 || s.MaxAttempts > 1000000 {
+		return Invalidf("max_attempts must be between 0 (unlimited) and 1000000")
+	}
+	if s.DeadLetterTopic != "" {
+		if s.DeadLetterTopic == s.Topic {
+			return Invalidf("the dead-letter topic must differ from the subscription's topic")
+		}
+		if !ValidTopicName(s.DeadLetterTopic) {
+			return Invalidf("dead_letter_topic %q must be 1–249 characters of [A-Za-z0-9._-]", s.DeadLetterTopic)
+		}
+		if s.MaxAttempts == 0 {
+			s.MaxAttempts = 5
+		}
+	} else if s.MaxAttempts > 0 {
+		return Invalidf("max_attempts needs a dead_letter_topic (without one, messages are retried forever)")
+	}
+	return nil
 }
 
 func (q *Queues) initLatest(ctx context.Context, s *Subscription, p int) error {
@@ -633,7 +642,7 @@ func (q *Queues) Stats(topic, name string) (*Subscription, []SubscriptionPartiti
 				st.Blocked++
 			case e.attempt == 0 && e.notBefore > now:
 				st.Delayed++
-			case e.attempt == 0:
+			case s.Priority && e.attempt == 0:
 				// Indexed by a priority subscription, not delivered yet:
 				// in the backlog only, like the records beyond the frontier.
 			default:

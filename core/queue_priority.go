@@ -3,6 +3,8 @@ package core
 import (
 	"container/heap"
 	"context"
+	"errors"
+	"slices"
 	"sync/atomic"
 )
 
@@ -93,7 +95,7 @@ func newPrioIndex(m *subMirror, sub *Subscription) *prioIndex {
 	}
 	heap.Init(&px.offs)
 	for _, offs := range px.keys {
-		sortOffsets(offs)
+		slices.Sort(offs)
 	}
 	for off, e := range m.entries {
 		if e.status != entryDead && px.isHead(sub, off, e) {
@@ -101,16 +103,6 @@ func newPrioIndex(m *subMirror, sub *Subscription) *prioIndex {
 		}
 	}
 	return px
-}
-
-func sortOffsets(s []int64) {
-	h := offHeap(s)
-	heap.Init(&h)
-	out := make([]int64, 0, len(s))
-	for h.Len() > 0 {
-		out = append(out, heap.Pop(&h).(int64))
-	}
-	copy(s, out)
 }
 
 // dueOf is when a tracked message becomes deliverable: a ready one at its
@@ -304,7 +296,7 @@ func (t *subTx) index(limit int) (more bool, err error) {
 			return false, nil // full: no more until some are done
 		}
 		recs, err := t.log.Read(t.ctx, t.h.frontier, min(limit-scanned, cfg.MaxTracked-t.count), 4<<20)
-		if _, ok := err.(*OffsetRangeError); ok {
+		if errors.As(err, new(*OffsetRangeError)) {
 			continue // trimmed under us: the loop moves the frontier
 		}
 		if err != nil || len(recs) == 0 {
@@ -331,15 +323,15 @@ func (t *subTx) index(limit int) (more bool, err error) {
 const fetchWindow = 256
 
 // fetch puts the records at offs into t.recs: from the worker's cache, or
-// read from the log a window at a time (the rest of the window goes to
-// the cache). Offsets retention removed are left out of t.recs.
+// read from the log a window at a time (the window's messages waiting for
+// delivery go to the cache). Offsets retention removed are left out of
+// t.recs.
 func (t *subTx) fetch(offs []int64) error {
 	want := make(map[int64]bool, len(offs))
 	for _, off := range offs {
 		want[off] = true
 	}
-	sorted := append([]int64(nil), offs...)
-	sortOffsets(sorted)
+	sorted := slices.Sorted(slices.Values(offs))
 	start := t.log.LogStart()
 	for _, off := range sorted {
 		if _, ok := t.recs[off]; ok || off < start {
@@ -350,17 +342,18 @@ func (t *subTx) fetch(offs []int64) error {
 			continue
 		}
 		recs, err := t.log.Read(t.ctx, off, fetchWindow, 1<<20)
-		if _, ok := err.(*OffsetRangeError); ok {
+		if errors.As(err, new(*OffsetRangeError)) {
 			continue // removed by retention
 		}
 		if err != nil {
 			return err
 		}
 		for i := range recs {
-			if want[recs[i].Offset] {
-				t.recs[recs[i].Offset] = recs[i]
-			} else {
-				t.w.cache.put(&recs[i])
+			r := &recs[i]
+			if want[r.Offset] {
+				t.recs[r.Offset] = *r
+			} else if e := t.get(r.Offset); e != nil && e.status == entryReady {
+				t.w.cache.put(r) // waiting for delivery: likely wanted soon
 			}
 		}
 	}
