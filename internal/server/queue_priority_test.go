@@ -239,3 +239,58 @@ func TestKafkaRefusesBadPriority(t *testing.T) {
 		t.Fatalf("received %v, want high,low (and nothing of the refused record)", got)
 	}
 }
+
+// TestQueuePriorityFailover: a priority subscription's pending index is
+// replicated state: when the partition's leader goes away, a surviving
+// node goes on in priority order, and what was leased stays leased.
+func TestQueuePriorityFailover(t *testing.T) {
+	c := startCluster(t, 3, fastQueues)
+	u := func(id uint64) string { return c.nodes[id].URL() }
+	if r := tu.Do(t, "POST", u(1)+"/v1/topics", map[string]any{"name": "pf", "partitions": 1, "replication_factor": 3}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
+	leader := tu.LeaderOf(t, u(1), "pf", 0)
+	if leader == 0 {
+		t.Fatal("no leader")
+	}
+	other := leader%3 + 1
+	createSub(t, u(leader), "pf", map[string]any{"name": "p", "priority": true, "visibility_timeout_ms": 600000})
+	var recs []map[string]any
+	for i := range 12 {
+		recs = append(recs, map[string]any{"value": strconv.Itoa(i), "headers": map[string]string{core.HeaderPriority: strconv.Itoa(i * 7 % 10)}})
+	}
+	produceJSON(t, u(leader), "pf", recs...)
+	held := receive(t, u(leader), "pf", "p", map[string]any{"max_records": 2})
+	if len(held) != 2 || prioOf(t, held[0]) != 9 || prioOf(t, held[1]) != 8 {
+		t.Fatalf("before the failover: %+v", held)
+	}
+
+	stop(t, c.nodes[leader])
+	delete(c.nodes, leader)
+	tu.Eventually(t, 60*time.Second, "a new leader", func() bool {
+		l := tu.LeaderOf(t, u(other), "pf", 0)
+		return l != 0 && l != leader
+	})
+	var got []qmsg
+	tu.Eventually(t, 30*time.Second, "the first message after the failover", func() bool {
+		ms, err := tryReceive(u(other), "pf", "p", map[string]any{"max_records": 1, "wait_ms": 500})
+		if err != nil {
+			t.Logf("receive during failover: %v", err)
+			return false
+		}
+		got = append(got, ms...)
+		return len(got) > 0
+	})
+	receipts(t, u(other), "pf", "p", "ack", receiptsOf(got), nil)
+	got = append(got, receiveAllOneByOne(t, u(other), "pf", "p")...)
+	if len(got) != 10 {
+		t.Fatalf("after the failover: %d messages, want the 10 not leased before", len(got))
+	}
+	for _, m := range got {
+		if m.Value == held[0].Value || m.Value == held[1].Value {
+			t.Fatalf("%s, leased before the failover, was handed out again", m.Value)
+		}
+	}
+	checkPriorityOrder(t, got)
+}
