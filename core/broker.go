@@ -260,16 +260,22 @@ type ProduceResult struct {
 // first record's traceparent) and, when that span is sampled, writes its
 // trace context into the traceparent header of records that have none.
 func (b *Broker) Produce(ctx context.Context, req *ProduceRequest) (*ProduceResult, error) {
+	return b.produceTraced(ctx, req, false)
+}
+
+// produceTraced is Produce; checked says the records were validated
+// already (ProduceNoAck validates before it answers).
+func (b *Broker) produceTraced(ctx context.Context, req *ProduceRequest, checked bool) (*ProduceResult, error) {
 	tel := b.cfg.Telemetry
 	start := time.Now()
 	ctx, span := tel.startProduce(ctx, req)
-	res, err := b.produce(ctx, req)
+	res, err := b.produce(ctx, req, checked)
 	tel.produced(ctx, req, err, time.Since(start))
 	EndSpan(span, err)
 	return res, err
 }
 
-func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResult, error) {
+func (b *Broker) produce(ctx context.Context, req *ProduceRequest, checked bool) (*ProduceResult, error) {
 	t, err := b.store.Topic(req.Topic)
 	if err != nil {
 		return nil, err
@@ -289,8 +295,10 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest) (*ProduceResu
 	rrUsed := false
 	for i := range req.Records {
 		r := &req.Records[i]
-		if err := b.checkRecord(&r.Record); err != nil {
-			return nil, err
+		if !checked {
+			if err := b.checkRecord(&r.Record); err != nil {
+				return nil, err
+			}
 		}
 		p := r.Partition
 		switch {
@@ -462,6 +470,12 @@ func (b *Broker) ProduceNoAck(ctx context.Context, req *ProduceRequest, timeout 
 	if _, err := b.store.Topic(req.Topic); err != nil {
 		return err
 	}
+	// Refuse bad records now: nobody hears of an error after this returns.
+	for i := range req.Records {
+		if err := b.checkRecord(&req.Records[i].Record); err != nil {
+			return err
+		}
+	}
 	if b.unacked.Add(1) > int64(b.cfg.MaxUnackedProduces) {
 		b.unacked.Add(-1)
 		return fmt.Errorf("%w: too many unacknowledged produces in flight", ErrRateLimited)
@@ -470,7 +484,7 @@ func (b *Broker) ProduceNoAck(ctx context.Context, req *ProduceRequest, timeout 
 		defer b.unacked.Add(-1)
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		if _, err := b.Produce(ctx, req); err != nil {
+		if _, err := b.produceTraced(ctx, req, true); err != nil {
 			b.cfg.Logger.Debug("acks=none produce failed", "topic", req.Topic, "err", err)
 		}
 	}()
@@ -512,6 +526,9 @@ func (b *Broker) checkRecord(r *Record) error {
 	for _, h := range r.Headers {
 		if h.Key == "" {
 			return Invalidf("header names must not be empty")
+		}
+		if h.Key == HeaderPriority && !validPriority(h.Value) {
+			return &RecordError{Msg: fmt.Sprintf("header %s must be one of \"0\" … \"%d\", not %q", HeaderPriority, MaxPriority, h.Value)}
 		}
 		hb += len(h.Key) + len(h.Value)
 	}

@@ -61,6 +61,14 @@ func Invalidf(format string, args ...any) error {
 	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// RecordError says why produce refused a record's content (a reserved
+// header with a value it cannot take). It wraps ErrBadRequest (HTTP 400
+// bad_request); the Kafka listener answers INVALID_RECORD.
+type RecordError struct{ Msg string }
+
+func (e *RecordError) Error() string { return e.Msg }
+func (e *RecordError) Unwrap() error { return ErrBadRequest }
+
 // OffsetRangeError is returned by reads outside [LogStart, HighWatermark].
 // It wraps ErrOffsetOutOfRange.
 type OffsetRangeError struct {

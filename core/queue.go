@@ -41,6 +41,10 @@ type QueueConfig struct {
 	PipelineDepth int
 	// OpTimeout bounds one state transaction; default 10 s.
 	OpTimeout time.Duration
+	// PriorityCacheBytes bounds the records a priority subscription keeps
+	// in memory per partition on this node, between indexing them and
+	// delivering them (a miss reads the log); default 8 MiB.
+	PriorityCacheBytes int
 	// Now is the clock leases and delays are computed with; default time.Now.
 	// Only the proposing node reads it: the time goes into the replicated
 	// state as data, so state machines stay pure.
@@ -62,6 +66,7 @@ func (c *QueueConfig) Validate() error {
 		durField("MaintenanceInterval", c.MaintenanceInterval),
 		intField("PipelineDepth", c.PipelineDepth),
 		durField("OpTimeout", c.OpTimeout),
+		intField("PriorityCacheBytes", c.PriorityCacheBytes),
 	)
 }
 
@@ -93,6 +98,9 @@ func (c *QueueConfig) setDefaults() {
 	if c.OpTimeout <= 0 {
 		c.OpTimeout = 10 * time.Second
 	}
+	if c.PriorityCacheBytes <= 0 {
+		c.PriorityCacheBytes = 8 << 20
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -119,6 +127,9 @@ const (
 	// subscriptions until then. The gateway sets it from "deliver_at" or
 	// "delay_ms"; log consumers see the record at its offset as usual.
 	HeaderDeliverAt = "weir-deliver-at"
+	// HeaderPriority ("0" … "9", 9 first; absent: 0) orders delivery to
+	// priority subscriptions. Produce refuses any other value.
+	HeaderPriority = "weir-priority"
 
 	HeaderDLQReason       = "weir-dlq-reason"
 	HeaderSourceTopic     = "weir-source-topic"
@@ -149,6 +160,24 @@ func DeliverAt(r *Record) int64 {
 	return ms
 }
 
+// MaxPriority is the highest record priority (HeaderPriority).
+const MaxPriority = 9
+
+// RecordPriority returns the record's priority for priority
+// subscriptions: its HeaderPriority header (the first one), 0 when absent
+// or not a valid priority (produce refuses those; records written
+// otherwise, e.g. by a pipeline, count as 0).
+func RecordPriority(r *Record) uint8 {
+	v, ok := r.Header(HeaderPriority)
+	if !ok || !validPriority(v) {
+		return 0
+	}
+	return v[0] - '0'
+}
+
+// validPriority reports whether v is one of "0" … "9".
+func validPriority(v string) bool { return len(v) == 1 && v[0] >= '0' && v[0] <= '0'+MaxPriority }
+
 // SubscriptionConfig is what a subscription is created with.
 type SubscriptionConfig struct {
 	Topic string
@@ -166,6 +195,12 @@ type SubscriptionConfig struct {
 	DeadLetterTopic string
 	Ordering        string // OrderingNone (default) or OrderingKey
 	Start           string // StartEarliest (default) or StartLatest
+	// Priority hands out higher-priority messages (HeaderPriority) first.
+	Priority bool
+	// PriorityGuardEvery, with Priority, makes every Nth delivery of a
+	// partition the oldest deliverable message whatever its priority (a
+	// starvation guard); 0: off, the order is strict.
+	PriorityGuardEvery int
 }
 
 // Subscription is a subscription's definition as the catalog holds it.
@@ -179,6 +214,8 @@ type Subscription struct {
 	DeadLetterTopic     string  `json:"dead_letter_topic,omitempty"`
 	Ordering            string  `json:"ordering"`
 	Start               string  `json:"start"`
+	Priority            bool    `json:"priority,omitempty"`
+	PriorityGuardEvery  int     `json:"priority_guard_every,omitempty"`
 	CreatedAt           int64   `json:"created_at"`
 	TopicCreatedAt      int64   `json:"topic_created_at"` // tells a re-created topic from its namesake
 }
@@ -321,48 +358,13 @@ func (q *Queues) CreateSubscription(ctx context.Context, cfg SubscriptionConfig)
 		Topic: cfg.Topic, Name: cfg.Name, VisibilityTimeoutMs: cfg.VisibilityTimeoutMs,
 		MaxAttempts: cfg.MaxAttempts, Backoff: DefaultBackoff, DeadLetterTopic: cfg.DeadLetterTopic,
 		Ordering: cfg.Ordering, Start: cfg.Start, TopicCreatedAt: t.CreatedAt,
+		Priority: cfg.Priority, PriorityGuardEvery: cfg.PriorityGuardEvery,
 	}
 	if cfg.Backoff != nil {
 		s.Backoff = *cfg.Backoff
 	}
-	if err := s.Backoff.validate(); err != nil {
+	if err := s.fill(q.cfg.MaxVisibilityTimeout); err != nil {
 		return nil, err
-	}
-	if s.VisibilityTimeoutMs == 0 {
-		s.VisibilityTimeoutMs = 30000
-	}
-	if s.VisibilityTimeoutMs < 1 || s.VisibilityTimeoutMs > q.cfg.MaxVisibilityTimeout.Milliseconds() {
-		return nil, Invalidf("visibility_timeout_ms must be between 1 and %d", q.cfg.MaxVisibilityTimeout.Milliseconds())
-	}
-	switch s.Ordering {
-	case "":
-		s.Ordering = OrderingNone
-	case OrderingNone, OrderingKey:
-	default:
-		return nil, Invalidf("ordering must be %q or %q, not %q", OrderingNone, OrderingKey, s.Ordering)
-	}
-	switch s.Start {
-	case "":
-		s.Start = StartEarliest
-	case StartEarliest, StartLatest:
-	default:
-		return nil, Invalidf("start must be %q or %q, not %q", StartEarliest, StartLatest, s.Start)
-	}
-	if s.MaxAttempts < 0 || s.MaxAttempts > 1000000 {
-		return nil, Invalidf("max_attempts must be between 0 (unlimited) and 1000000")
-	}
-	if s.DeadLetterTopic != "" {
-		if s.DeadLetterTopic == s.Topic {
-			return nil, Invalidf("the dead-letter topic must differ from the subscription's topic")
-		}
-		if !ValidTopicName(s.DeadLetterTopic) {
-			return nil, Invalidf("dead_letter_topic %q must be 1–249 characters of [A-Za-z0-9._-]", s.DeadLetterTopic)
-		}
-		if s.MaxAttempts == 0 {
-			s.MaxAttempts = 5
-		}
-	} else if s.MaxAttempts > 0 {
-		return nil, Invalidf("max_attempts needs a dead_letter_topic (without one, messages are retried forever)")
 	}
 	key := subCatalogKey(s.Topic, s.Name)
 	if _, ok := q.store.CatalogGet(subscriptionsTable, key); ok {
@@ -402,6 +404,57 @@ func (q *Queues) CreateSubscription(ctx context.Context, cfg SubscriptionConfig)
 		return nil, fmt.Errorf("%w: subscription %q on topic %q already exists", ErrSubscriptionExists, s.Name, s.Topic)
 	}
 	return s, nil
+}
+
+// fill validates a new subscription's settings and fills the defaults
+// (ErrBadRequest).
+func (s *Subscription) fill(maxVisibility time.Duration) error {
+	if err := s.Backoff.validate(); err != nil {
+		return err
+	}
+	if s.VisibilityTimeoutMs == 0 {
+		s.VisibilityTimeoutMs = 30000
+	}
+	if s.VisibilityTimeoutMs < 1 || s.VisibilityTimeoutMs > maxVisibility.Milliseconds() {
+		return Invalidf("visibility_timeout_ms must be between 1 and %d", maxVisibility.Milliseconds())
+	}
+	switch s.Ordering {
+	case "":
+		s.Ordering = OrderingNone
+	case OrderingNone, OrderingKey:
+	default:
+		return Invalidf("ordering must be %q or %q, not %q", OrderingNone, OrderingKey, s.Ordering)
+	}
+	switch s.Start {
+	case "":
+		s.Start = StartEarliest
+	case StartEarliest, StartLatest:
+	default:
+		return Invalidf("start must be %q or %q, not %q", StartEarliest, StartLatest, s.Start)
+	}
+	if s.PriorityGuardEvery < 0 || s.PriorityGuardEvery > 1000000 {
+		return Invalidf("priority_guard_every must be between 0 (off) and 1000000")
+	}
+	if s.PriorityGuardEvery > 0 && !s.Priority {
+		return Invalidf("priority_guard_every needs priority")
+	}
+	if s.MaxAttempts < 0 || s.MaxAttempts > 1000000 {
+		return Invalidf("max_attempts must be between 0 (unlimited) and 1000000")
+	}
+	if s.DeadLetterTopic != "" {
+		if s.DeadLetterTopic == s.Topic {
+			return Invalidf("the dead-letter topic must differ from the subscription's topic")
+		}
+		if !ValidTopicName(s.DeadLetterTopic) {
+			return Invalidf("dead_letter_topic %q must be 1–249 characters of [A-Za-z0-9._-]", s.DeadLetterTopic)
+		}
+		if s.MaxAttempts == 0 {
+			s.MaxAttempts = 5
+		}
+	} else if s.MaxAttempts > 0 {
+		return Invalidf("max_attempts needs a dead_letter_topic (without one, messages are retried forever)")
+	}
+	return nil
 }
 
 func (q *Queues) initLatest(ctx context.Context, s *Subscription, p int) error {
@@ -520,16 +573,19 @@ func (q *Queues) deletePrefix(ctx context.Context, log PartitionLog, prefix stri
 // SubscriptionPartitionStats is one partition's view of a subscription, as
 // this node's replica knows it.
 type SubscriptionPartitionStats struct {
-	Partition                                                int
-	Cursor                                                   int64 // every offset below is acknowledged or dead-lettered
-	Frontier                                                 int64 // the first offset the subscription has not looked at yet
-	HighWatermark                                            int64
-	Backlog                                                  int64 // messages not done yet: fresh ones plus the tracked ones below
-	InFlight                                                 int   // leased now
-	Retrying                                                 int   // failed at least once, waiting for the backoff or a receiver
-	Delayed                                                  int   // never delivered, due later (deliver_at)
-	Blocked                                                  int   // ordering "key": waiting behind an earlier message of the same key
-	DeadPending                                              int   // attempts exhausted, not yet in the dead-letter topic
+	Partition     int
+	Cursor        int64 // every offset below is acknowledged or dead-lettered
+	Frontier      int64 // the first offset the subscription has not looked at yet
+	HighWatermark int64
+	Backlog       int64 // messages not done yet: fresh ones plus the tracked ones below
+	InFlight      int   // leased now
+	Retrying      int   // failed at least once, waiting for the backoff or a receiver
+	Delayed       int   // never delivered, due later (deliver_at)
+	Blocked       int   // ordering "key": waiting behind an earlier message of the same key
+	DeadPending   int   // attempts exhausted, not yet in the dead-letter topic
+	// Pending counts, for a priority subscription, the indexed messages
+	// waiting for delivery (not leased, not dead) per priority.
+	Pending                                                  [MaxPriority + 1]int
 	Delivered, Acked, Nacked, Expired, DeadLettered, Dropped int64
 	Err                                                      error // the partition is not readable here
 }
@@ -574,6 +630,9 @@ func (q *Queues) Stats(topic, name string) (*Subscription, []SubscriptionPartiti
 			}
 		}
 		for off, e := range m.entries {
+			if s.Priority && e.status == entryReady {
+				st.Pending[e.prio]++
+			}
 			switch {
 			case e.status == entryDead:
 				st.DeadPending++
@@ -583,6 +642,9 @@ func (q *Queues) Stats(topic, name string) (*Subscription, []SubscriptionPartiti
 				st.Blocked++
 			case e.attempt == 0 && e.notBefore > now:
 				st.Delayed++
+			case s.Priority && e.attempt == 0:
+				// Indexed by a priority subscription, not delivered yet:
+				// in the backlog only, like the records beyond the frontier.
 			default:
 				st.Retrying++
 			}
@@ -592,9 +654,62 @@ func (q *Queues) Stats(topic, name string) (*Subscription, []SubscriptionPartiti
 	return s, out, nil
 }
 
+// QueuePending is the number of messages a priority subscription has
+// indexed and not yet delivered, of one priority, on the partitions this
+// node leads.
+type QueuePending struct {
+	Topic, Subscription string
+	Priority            int
+	Pending             int64
+}
+
+// PendingByPriority reports, for every priority subscription, its pending
+// messages per priority on the partitions this node leads (as their
+// workers last saw them). Subscriptions without priority are left out.
+func (q *Queues) PendingByPriority() []QueuePending {
+	type key struct {
+		topic, name string
+		prio        int
+	}
+	sums := map[key]int64{}
+	q.mu.Lock()
+	var ws []*partWorker
+	for _, w := range q.workers {
+		if w.pub != nil {
+			ws = append(ws, w)
+		}
+	}
+	q.mu.Unlock()
+	for _, w := range ws {
+		log, err := q.store.Partition(w.sub.Topic, w.part)
+		if err != nil || !log.IsLeader() {
+			continue
+		}
+		for p := range w.pub.pending {
+			sums[key{w.sub.Topic, w.sub.Name, p}] += w.pub.pending[p].Load()
+		}
+	}
+	out := make([]QueuePending, 0, len(sums))
+	for k, n := range sums {
+		out = append(out, QueuePending{Topic: k.topic, Subscription: k.name, Priority: k.prio, Pending: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		if a.Subscription != b.Subscription {
+			return a.Subscription < b.Subscription
+		}
+		return a.Priority > b.Priority
+	})
+	return out
+}
+
 // Receive leases up to req.MaxRecords deliverable messages, long-polling up
 // to req.Wait while there are none. Messages of one partition come in
-// offset order (retries first).
+// offset order (retries first); for a priority subscription, highest
+// priority first, across partitions too (see priorityPass).
 func (q *Queues) Receive(ctx context.Context, req *ReceiveRequest) ([]Message, error) {
 	s, err := q.Subscription(req.Topic, req.Subscription)
 	if err != nil {
@@ -627,53 +742,30 @@ func (q *Queues) Receive(ctx context.Context, req *ReceiveRequest) ([]Message, e
 	}
 	wait := min(req.Wait, q.cfg.MaxWait)
 	deadline := time.Now().Add(wait)
+	rp := recvParams{sub: s, partitions: t.Partitions, max: maxRecs, maxBytes: maxBytes, vt: vt, autoAck: req.AutoAck}
 	var timer *time.Timer
 	for {
-		var chans []<-chan struct{}
-		var out []Message
-		var nextDue int64
-		var lastErr error
-		served := 0
-		start := int(q.rr.Add(1) % uint64(t.Partitions))
-		for i := 0; i < t.Partitions && len(out) < maxRecs; i++ {
-			p := (start + i) % t.Partitions
-			log, err := q.store.Partition(req.Topic, p)
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			chans = append(chans, log.Changed())
-			w, err := q.worker(s, p)
-			if err != nil {
-				return nil, err
-			}
-			op := &wop{kind: wopReceive, max: maxRecs - len(out), maxBytes: maxBytes, vt: vt, autoAck: req.AutoAck}
-			if err := w.do(ctx, op); err != nil {
-				lastErr = err
-				continue
-			}
-			served++
-			out = append(out, op.msgs...)
-			for _, m := range op.msgs {
-				maxBytes -= m.Size()
-			}
-			if op.nextDue > 0 && (nextDue == 0 || op.nextDue < nextDue) {
-				nextDue = op.nextDue
-			}
-			if maxBytes <= 0 {
-				break
-			}
+		var ps recvPass
+		var err error
+		if s.Priority {
+			err = q.priorityPass(ctx, &rp, &ps)
+		} else {
+			err = q.plainPass(ctx, &rp, &ps)
 		}
-		if len(out) > 0 {
-			return out, nil
+		if err != nil {
+			return nil, err
+		}
+		if len(ps.out) > 0 {
+			return ps.out, nil
 		}
 		d := time.Until(deadline)
-		if served == 0 && lastErr != nil {
+		nextDue := ps.nextDue
+		if ps.served == 0 && ps.lastErr != nil {
 			// Nothing could be served. A replica catching up after a
 			// restart, or a partition between leaders, is worth waiting
 			// for while the long-poll lasts.
-			if !errors.Is(lastErr, ErrUnavailable) || d <= 0 {
-				return nil, lastErr
+			if !errors.Is(ps.lastErr, ErrUnavailable) || d <= 0 {
+				return nil, ps.lastErr
 			}
 			nextDue = time.Now().Add(min(d, 100*time.Millisecond)).UnixMilli()
 		}
@@ -694,10 +786,78 @@ func (q *Queues) Receive(ctx context.Context, req *ReceiveRequest) ([]Message, e
 			return nil, nil
 		default:
 		}
-		if err := waitSubChange(ctx, append(chans, q.broker.WaitsEnded()), timer.C); err != nil {
+		if err := waitSubChange(ctx, append(ps.chans[:len(ps.chans):len(ps.chans)], q.broker.WaitsEnded()), timer.C); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// recvParams is a Receive call's validated request.
+type recvParams struct {
+	sub           *Subscription
+	partitions    int
+	max, maxBytes int
+	vt            int64 // ms
+	autoAck       bool
+}
+
+// recvPass is what one pass of Receive over the partitions found.
+type recvPass struct {
+	out     []Message
+	chans   []<-chan struct{} // the partitions' change notifications, to long-poll on
+	nextDue int64             // ms: the earliest time something not deliverable now becomes so
+	served  int               // partitions that answered
+	lastErr error
+}
+
+func (ps *recvPass) due(at int64) {
+	if at > 0 && (ps.nextDue == 0 || at < ps.nextDue) {
+		ps.nextDue = at
+	}
+}
+
+// partition returns partition p's log and worker, noting the log's change
+// channel; a nil worker with a nil error means p cannot be served here now.
+func (q *Queues) partition(rp *recvParams, ps *recvPass, p int) (PartitionLog, *partWorker, error) {
+	log, err := q.store.Partition(rp.sub.Topic, p)
+	if err != nil {
+		ps.lastErr = err
+		return nil, nil, nil
+	}
+	ps.chans = append(ps.chans, log.Changed())
+	w, err := q.worker(rp.sub, p)
+	return log, w, err
+}
+
+// plainPass leases from the partitions in turn, starting at a rotating
+// one, until rp.max messages (or rp.maxBytes) are leased.
+func (q *Queues) plainPass(ctx context.Context, rp *recvParams, ps *recvPass) error {
+	maxBytes := rp.maxBytes
+	start := int(q.rr.Add(1) % uint64(rp.partitions))
+	for i := 0; i < rp.partitions && len(ps.out) < rp.max; i++ {
+		_, w, err := q.partition(rp, ps, (start+i)%rp.partitions)
+		if err != nil {
+			return err
+		}
+		if w == nil {
+			continue
+		}
+		op := &wop{kind: wopReceive, max: rp.max - len(ps.out), maxBytes: maxBytes, vt: rp.vt, autoAck: rp.autoAck}
+		if err := w.do(ctx, op); err != nil {
+			ps.lastErr = err
+			continue
+		}
+		ps.served++
+		ps.out = append(ps.out, op.msgs...)
+		for _, m := range op.msgs {
+			maxBytes -= m.Size()
+		}
+		ps.due(op.nextDue)
+		if maxBytes <= 0 {
+			break
+		}
+	}
+	return nil
 }
 
 // waitSubChange blocks until one of chans is closed, tick fires or ctx ends.

@@ -86,6 +86,7 @@ type subEntry struct {
 	notBefore  int64  // ms; ready only: not deliverable before
 	hasKey     bool
 	keyHash    uint64 // of the record key, for ordering "key"
+	prio       uint8  // the record's priority (priority subscriptions; 0 otherwise)
 	dlqSeq     int64  // dead only
 	lastError  string // the reason of the last failed attempt
 }
@@ -95,9 +96,11 @@ const maxLastError = 1024
 
 func (e *subEntry) encode() []byte {
 	b := make([]byte, 0, 40+len(e.lastError))
-	flags := byte(0)
+	// flags: bit 0 hasKey, bits 1–4 the priority (0 in entries written
+	// before priorities existed).
+	flags := e.prio << 1
 	if e.hasKey {
-		flags = 1
+		flags |= 1
 	}
 	b = append(b, subEntryVersion, e.status, flags)
 	b = binary.AppendUvarint(b, uint64(e.attempt))
@@ -114,7 +117,7 @@ func decodeSubEntry(b []byte) (*subEntry, error) {
 	if len(b) < 3 || b[0] != subEntryVersion {
 		return nil, errBadSubState
 	}
-	e := &subEntry{status: b[1], hasKey: b[2]&1 == 1}
+	e := &subEntry{status: b[1], hasKey: b[2]&1 == 1, prio: b[2] >> 1}
 	r := stateReader{b: b[3:]}
 	e.attempt = int(r.uvarint())
 	e.nonce = r.u64()
@@ -123,7 +126,7 @@ func decodeSubEntry(b []byte) (*subEntry, error) {
 	e.keyHash = r.u64()
 	e.dlqSeq = r.varint()
 	e.lastError = string(r.bytes(r.uvarint()))
-	if r.err != nil || e.status < entryReady || e.status > entryDead {
+	if r.err != nil || e.status < entryReady || e.status > entryDead || e.prio > MaxPriority {
 		return nil, errBadSubState
 	}
 	return e, nil

@@ -40,6 +40,8 @@ type partWorker struct {
 	ops    chan *wop
 	kickC  chan struct{} // cap 1: maintenance wanted
 	stopC  chan struct{} // closed when the subscription is deleted
+	pub    *prioPub      // priority subscriptions: what Receive and the metrics read
+	cache  *recCache     // priority subscriptions: records indexed, not delivered yet (worker goroutine)
 
 	// Owned by the worker goroutine.
 	m        *subMirror // nil: rebuild from the state before use
@@ -57,7 +59,8 @@ type subMirror struct {
 	raw     []byte // the header's bytes in the state; nil when absent
 	h       subHeader
 	entries map[int64]*subEntry // never mutated in place
-	dead    int                 // entries with status entryDead
+	dead    map[int64]struct{}  // offsets of the entries with status entryDead
+	pidx    *prioIndex          // priority subscriptions (worker mirrors only)
 }
 
 // flight is one computed batch: proposed (tx set) or needing no change.
@@ -104,9 +107,13 @@ type wop struct {
 	// dead-letter appends done
 	dlqDone []dlqRef
 
+	minPrio int // receive, priority subscriptions: only messages of this priority or higher
+
 	tries   int
 	msgs    []Message
 	nextDue int64 // receive: ms when something not deliverable now becomes so (0: nothing known)
+	top     int   // receive, priority subscriptions: the highest priority still deliverable, -1: none
+	more    bool  // receive, priority subscriptions: the log holds records not indexed yet
 	errs    []error
 	expires []int64
 	err     error
@@ -138,8 +145,14 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 func newPartWorker(q *Queues, s *Subscription, p int) *partWorker {
 	prefix := subStatePrefix(s.Name, s.UID)
-	return &partWorker{q: q, sub: s, part: p, prefix: prefix, hdrKey: prefix + "h", tag: uidTag(s.UID),
+	w := &partWorker{q: q, sub: s, part: p, prefix: prefix, hdrKey: prefix + "h", tag: uidTag(s.UID),
 		depth: q.cfg.PipelineDepth, ops: make(chan *wop, 1024), kickC: make(chan struct{}, 1), stopC: make(chan struct{})}
+	if s.Priority {
+		w.pub = &prioPub{}
+		w.pub.top.Store(MaxPriority) // unknown: ask it first
+		w.cache = newRecCache(q.cfg.PriorityCacheBytes)
+	}
+	return w
 }
 
 // do queues op and waits for its result. The worker goes on with it when
@@ -351,15 +364,21 @@ func (w *partWorker) refresh(log PartitionLog) error {
 	if err != nil {
 		return err
 	}
+	if w.sub.Priority {
+		m.pidx = newPrioIndex(m, w.sub)
+	}
 	w.m = m
 	w.base = m.raw
+	if m.pidx != nil {
+		w.publishPending()
+	}
 	return nil
 }
 
 // loadMirror decodes a subscription's state from one scan of the partition
 // state (one consistent snapshot).
 func loadMirror(log PartitionLog, prefix string) (*subMirror, error) {
-	m := &subMirror{entries: map[int64]*subEntry{}}
+	m := &subMirror{entries: map[int64]*subEntry{}, dead: map[int64]struct{}{}}
 	var derr error
 	log.StateScan(prefix, func(k string, v []byte) bool {
 		if k == prefix+"h" {
@@ -382,7 +401,7 @@ func loadMirror(log PartitionLog, prefix string) (*subMirror, error) {
 		}
 		m.entries[off] = e
 		if e.status == entryDead {
-			m.dead++
+			m.dead[off] = struct{}{}
 		}
 		return true
 	})
@@ -472,7 +491,14 @@ func (w *partWorker) compute(log PartitionLog, batch []*wop) *subTx {
 		scan = scan || op.kind == wopReceive || op.kind == wopMaintain
 	}
 	if !scan {
+		if w.m.pidx != nil {
+			w.pub.top.Store(int32(t.top())) // acks free keys' next messages
+		}
 		return t // receipts only: nothing to deliver or dead-letter
+	}
+	if w.m.pidx != nil {
+		t.computePriority(batch)
+		return t
 	}
 	t.scan()
 	for _, op := range batch {
@@ -499,11 +525,18 @@ type subTx struct {
 	cands   []int64          // deliverable entries, by offset
 	heads   map[uint64]int64 // ordering "key": the first tracked offset per key
 	nextDue int64
+
+	// Priority subscriptions: the records of the messages this batch leases.
+	recs map[int64]Record
 }
 
 func (w *partWorker) newTx(ctx context.Context, log PartitionLog) *subTx {
-	return &subTx{w: w, ctx: ctx, log: log, now: w.q.cfg.Now().UnixMilli(), h: w.m.h,
+	t := &subTx{w: w, ctx: ctx, log: log, now: w.q.cfg.Now().UnixMilli(), h: w.m.h,
 		changes: map[int64]*subEntry{}, count: len(w.m.entries)}
+	if w.m.pidx != nil {
+		t.recs = map[int64]Record{}
+	}
+	return t
 }
 
 func (t *subTx) get(off int64) *subEntry {
@@ -514,18 +547,25 @@ func (t *subTx) get(off int64) *subEntry {
 }
 
 func (t *subTx) set(off int64, e *subEntry) {
-	if t.get(off) == nil {
+	prev := t.get(off)
+	if prev == nil {
 		t.count++
 	}
 	t.changes[off] = e
 	t.dirty = true
+	if t.w.m.pidx != nil {
+		t.indexSet(off, prev, e)
+	}
 }
 
 func (t *subTx) del(off int64) {
-	if t.get(off) != nil {
+	if prev := t.get(off); prev != nil {
 		t.count--
 		t.changes[off] = nil
 		t.dirty = true
+		if t.w.m.pidx != nil {
+			t.unkey(off, prev)
+		}
 	}
 }
 
@@ -845,12 +885,16 @@ func (t *subTx) lease(op *wop, off int64, prev *subEntry, rec Record) {
 func (t *subTx) build() *StateTxn {
 	t.h.gen++
 	t.h.tag = rand.Uint64()
-	t.h.cursor = t.h.frontier
-	t.each(func(off int64, _ *subEntry) {
-		if off < t.h.cursor {
-			t.h.cursor = off
-		}
-	})
+	if t.w.m.pidx != nil {
+		t.h.cursor = t.cursor()
+	} else {
+		t.h.cursor = t.h.frontier
+		t.each(func(off int64, _ *subEntry) {
+			if off < t.h.cursor {
+				t.h.cursor = off
+			}
+		})
+	}
 	txn := &StateTxn{Ops: make([]StateOp, 0, len(t.changes)+1)}
 	if t.w.m.raw == nil {
 		txn.Conds = []StateCond{{Key: t.w.hdrKey, Absent: true}}
@@ -874,17 +918,24 @@ func (t *subTx) commit() {
 	m.raw = t.h.encode()
 	m.h = t.h
 	for off, e := range t.changes {
-		if old := m.entries[off]; old != nil && old.status == entryDead {
-			m.dead--
+		old := m.entries[off]
+		if old != nil && old.status == entryDead {
+			delete(m.dead, off)
+		}
+		if m.pidx != nil {
+			m.pidx.countPending(old, e)
 		}
 		if e == nil {
 			delete(m.entries, off)
 		} else {
 			m.entries[off] = e
 			if e.status == entryDead {
-				m.dead++
+				m.dead[off] = struct{}{}
 			}
 		}
+	}
+	if m.pidx != nil {
+		t.w.publishPending()
 	}
 	if t.madeDead {
 		t.w.madeDead = true
@@ -897,14 +948,12 @@ func (t *subTx) commit() {
 // by another node is dropped by the dead-letter partition. Only the
 // partition leader flushes what it did not itself kill.
 func (w *partWorker) flushDLQ() {
-	if w.m == nil || w.m.dead == 0 || w.sub.DeadLetterTopic == "" {
+	if w.m == nil || len(w.m.dead) == 0 || w.sub.DeadLetterTopic == "" {
 		return
 	}
 	var dead []dlqRef
-	for off, e := range w.m.entries {
-		if e.status == entryDead {
-			dead = append(dead, dlqRef{off, e.dlqSeq})
-		}
+	for off := range w.m.dead {
+		dead = append(dead, dlqRef{off, w.m.entries[off].dlqSeq})
 	}
 	if len(dead) == 0 {
 		w.madeDead = false

@@ -211,6 +211,10 @@ func (r *produceReq) decodeBody(c *call, raw []byte) error {
 	if err := deliverAtArgs(q, &rec.Record); err != nil { // delay.go
 		return err
 	}
+	if q.Has("priority") {
+		// Checked with the record's other headers by the broker (400 unless "0" … "9").
+		rec.Headers = append(rec.Headers, core.Header{Key: core.HeaderPriority, Value: string(q.Peek("priority"))})
+	}
 	r.req = &core.ProduceRequest{Topic: c.pathVar("t"), Records: []core.ProduceRecord{rec}}
 	return nil
 }

@@ -49,6 +49,8 @@ type SubscriptionJSON struct {
 	DeadLetterTopic     string       `json:"dead_letter_topic,omitempty"`
 	Ordering            string       `json:"ordering,omitempty"`
 	Start               string       `json:"start,omitempty"`
+	Priority            *bool        `json:"priority,omitempty"`
+	PriorityGuardEvery  *int         `json:"priority_guard_every,omitempty"`
 	CreatedAt           int64        `json:"created_at,omitempty"`
 }
 
@@ -61,13 +63,19 @@ type BackoffJSON struct {
 }
 
 func subscriptionJSON(sub *core.Subscription) SubscriptionJSON {
-	vt, ma := sub.VisibilityTimeoutMs, sub.MaxAttempts
+	vt, ma, prio := sub.VisibilityTimeoutMs, sub.MaxAttempts, sub.Priority
 	b := sub.Backoff
-	return SubscriptionJSON{
+	out := SubscriptionJSON{
 		Topic: sub.Topic, Name: sub.Name, VisibilityTimeoutMs: &vt, MaxAttempts: &ma,
 		Backoff:         &BackoffJSON{InitialMs: &b.InitialMs, MaxMs: &b.MaxMs, Multiplier: &b.Multiplier},
 		DeadLetterTopic: sub.DeadLetterTopic, Ordering: sub.Ordering, Start: sub.Start, CreatedAt: sub.CreatedAt,
+		Priority: &prio,
 	}
+	if prio {
+		guard := sub.PriorityGuardEvery
+		out.PriorityGuardEvery = &guard
+	}
+	return out
 }
 
 // createSubscriptionReq is POST /v1/topics/{t}/subscriptions. The
@@ -91,7 +99,10 @@ func (r *createSubscriptionReq) parse(*call) error {
 	}
 	r.Sub, r.DLT = topic+"/"+req.Name, req.DeadLetterTopic
 	cfg := core.SubscriptionConfig{Topic: topic, Name: req.Name, DeadLetterTopic: req.DeadLetterTopic,
-		Ordering: req.Ordering, Start: req.Start}
+		Ordering: req.Ordering, Start: req.Start, Priority: req.Priority != nil && *req.Priority}
+	if req.PriorityGuardEvery != nil {
+		cfg.PriorityGuardEvery = *req.PriorityGuardEvery
+	}
 	if req.VisibilityTimeoutMs != nil {
 		if *req.VisibilityTimeoutMs <= 0 {
 			return core.Invalidf("visibility_timeout_ms must be ≥ 1")
@@ -183,6 +194,18 @@ type subPartitionJSON struct {
 	Error string `json:"error,omitempty"`
 }
 
+// pendingJSON is a priority subscription's indexed messages waiting for
+// delivery, per priority ("9" … "0"; only priorities that have some).
+type pendingJSON map[string]int64
+
+func (p pendingJSON) add(counts []int) {
+	for prio, n := range counts {
+		if n > 0 {
+			p[strconv.Itoa(prio)] += int64(n)
+		}
+	}
+}
+
 type subTotalsJSON struct {
 	Backlog      int64 `json:"backlog"`
 	InFlight     int   `json:"in_flight"`
@@ -234,11 +257,20 @@ func (s *Server) describeSubscription(c *call, r *subReq) {
 	}
 	out := struct {
 		SubscriptionJSON
-		Stats      subTotalsJSON      `json:"stats"`
+		Stats struct {
+			subTotalsJSON
+			Pending pendingJSON `json:"pending_by_priority,omitempty"`
+		} `json:"stats"`
 		Partitions []subPartitionJSON `json:"partitions"`
 	}{SubscriptionJSON: subscriptionJSON(sub), Partitions: make([]subPartitionJSON, len(parts))}
-	tot := &out.Stats
+	tot := &out.Stats.subTotalsJSON
+	if sub.Priority {
+		out.Stats.Pending = pendingJSON{}
+	}
 	for i, p := range parts {
+		if sub.Priority {
+			out.Stats.Pending.add(p.Pending[:])
+		}
 		pj := subPartitionJSON{Partition: p.Partition, Cursor: p.Cursor, Frontier: p.Frontier, HighWatermark: p.HighWatermark,
 			subTotalsJSON: subTotalsJSON{Backlog: p.Backlog, InFlight: p.InFlight, Retrying: p.Retrying, Delayed: p.Delayed,
 				Blocked: p.Blocked, DeadPending: p.DeadPending, Delivered: p.Delivered, Acked: p.Acked, Nacked: p.Nacked,

@@ -25,7 +25,7 @@ func newBenchQueueCmd() *cobra.Command {
 		partitions, messages, size, consumers int
 		batch, producers                      int
 		duration                              time.Duration
-		keep                                  bool
+		keep, priority, prioHeaders           bool
 		ordering                              string
 	)
 	cmd := &cobra.Command{
@@ -46,7 +46,7 @@ the receive to the ack's answer) per batch.`,
 			}
 			c := clientFor(cmd)
 			sub := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-			cfg := client.SubscriptionConfig{Name: sub, Start: client.Latest, Ordering: ordering, VisibilityTimeoutMs: 60000}
+			cfg := client.SubscriptionConfig{Name: sub, Start: client.Latest, Ordering: ordering, VisibilityTimeoutMs: 60000, Priority: priority}
 			if _, err := c.CreateSubscription(cmd.Context(), topic, cfg); err != nil {
 				return err
 			}
@@ -66,7 +66,12 @@ the receive to the ack's answer) per batch.`,
 					if j > 0 {
 						b.WriteByte(',')
 					}
-					fmt.Fprintf(&b, `{"key":"k%d","value":"%s"}`, (i*per+j)%1024, val)
+					n := i*per + j
+					hdrs := ""
+					if prioHeaders {
+						hdrs = fmt.Sprintf(`,"headers":{"weir-priority":"%d"}`, n*7%10)
+					}
+					fmt.Fprintf(&b, `{"key":"k%d","value":"%s"%s}`, n%1024, val, hdrs)
 				}
 				b.WriteString(`]}`)
 				return b.Bytes()
@@ -214,6 +219,8 @@ the receive to the ack's answer) per batch.`,
 	f.DurationVar(&duration, "duration", 2*time.Minute, "stop consuming after this long even if messages are left")
 	f.BoolVar(&keep, "keep", false, "keep the benchmark's subscription afterwards")
 	f.StringVar(&ordering, "ordering", "none", "subscription ordering: none or key (keys k0..k1023)")
+	f.BoolVar(&priority, "priority", false, "a priority subscription (compare with the same data: --priority-headers with and without it)")
+	f.BoolVar(&prioHeaders, "priority-headers", false, "give the records weir-priority headers 0-9 (mixed)")
 	return cmd
 }
 

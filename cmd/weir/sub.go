@@ -22,6 +22,8 @@ func newSubCmd() *cobra.Command {
 		bMult           float64
 		maxAttempts     int
 		dlq, ordering   string
+		priority        bool
+		guardEvery      int
 		start           string
 	)
 	create := &cobra.Command{
@@ -29,7 +31,8 @@ func newSubCmd() *cobra.Command {
 		Short: "Create a subscription on a topic",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := client.SubscriptionConfig{Name: args[1], Ordering: ordering, Start: client.From(start), DeadLetterTopic: dlq}
+			cfg := client.SubscriptionConfig{Name: args[1], Ordering: ordering, Start: client.From(start), DeadLetterTopic: dlq,
+				Priority: priority, PriorityGuardEvery: guardEvery}
 			f := cmd.Flags()
 			if f.Changed("visibility-timeout") {
 				cfg.VisibilityTimeoutMs = vt.Milliseconds()
@@ -56,6 +59,8 @@ func newSubCmd() *cobra.Command {
 	cf.Float64Var(&bMult, "backoff-multiplier", 2, "growth of the delay after each failed delivery")
 	cf.StringVar(&dlq, "dead-letter-topic", "", "topic for messages whose attempts are exhausted (created when missing)")
 	cf.StringVar(&ordering, "ordering", "none", "none, or key: one message per key at a time, in offset order")
+	cf.BoolVar(&priority, "priority", false, "hand out messages with a higher weir-priority header (0-9) first")
+	cf.IntVar(&guardEvery, "priority-guard-every", 0, "with --priority: every Nth delivery is the oldest message whatever its priority (0: off)")
 	cf.StringVar(&start, "start", "earliest", "earliest (every message in the topic) or latest (messages produced from now on)")
 
 	list := &cobra.Command{
@@ -68,13 +73,13 @@ func newSubCmd() *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "TOPIC\tNAME\tORDERING\tVISIBILITY\tMAX-ATTEMPTS\tDEAD-LETTER-TOPIC")
+			fmt.Fprintln(w, "TOPIC\tNAME\tORDERING\tPRIORITY\tVISIBILITY\tMAX-ATTEMPTS\tDEAD-LETTER-TOPIC")
 			for _, s := range subs {
 				ma := fmt.Sprint(s.MaxAttempts)
 				if s.MaxAttempts == 0 {
 					ma = "unlimited"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Topic, s.Name, s.Ordering,
+				fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\t%s\n", s.Topic, s.Name, s.Ordering, s.Priority,
 					time.Duration(s.VisibilityTimeoutMs)*time.Millisecond, ma, s.DeadLetterTopic)
 			}
 			return w.Flush()

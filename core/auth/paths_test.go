@@ -25,6 +25,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/weir-broker/weir/core"
+
+	"github.com/weir-broker/weir/internal/testclock"
 )
 
 // catalogStore is an in-memory catalog; the rest of core.Store is unused
@@ -263,19 +265,6 @@ func ecJWK(kid string, k *ecdsa.PrivateKey) map[string]any {
 		"x": base64.RawURLEncoding.EncodeToString(k.X.FillBytes(make([]byte, 32))), "y": base64.RawURLEncoding.EncodeToString(k.Y.FillBytes(make([]byte, 32)))}
 }
 
-// fakeClock is a test clock that only moves when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // waitUntil polls cond until it holds or the deadline passes.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -297,7 +286,7 @@ func TestJWKSURL(t *testing.T) {
 	j := newJWKSServer(t)
 	j.publish(rsaJWK("r1", rk), map[string]any{"kty": "oct", "kid": "h", "k": strings.Repeat("A", 60)},
 		map[string]any{"kty": "EC", "kid": "p384", "crv": "P-384", "x": "AA", "y": "AA"})
-	clock := &fakeClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	v, err := NewJWTVerifier(JWTConfig{JWKSURL: j.srv.URL + "/jwks", Issuer: "https://idp", JWKSRefresh: -1, Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -413,7 +402,7 @@ func drain(a *auditor) []Event {
 }
 
 func TestAuditCaps(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1_764_000_000, 0)}
+	clock := testclock.New(time.Unix(1_764_000_000, 0))
 	a := newAuditor(nil, AuditConfig{PerSource: 3, Window: time.Minute, MaxSources: 2, Now: clock.Now},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 

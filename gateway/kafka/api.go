@@ -87,6 +87,8 @@ func errCode(err error) int16 {
 		return kerr.ThrottlingQuotaExceeded.Code
 	case errors.Is(err, core.ErrForbidden):
 		return kerr.TopicAuthorizationFailed.Code
+	case errors.As(err, new(*core.RecordError)):
+		return kerr.InvalidRecord.Code
 	case errors.Is(err, core.ErrBadRequest):
 		return kerr.InvalidRequest.Code
 	}

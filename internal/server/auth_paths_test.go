@@ -8,27 +8,15 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/weir-broker/weir/core/auth"
+
+	"github.com/weir-broker/weir/internal/testclock"
 )
-
-// authClock is a clock tests move by hand.
-type authClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *authClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *authClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // TestAuthPaths drives a node through a JWKS URL: a JWT whose sub is
 // "admin" is an admin only once a principal "admin" exists as admin;
@@ -40,10 +28,10 @@ func TestAuthPaths(t *testing.T) {
 		"n": base64.RawURLEncoding.EncodeToString(rk.N.Bytes()), "e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(rk.E)).Bytes())}}})
 	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(jwks) }))
 	defer idp.Close()
-	clock := &authClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	s := securedNode(t, func(c *Config) {
 		c.Security.JWT = auth.JWTConfig{JWKSURL: idp.URL + "/jwks", Issuer: "https://idp"}
-		c.Security.Audit = auth.AuditConfig{PerSource: 3, Window: time.Hour, Now: clock.now}
+		c.Security.Audit = auth.AuditConfig{PerSource: 3, Window: time.Hour, Now: clock.Now}
 	})
 	defer stop(t, s)
 	c := newSecClient(t, s.URL(), "", nil)
@@ -104,7 +92,7 @@ func TestAuthPaths(t *testing.T) {
 	for range 20 {
 		c.with("weir_nope").expect(401, "GET", "/v1/topics", nil)
 	}
-	clock.add(time.Hour)
+	clock.Add(time.Hour)
 	c.with("weir_nope").expect(401, "GET", "/v1/topics", nil)
 	var summary *auth.Event
 	deadline = time.Now().Add(20 * time.Second)

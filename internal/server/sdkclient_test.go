@@ -602,3 +602,28 @@ func TestClientQuotas(t *testing.T) {
 		t.Fatalf("a refused produce wrote: %+v", tp.Partitions[0])
 	}
 }
+
+// TestClientPrioritySubscription creates a priority subscription through
+// the client, reads its options back, and receives the higher priority
+// first.
+func TestClientPrioritySubscription(t *testing.T) {
+	c, ctx := sdkNode(t)
+	must(c.CreateTopic(ctx, client.TopicConfig{Name: "jobs"}))(t)
+	made := must(c.CreateSubscription(ctx, "jobs", client.SubscriptionConfig{Name: "p", Priority: true, PriorityGuardEvery: 7}))(t)
+	got := must(c.Subscription(ctx, "jobs", "p"))(t)
+	if !made.Priority || !got.Priority || got.PriorityGuardEvery != 7 {
+		t.Fatalf("created %+v, described %+v", made, got)
+	}
+	must(c.Produce(ctx, "jobs", []client.Record{
+		{Value: []byte("low"), Headers: map[string]string{"weir-priority": "1"}},
+		{Value: []byte("high"), Headers: map[string]string{"weir-priority": "9"}},
+	}))(t)
+	var msgs []client.Message
+	tu.Eventually(t, 20*time.Second, "two messages", func() bool {
+		msgs = append(msgs, must(c.Receive(ctx, "jobs", "p", client.ReceiveOptions{MaxRecords: 2, Wait: time.Second}))(t)...)
+		return len(msgs) >= 2
+	})
+	if string(msgs[0].Value) != "high" || string(msgs[1].Value) != "low" {
+		t.Fatalf("received %q then %q, want high then low", msgs[0].Value, msgs[1].Value)
+	}
+}

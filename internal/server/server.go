@@ -213,7 +213,14 @@ func Start(cfg Config) (*Server, error) {
 		}
 		return nil
 	}
-	if err := wireTelemetry(tel, cfg.NodeID, host, broker, gw, pipeLags); err != nil {
+	var queuesRef atomic.Pointer[core.Queues] // set once the queue service exists, below
+	queuePending := func() []core.QueuePending {
+		if q := queuesRef.Load(); q != nil {
+			return q.PendingByPriority()
+		}
+		return nil
+	}
+	if err := wireTelemetry(tel, cfg.NodeID, host, broker, gw, pipeLags, queuePending); err != nil {
 		tel.Shutdown(context.Background())
 		host.Close()
 		ln.Close()
@@ -224,9 +231,10 @@ func Start(cfg Config) (*Server, error) {
 	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, peer: ph, ln: ln, scheme: scheme, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
 	s.Groups = gc.Groups
 	s.Queues = newQueues(cfg, broker, gw) // queues.go
-	s.goRun(ctx, authSvc.Run)             // the audit log writer
-	s.goRun(ctx, s.Groups.Run)            // expiry and keep-alives (streaming.go)
-	s.goRun(ctx, s.Queues.Run)            // maintenance; owns the partition workers
+	queuesRef.Store(s.Queues)
+	s.goRun(ctx, authSvc.Run)  // the audit log writer
+	s.goRun(ctx, s.Groups.Run) // expiry and keep-alives (streaming.go)
+	s.goRun(ctx, s.Queues.Run) // maintenance; owns the partition workers
 	if s.Pipelines, s.Wasm, s.pipesDone, err = startPipelines(ctx, cfg, broker, gw); err != nil {
 		cancel()
 		s.bg.Wait()

@@ -240,6 +240,9 @@ type Sources struct {
 	// PipelineLags reports pipelines' lag on the input partitions this
 	// node leads (core.Pipelines.Lags).
 	PipelineLags func() []core.PipelineLag
+	// QueuePending reports priority subscriptions' pending messages per
+	// priority on the partitions this node leads (core.Queues.PendingByPriority).
+	QueuePending func() []core.QueuePending
 }
 
 // Observe registers the node-level observers (consumer lag, leader changes,
@@ -273,6 +276,11 @@ func (t *Telemetry) observe(src Sources) error {
 	if err != nil {
 		return err
 	}
+	queuePending, err := m.Int64ObservableGauge("weir.queue.pending", metric.WithUnit("{message}"),
+		metric.WithDescription("Messages a priority subscription has indexed and not delivered yet, per topic, subscription and priority (partitions this node leads)"))
+	if err != nil {
+		return err
+	}
 	disk, err := m.Int64ObservableGauge("weir.disk.used", metric.WithUnit("By"),
 		metric.WithDescription("Bytes of files under the node's data directory"))
 	if err != nil {
@@ -301,6 +309,12 @@ func (t *Telemetry) observe(src Sources) error {
 				o.ObserveInt64(pipeLag, pl.Lag, metric.WithAttributes(attribute.String("pipeline", pl.Pipeline), attribute.String("topic", pl.Topic), attribute.Int("partition", pl.Partition)))
 			}
 		}
+		if src.QueuePending != nil {
+			for _, qp := range src.QueuePending() {
+				o.ObserveInt64(queuePending, qp.Pending, metric.WithAttributes(attribute.String("topic", qp.Topic),
+					attribute.String("subscription", qp.Subscription), attribute.String("priority", strconv.Itoa(qp.Priority))))
+			}
+		}
 		t.leadMu.Lock()
 		for _, lt := range t.leaders {
 			o.ObserveInt64(leaderChanges, lt.changes, lt.attrs)
@@ -310,7 +324,7 @@ func (t *Telemetry) observe(src Sources) error {
 			o.ObserveInt64(disk, d, nodeAttr)
 		}
 		return nil
-	}, lag, leaderChanges, hwm, pipeLag, disk)
+	}, lag, leaderChanges, hwm, pipeLag, queuePending, disk)
 	if err != nil {
 		return err
 	}

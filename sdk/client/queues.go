@@ -25,6 +25,12 @@ type SubscriptionConfig struct {
 	DeadLetterTopic     string   `json:"dead_letter_topic,omitempty"`
 	Ordering            string   `json:"ordering,omitempty"` // "none" (default) or "key"
 	Start               From     `json:"start,omitempty"`    // Earliest (default) or Latest
+	// Priority hands out messages with a higher weir-priority header
+	// ("0"–"9") first (docs/queues.md, "Priority delivery").
+	Priority bool `json:"priority,omitempty"`
+	// PriorityGuardEvery, with Priority: every Nth delivery is the oldest
+	// deliverable message whatever its priority (0: off, strict order).
+	PriorityGuardEvery int `json:"priority_guard_every,omitempty"`
 }
 
 // SubscriptionStats are a subscription's counts (docs/queues.md).
@@ -54,6 +60,8 @@ type Subscription struct {
 	DeadLetterTopic     string             `json:"dead_letter_topic"`
 	Ordering            string             `json:"ordering"`
 	Start               From               `json:"start"`
+	Priority            bool               `json:"priority"`
+	PriorityGuardEvery  int                `json:"priority_guard_every,omitempty"`
 	CreatedAtMs         int64              `json:"created_at"`
 	Stats               *SubscriptionStats `json:"stats,omitempty"`
 	Partitions          []struct {
