@@ -25,6 +25,9 @@ var _ core.PartitionLog = (*Partition)(nil)
 // Append proposes the batch as one Raft entry and waits for it to be applied
 // on this node (after a quorum fsynced it to the Raft log).
 func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.AppendResult, error) {
+	if len(b.Records) == 0 {
+		return core.AppendResult{}, core.Invalidf("an append needs at least one record")
+	}
 	maxTs := b.Timestamp
 	size := 64 + len(b.ProducerID)
 	for i := range b.Records {
