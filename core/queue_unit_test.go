@@ -68,6 +68,16 @@ func (e *queueEnv) ack(t *testing.T, ms ...core.Message) []error {
 	return out
 }
 
+// ackAll acknowledges ms, each of which must succeed.
+func (e *queueEnv) ackAll(t *testing.T, ms []core.Message) {
+	t.Helper()
+	for i, err := range e.ack(t, ms...) {
+		if err != nil {
+			t.Fatalf("ack of %s: %v", delivered(ms)[i], err)
+		}
+	}
+}
+
 func (e *queueEnv) nack(t *testing.T, m core.Message, delay time.Duration, reason string) {
 	t.Helper()
 	res, err := e.q.Nack(e.ctx, &core.NackRequest{Topic: "q", Subscription: "s", Receipts: []string{m.Receipt}, Delay: &delay, Error: reason})
@@ -103,11 +113,7 @@ func TestQueueLeaseAckAndRedelivery(t *testing.T) {
 	e.clock.Add(100 * time.Millisecond)
 	late := e.receive(t, 10)
 	sameStrings(t, "after the leases expired", delivered(late), []string{"b@3", "c@2"})
-	for _, err := range e.ack(t, late...) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.ackAll(t, late)
 	e.clock.Add(time.Hour)
 	sameStrings(t, "after everything was acknowledged", delivered(e.receive(t, 10)), []string{})
 	_, stats, err := e.q.Stats("q", "s")
@@ -192,11 +198,7 @@ func TestQueueReceiveUnderStoreFaults(t *testing.T) {
 	e.clock.Add(1100 * time.Millisecond)
 	again := e.receive(t, 10)
 	sameStrings(t, "after the leases", delivered(again), []string{"m@2", "n@2"})
-	for _, err := range e.ack(t, again...) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.ackAll(t, again)
 	e.produce(t, "q", 0, "u")
 	log.Inject(memstore.Fault{Ops: memstore.OpTxn, Applied: true})
 	if ms, err := e.q.Receive(e.ctx, &core.ReceiveRequest{Topic: "q", Subscription: "s"}); err == nil && len(ms) > 0 {

@@ -53,6 +53,22 @@ func (fs *faults) add(f Fault) {
 	*fs = append(*fs, &f)
 }
 
+// guard runs apply as one write, under the lock of the faults' owner: an
+// armed fault for op fails it before apply or, with Applied, after; notify
+// runs once apply has run (whatever it returned).
+func (fs *faults) guard(op Op, apply func() error, notify func()) error {
+	f := fs.take(op)
+	if f != nil && !f.Applied {
+		return f.err()
+	}
+	err := apply()
+	notify()
+	if f != nil {
+		return f.err()
+	}
+	return err
+}
+
 // take returns the first armed fault for op, using one of its writes, or nil.
 func (fs *faults) take(op Op) *Fault {
 	for i, f := range *fs {

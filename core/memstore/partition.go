@@ -121,36 +121,13 @@ func (p *Partition) write(ctx context.Context, op Op, f func() error) error {
 	if p.gone {
 		return fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, p.topic)
 	}
-	fault := p.faults.take(op)
-	if fault != nil && !fault.Applied {
-		return fault.err()
-	}
-	err := f()
-	p.publish()
-	if fault != nil {
-		return fault.err()
-	}
-	return err
+	return p.faults.guard(op, f, p.publish)
 }
 
 // publish wakes Changed waiters. The caller holds p.mu.
 func (p *Partition) publish() {
 	close(p.changed)
 	p.changed = make(chan struct{})
-}
-
-// stamp gives records without a timestamp the batch's, as raftlog does (in
-// the caller's slice), and returns the batch's largest timestamp.
-func stamp(b *core.AppendBatch) int64 {
-	maxTs := b.Timestamp
-	for i := range b.Records {
-		r := &b.Records[i]
-		if r.Timestamp == 0 {
-			r.Timestamp = b.Timestamp
-		}
-		maxTs = max(maxTs, r.Timestamp)
-	}
-	return maxTs
 }
 
 // envelopeBytes is the size of raftlog's records payload: producer id,
@@ -167,7 +144,7 @@ func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.Appen
 	if len(b.Records) == 0 {
 		return core.AppendResult{}, core.Invalidf("an append needs at least one record")
 	}
-	maxTs := stamp(b)
+	maxTs := b.Stamp()
 	recs := core.AppendRecords(nil, b.Records)
 	payload := envelopeBytes(b.ProducerID, b.Sequence, recs)
 	if payload > p.cfg.MaxEntryBytes {

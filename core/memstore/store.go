@@ -100,16 +100,7 @@ func (s *Store) metaWrite(ctx context.Context, op Op, f func() error) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fault := s.faults.take(op)
-	if fault != nil && !fault.Applied {
-		return fault.err()
-	}
-	err := f()
-	s.notify()
-	if fault != nil {
-		return fault.err()
-	}
-	return err
+	return s.faults.guard(op, f, s.notify)
 }
 
 // Inject arms a fault for the store's own writes: OpCatalog (CatalogPut,

@@ -24,7 +24,7 @@ func prepareTxn(cfg *Config, txn *core.StateTxn) (*preparedTxn, error) {
 		if a.ProducerID != "" {
 			return nil, core.Invalidf("a state transaction's append cannot be idempotent by producer id; use conditions")
 		}
-		pt.b = batch{count: len(a.Records), maxTs: stamp(a), recs: core.AppendRecords(nil, a.Records)}
+		pt.b = batch{count: len(a.Records), maxTs: a.Stamp(), recs: core.AppendRecords(nil, a.Records)}
 		pt.payload += envelopeBytes("", 0, pt.b.recs)
 	}
 	if pt.payload > cfg.MaxEntryBytes {
