@@ -216,3 +216,36 @@ func TestPipelineCorruptMetaFails(t *testing.T) {
 		t.Fatalf("a partition with corrupt progress emitted %d records in %d module calls", n, c)
 	}
 }
+
+// A partition's worker runs where the partition leads, and only there: a
+// new leader takes over from the committed position.
+func TestPipelineRunsOnLeadersOnly(t *testing.T) {
+	e := newPipeEnv(t, upper)
+	in0, in1 := e.log(t, "in", 0), e.log(t, "in", 1)
+	in1.SetLeader(false)
+	e.produce(t, "in", 0, "a")
+	e.produce(t, "in", 1, "x")
+	e.create(t, core.PipelineSpec{})
+	running := func(part int) bool {
+		_, st, err := e.p.Status("p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st[part].Running
+	}
+	tu.Eventually(t, fence, "a worker on in/0", func() bool { return running(0) })
+	// Workers start in one pass over the partitions: in/1 was passed over.
+	if running(1) {
+		t.Fatal("a worker runs on in/1, which this node does not lead")
+	}
+	e.waitHWM(t, "out", 0, 1)
+	in0.SetLeader(false)
+	in1.SetLeader(true)
+	tu.Eventually(t, fence, "the worker to move from in/0 to in/1", func() bool { return !running(0) && running(1) })
+	e.waitHWM(t, "out", 1, 1)
+	in0.SetLeader(true)
+	e.produce(t, "in", 0, "b")
+	e.caughtUp(t)
+	sameStrings(t, "out/0", e.values(t, "out", 0), []string{"A", "B"})
+	sameStrings(t, "out/1", e.values(t, "out", 1), []string{"X"})
+}

@@ -208,3 +208,26 @@ func TestQueueReceiveUnderStoreFaults(t *testing.T) {
 	e.clock.Add(1100 * time.Millisecond)
 	sameStrings(t, "after the unseen lease", delivered(e.receive(t, 10)), []string{"u@2"})
 }
+
+// Ordering "key": one message per key at a time, in offset order; other
+// keys are not held up.
+func TestQueueOrderingKey(t *testing.T) {
+	e := newQueueEnv(t, core.SubscriptionConfig{Ordering: core.OrderingKey})
+	var recs []core.ProduceRecord
+	for _, kv := range [][2]string{{"k1", "a"}, {"k1", "b"}, {"k2", "c"}, {"k1", "d"}} {
+		recs = append(recs, core.ProduceRecord{Partition: 0, Record: core.Record{Key: []byte(kv[0]), Value: []byte(kv[1])}})
+	}
+	if _, err := e.broker.Produce(e.ctx, &core.ProduceRequest{Topic: "q", Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	first := e.receive(t, 10)
+	sameStrings(t, "first receive", delivered(first), []string{"a@1", "c@1"})
+	e.ackAll(t, first[:1])
+	second := e.receive(t, 10)
+	sameStrings(t, "after a was acknowledged", delivered(second), []string{"b@1"})
+	e.nack(t, second[0], 0, "")
+	third := e.receive(t, 10)
+	sameStrings(t, "after b was nacked", delivered(third), []string{"b@2"})
+	e.ackAll(t, append(third, first[1]))
+	sameStrings(t, "last", delivered(e.receive(t, 10)), []string{"d@1"})
+}
