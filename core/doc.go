@@ -14,9 +14,10 @@
 // replicated key/value store changed by StateTxn transactions, atomically
 // with records when asked. raftlog.Host implements Store (and Cluster, the
 // multi-node view); it reaches other nodes through a Forwarder, which
-// internal/peer implements over HTTP. Runtime and Processor are the Wasm
-// seam, implemented by plugins.Host; AccessChecker is implemented by
-// core/auth.
+// internal/peer implements over HTTP. core/memstore implements Store in
+// memory for tests, and core/storetest is the conformance suite both pass.
+// Runtime and Processor are the Wasm seam, implemented by plugins.Host;
+// AccessChecker is implemented by core/auth.
 //
 // # The services
 //

@@ -19,6 +19,21 @@ type AppendBatch struct {
 	Records   []Record
 }
 
+// Stamp gives the records without a timestamp the batch's Timestamp (in
+// place) and returns the batch's largest timestamp, Timestamp included:
+// what a store keeps as the batch's maximum (SegmentInfo.MaxTimestamp).
+func (b *AppendBatch) Stamp() (maxTimestamp int64) {
+	maxTimestamp = b.Timestamp
+	for i := range b.Records {
+		r := &b.Records[i]
+		if r.Timestamp == 0 {
+			r.Timestamp = b.Timestamp
+		}
+		maxTimestamp = max(maxTimestamp, r.Timestamp)
+	}
+	return maxTimestamp
+}
+
 // AppendResult is the outcome of an append.
 type AppendResult struct {
 	BaseOffset int64 // offset of the first record

@@ -132,3 +132,33 @@ func TestCatalogCompareAndSet(t *testing.T) {
 		t.Fatal("list not empty after delete")
 	}
 }
+
+// TestStateMachinesRefuseEntriesTheyCannotApply: entries the proposers
+// refuse (an append without records, a topic without replicas) may still
+// reach the log (an older node, a peer); the state machines must answer
+// them, not stop the node at every replay.
+func TestStateMachinesRefuseEntriesTheyCannotApply(t *testing.T) {
+	h := startHost(t, t.TempDir(), tu.FreeAddr(t))
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := h.proposeMeta(ctx, &metaCmd{Op: "create_topic", Topic: &core.TopicConfig{Name: "norf", Partitions: 2}})
+	if err != nil || res.Value != metaInvalid {
+		t.Fatalf("create_topic without replicas: %+v %v, want metaInvalid", res, err)
+	}
+	if _, err := h.CreateTopic(ctx, core.TopicConfig{Name: "s", Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pm, err := h.partitionMeta("s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = h.propose(ctx, pm.ShardID, encodeAppend(nil, "", 0, 1, 1, 0, core.AppendRecords(nil, nil)))
+	if err != nil || len(res.Data) == 0 || res.Data[0] != resultCorrupt {
+		t.Fatalf("an append without records: %+v %v, want resultCorrupt", res, err)
+	}
+	pl, _ := h.Partition("s", 0)
+	if r, err := pl.Append(ctx, &core.AppendBatch{Timestamp: 1, Records: []core.Record{{Value: []byte("a")}}}); err != nil || r.BaseOffset != 0 {
+		t.Fatalf("append after: %+v %v", r, err)
+	}
+}

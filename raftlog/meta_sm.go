@@ -285,6 +285,11 @@ func (m *metaSM) apply(c *metaCmd) sm.Result {
 			return sm.Result{Value: metaInvalid, Data: []byte("no nodes registered")}
 		}
 		cfg := *c.Topic
+		if cfg.Partitions > 0 && cfg.ReplicationFactor < 1 {
+			// Placing it would panic on every replica (and again at every
+			// replay); Host.CreateTopic refuses it before proposing.
+			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d: a partition needs a replica", cfg.ReplicationFactor))}
+		}
 		if cfg.ReplicationFactor > len(nodes) {
 			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d exceeds the %d active nodes", cfg.ReplicationFactor, len(nodes)))}
 		}

@@ -25,15 +25,13 @@ var _ core.PartitionLog = (*Partition)(nil)
 // Append proposes the batch as one Raft entry and waits for it to be applied
 // on this node (after a quorum fsynced it to the Raft log).
 func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.AppendResult, error) {
-	maxTs := b.Timestamp
+	if len(b.Records) == 0 {
+		return core.AppendResult{}, core.Invalidf("an append needs at least one record")
+	}
+	maxTs := b.Stamp()
 	size := 64 + len(b.ProducerID)
 	for i := range b.Records {
-		r := &b.Records[i]
-		if r.Timestamp == 0 {
-			r.Timestamp = b.Timestamp
-		}
-		maxTs = max(maxTs, r.Timestamp)
-		size += r.Size()
+		size += b.Records[i].Size()
 	}
 	cmd := make([]byte, 0, size)
 	cmd = encodeAppend(cmd, b.ProducerID, b.Sequence, b.Timestamp, maxTs, len(b.Records), nil)

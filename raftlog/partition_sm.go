@@ -180,7 +180,9 @@ func (p *partitionSM) Update(entries []sm.Entry) ([]sm.Entry, error) {
 
 func (p *partitionSM) applyAppend(index uint64, cmd []byte) (sm.Result, error) {
 	c, err := decodeAppend(cmd)
-	if err != nil {
+	if err != nil || c.count == 0 {
+		// An append without records would be a batch the segment log
+		// refuses, and an error here stops the node at every replay.
 		return sm.Result{Data: []byte{resultCorrupt}}, nil
 	}
 	if c.producerID != "" {

@@ -287,12 +287,27 @@ func (r *routed) attemptContext(ctx context.Context, idempotent bool, t target) 
 	switch {
 	case idempotent:
 		changed := r.h.leaderChanged(r.shard)
+		from, term, ok, err := r.h.nh.GetLeaderID(r.shard)
+		known := err == nil && ok
 		actx, cancel := context.WithTimeout(ctx, r.h.cfg.AttemptTimeout)
 		go func() {
-			select {
-			case <-changed:
-				cancel()
-			case <-actx.Done():
+			for {
+				select {
+				case <-changed:
+				case <-actx.Done():
+					return
+				}
+				// Dragonboat reports a new shard's first leader
+				// asynchronously: that event, naming the leader and term
+				// the attempt began with, is no change. Cancelling on it
+				// made the first append of a new topic an unknown outcome,
+				// retried, and answered as a duplicate.
+				changed = r.h.leaderChanged(r.shard)
+				lid, t, ok, err := r.h.nh.GetLeaderID(r.shard)
+				if !known || err != nil || !ok || lid != from || t != term {
+					cancel()
+					return
+				}
 			}
 		}()
 		return actx, cancel

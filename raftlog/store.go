@@ -16,6 +16,9 @@ var _ core.Store = (*Host)(nil)
 // CreateTopic places the topic's partitions and waits until every partition
 // hosted on this node has a leader, so that a produce right after succeeds.
 func (h *Host) CreateTopic(ctx context.Context, cfg core.TopicConfig) (core.TopicInfo, error) {
+	if cfg.Partitions < 1 || cfg.ReplicationFactor < 1 {
+		return core.TopicInfo{}, core.Invalidf("a topic needs at least one partition and one replica, not %d and %d", cfg.Partitions, cfg.ReplicationFactor)
+	}
 	res, err := h.proposeMeta(ctx, &metaCmd{Op: "create_topic", Time: time.Now().UnixMilli(), Topic: &cfg})
 	if err != nil {
 		return core.TopicInfo{}, err

@@ -41,14 +41,7 @@ func encodeTxn(txn *core.StateTxn) ([]byte, error) {
 		return nil, errors.New("raftlog: a state transaction's append cannot be idempotent by producer id; use conditions")
 	}
 	b = append(b, 1)
-	maxTs := a.Timestamp
-	for i := range a.Records {
-		r := &a.Records[i]
-		if r.Timestamp == 0 {
-			r.Timestamp = a.Timestamp
-		}
-		maxTs = max(maxTs, r.Timestamp)
-	}
+	maxTs := a.Stamp()
 	body := encodeAppend(nil, "", 0, a.Timestamp, maxTs, len(a.Records), nil)
 	body = core.AppendRecords(body, a.Records)
 	return append(b, body[2:]...), nil
