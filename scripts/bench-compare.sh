@@ -125,8 +125,11 @@ run_scenarios() { # label system cluster replicas topic servers [weircmp flags..
   local s label=$1 system=$2 cluster=$3 replicas=$4 topic=$5 srv=$6
   shift 6
   for s in $SCENARIOS; do
+    # A failed scenario (e.g. a peer not ready) is reported and skipped:
+    # the medians come from the runs that completed (the report says how many).
     ./bin/weircmp run -system "$system" -label "$label" -cluster "$cluster" -replicas "$replicas" -topic "$topic" \
-      -servers "$srv" -scenario "$s" -duration "$D" -rate "$RATE" "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT"
+      -servers "$srv" -scenario "$s" -duration "$D" -rate "$RATE" "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT" ||
+      echo "scenario $s of $label ($cluster) failed; skipped" >&2
   done
 }
 
