@@ -45,6 +45,15 @@ type TieredBacklog struct {
 	Bytes     int64
 }
 
+// TieredStats are a node's tiered storage counters since start, and the
+// backlog of the tiered partitions it leads (for metrics).
+type TieredStats struct {
+	Uploads        int64 // segments uploaded and recorded
+	UploadedBytes  int64
+	UploadFailures int64 // uploads (or their recording) that failed
+	Backlog        []TieredBacklog
+}
+
 // TieredDefaults are the effective values of a topic's tiered storage
 // fields that were left zero.
 const (

@@ -72,15 +72,6 @@ func (c *TieredConfig) validate() error {
 	return nil
 }
 
-// Tiered storage counters of a node, for metrics.
-type TieredStats struct {
-	Uploads        int64 // segments uploaded and recorded
-	UploadedBytes  int64
-	UploadFailures int64 // uploads (or their recording) that failed
-	// Per partition led here: closed segments not uploaded yet.
-	Backlog []core.TieredBacklog
-}
-
 // tierPart is the uploader's state of one partition; tierMu guards it.
 type tierPart struct {
 	busy     bool      // a pass is running for it
@@ -355,11 +346,11 @@ func (h *Host) shardExists(shard uint64) bool {
 
 // TieredStats reports the node's tiered storage counters and the backlog
 // of the tiered partitions it leads.
-func (h *Host) TieredStats() TieredStats {
+func (h *Host) TieredStats() core.TieredStats {
 	if h.tier == nil {
-		return TieredStats{}
+		return core.TieredStats{}
 	}
-	st := TieredStats{Uploads: h.tier.uploads.Load(), UploadedBytes: h.tier.uploadedBytes.Load(), UploadFailures: h.tier.failures.Load()}
+	st := core.TieredStats{Uploads: h.tier.uploads.Load(), UploadedBytes: h.tier.uploadedBytes.Load(), UploadFailures: h.tier.failures.Load()}
 	for _, j := range h.tierJobs() {
 		if !(&Partition{h: h, shardID: j.shard, sm: j.psm}).IsLeader() {
 			continue

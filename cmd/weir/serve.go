@@ -30,6 +30,7 @@ func newServeCmd() *cobra.Command {
 		allowedOrigins                                                []string
 		kafkaAddr, kafkaAdvertisedAddr                                string
 		sec                                                           serveSecurity // security_serve.go
+		tiered                                                        serveTiered   // tiered_serve.go
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -61,14 +62,19 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			if join != "" && len(pm) > 0 {
 				return fmt.Errorf("--join and --peers exclude each other: --peers forms a new cluster, --join enters a running one")
 			}
+			s3cfg, tieredCfg, err := tiered.config()
+			if err != nil {
+				return err
+			}
 			s, err := server.Start(server.Config{
 				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Join: join, Logger: logger,
-				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites},
+				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites, Tiered: tieredCfg},
 				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
 				// Pages of these origins may open WebSockets (docs/websocket.md).
 				Gateway:   gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
 				Security:  sec.config(),
 				KafkaAddr: kafkaAddr, KafkaAdvertisedAddr: kafkaAdvertisedAddr, // docs/kafka.md
+				TieredStorage: s3cfg, // docs/tiered-storage.md
 			})
 			if err != nil {
 				return err
@@ -106,6 +112,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.StringVar(&kafkaAddr, "kafka-addr", "127.0.0.1:9092", "Kafka protocol listen address (docs/kafka.md); empty turns the listener off")
 	f.StringVar(&kafkaAdvertisedAddr, "kafka-advertised-addr", "", "HOST:PORT that Kafka Metadata names for this node (default the bound --kafka-addr)")
 	sec.flags(f)
+	tiered.flags(f)
 	return cmd
 }
 
