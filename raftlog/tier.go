@@ -367,3 +367,21 @@ func (h *Host) TieredStats() core.TieredStats {
 	}
 	return st
 }
+
+// RemoteSegmentKeys lists the object keys the manifest of a partition
+// replicated here records, oldest first (for operators and tests).
+func (h *Host) RemoteSegmentKeys(topic string, partition int) ([]string, error) {
+	pm, err := h.partitionMeta(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	psm := h.localSM(pm.ShardID)
+	if psm == nil {
+		return nil, fmt.Errorf("%w: node %d holds no replica of %s/%d", core.ErrUnavailable, h.cfg.NodeID, topic, partition)
+	}
+	var keys []string
+	for _, r := range psm.tier().remote {
+		keys = append(keys, r.Key)
+	}
+	return keys, nil
+}
