@@ -234,7 +234,7 @@ func (p *Partition) Segments() []core.SegmentInfo {
 	}
 	end := v.remoteEnd()
 	for _, s := range localSegments(p.sm.seg) {
-		if s.NextOffset > end || s.Active {
+		if len(v.remote) == 0 || s.NextOffset > end || s.Active {
 			out = append(out, s)
 		}
 	}

@@ -127,10 +127,10 @@ func (h *Host) tierJobs() []tierJob {
 // holds up nothing else (and never a produce).
 func (h *Host) tierLoop() {
 	defer h.wg.Done()
+	var passes sync.WaitGroup
+	defer passes.Wait() // after cancel (deferred calls run last first)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var passes sync.WaitGroup
-	defer passes.Wait()
 	t := time.NewTicker(h.cfg.Tiered.Interval)
 	defer t.Stop()
 	for {
