@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,32 +285,53 @@ func TestTieredStorageLeaderChange(t *testing.T) {
 		break
 	}
 	createTieredTopic(t, url, "moving", 3)
-	want := produceValues(t, url, "moving", "a", 0, 200, 10)
-	tt := waitTiered(t, url, "moving", 100, 100)
-
-	// Stop the leader mid-stream: producing goes on through the others.
-	leader := tt.Partitions[0].Leader
-	stop(t, c.nodes[leader])
-	delete(c.nodes, leader)
-	var urls []string
+	var urls atomic.Value
+	var all []string
 	for _, n := range c.nodes {
-		urls = append(urls, n.URL())
+		all = append(all, n.URL())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	urls.Store(all)
+
+	// One idempotent producer streams 500 records in batches of 10,
+	// moving to another node on errors, while the leader stops.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	for i := 200; i < 500; i += 10 {
-		for {
-			vals, err := tryProduce(ctx, urls[i%2], "moving", "b", i, 10, i-200)
+	var want []string
+	done := make(chan error, 1)
+	go func() {
+		for i, try := 0, 0; i < 500; try++ {
+			live := urls.Load().([]string)
+			vals, err := tryProduce(ctx, live[try%len(live)], "moving", "v", i, 10, i)
 			if err == nil {
 				want = append(want, vals...)
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("produce after the leader stopped: %v", err)
+				i += 10
+			} else if ctx.Err() != nil {
+				done <- err
+				return
 			}
 		}
+		done <- nil
+	}()
+	tt := waitTiered(t, url, "moving", 60, 60)
+	leader := tt.Partitions[0].Leader
+	var rest []string
+	for id, n := range c.nodes {
+		if id != leader {
+			rest = append(rest, n.URL())
+		}
 	}
-	waitTiered(t, urls[0], "moving", 400, 400)
+	urls.Store(rest)
+	stop(t, c.nodes[leader])
+	delete(c.nodes, leader)
+	if err := <-done; err != nil {
+		t.Fatalf("produce while the leader stopped: %v", err)
+	}
+	for _, u := range rest {
+		tu.Eventually(t, 30*time.Second, "every acknowledged record applied at "+u, func() bool {
+			return getTiered(t, u, "moving").Partitions[0].HighWatermark >= 500
+		})
+	}
+	waitTiered(t, rest[0], "moving", 400, 400)
 	for _, n := range c.nodes {
 		sameValues(t, "fetch from "+n.URL(), tu.ReadPartition(t, n.URL(), "moving", 0, true), want)
 	}
