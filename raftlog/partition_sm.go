@@ -136,6 +136,8 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 			p.recordProducer(pid, seq, int64(b.Count), b.BaseOffset, b.MaxTimestamp)
 		case kindTxn:
 			return p.replayTxn(b)
+		case kindTierAdd:
+			return p.replayTierAdd(b)
 		case kindTrim:
 			if len(b.Payload) == 8 {
 				if _, err := seg.DeleteBefore(int64(binary.BigEndian.Uint64(b.Payload))); err != nil {

@@ -6,20 +6,25 @@ import (
 	"fmt"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
+
+	"github.com/weir-broker/weir/raftlog/internal/segment"
 )
 
 // Tiered storage in the partition state machine (docs/tiered-storage.md).
 // The manifest — the segments held in object storage — is replicated state:
-// an upload becomes visible only once a cmdTierAdd entry records it, and
-// local copies go only through a cmdLocalTrim entry, never past what the
-// manifest covers. Both write the checkpoint (after an fsync of the
-// segments) before they return, so the manifest survives any crash that
-// deletes the segment files it was recorded next to.
+// an upload becomes visible only once a cmdTierAdd entry records it (as a
+// kindTierAdd control batch, replayed by Open like other control batches),
+// and local copies go only through a cmdLocalTrim entry, never past what
+// the manifest covers. Whatever deletes segment files (local trims, and
+// retention trims that change the manifest) first writes the checkpoint,
+// after an fsync of the segments, so no manifest change is lost with the
+// files it was recorded in.
 const (
-	cmdTierAdd    byte = 4 // [ver][cmd][JSON remoteSeg]
-	cmdLocalTrim  byte = 5 // [ver][cmd][u64 offset]
-	resultStale   byte = 5 // a tier add that does not continue the manifest
-	maxRemoteSegs      = 1 << 20
+	cmdTierAdd    byte  = 4 // [ver][cmd][JSON remoteSeg]
+	cmdLocalTrim  byte  = 5 // [ver][cmd][u64 offset]
+	kindTierAdd   uint8 = 4 // control batch: the JSON remoteSeg
+	resultStale   byte  = 5 // a tier add that does not continue the manifest
+	maxRemoteSegs       = 1 << 20
 )
 
 // remoteSeg is one segment held in object storage: offsets [Base, Next)
@@ -94,12 +99,31 @@ func (p *partitionSM) applyTierAdd(index uint64, cmd []byte) (sm.Result, error) 
 	if !ok || s.Next > p.seg.NextOffset() || len(v.remote) >= maxRemoteSegs {
 		return sm.Result{Data: []byte{resultStale}}, nil
 	}
-	nv := &tierView{remote: append(append([]remoteSeg(nil), v.remote...), s), uploadedEnd: s.Next}
-	p.setTier(nv)
-	if err := p.checkpointAt(index); err != nil {
-		return sm.Result{}, err
+	err := p.seg.Append(segment.Batch{RaftIndex: index, Kind: kindTierAdd, BaseOffset: p.seg.NextOffset(), Payload: cmd[2:]})
+	if err != nil {
+		return sm.Result{}, fmt.Errorf("record an upload in shard %d: %w", p.shardID, err)
 	}
+	p.addRemote(s)
 	return sm.Result{Value: uint64(s.Next), Data: []byte{resultOK}}, nil
+}
+
+// addRemote appends a recorded upload to the manifest.
+func (p *partitionSM) addRemote(s remoteSeg) {
+	v := p.tier()
+	p.setTier(&tierView{remote: append(append([]remoteSeg(nil), v.remote...), s), uploadedEnd: s.Next})
+}
+
+// replayTierAdd re-applies a kindTierAdd batch found after the checkpoint
+// at Open (it was accepted when applied).
+func (p *partitionSM) replayTierAdd(b segment.Batch) error {
+	var s remoteSeg
+	if err := json.Unmarshal(b.Payload, &s); err != nil {
+		return fmt.Errorf("%w: tier add batch: %v", errBadCommand, err)
+	}
+	if s.Base >= p.tier().uploadedEnd || len(p.tier().remote) == 0 {
+		p.addRemote(s)
+	}
+	return nil
 }
 
 // applyLocalTrim drops local segments wholly below offset, never past what

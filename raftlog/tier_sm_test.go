@@ -83,6 +83,12 @@ func TestTierManifestRules(t *testing.T) {
 	if c := add(s1.BaseOffset, s1.NextOffset, "k1"); c != resultOK {
 		t.Fatalf("the second add: %d", c)
 	}
+	// Reopen: the adds come back from their batches (no checkpoint yet).
+	h.p.Close()
+	h.open()
+	if v := h.p.tier(); len(v.remote) != 2 || v.remote[1].Key != "k1" || h.p.remoteEnd.Load() != s1.NextOffset {
+		t.Fatalf("after reopen the manifest is %+v", v.remote)
+	}
 	// Local retention asks past the uploads: only uploaded segments go.
 	h.apply(encodeLocalTrim(s2.NextOffset))
 	if got := h.p.localStart.Load(); got != s1.NextOffset {

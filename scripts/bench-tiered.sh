@@ -27,8 +27,15 @@ create() { # NAME EXTRA-JSON
   curl -sf -X POST $S/v1/topics -H 'Content-Type: application/json' \
     -d "{\"name\":\"$1\",\"partitions\":4,\"segment_bytes\":4194304$2}" >/dev/null
 }
-produce() { ./bin/weir bench produce --server $S --topic "$1" --records "$records" --record-size 1024 --batch 100 --producers 16 | tee /dev/stderr | sed -n 's/.*throughput: \([0-9]*\) records.*/\1/p'; }
-consume() { ./bin/weir bench consume --server $S --topic "$1" | tee /dev/stderr | sed -n 's/.*s: \([0-9]*\) records\/s.*/\1/p'; }
+# Each prints the bench output on stderr and the records/s on stdout.
+produce() {
+  local out; out=$(./bin/weir bench produce --server $S --topic "$1" --records "$records" --record-size 1024 --batch 100 --producers 16)
+  echo "$out" >&2; echo "$out" | sed -n 's/.*throughput: \([0-9]*\) records.*/\1/p'
+}
+consume() {
+  local out; out=$(./bin/weir bench consume --server $S --topic "$1")
+  echo "$out" >&2; echo "$out" | sed -n 's/.*s: \([0-9]*\) records\/s.*/\1/p'
+}
 # uploaded TOPIC: every partition's local log starts at its remote end (all
 # closed segments uploaded and dropped from the disk).
 uploaded() {
