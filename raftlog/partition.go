@@ -115,7 +115,7 @@ func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes i
 	}
 	out, err := readRecords(p.sm.seg, from, maxRecords, maxBytes)
 	if errors.Is(err, segment.ErrOutOfRange) {
-		if from >= p.sm.logStart.Load() && from < p.sm.localStart.Load() {
+		if from >= p.sm.logStart.Load() && from < p.sm.seg.StartOffset() {
 			// Local retention dropped it meanwhile: it is in object storage.
 			return p.readRemote(ctx, from, maxRecords, maxBytes)
 		}

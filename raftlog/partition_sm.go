@@ -254,8 +254,9 @@ func (p *partitionSM) applyTrim(index uint64, cmd []byte) (sm.Result, error) {
 	if err != nil {
 		return sm.Result{}, err
 	}
-	if p.trimRemote(off) {
-		// The manifest changed: make it durable before the files go.
+	if p.trimRemote(off) || p.tier().uploadedEnd > 0 {
+		// Make the manifest durable before files that may hold its
+		// recorded uploads go.
 		if err := p.checkpointAt(index); err != nil {
 			return sm.Result{}, err
 		}

@@ -47,7 +47,7 @@ func (p *Partition) readRemote(ctx context.Context, from int64, maxRecords, maxB
 				break
 			}
 		}
-		if next, ok := v.find(rs.Next); ok {
+		if next, ok := v.find(rs.Next); ok && next.Base < p.sm.seg.StartOffset() {
 			c.prefetch(next.Key)
 		}
 		return out, nil
