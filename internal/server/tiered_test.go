@@ -72,18 +72,37 @@ func produceValues(t *testing.T, url, topic, prefix string, from, n, batch int) 
 	t.Helper()
 	var vals []string
 	for i := from; i < from+n; i += batch {
-		var recs []map[string]any
-		for j := i; j < min(i+batch, from+n); j++ {
-			v := fmt.Sprintf("%s-%d-%s", prefix, j, strings.Repeat("x", 60))
-			recs = append(recs, map[string]any{"key": fmt.Sprintf("k%d", j), "value": v})
-			vals = append(vals, v)
-		}
+		recs, v := tieredRecords(prefix, i, min(batch, from+n-i))
+		vals = append(vals, v...)
 		r := tu.Do(t, "POST", url+"/v1/topics/"+topic+"/records", map[string]any{"records": recs})
 		if r.Status != 200 {
 			t.Fatalf("produce: %d %s", r.Status, r.Body)
 		}
 	}
 	return vals
+}
+
+// tieredRecords are n records "<prefix>-<i>-xxx…" with keys "k<i>" from
+// i = from on, and their values.
+func tieredRecords(prefix string, from, n int) (recs []map[string]any, vals []string) {
+	for j := from; j < from+n; j++ {
+		v := fmt.Sprintf("%s-%d-%s", prefix, j, strings.Repeat("x", 60))
+		recs = append(recs, map[string]any{"key": fmt.Sprintf("k%d", j), "value": v})
+		vals = append(vals, v)
+	}
+	return recs, vals
+}
+
+// bucket is a client of the test's bucket, to look at the objects.
+func bucket(t *testing.T, srv *tu.S3Server) *objstore.S3 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := objstore.NewS3(ctx, objstore.S3Config{Endpoint: srv.Endpoint, Bucket: "weir-tiered", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
 }
 
 // waitTiered waits until the partition holds at least remoteEnd offsets
@@ -193,10 +212,7 @@ func TestTieredStorageRetention(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store, err := objstore.NewS3(ctx, objstore.S3Config{Endpoint: srv.Endpoint, Bucket: "weir-tiered", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := bucket(t, srv)
 	tu.Eventually(t, 30*time.Second, "no object below the log start", func() bool {
 		objs, err := store.List(ctx, "weir/short/")
 		if err != nil {
@@ -340,10 +356,7 @@ func TestTieredStorageLeaderChange(t *testing.T) {
 	for _, n := range c.nodes {
 		s = n
 	}
-	store, err := objstore.NewS3(ctx, objstore.S3Config{Endpoint: srv.Endpoint, Bucket: "weir-tiered", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := bucket(t, srv)
 	tu.Eventually(t, 60*time.Second, "objects = manifest", func() bool {
 		keys, err := s.Host.RemoteSegmentKeys("moving", 0)
 		objs, lerr := store.List(ctx, "weir/moving/")
@@ -363,13 +376,7 @@ func TestTieredStorageLeaderChange(t *testing.T) {
 // (a retry after an unknown outcome is answered as a duplicate), which
 // reports errors instead of failing.
 func tryProduce(ctx context.Context, url, topic, prefix string, from, n, seq int) ([]string, error) {
-	var recs []map[string]any
-	var vals []string
-	for j := from; j < from+n; j++ {
-		v := fmt.Sprintf("%s-%d-%s", prefix, j, strings.Repeat("x", 60))
-		recs = append(recs, map[string]any{"key": fmt.Sprintf("k%d", j), "value": v})
-		vals = append(vals, v)
-	}
+	recs, vals := tieredRecords(prefix, from, n)
 	r, err := tu.TryDo("POST", url+"/v1/topics/"+topic+"/records", map[string]any{"producer_id": "tiered", "sequence": seq, "records": recs})
 	if err != nil {
 		return nil, err
