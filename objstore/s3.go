@@ -2,13 +2,16 @@ package objstore
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -109,11 +112,23 @@ func (s *S3) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
-// Put implements core.ObjectStore.
+// Put implements core.ObjectStore. The body travels with a CRC32C checksum
+// the server verifies (x-amz-checksum-crc32c) instead of a SigV4 payload
+// hash: SHA-256 of every uploaded byte cost a tenth of a busy node's CPU,
+// CRC32C is nearly free. The request itself is still signed.
 func (s *S3) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	_, err := s.c.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.cfg.Bucket, Key: &key, Body: body, ContentLength: aws.Int64(size)})
+	crc := crc32.New(castagnoli)
+	if _, err := io.Copy(crc, body); err != nil {
+		return fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("objstore: put %s: %w", key, err)
+	}
+	sum := base64.StdEncoding.EncodeToString(crc.Sum(nil))
+	_, err := s.c.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.cfg.Bucket, Key: &key, Body: body, ContentLength: aws.Int64(size),
+		ChecksumCRC32C: &sum}, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 	if err != nil {
 		return fmt.Errorf("objstore: put %s: %w", key, err)
 	}
@@ -165,6 +180,8 @@ func (s *S3) List(ctx context.Context, prefix string) ([]core.ObjectInfo, error)
 	}
 	return out, nil
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // isNotFound reports S3's answers for a missing key or bucket.
 func isNotFound(err error) bool {
