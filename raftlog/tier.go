@@ -79,7 +79,13 @@ type tierPart struct {
 	failures int
 	gcAt     time.Time // next orphan collection
 	gcStart  int64     // log start at the last collection
+	trimAt   time.Time // next local retention check
 }
+
+// localTrimEvery is how many Intervals pass between a partition's local
+// retention checks: each applied local trim writes the checkpoint (fsyncs),
+// so they are kept a few seconds apart.
+const localTrimEvery = 5
 
 // tierJob is one tiered partition hosted here, as the metadata places it.
 type tierJob struct {
@@ -185,13 +191,8 @@ func (h *Host) tierPass(ctx context.Context, j tierJob, tp *tierPart) {
 		}
 		h.tier.mu.Unlock()
 	}
-	v := j.psm.tier()
-	if off, ok := core.LocalRetentionPoint(localSegments(j.psm.seg), j.cfg, v.uploadedEnd, time.Now().UnixMilli()); ok && off > j.psm.localStart.Load() {
-		pctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
-		if _, err := h.propose(pctx, j.shard, encodeLocalTrim(off)); err != nil {
-			h.log.Warn("tiered storage local retention", "topic", j.topic, "partition", j.part, "err", err)
-		}
-		cancel()
+	if time.Now().After(tp.trimAt) && h.localRetention(ctx, j) {
+		tp.trimAt = time.Now().Add(localTrimEvery * h.cfg.Tiered.Interval)
 	}
 	start := j.psm.logStart.Load()
 	if time.Now().After(tp.gcAt) || start > tp.gcStart {
@@ -200,6 +201,22 @@ func (h *Host) tierPass(ctx context.Context, j tierJob, tp *tierPart) {
 		}
 		tp.gcAt, tp.gcStart = time.Now().Add(min(h.cfg.Tiered.OrphanAge, time.Minute)), start
 	}
+}
+
+// localRetention proposes dropping the uploaded local segments past the
+// topic's local retention; it reports whether it proposed.
+func (h *Host) localRetention(ctx context.Context, j tierJob) bool {
+	v := j.psm.tier()
+	off, ok := core.LocalRetentionPoint(localSegments(j.psm.seg), j.cfg, v.uploadedEnd, time.Now().UnixMilli())
+	if !ok || off <= j.psm.localStart.Load() {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, h.cfg.ProposalTimeout)
+	defer cancel()
+	if _, err := h.propose(pctx, j.shard, encodeLocalTrim(off)); err != nil {
+		h.log.Warn("tiered storage local retention", "topic", j.topic, "partition", j.part, "err", err)
+	}
+	return true
 }
 
 // uploadClosed uploads the closed local segments past the manifest, in
