@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 vgw=$(command -v versitygw || echo "$(go env GOPATH)/bin/versitygw")
 [ -x "$vgw" ] || { echo "versitygw missing: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0" >&2; exit 1; }
-records=${BENCH_RECORDS:-100000}
+records=${BENCH_RECORDS:-300000}
 dir=$(mktemp -d)
 port=${BENCH_HTTP_PORT:-18080}; rport=${BENCH_RAFT_PORT:-17070}; sport=${BENCH_S3_PORT:-17090}
 mkdir -p "$dir/s3/data" "$dir/s3/meta"
@@ -47,13 +47,15 @@ sys.exit(0 if all(p["remote_end_offset"]>0 and p["local_start_offset"]==p["remot
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 
 declare -a pon poff con coff
+# Rounds alternate which produce goes first: the second one runs while the
+# first one's writes are still being flushed.
 for r in 1 2 3; do
-  echo "== round $r: produce, tiering off" >&2
   create off$r ""
-  poff+=("$(produce off$r)")
-  echo "== round $r: produce, tiering on" >&2
   create on$r ',"tiered":true,"local_retention_bytes":1'
-  pon+=("$(produce on$r)")
+  for mode in $([ $r = 2 ] && echo "on off" || echo "off on"); do
+    echo "== round $r: produce, tiering $mode" >&2
+    if [ $mode = on ]; then pon+=("$(produce on$r)"); else poff+=("$(produce off$r)"); fi
+  done
   for i in $(seq 1 600); do uploaded on$r && break; sleep 0.1; done
   uploaded on$r || { echo "on$r was not uploaded in 60 s" >&2; exit 1; }
   echo "== round $r: read a local topic" >&2
