@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	tu "github.com/weir-broker/weir/internal/testutil"
 	"github.com/weir-broker/weir/objstore"
 )
@@ -162,6 +164,17 @@ func TestTieredStorageReadBackAndRestart(t *testing.T) {
 	}
 	sameValues(t, "HTTP fetch from 0", tu.ReadPartition(t, s.URL(), "cold", 0, false), want)
 	sameValues(t, "Kafka fetch from 0", kafkaReadAll(t, s, "cold", len(want)), want)
+
+	// Kafka's CreateTopics takes the KIP-405 names.
+	adm := kadm.NewClient(kafkaClient(t, s))
+	cr, err := adm.CreateTopic(kctx(t), 1, 1, map[string]*string{"remote.storage.enable": kadm.StringPtr("true"),
+		"segment.bytes": kadm.StringPtr("4096"), "local.retention.ms": kadm.StringPtr("-2")}, "kcold")
+	if err != nil || cr.Err != nil {
+		t.Fatalf("kafka create: %v %v", err, cr.Err)
+	}
+	if kt := getTiered(t, s.URL(), "kcold"); !kt.Tiered || kt.SegmentBytes != 4096 || kt.LocalRetentionMs != 7*24*3600*1000 {
+		t.Fatalf("topic made by Kafka CreateTopics: %+v", kt)
+	}
 
 	// A fetch by timestamp far in the past starts at offset 0, remotely.
 	var f fetchResp
