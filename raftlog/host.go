@@ -296,7 +296,7 @@ func New(cfg Config) (*Host, error) {
 		nhc.Expert.LogDBFactory = nil // Dragonboat's default: sharded Pebble
 	}
 	if cfg.Tiered.Store != nil {
-		h.tier = &tierState{parts: map[uint64]*tierPart{}, prefixes: map[uint64]string{}}
+		h.tier = &tierState{parts: map[uint64]*tierPart{}, prefixes: map[uint64]string{}, slots: make(chan struct{}, cfg.Tiered.MaxUploads)}
 		h.tierCache, err = newTierCache(cfg.Tiered.Store, fs, filepath.Join(cfg.DataDir, "tiered-cache"), cfg.Tiered.CacheBytes, cfg.Tiered.RequestTimeout, h.stopC)
 		if err != nil {
 			return nil, fmt.Errorf("tiered storage cache: %w", err)

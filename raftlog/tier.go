@@ -41,6 +41,10 @@ type TieredConfig struct {
 	OrphanAge time.Duration
 	// MaxBackoff caps the wait between failed uploads; default 30 s.
 	MaxBackoff time.Duration
+	// MaxUploads bounds the uploads in flight on the node, all partitions
+	// together; default 2. Uploads take CPU and bandwidth from produce
+	// while they run; a backlog after a burst drains at this pace.
+	MaxUploads int
 }
 
 func (c *TieredConfig) setDefaults() {
@@ -63,10 +67,13 @@ func (c *TieredConfig) setDefaults() {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 30 * time.Second
 	}
+	if c.MaxUploads == 0 {
+		c.MaxUploads = 2
+	}
 }
 
 func (c *TieredConfig) validate() error {
-	if c.Interval < 0 || c.CacheBytes < 0 || c.RequestTimeout < 0 || c.OrphanAge < 0 || c.MaxBackoff < 0 {
+	if c.Interval < 0 || c.CacheBytes < 0 || c.RequestTimeout < 0 || c.OrphanAge < 0 || c.MaxBackoff < 0 || c.MaxUploads < 0 {
 		return errors.New("raftlog: tiered storage durations and sizes must not be negative")
 	}
 	return nil
@@ -102,6 +109,7 @@ type tierState struct {
 	mu       sync.Mutex           // guards parts and prefixes
 	parts    map[uint64]*tierPart // by shard
 	prefixes map[uint64]string    // shard → key prefix, for purging a deleted topic
+	slots    chan struct{}        // one per upload in flight (MaxUploads)
 
 	uploads, uploadedBytes, failures atomic.Int64
 }
@@ -254,6 +262,12 @@ func (h *Host) uploadOne(ctx context.Context, j tierJob, s *segmentToUpload) err
 		return nil // deleted meanwhile (retention): the next pass sees
 	}
 	defer pin.Release()
+	select {
+	case h.tier.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-h.tier.slots }()
 	var nonce [8]byte
 	rand.Read(nonce[:])
 	key := fmt.Sprintf("%s%020d-%020d-%s.seg", j.prefix, s.base, s.next, hex.EncodeToString(nonce[:]))

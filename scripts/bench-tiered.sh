@@ -5,6 +5,9 @@
 #   - read a cold tiered topic (its closed segments only in object storage,
 #     the segment cache empty) vs a local topic, with `weir bench consume`.
 # Three rounds, each on fresh topics; prints every figure and the medians.
+# BENCH_S3_DIR puts versitygw's files elsewhere than the node's disk (e.g.
+# /dev/shm: an object store that does not compete for the broker's disk, as
+# a remote one would not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vgw=$(command -v versitygw || echo "$(go env GOPATH)/bin/versitygw")
@@ -12,14 +15,15 @@ vgw=$(command -v versitygw || echo "$(go env GOPATH)/bin/versitygw")
 records=${BENCH_RECORDS:-300000}
 dir=$(mktemp -d)
 port=${BENCH_HTTP_PORT:-18080}; rport=${BENCH_RAFT_PORT:-17070}; sport=${BENCH_S3_PORT:-17090}
-mkdir -p "$dir/s3/data" "$dir/s3/meta"
-"$vgw" --access benchkey --secret benchsecret --port 127.0.0.1:$sport --quiet posix --sidecar "$dir/s3/meta" "$dir/s3/data" &
+s3dir=$(mktemp -d -p "${BENCH_S3_DIR:-$dir}")
+mkdir -p "$s3dir/data" "$s3dir/meta"
+"$vgw" --access benchkey --secret benchsecret --port 127.0.0.1:$sport --quiet posix --sidecar "$s3dir/meta" "$s3dir/data" &
 vpid=$!
 AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret ./bin/weir serve --data-dir "$dir/node" \
   --http-addr 127.0.0.1:$port --raft-addr 127.0.0.1:$rport --kafka-addr "" --log-level warn \
   --tiered-storage-endpoint http://127.0.0.1:$sport --tiered-storage-bucket bench --tiered-storage-interval 500ms &
 pid=$!
-trap 'kill $pid $vpid 2>/dev/null; wait $pid $vpid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid $vpid 2>/dev/null; wait $pid $vpid 2>/dev/null; rm -rf "$dir" "$s3dir"' EXIT
 S=http://127.0.0.1:$port
 for i in $(seq 1 300); do curl -sf $S/readyz >/dev/null && break; sleep 0.1; done
 
@@ -68,3 +72,6 @@ echo "produce records/s, tiering off: ${poff[*]} (median $(median "${poff[@]}"))
 echo "produce records/s, tiering on:  ${pon[*]} (median $(median "${pon[@]}"))"
 echo "read records/s, local:          ${coff[*]} (median $(median "${coff[@]}"))"
 echo "read records/s, cold (remote):  ${con[*]} (median $(median "${con[@]}"))"
+# CPU seconds (user + system) the two processes used over the whole run.
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/t}' /proc/$1/stat; }
+echo "CPU seconds: weir $(cpu $pid), versitygw $(cpu $vpid)"
