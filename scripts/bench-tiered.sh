@@ -60,8 +60,9 @@ for r in 1 2 3; do
     echo "== round $r: produce, tiering $mode" >&2
     if [ $mode = on ]; then pon+=("$(produce on$r)"); else poff+=("$(produce off$r)"); fi
   done
-  for i in $(seq 1 600); do uploaded on$r && break; sleep 0.1; done
-  uploaded on$r || { echo "on$r was not uploaded in 60 s" >&2; exit 1; }
+  ok=0
+  for i in $(seq 1 600); do if uploaded on$r; then ok=1; break; fi; sleep 0.1; done
+  [ $ok = 1 ] || { echo "on$r was not uploaded in 60 s" >&2; exit 1; }
   echo "== round $r: read a local topic" >&2
   coff+=("$(consume off$r)")
   echo "== round $r: read a cold tiered topic from object storage" >&2
