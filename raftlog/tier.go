@@ -48,27 +48,21 @@ type TieredConfig struct {
 }
 
 func (c *TieredConfig) setDefaults() {
-	if c.Prefix == "" {
-		c.Prefix = "weir"
-	}
 	c.Prefix = strings.Trim(c.Prefix, "/")
-	if c.Interval == 0 {
-		c.Interval = time.Second
-	}
-	if c.CacheBytes == 0 {
-		c.CacheBytes = 1 << 30
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = time.Minute
-	}
-	if c.OrphanAge == 0 {
-		c.OrphanAge = 10 * time.Minute
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 30 * time.Second
-	}
-	if c.MaxUploads == 0 {
-		c.MaxUploads = 2
+	orDefault(&c.Prefix, "weir")
+	orDefault(&c.Interval, time.Second)
+	orDefault(&c.CacheBytes, 1<<30)
+	orDefault(&c.RequestTimeout, time.Minute)
+	orDefault(&c.OrphanAge, 10*time.Minute)
+	orDefault(&c.MaxBackoff, 30*time.Second)
+	orDefault(&c.MaxUploads, 2)
+}
+
+// orDefault sets *v to d when it is zero.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
 	}
 }
 
