@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
@@ -111,5 +112,33 @@ func TestTierManifestRules(t *testing.T) {
 	// An add right after the uploads goes on from there.
 	if c := add(s1.NextOffset, s2.NextOffset, "k2"); c != resultOK {
 		t.Fatalf("the third add: %d", c)
+	}
+}
+
+// A replica recovered from a snapshot gets the manifest with the segments.
+func TestTierManifestInSnapshot(t *testing.T) {
+	t.Parallel()
+	src := newSMHarness(t)
+	src.produce(60)
+	s0 := src.p.seg.Segments()[0]
+	src.apply(encodeTierAdd(remoteSeg{Base: 0, Next: s0.NextOffset, MaxTs: 1000, Bytes: 10, Key: "k0"}))
+	src.apply(encodeLocalTrim(s0.NextOffset))
+	snap, err := src.p.PrepareSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := src.p.SaveSnapshot(snap, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := newSMHarness(t)
+	if err := dst.p.RecoverFromSnapshot(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := dst.p.tier(); len(v.remote) != 1 || v.remote[0].Key != "k0" || v.uploadedEnd != s0.NextOffset {
+		t.Fatalf("recovered manifest %+v", v)
+	}
+	if dst.p.logStart.Load() != 0 || dst.p.localStart.Load() != s0.NextOffset || dst.p.hwm.Load() != src.p.hwm.Load() {
+		t.Fatalf("recovered offsets: start %d local %d hwm %d", dst.p.logStart.Load(), dst.p.localStart.Load(), dst.p.hwm.Load())
 	}
 }
