@@ -399,3 +399,30 @@ func tryProduce(ctx context.Context, url, topic, prefix string, from, n, seq int
 	}
 	return vals, nil
 }
+
+// Without an object store: plain topics show the tiered fields with their
+// effective values, and tiered settings are refused with clear errors.
+func TestTieredTopicFields(t *testing.T) {
+	t.Parallel()
+	s := startNode(t, t.TempDir())
+	defer stop(t, s)
+	createTopic(t, s.URL(), "plain", 1)
+	if tt := getTiered(t, s.URL(), "plain"); tt.Tiered || tt.SegmentBytes != 64<<20 || tt.LocalRetentionMs != 7*24*3600*1000 ||
+		tt.LocalRetentionBytes != -1 || tt.Partitions[0].RemoteEnd != 0 || tt.Partitions[0].LocalStart != 0 {
+		t.Fatalf("a plain topic shows %+v", tt)
+	}
+	for _, c := range []struct {
+		body map[string]any
+		want string
+	}{
+		{map[string]any{"name": "t1", "tiered": true}, "tiered storage is not configured"},
+		{map[string]any{"name": "t2", "local_retention_ms": 1000}, "tiered topics only"},
+		{map[string]any{"name": "t3", "segment_bytes": 100}, "segment_bytes must be between"},
+		{map[string]any{"name": "t4", "tiered": "yes"}, "tiered"},
+	} {
+		r := tu.Do(t, "POST", s.URL()+"/v1/topics", c.body)
+		if r.Status != 400 || r.ErrorCode() != "bad_request" || !strings.Contains(string(r.Body), c.want) {
+			t.Errorf("create %v: %d %s, want 400 naming %q", c.body, r.Status, r.Body, c.want)
+		}
+	}
+}
