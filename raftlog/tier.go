@@ -100,7 +100,7 @@ type tierJob struct {
 
 // tierState is the Host's tiered storage machinery (nil when off).
 type tierState struct {
-	mu       sync.Mutex           // guards parts and prefixes
+	mu       sync.Mutex           // guards parts, prefixes, and each tierPart's busy, retryAt, failures
 	parts    map[uint64]*tierPart // by shard
 	prefixes map[uint64]string    // shard → key prefix, for purging a deleted topic
 	slots    chan struct{}        // one per upload in flight (MaxUploads)
