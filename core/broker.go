@@ -198,7 +198,31 @@ func (b *Broker) CreateTopic(ctx context.Context, cfg TopicConfig) (TopicInfo, e
 	if cfg.RetentionMs < -1 || cfg.RetentionBytes < -1 {
 		return TopicInfo{}, Invalidf("retention_ms and retention_bytes must be positive or -1 (no limit)")
 	}
+	if err := checkTieredConfig(cfg); err != nil {
+		return TopicInfo{}, err
+	}
 	return b.store.CreateTopic(ctx, cfg)
+}
+
+// Bounds of a topic's segment_bytes.
+const (
+	MinSegmentBytes = 1 << 10
+	MaxSegmentBytes = 1 << 30
+)
+
+// checkTieredConfig validates a topic's segment size and local retention
+// (the store checks that tiered storage is configured).
+func checkTieredConfig(cfg TopicConfig) error {
+	if cfg.SegmentBytes != 0 && (cfg.SegmentBytes < MinSegmentBytes || cfg.SegmentBytes > MaxSegmentBytes) {
+		return Invalidf("segment_bytes must be between %d and %d", MinSegmentBytes, MaxSegmentBytes)
+	}
+	if cfg.LocalRetentionMs < -1 || cfg.LocalRetentionBytes < -1 {
+		return Invalidf("local_retention_ms and local_retention_bytes must be positive or -1 (as long as the topic's retention)")
+	}
+	if !cfg.Tiered && (cfg.LocalRetentionMs != 0 || cfg.LocalRetentionBytes != 0) {
+		return Invalidf("local_retention_ms and local_retention_bytes apply to tiered topics only (\"tiered\": true)")
+	}
+	return nil
 }
 
 // DeleteTopic deletes a topic and all its data.

@@ -89,6 +89,10 @@ type ReplicaStatus struct {
 	Term          uint64 `json:"term"`
 	HighWatermark int64  `json:"high_watermark"`
 	LogStart      int64  `json:"log_start_offset"`
+	// Tiered storage: first offset on this replica's disk, one past the
+	// last offset in object storage (0: none).
+	LocalStart int64 `json:"local_start_offset"`
+	RemoteEnd  int64 `json:"remote_end_offset"`
 }
 
 // NodeStatus is one node's local view: what it hosts and leads.

@@ -47,6 +47,9 @@ type SegmentInfo struct {
 	MaxTimestamp int64 // largest record timestamp in it (ms)
 	Bytes        int64
 	Active       bool // the segment being written; never deleted by retention
+	// Remote: the segment is held in object storage (tiered storage);
+	// its local copy, if any, is listed separately.
+	Remote bool
 }
 
 // PartitionLog is one partition's replicated log as the domain sees it.
@@ -86,6 +89,14 @@ type TopicConfig struct {
 	ReplicationFactor int
 	RetentionMs       int64 // -1: forever
 	RetentionBytes    int64 // -1: no size limit (per partition)
+	// Tiered storage (docs/tiered-storage.md). Tiered uploads closed
+	// segments to object storage; LocalRetentionMs/Bytes then bound what
+	// stays on the nodes' disks (-1: as long as the topic's retention).
+	// SegmentBytes is the segment file size (0: the node's default).
+	Tiered              bool
+	SegmentBytes        int64
+	LocalRetentionMs    int64
+	LocalRetentionBytes int64
 }
 
 // PartitionInfo is the placement and state of one partition.
@@ -95,6 +106,12 @@ type PartitionInfo struct {
 	Replicas      []uint64
 	LogStart      int64
 	HighWatermark int64
+	// LocalStart is the first offset held on the replicas' disks (equal
+	// to LogStart unless tiered storage dropped older local segments);
+	// RemoteEnd is one past the last offset held in object storage (0:
+	// nothing uploaded).
+	LocalStart int64
+	RemoteEnd  int64
 }
 
 // TopicInfo is a topic as the metadata knows it.

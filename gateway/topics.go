@@ -22,6 +22,19 @@ type topicJSON struct {
 	RetentionMs       int64           `json:"retention_ms"`
 	RetentionBytes    int64           `json:"retention_bytes"`
 	CreatedAt         int64           `json:"created_at,omitempty"`
+	tieredJSON
+}
+
+// tieredJSON is a topic's tiered storage settings (docs/tiered-storage.md).
+type tieredJSON struct {
+	Tiered              bool  `json:"tiered"`
+	SegmentBytes        int64 `json:"segment_bytes"`
+	LocalRetentionMs    int64 `json:"local_retention_ms"`
+	LocalRetentionBytes int64 `json:"local_retention_bytes"`
+}
+
+func tieredOf(c core.TopicConfig) tieredJSON {
+	return tieredJSON{Tiered: c.Tiered, SegmentBytes: c.SegmentBytes, LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes}
 }
 
 type partitionJSON struct {
@@ -30,6 +43,8 @@ type partitionJSON struct {
 	Replicas      []uint64 `json:"replicas"`
 	LogStart      int64    `json:"log_start_offset"`
 	HighWatermark int64    `json:"high_watermark"`
+	LocalStart    int64    `json:"local_start_offset"`
+	RemoteEnd     int64    `json:"remote_end_offset"`
 }
 
 type createTopicReq struct {
@@ -38,6 +53,7 @@ type createTopicReq struct {
 	ReplicationFactor int    `json:"replication_factor"`
 	RetentionMs       int64  `json:"retention_ms"`
 	RetentionBytes    int64  `json:"retention_bytes"`
+	tieredJSON
 }
 
 func (r *createTopicReq) parse(*call) error {
@@ -53,6 +69,8 @@ func (s *Server) createTopic(c *call, req *createTopicReq) {
 	_, err := s.broker.CreateTopic(rctx, core.TopicConfig{
 		Name: req.Name, Partitions: req.Partitions, ReplicationFactor: req.ReplicationFactor,
 		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
+		Tiered: req.Tiered, SegmentBytes: req.SegmentBytes,
+		LocalRetentionMs: req.LocalRetentionMs, LocalRetentionBytes: req.LocalRetentionBytes,
 	})
 	if err != nil {
 		writeError(c.ctx, err)
@@ -69,7 +87,8 @@ func (s *Server) writeTopic(ctx *fasthttp.RequestCtx, status int, name string) {
 	}
 	pj := make([]partitionJSON, len(parts))
 	for i, p := range parts {
-		pj[i] = partitionJSON{Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, LogStart: p.LogStart, HighWatermark: p.HighWatermark}
+		pj[i] = partitionJSON{Partition: p.Partition, Leader: p.Leader, Replicas: p.Replicas, LogStart: p.LogStart, HighWatermark: p.HighWatermark,
+			LocalStart: p.LocalStart, RemoteEnd: p.RemoteEnd}
 		if pj[i].Replicas == nil {
 			pj[i].Replicas = []uint64{}
 		}
@@ -78,6 +97,7 @@ func (s *Server) writeTopic(ctx *fasthttp.RequestCtx, status int, name string) {
 	b, _ := json.Marshal(topicJSON{
 		Name: t.Name, Partitions: pb, ReplicationFactor: t.ReplicationFactor,
 		RetentionMs: t.RetentionMs, RetentionBytes: t.RetentionBytes, CreatedAt: t.CreatedAt,
+		tieredJSON: tieredOf(t.TopicConfig),
 	})
 	writeJSON(ctx, status, append(b, '\n'))
 }

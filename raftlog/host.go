@@ -92,6 +92,9 @@ type Config struct {
 	// certificate CAFile signed (Dragonboat's mutual TLS).
 	MutualTLS                 bool
 	CAFile, CertFile, KeyFile string
+	// Tiered is tiered storage on object storage (tier.go); off when its
+	// Store is nil.
+	Tiered TieredConfig
 }
 
 // FollowerWrites values.
@@ -131,6 +134,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Tiered.Store != nil {
+		c.Tiered.setDefaults()
+	}
 }
 
 // Validate reports a configuration that cannot work.
@@ -148,6 +154,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("raftlog: LogDB %q is neither tan nor pebble", c.LogDB)
 	case c.FollowerWrites != "" && c.FollowerWrites != FollowerPropose && c.FollowerWrites != FollowerForward:
 		return fmt.Errorf("raftlog: FollowerWrites %q is neither %s nor %s", c.FollowerWrites, FollowerPropose, FollowerForward)
+	}
+	if err := c.Tiered.validate(); err != nil {
+		return err
 	}
 	if len(c.Peers) > 0 {
 		if a, ok := c.Peers[c.NodeID]; !ok && !c.Join {
@@ -202,6 +211,9 @@ type Host struct {
 	views    map[uint64]*nodeView      // node → cached NodeStatus
 	rinfo    map[uint64]remoteInfo     // shard → HWM of a partition not hosted here
 	unloaded map[uint64]chan struct{}  // shard → closed when Dragonboat unloads it
+
+	tier      *tierState // tiered storage (tier.go); nil when off
+	tierCache *tierCache // segments read back from object storage; nil when off
 
 	metaSynced      atomic.Bool  // a linearizable read of the metadata succeeded since start
 	connFailed      atomic.Int64 // Raft connections to other nodes that failed (dial or TLS handshake)
@@ -283,6 +295,13 @@ func New(cfg Config) (*Host, error) {
 	if cfg.LogDB == "pebble" {
 		nhc.Expert.LogDBFactory = nil // Dragonboat's default: sharded Pebble
 	}
+	if cfg.Tiered.Store != nil {
+		h.tier = &tierState{parts: map[uint64]*tierPart{}, prefixes: map[uint64]string{}, slots: make(chan struct{}, cfg.Tiered.MaxUploads)}
+		h.tierCache, err = newTierCache(cfg.Tiered.Store, fs, filepath.Join(cfg.DataDir, "tiered-cache"), cfg.Tiered.CacheBytes, cfg.Tiered.RequestTimeout, h.stopC)
+		if err != nil {
+			return nil, fmt.Errorf("tiered storage cache: %w", err)
+		}
+	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
 		return nil, fmt.Errorf("start raft node host: %w", err)
@@ -326,6 +345,10 @@ func New(cfg Config) (*Host, error) {
 	go h.reconcileLoop()
 	go h.registerLoop()
 	go h.probeLoop()
+	if h.tier != nil {
+		h.wg.Add(1)
+		go h.tierLoop()
+	}
 	return h, nil
 }
 
@@ -364,6 +387,9 @@ func (h *Host) Close() error {
 	close(h.stopC)
 	h.mu.Unlock()
 	h.wg.Wait()
+	if h.tierCache != nil {
+		h.tierCache.close()
+	}
 	h.nh.Close()
 	return nil
 }
@@ -625,7 +651,7 @@ func (h *Host) startPartition(shardID uint64, d desiredShard) error {
 			return fmt.Errorf("shard %d did not unload", shardID)
 		}
 	}
-	psm := newPartitionSM(shardID, h.partitionDir(shardID), segment.Config{SegmentBytes: h.cfg.SegmentBytes, FS: h.fs},
+	psm := newPartitionSM(shardID, h.partitionDir(shardID), segment.Config{SegmentBytes: h.segmentBytes(shardID), FS: h.fs},
 		func(n int64) { h.noteApplied(shardID, n) })
 	psm.replicaID = d.replicaID
 	cfg := h.shardConfig(shardID, d.replicaID, d.voters)
@@ -705,6 +731,9 @@ func (h *Host) stopPartition(shardID uint64) {
 	}
 	h.fs.RemoveAll(h.partitionDir(shardID))
 	h.roles.clear(shardID)
+	if !h.shardExists(shardID) {
+		h.purgeTiered(shardID) // the topic was deleted: so is its remote data
+	}
 }
 
 // noteApplied counts bytes applied to a partition and requests a snapshot

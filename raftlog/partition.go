@@ -92,7 +92,8 @@ func (p *Partition) catchUp(ctx context.Context) error {
 	}
 }
 
-// Read serves records from this node's applied segments.
+// Read serves records from this node's applied segments, and below the
+// local log start of a tiered partition from object storage (tier_read.go).
 func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
 	if err := p.catchUp(ctx); err != nil {
 		return nil, err
@@ -107,10 +108,32 @@ func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes i
 	if maxRecords <= 0 {
 		maxRecords = 500
 	}
+	if from < p.sm.localStart.Load() {
+		return p.readRemote(ctx, from, maxRecords, maxBytes)
+	}
+	out, err := readRecords(p.sm.seg, from, maxRecords, maxBytes)
+	if errors.Is(err, segment.ErrOutOfRange) {
+		if from >= p.sm.logStart.Load() && from < p.sm.seg.StartOffset() {
+			// Local retention dropped it meanwhile: it is in object storage.
+			return p.readRemote(ctx, from, maxRecords, maxBytes)
+		}
+		return nil, &core.OffsetRangeError{Offset: from, LogStart: p.sm.logStart.Load(), HighWatermark: p.sm.hwm.Load()}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read shard %d: %w", p.shardID, err)
+	}
+	return out, nil
+}
+
+// readRecords decodes up to maxRecords records (about maxBytes, at least
+// one) of a segment log from offset from: the partition's own log or a
+// segment fetched from object storage. Errors wrap segment.ErrOutOfRange
+// when from is outside l.
+func readRecords(l *segment.Log, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
 	var out []core.Record
 	var derr error
 	bytes := 0
-	err := p.sm.seg.Read(from, maxBytes, func(b segment.Batch) bool {
+	err := l.Read(from, maxBytes, func(b segment.Batch) bool {
 		if b.Count == 0 || (b.Kind != kindRecords && b.Kind != kindTxn) {
 			return true
 		}
@@ -147,13 +170,10 @@ func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes i
 		return len(out) < maxRecords && (maxBytes <= 0 || bytes < maxBytes)
 	})
 	if err != nil {
-		if errors.Is(err, segment.ErrOutOfRange) {
-			return nil, &core.OffsetRangeError{Offset: from, LogStart: p.sm.logStart.Load(), HighWatermark: p.sm.hwm.Load()}
-		}
 		return nil, err
 	}
 	if derr != nil {
-		return nil, fmt.Errorf("read shard %d: %w", p.shardID, derr)
+		return nil, derr
 	}
 	if len(out) > maxRecords {
 		out = out[:maxRecords]
@@ -175,6 +195,9 @@ func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes i
 // OffsetForTime finds the first record with a timestamp ≥ ts.
 func (p *Partition) OffsetForTime(ctx context.Context, ts int64) (int64, error) {
 	off := p.sm.seg.OffsetForTime(ts)
+	if r, ok := p.remoteOffsetForTime(ts); ok {
+		off = r
+	}
 	// The segment answers at batch granularity: refine inside the batch.
 	hwm := p.sm.hwm.Load()
 	for off < hwm {
@@ -199,8 +222,26 @@ func (p *Partition) Changed() <-chan struct{} { return p.sm.changed() }
 func (p *Partition) HighWatermark() int64     { return p.sm.hwm.Load() }
 func (p *Partition) LogStart() int64          { return p.sm.logStart.Load() }
 
+// Segments lists the segments in object storage (Remote), then the local
+// segments that hold offsets past them: what the topic's retention weighs.
 func (p *Partition) Segments() []core.SegmentInfo {
-	segs := p.sm.seg.Segments()
+	v := p.sm.tier()
+	out := make([]core.SegmentInfo, 0, len(v.remote)+4)
+	for _, r := range v.remote {
+		out = append(out, core.SegmentInfo{BaseOffset: r.Base, NextOffset: r.Next, MaxTimestamp: r.MaxTs, Bytes: r.Bytes, Remote: true})
+	}
+	end := v.remoteEnd()
+	for _, s := range localSegments(p.sm.seg) {
+		if len(v.remote) == 0 || s.NextOffset > end || s.Active {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// localSegments lists a segment log's segments for the domain.
+func localSegments(l *segment.Log) []core.SegmentInfo {
+	segs := l.Segments()
 	out := make([]core.SegmentInfo, len(segs))
 	for i, s := range segs {
 		out[i] = core.SegmentInfo{BaseOffset: s.BaseOffset, NextOffset: s.NextOffset, MaxTimestamp: s.MaxTimestamp, Bytes: s.Bytes, Active: s.Active}

@@ -41,6 +41,9 @@ type checkpoint struct {
 	LogStart  int64                     `json:"log_start"`
 	Producers map[string]*producerState `json:"producers"`
 	State     map[string][]byte         `json:"state,omitempty"`
+	// Tiered storage: the manifest and how far uploads got (tier_sm.go).
+	Remote      []remoteSeg `json:"remote,omitempty"`
+	UploadedEnd int64       `json:"uploaded_end,omitempty"`
 }
 
 // partitionSM is the Dragonboat on-disk state machine of one partition: the
@@ -62,10 +65,15 @@ type partitionSM struct {
 	stateMu sync.RWMutex // guards state: written by Update, read by any goroutine
 	state   map[string][]byte
 
-	hwm      atomic.Int64
-	logStart atomic.Int64
-	closed   atomic.Bool
-	opened   atomic.Bool // Open finished: seg may be read from other goroutines
+	tierMu sync.RWMutex // guards tv: replaced by Update, read by any goroutine
+	tv     *tierView
+
+	hwm        atomic.Int64
+	logStart   atomic.Int64 // first offset held anywhere (remote or local)
+	localStart atomic.Int64 // first offset held in the local segments
+	remoteEnd  atomic.Int64 // one past the last offset in object storage, 0 none
+	closed     atomic.Bool
+	opened     atomic.Bool // Open finished: seg may be read from other goroutines
 	// caughtUp: a linearizable read succeeded since Open, so the replica
 	// applied every entry committed before it started (after a restart,
 	// Dragonboat replays the Raft log tail asynchronously).
@@ -85,6 +93,7 @@ func newPartitionSM(shardID uint64, dir string, segCfg segment.Config, onApply f
 		onApply:   onApply,
 		producers: map[string]*producerState{},
 		state:     map[string][]byte{},
+		tv:        &tierView{},
 		notifyCh:  make(chan struct{}),
 	}
 }
@@ -116,6 +125,7 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 	if ck.State != nil {
 		p.state = ck.State
 	}
+	p.tv = &tierView{remote: ck.Remote, uploadedEnd: ck.UploadedEnd}
 	err = seg.Scan(ck.Index, func(b segment.Batch) error {
 		switch b.Kind {
 		case kindRecords:
@@ -126,6 +136,8 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 			p.recordProducer(pid, seq, int64(b.Count), b.BaseOffset, b.MaxTimestamp)
 		case kindTxn:
 			return p.replayTxn(b)
+		case kindTierAdd:
+			return p.replayTierAdd(b)
 		case kindTrim:
 			if len(b.Payload) == 8 {
 				if _, err := seg.DeleteBefore(int64(binary.BigEndian.Uint64(b.Payload))); err != nil {
@@ -163,6 +175,10 @@ func (p *partitionSM) Update(entries []sm.Entry) ([]sm.Entry, error) {
 		case cmdTxn:
 			e.Result, err = p.applyTxn(e.Index, e.Cmd)
 			appended += int64(len(e.Cmd))
+		case cmdTierAdd:
+			e.Result, err = p.applyTierAdd(e.Index, e.Cmd)
+		case cmdLocalTrim:
+			e.Result, err = p.applyLocalTrim(e.Index, e.Cmd)
 		default:
 			e.Result = sm.Result{Data: []byte{resultCorrupt}}
 		}
@@ -240,16 +256,32 @@ func (p *partitionSM) applyTrim(index uint64, cmd []byte) (sm.Result, error) {
 	if err != nil {
 		return sm.Result{}, err
 	}
+	if p.trimRemote(off) || p.tier().uploadedEnd > 0 {
+		// Make the manifest durable before files that may hold its
+		// recorded uploads go.
+		if err := p.checkpointAt(index); err != nil {
+			return sm.Result{}, err
+		}
+	}
 	if _, err := p.seg.DeleteBefore(off); err != nil {
 		return sm.Result{}, err
 	}
-	return sm.Result{Value: uint64(p.seg.StartOffset())}, nil
+	p.publish()
+	return sm.Result{Value: uint64(p.logStart.Load())}, nil
 }
 
 // publish makes the applied state visible to readers and wakes waiters.
 func (p *partitionSM) publish() {
+	local := p.seg.StartOffset()
+	start := local
+	v := p.tier()
+	if len(v.remote) > 0 && v.remote[0].Base < start {
+		start = v.remote[0].Base
+	}
 	p.hwm.Store(p.seg.NextOffset())
-	p.logStart.Store(p.seg.StartOffset())
+	p.remoteEnd.Store(v.remoteEnd())
+	p.localStart.Store(local)
+	p.logStart.Store(start)
 	p.notifyMu.Lock()
 	close(p.notifyCh)
 	p.notifyCh = make(chan struct{})
@@ -289,7 +321,9 @@ func (p *partitionSM) snapshotState() checkpoint {
 		st[k] = v // values are never mutated in place
 	}
 	p.stateMu.RUnlock()
-	return checkpoint{Index: p.applied, LogStart: p.seg.StartOffset(), Producers: prods, State: st}
+	v := p.tier()
+	return checkpoint{Index: p.applied, LogStart: p.seg.StartOffset(), Producers: prods, State: st,
+		Remote: v.remote, UploadedEnd: v.uploadedEnd}
 }
 
 func (p *partitionSM) writeCheckpoint() error {
@@ -369,6 +403,7 @@ func (p *partitionSM) RecoverFromSnapshot(r io.Reader, done <-chan struct{}) err
 	p.state = ck.State
 	p.stateMu.Unlock()
 	p.applied = ck.Index
+	p.setTier(&tierView{remote: ck.Remote, uploadedEnd: ck.UploadedEnd})
 	if err := p.writeCheckpoint(); err != nil {
 		return err
 	}

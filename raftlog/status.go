@@ -74,7 +74,8 @@ func (h *Host) LocalStatus() core.NodeStatus {
 	st := core.NodeStatus{Node: h.cfg.NodeID, MetaLeader: h.metaLeader(), Replicas: []core.ReplicaStatus{}}
 	for shard, psm := range parts {
 		rs := core.ReplicaStatus{Shard: shard, Replica: psm.replicaID, Role: roleVoter,
-			HighWatermark: psm.hwm.Load(), LogStart: psm.logStart.Load()}
+			HighWatermark: psm.hwm.Load(), LogStart: psm.logStart.Load(),
+			LocalStart: psm.localStart.Load(), RemoteEnd: psm.remoteEnd.Load()}
 		if h.roles.nonVoting(shard) {
 			rs.Role = roleNonVoting
 		}
@@ -147,6 +148,7 @@ func (h *Host) remotePartitionInfo(pm *PartitionMeta, pi *core.PartitionInfo) {
 		}
 		if rs.IsLeader {
 			pi.Leader, pi.LogStart, pi.HighWatermark = n, rs.LogStart, rs.HighWatermark
+			pi.LocalStart, pi.RemoteEnd = rs.LocalStart, rs.RemoteEnd
 			return
 		}
 		if best == nil || rs.HighWatermark > best.HighWatermark {
@@ -156,6 +158,7 @@ func (h *Host) remotePartitionInfo(pm *PartitionMeta, pi *core.PartitionInfo) {
 	}
 	if best != nil {
 		pi.Leader, pi.LogStart, pi.HighWatermark = best.Leader, best.LogStart, best.HighWatermark
+		pi.LocalStart, pi.RemoteEnd = best.LocalStart, best.RemoteEnd
 	}
 }
 

@@ -19,6 +19,12 @@ func (h *Host) CreateTopic(ctx context.Context, cfg core.TopicConfig) (core.Topi
 	if cfg.Partitions < 1 || cfg.ReplicationFactor < 1 {
 		return core.TopicInfo{}, core.Invalidf("a topic needs at least one partition and one replica, not %d and %d", cfg.Partitions, cfg.ReplicationFactor)
 	}
+	if cfg.Tiered && h.cfg.Tiered.Store == nil {
+		return core.TopicInfo{}, core.Invalidf("tiered storage is not configured on node %d (start the nodes with --tiered-storage-endpoint and --tiered-storage-bucket)", h.cfg.NodeID)
+	}
+	if cfg.SegmentBytes == 0 {
+		cfg.SegmentBytes = h.cfg.SegmentBytes
+	}
 	res, err := h.proposeMeta(ctx, &metaCmd{Op: "create_topic", Time: time.Now().UnixMilli(), Topic: &cfg})
 	if err != nil {
 		return core.TopicInfo{}, err
@@ -79,8 +85,32 @@ func (h *Host) DeleteTopic(ctx context.Context, name string) error {
 	return nil
 }
 
-func topicInfo(t *TopicMeta) core.TopicInfo {
-	return core.TopicInfo{TopicConfig: t.Config, CreatedAt: t.CreatedAt}
+func (h *Host) topicInfo(t *TopicMeta) core.TopicInfo {
+	return core.TopicInfo{TopicConfig: h.effectiveConfig(t.Config), CreatedAt: t.CreatedAt}
+}
+
+// effectiveConfig fills the tiered storage fields a topic left zero (or
+// was created before they existed) with their effective values.
+func (h *Host) effectiveConfig(c core.TopicConfig) core.TopicConfig {
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = h.cfg.SegmentBytes
+	}
+	c.LocalRetentionMs, c.LocalRetentionBytes = core.EffectiveLocalRetention(c)
+	return c
+}
+
+// segmentBytes is the segment size of a shard's topic (the node's default
+// for a topic that has none, or a shard no longer in the metadata).
+func (h *Host) segmentBytes(shard uint64) int64 {
+	n := h.cfg.SegmentBytes
+	h.meta.read(func(st *metaState) {
+		st.eachPartition(func(topic string, _ int, p *PartitionMeta) {
+			if p.ShardID == shard && st.Topics[topic].Config.SegmentBytes > 0 {
+				n = st.Topics[topic].Config.SegmentBytes
+			}
+		})
+	})
+	return n
 }
 
 // Topic reads the local copy of the metadata.
@@ -89,7 +119,7 @@ func (h *Host) Topic(name string) (core.TopicInfo, error) {
 	var ok bool
 	h.meta.read(func(st *metaState) {
 		if t := st.Topics[name]; t != nil {
-			ti, ok = topicInfo(t), true
+			ti, ok = h.topicInfo(t), true
 		}
 	})
 	if !ok {
@@ -103,7 +133,7 @@ func (h *Host) Topics() []core.TopicInfo {
 	var out []core.TopicInfo
 	h.meta.read(func(st *metaState) {
 		for _, t := range st.Topics {
-			out = append(out, topicInfo(t))
+			out = append(out, h.topicInfo(t))
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -140,6 +170,7 @@ func (h *Host) PartitionInfo(topic string, partition int) (core.PartitionInfo, e
 			pi.Leader, _ = pm.nodeOf(lid)
 		}
 		pi.LogStart, pi.HighWatermark = psm.logStart.Load(), psm.hwm.Load()
+		pi.LocalStart, pi.RemoteEnd = psm.localStart.Load(), psm.remoteEnd.Load()
 		return pi, nil
 	}
 	h.remotePartitionInfo(&pm, &pi)

@@ -32,6 +32,7 @@ func newServeCmd() *cobra.Command {
 		kafkaAddr, kafkaAdvertisedAddr                                string
 		sec                                                           serveSecurity // security_serve.go
 		quotas                                                        quota.Config  // docs/quotas.md
+		tiered                                                        serveTiered   // tiered_serve.go
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -63,15 +64,20 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			if join != "" && len(pm) > 0 {
 				return fmt.Errorf("--join and --peers exclude each other: --peers forms a new cluster, --join enters a running one")
 			}
+			s3cfg, tieredCfg, err := tiered.config()
+			if err != nil {
+				return err
+			}
 			s, err := server.Start(server.Config{
 				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Join: join, Logger: logger,
-				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites},
+				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites, Tiered: tieredCfg},
 				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
 				// Pages of these origins may open WebSockets (docs/websocket.md).
 				Gateway:   gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
 				Security:  sec.config(),
 				Quotas:    quotas,
 				KafkaAddr: kafkaAddr, KafkaAdvertisedAddr: kafkaAdvertisedAddr, // docs/kafka.md
+				TieredStorage: s3cfg, // docs/tiered-storage.md
 			})
 			if err != nil {
 				return err
@@ -111,6 +117,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.DurationVar(&quotas.MaxWait, "quota-max-wait", time.Second, "how long a request over its principal's quota waits for it before the answer is 429 rate_limited (docs/quotas.md)")
 	f.DurationVar(&quotas.Burst, "quota-burst", time.Second, "how many seconds of its quota's rate a principal may spend at once (docs/quotas.md)")
 	sec.flags(f)
+	tiered.flags(f)
 	return cmd
 }
 

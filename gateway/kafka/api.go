@@ -279,16 +279,7 @@ func (c *conn) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest) *k
 			if kv.Value == nil {
 				continue
 			}
-			v, err := strconv.ParseInt(*kv.Value, 10, 64)
-			switch kv.Name {
-			case "retention.ms":
-				cfg.RetentionMs = v
-			case "retention.bytes":
-				cfg.RetentionBytes = v
-			default:
-				continue
-			}
-			if err != nil {
+			if err := setTopicConfig(&cfg, kv.Name, *kv.Value); err != nil {
 				bad = fmt.Errorf("config %s: %v", kv.Name, err)
 			}
 		}
@@ -396,6 +387,10 @@ func (c *conn) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeCon
 				{"max.message.bytes", strconv.Itoa(c.s.broker.Config().MaxRecordBytes)},
 				{"message.timestamp.type", "CreateTime"},
 				{"replication.factor", strconv.Itoa(t.ReplicationFactor)},
+				{"remote.storage.enable", strconv.FormatBool(t.Tiered)},
+				{"segment.bytes", strconv.FormatInt(t.SegmentBytes, 10)},
+				{"local.retention.ms", strconv.FormatInt(t.LocalRetentionMs, 10)},
+				{"local.retention.bytes", strconv.FormatInt(t.LocalRetentionBytes, 10)},
 			}
 		case kmsg.ConfigResourceTypeBroker:
 			entries = [][2]string{
@@ -427,4 +422,36 @@ func (c *conn) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeCon
 		resp.Resources = append(resp.Resources, rr)
 	}
 	return resp
+}
+
+// setTopicConfig applies one CreateTopics config Weir knows (others are
+// ignored): retention, and tiered storage as KIP-405 names it
+// (remote.storage.enable, local.retention.*; Kafka's -2, "as retention",
+// is Weir's -1), and segment.bytes.
+func setTopicConfig(cfg *core.TopicConfig, name, value string) error {
+	if name == "remote.storage.enable" {
+		b, err := strconv.ParseBool(value)
+		cfg.Tiered = b
+		return err
+	}
+	v, err := strconv.ParseInt(value, 10, 64)
+	local := v
+	if local == -2 {
+		local = -1
+	}
+	switch name {
+	case "retention.ms":
+		cfg.RetentionMs = v
+	case "retention.bytes":
+		cfg.RetentionBytes = v
+	case "segment.bytes":
+		cfg.SegmentBytes = v
+	case "local.retention.ms":
+		cfg.LocalRetentionMs = local
+	case "local.retention.bytes":
+		cfg.LocalRetentionBytes = local
+	default:
+		return nil
+	}
+	return err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/weir-broker/weir/gateway/kafka"
 	"github.com/weir-broker/weir/internal/peer"
 	"github.com/weir-broker/weir/internal/telemetry"
+	"github.com/weir-broker/weir/objstore"
 	"github.com/weir-broker/weir/plugins"
 	"github.com/weir-broker/weir/raftlog"
 )
@@ -67,6 +68,11 @@ type Config struct {
 	// free port); KafkaAdvertisedAddr what Metadata names (default the
 	// bound address). kafka.go, docs/kafka.md.
 	KafkaAddr, KafkaAdvertisedAddr string
+
+	// TieredStorage, with its Endpoint set, is the S3-compatible object
+	// store of tiered topics (docs/tiered-storage.md); Start creates the
+	// bucket when missing. Raft.Tiered tunes the rest.
+	TieredStorage objstore.S3Config
 }
 
 // validate reports a negative limit in the parts' configurations before
@@ -150,6 +156,16 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}()
 	rc := cfg.Raft
+	if cfg.TieredStorage.Endpoint != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		store, err := objstore.NewS3(ctx, cfg.TieredStorage)
+		cancel()
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("tiered storage: %w", err)
+		}
+		rc.Tiered.Store = store
+	}
 	rc.KafkaAddr = kadv
 	sec.applyRaft(&rc)
 	rc.NodeID, rc.DataDir, rc.RaftAddr, rc.Peers = cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Peers

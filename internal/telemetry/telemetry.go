@@ -243,6 +243,8 @@ type Sources struct {
 	// QueuePending reports priority subscriptions' pending messages per
 	// priority on the partitions this node leads (core.Queues.PendingByPriority).
 	QueuePending func() []core.QueuePending
+	// Tiered reports tiered storage counters and upload backlog (nil: off).
+	Tiered func() core.TieredStats
 }
 
 // Observe registers the node-level observers (consumer lag, leader changes,
@@ -286,6 +288,10 @@ func (t *Telemetry) observe(src Sources) error {
 	if err != nil {
 		return err
 	}
+	tiered, err := t.tieredInstruments(m)
+	if err != nil {
+		return err
+	}
 	nodeAttr := metric.WithAttributes(attribute.String("node", strconv.FormatUint(t.cfg.NodeID, 10)))
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		if b := src.Broker; b != nil {
@@ -323,8 +329,11 @@ func (t *Telemetry) observe(src Sources) error {
 		if d := t.disk.Load(); d >= 0 {
 			o.ObserveInt64(disk, d, nodeAttr)
 		}
+		if src.Tiered != nil {
+			tiered.observe(o, src.Tiered(), nodeAttr)
+		}
 		return nil
-	}, lag, leaderChanges, hwm, pipeLag, queuePending, disk)
+	}, append([]metric.Observable{lag, leaderChanges, hwm, pipeLag, queuePending, disk}, tiered.all()...)...)
 	if err != nil {
 		return err
 	}
@@ -451,4 +460,41 @@ func (t *Telemetry) shutdownProviders(ctx context.Context) error {
 		errs = append(errs, t.mp.Shutdown(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// tieredMetrics are the tiered storage instruments (docs/tiered-storage.md).
+type tieredMetrics struct {
+	backlogBytes, backlogSegments    metric.Int64ObservableGauge
+	uploads, uploadedBytes, failures metric.Int64ObservableCounter
+}
+
+func (t *Telemetry) tieredInstruments(m metric.Meter) (*tieredMetrics, error) {
+	var tm tieredMetrics
+	var errs [5]error
+	tm.backlogBytes, errs[0] = m.Int64ObservableGauge("weir.tiered.backlog.bytes", metric.WithUnit("By"),
+		metric.WithDescription("Bytes of closed segments not yet uploaded to object storage, per tiered topic and partition this node leads"))
+	tm.backlogSegments, errs[1] = m.Int64ObservableGauge("weir.tiered.backlog.segments", metric.WithUnit("{segment}"),
+		metric.WithDescription("Closed segments not yet uploaded to object storage, per tiered topic and partition this node leads"))
+	tm.uploads, errs[2] = m.Int64ObservableCounter("weir.tiered.uploads", metric.WithUnit("{segment}"),
+		metric.WithDescription("Segments this node uploaded to object storage and recorded in a manifest"))
+	tm.uploadedBytes, errs[3] = m.Int64ObservableCounter("weir.tiered.uploaded", metric.WithUnit("By"),
+		metric.WithDescription("Bytes this node uploaded to object storage"))
+	tm.failures, errs[4] = m.Int64ObservableCounter("weir.tiered.upload.failures", metric.WithUnit("{upload}"),
+		metric.WithDescription("Uploads to object storage that failed (retried with backoff)"))
+	return &tm, errors.Join(errs[:]...)
+}
+
+func (tm *tieredMetrics) all() []metric.Observable {
+	return []metric.Observable{tm.backlogBytes, tm.backlogSegments, tm.uploads, tm.uploadedBytes, tm.failures}
+}
+
+func (tm *tieredMetrics) observe(o metric.Observer, st core.TieredStats, node metric.ObserveOption) {
+	o.ObserveInt64(tm.uploads, st.Uploads, node)
+	o.ObserveInt64(tm.uploadedBytes, st.UploadedBytes, node)
+	o.ObserveInt64(tm.failures, st.UploadFailures, node)
+	for _, b := range st.Backlog {
+		attrs := metric.WithAttributes(attribute.String("topic", b.Topic), attribute.Int("partition", b.Partition))
+		o.ObserveInt64(tm.backlogBytes, b.Bytes, attrs)
+		o.ObserveInt64(tm.backlogSegments, int64(b.Segments), attrs)
+	}
 }

@@ -133,8 +133,14 @@ func LeaderOf(t testing.TB, url, topic string, partition int) uint64 {
 // at url (its own replica when local: Weir-Hops), failing t on gaps.
 func ReadPartition(t testing.TB, url, topic string, partition int, local bool) []string {
 	t.Helper()
+	return ReadPartitionFrom(t, url, topic, partition, 0, local)
+}
+
+// ReadPartitionFrom is ReadPartition from offset from on.
+func ReadPartitionFrom(t testing.TB, url, topic string, partition int, from int64, local bool) []string {
+	t.Helper()
 	var vals []string
-	next := int64(0)
+	next := from
 	h := map[string]string{}
 	if local {
 		h["Weir-Hops"] = "1"

@@ -8,9 +8,9 @@ import (
 	"github.com/weir-broker/weir/internal/toolchain"
 )
 
-// RequireToolchainsEnv, when set (CI sets it), makes a missing Rust or
-// AssemblyScript toolchain fail the tests that need it instead of
-// skipping them.
+// RequireToolchainsEnv, when set (CI sets it), makes a missing tool — the
+// Rust or AssemblyScript toolchain, versitygw — fail the tests that need it
+// instead of skipping them.
 const RequireToolchainsEnv = "WEIR_REQUIRE_TOOLCHAINS"
 
 // ToolchainOK fails t on err, except that a missing toolchain

@@ -15,6 +15,13 @@ type TopicConfig struct {
 	ReplicationFactor int    `json:"replication_factor,omitempty"`
 	RetentionMs       int64  `json:"retention_ms,omitempty"`
 	RetentionBytes    int64  `json:"retention_bytes,omitempty"`
+	// Tiered storage (docs/tiered-storage.md): closed segments go to the
+	// cluster's object storage; local copies are kept by the local
+	// retention. SegmentBytes 0: the node's default.
+	Tiered              bool  `json:"tiered,omitempty"`
+	SegmentBytes        int64 `json:"segment_bytes,omitempty"`
+	LocalRetentionMs    int64 `json:"local_retention_ms,omitempty"`
+	LocalRetentionBytes int64 `json:"local_retention_bytes,omitempty"`
 }
 
 // TopicSummary is a topic as listed.
@@ -33,6 +40,10 @@ type PartitionInfo struct {
 	Replicas       []uint64 `json:"replicas"`
 	LogStartOffset int64    `json:"log_start_offset"`
 	HighWatermark  int64    `json:"high_watermark"`
+	// LocalStartOffset is the first offset on the nodes' disks, and
+	// RemoteEndOffset one past the last in object storage (0: none).
+	LocalStartOffset int64 `json:"local_start_offset"`
+	RemoteEndOffset  int64 `json:"remote_end_offset"`
 }
 
 // Topic is a topic with its partitions.
@@ -42,7 +53,12 @@ type Topic struct {
 	ReplicationFactor int             `json:"replication_factor"`
 	RetentionMs       int64           `json:"retention_ms"`
 	RetentionBytes    int64           `json:"retention_bytes"`
-	CreatedAtMs       int64           `json:"created_at"`
+	// Tiered storage settings, effective values (docs/tiered-storage.md).
+	Tiered              bool  `json:"tiered"`
+	SegmentBytes        int64 `json:"segment_bytes"`
+	LocalRetentionMs    int64 `json:"local_retention_ms"`
+	LocalRetentionBytes int64 `json:"local_retention_bytes"`
+	CreatedAtMs         int64 `json:"created_at"`
 }
 
 // CreateTopic creates a topic (CodeTopicExists when it exists) and

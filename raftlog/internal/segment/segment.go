@@ -173,6 +173,7 @@ type Log struct {
 	next      int64
 	gen       uint64 // bumped by Restore; readers stop when it changes
 	closed    bool
+	readOnly  bool // OpenSealed: one sealed segment, no writer
 }
 
 // Open opens or creates the log in cfg.Dir.
@@ -231,6 +232,9 @@ func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
 func (l *Log) writable() error {
 	if l.closed {
 		return ErrClosed
+	}
+	if l.readOnly {
+		return errReadOnly
 	}
 	return l.failed
 }
@@ -401,6 +405,7 @@ type Info struct {
 	Bytes        int64  // file size, the 32-byte header included
 	Active       bool   // the segment appends go to; DeleteBefore never deletes it
 	LastIndex    uint64 // RaftIndex of its last batch (of the log's last batch before it when empty)
+	PrevIndex    uint64 // the log's LastIndex when the segment was created (its file name); unique
 }
 
 // Segments describes the segments, oldest first.
@@ -414,7 +419,7 @@ func (l *Log) Segments() []Info {
 			ts = 0
 		}
 		out[i] = Info{BaseOffset: s.base, NextOffset: s.next, MaxTimestamp: ts, Bytes: s.size,
-			Active: i == len(l.segs)-1, LastIndex: s.lastIndex}
+			Active: i == len(l.segs)-1, LastIndex: s.lastIndex, PrevIndex: s.prevIndex}
 	}
 	return out
 }
