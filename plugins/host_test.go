@@ -545,22 +545,33 @@ func TestForward(t *testing.T) {
 // guest is abandoned until it returns by itself, and closing meanwhile does
 // not crash the broker.
 func TestTrustedAbandons(t *testing.T) {
-	// Count a parameter down from 2^30: about a second of guest time.
-	body := append(i32c(1<<30), 0x21, 0) // local.set 0
-	body = append(body, 0x03, 0x40, 0x20, 0)
-	body = append(body, i32c(1)...)
-	body = append(body, 0x6b, 0x22, 0, 0x0d, 0, 0x0b) // i32.sub, local.tee 0, br_if 0, end
+	// The guest reads a state key, and the host's read blocks until the
+	// test releases it: the guest cannot finish before its deadline, however
+	// loaded the machine (a loop of about a second once did, with both of
+	// the machine's cores busy elsewhere).
+	body := append(i32c(1024), i32c(1)...) // key "k" at 1024
+	body = append(body, i32c(2048)...)     // buffer
+	body = append(body, i32c(16)...)       // buffer capacity
+	body = append(body, 0x10, 0, 0x1a)     // call state_get (import 0), drop
 	body = append(body, i32c(0)...)
+	m := wmod{
+		memory:  true,
+		data:    []byte("k"),
+		imports: []wimport{{mod: "weir", name: "state_get", params: []byte{tI32, tI32, tI32, tI32}, results: []byte{tI32}}},
+		funcs:   abiFuncs(body),
+	}
 	h := newHost(t, Config{Isolation: IsolationTrusted})
-	pr := newProcessor(t, h, wmod{memory: true, funcs: abiFuncs(body)}.bytes(), core.ProcessorLimits{BatchTimeoutMs: 20})
-	start := time.Now()
-	_, err := pr.Process(context.Background(), &core.ProcessInput{Records: recs("x"), Outputs: []string{"o"}})
-	if !errors.Is(err, ErrTimeout) || time.Since(start) > 5*time.Second {
-		t.Fatalf("err = %v after %v", err, time.Since(start))
+	pr := newProcessor(t, h, m.bytes(), core.ProcessorLimits{BatchTimeoutMs: 20})
+	release := make(chan struct{})
+	_, err := pr.Process(context.Background(), &core.ProcessInput{Records: recs("x"), Outputs: []string{"o"},
+		State: blockingState{release}})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want the batch abandoned at its deadline", err)
 	}
 	p := pr.(*processor)
 	p.Close()
 	h.Close()
+	close(release) // the abandoned guest now returns
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		p.mu.Lock()
 		n := p.running
@@ -572,6 +583,14 @@ func TestTrustedAbandons(t *testing.T) {
 			t.Fatal("the abandoned guest never returned")
 		}
 	}
+}
+
+// blockingState is a state reader whose reads wait for release.
+type blockingState struct{ release chan struct{} }
+
+func (b blockingState) Get([]byte) ([]byte, bool) {
+	<-b.release
+	return nil, false
 }
 
 // An executable that is not a worker is found out, with a hint.
