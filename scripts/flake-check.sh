@@ -17,6 +17,14 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/weir-flake.XXXXXX")
 echo "flake-check: logs in $WORK"
 git clone -q "$SRC" "$WORK/a"
 git clone -q "$SRC" "$WORK/b"
+# What .ci/run prepares besides installing packages: the AssemblyScript
+# compiler of each clone, and Go-installed tools (versitygw) on PATH.
+for c in a b; do
+  if command -v npm >/dev/null 2>&1; then
+    (cd "$WORK/$c/sdk/ts" && npm ci --no-audit --no-fund >/dev/null 2>&1)
+  fi
+done
+export PATH="$PATH:$(go env GOPATH)/bin"
 (
   i=0
   while [ ! -e "$WORK/done" ]; do
