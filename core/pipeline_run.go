@@ -489,13 +489,13 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			wait, due := tk.wait(time.Now())
 			if due {
 				// A tick reads and may change the committed state: nothing
-				// may be in flight behind it.
-				if err := t.wait(); err != nil {
-					return err
-				}
-				rawMeta, hadMeta = log.StateGet(metaKey)
-				if m, err = loadPipeMeta(log, s.Name); err != nil {
-					return err
+				// may be in flight behind it. Once the tail is idle, the
+				// loop's top reloads the position from state.
+				if !t.idle() {
+					if err := t.wait(); err != nil {
+						return err
+					}
+					continue
 				}
 				doc, err := p.tick(ctx, t, proc, log, s, k, &m, rawMeta, hadMeta, tk)
 				if err != nil {

@@ -145,12 +145,18 @@ for run in $(seq 1 "$RUNS"); do
           start_weir $nodes prop; run_scenarios weir-prop weir "$cl" $nodes "b$run" "$servers" ;;
         weir-kafka) start_weir $nodes kafka
           run_scenarios weir-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
+        weir-quota) start_weir $nodes # a default quota so generous it is never hit: the check's cost
+          for srv in ${servers//,/ }; do
+            curl -sf -X PUT "$srv/v1/quotas/default" -d '{"produce_bytes_per_sec":1125899906842624,"fetch_bytes_per_sec":1125899906842624,"requests_per_sec":1125899906842624}' >/dev/null
+            break # stored in the replicated catalog: one node is enough
+          done
+          run_scenarios weir-quota weir "$cl" $nodes "b$run" "$servers" ;;
         base) start_weir $nodes "" ./bin/weir-base; run_scenarios base weir "$cl" $nodes "b$run" "$servers" ;;
         base-kafka) start_weir $nodes kafka ./bin/weir-base
           run_scenarios base-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
         nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" "$servers" ;;
         nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" "$servers" ;;
-        *) echo "unknown system $sys (weir, weir-prop, weir-kafka, nats, nats-sync, base, base-kafka)" >&2; exit 2 ;;
+        *) echo "unknown system $sys (weir, weir-prop, weir-kafka, weir-quota, nats, nats-sync, base, base-kafka)" >&2; exit 2 ;;
       esac
       stop
     done

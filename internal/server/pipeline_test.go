@@ -46,6 +46,18 @@ type rec struct {
 }
 
 // readAll returns every record of a topic (all partitions).
+// sendClicks produces n rounds of one "click" per key to topic.
+func sendClicks(t *testing.T, u, topic string, keys []string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		var recs []map[string]any
+		for _, k := range keys {
+			recs = append(recs, map[string]any{"key": k, "value": "click"})
+		}
+		produce(t, u, topic, recs...)
+	}
+}
+
 func readAll(t *testing.T, u, topic string) []rec {
 	t.Helper()
 	var meta struct {
@@ -214,15 +226,7 @@ func TestPipelineCountExactlyOnceAcrossRestart(t *testing.T) {
 	uploadModule(t, u, "count", "examples/count")
 	createPipeline(t, u, map[string]any{"name": "c", "module": "count", "inputs": []string{"clicks"}, "outputs": []string{"click-counts"}, "guarantee": "exactly_once", "batch_size": 7})
 	keys := []string{"u1", "u2", "u3", "u4"}
-	send := func(n int) {
-		for i := 0; i < n; i++ {
-			var recs []map[string]any
-			for _, k := range keys {
-				recs = append(recs, map[string]any{"key": k, "value": "click"})
-			}
-			produce(t, u, "clicks", recs...)
-		}
-	}
+	send := func(n int) { sendClicks(t, u, "clicks", keys, n) }
 	send(25)
 	// Stop the node in the middle of the stream (the pipeline is mid-way).
 	tu.Eventually(t, 60*time.Second, "some counts", func() bool { return len(readAll(t, u, "click-counts")) > 10 })

@@ -176,15 +176,7 @@ func TestPipelineUpgradeExactlyOnce(t *testing.T) {
 	uploadModule(t, u, "countv2", "internal/server/testdata/countv2")
 	createPipeline(t, u, map[string]any{"name": "c", "module": "count", "inputs": []string{"clicks"}, "outputs": []string{"counts"}, "guarantee": "exactly_once", "batch_size": 7})
 	keys := []string{"u1", "u2", "u3", "u4"}
-	send := func(n int) {
-		for i := 0; i < n; i++ {
-			var recs []map[string]any
-			for _, k := range keys {
-				recs = append(recs, map[string]any{"key": k, "value": "click"})
-			}
-			produce(t, u, "clicks", recs...)
-		}
-	}
+	send := func(n int) { sendClicks(t, u, "clicks", keys, n) }
 	send(25)
 	// Mid-stream: some counts are out, typically not all.
 	tu.Eventually(t, 60*time.Second, "some counts", func() bool { return len(readAll(t, u, "counts")) > 10 })
