@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	tu "github.com/weir-broker/weir/internal/testutil"
 )
 
@@ -304,5 +305,38 @@ func TestKafkaConsumerGroup(t *testing.T) {
 	sort.Strings(names)
 	if len(names) == 0 || names[0] != "g1" {
 		t.Fatalf("groups %v", names)
+	}
+}
+
+// TestKafkaFetchBoundedByBytes: a Kafka Fetch is bounded by bytes only, as
+// in Kafka. It was also cut at the HTTP fetch's default of 500 records per
+// partition, which halved what a franz-go consumer got per round trip.
+func TestKafkaFetchBoundedByBytes(t *testing.T) {
+	s := startKafkaNode(t)
+	u := s.URL()
+	createTopic(t, u, "many", 1)
+	for i := 0; i < 3; i++ {
+		produceN(t, u, "many", 500, 0, "r-")
+	}
+	cl := kafkaClient(t, s)
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 1000, 1, 50<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "many"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = 0, 0, 10<<20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	kr, err := req.RequestWith(kctx(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := kr.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 {
+		t.Fatalf("fetch error %d", p.ErrorCode)
+	}
+	fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "many", Partition: 0}, &p, kgo.DefaultDecompressor(), nil)
+	if fp.Err != nil || len(fp.Records) != 1500 {
+		t.Fatalf("one fetch of a 10 MiB partition budget: %d records, err %v; want all 1,500", len(fp.Records), fp.Err)
 	}
 }
