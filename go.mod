@@ -10,6 +10,7 @@ require (
 	github.com/valyala/fasthttp v1.78.0
 	github.com/weir-broker/weir/sdk v0.0.0
 	go.opentelemetry.io/otel v1.47.0
+	golang.org/x/sys v0.49.0
 )
 
 require (
@@ -102,7 +103,6 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/exp v0.0.0-20200513190911-00229845015e // indirect
 	golang.org/x/net v0.62.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261110000943-09e21b237f2c // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c // indirect

@@ -79,6 +79,13 @@ type Config struct {
 	// own executable (os.Executable), no arguments.
 	WorkerPath string
 	WorkerArgs []string
+	// WorkerSharedMemory is the largest region of memory a worker shares
+	// with the broker (Linux), in bytes: batches are written into it
+	// instead of through the worker's pipe, and results that fit come back
+	// in it. It starts at 1 MiB and grows to the largest batch; batches
+	// above it go through the pipe. Default 64 MiB
+	// (DefaultWorkerSharedMemory); negative: pipes only.
+	WorkerSharedMemory int
 	// WorkerStartTimeout bounds starting a worker and loading the module.
 	// Default 1 minute.
 	WorkerStartTimeout time.Duration
@@ -114,6 +121,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WorkerStartTimeout == 0 {
 		c.WorkerStartTimeout = DefaultWorkerStartTime
+	}
+	if c.WorkerSharedMemory == 0 {
+		c.WorkerSharedMemory = DefaultWorkerSharedMemory
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -15,11 +15,15 @@ import (
 // runner runs batches of one module: an in-process instance or a worker
 // process holding one.
 type runner interface {
-	// process runs one batch. reusable reports whether the runner may run
-	// another batch (false after a timeout, trap or crash).
-	process(ctx context.Context, in *core.ProcessInput, batch []byte) (out *core.ProcessOutput, logs []logLine, reusable bool, err error)
+	// process runs one batch, which enc encodes where the runner wants it
+	// (a worker: into its shared region). reusable reports whether the
+	// runner may run another batch (false after a timeout, trap or crash).
+	process(ctx context.Context, in *core.ProcessInput, enc batchEncoder) (out *core.ProcessOutput, logs []logLine, reusable bool, err error)
 	close()
 }
+
+// batchEncoder appends a batch's abi encoding to b and returns the result.
+type batchEncoder func(b []byte) []byte
 
 // processor implements core.Processor over a pool of runners.
 //
@@ -112,14 +116,9 @@ func (p *processor) Process(ctx context.Context, in *core.ProcessInput) (*core.P
 	if err != nil {
 		return nil, err
 	}
-	bp, _ := p.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	*bp = appendBatch((*bp)[:0], p.guest.version, in)
+	enc := func(b []byte) []byte { return appendBatch(b, p.guest.version, in) }
 	start := time.Now()
-	out, logs, reusable, err := r.process(ctx, in, *bp)
-	p.bufs.Put(bp)
+	out, logs, reusable, err := r.process(ctx, in, enc)
 	p.emitLogs(in, logs)
 	if reusable {
 		p.put(r)
@@ -290,7 +289,14 @@ func (l *local) close() {
 	}
 }
 
-func (l *local) process(ctx context.Context, in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, bool, error) {
+func (l *local) process(ctx context.Context, in *core.ProcessInput, enc batchEncoder) (*core.ProcessOutput, []logLine, bool, error) {
+	bp, _ := l.p.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = enc((*bp)[:0])
+	batch := *bp
+	defer l.p.bufs.Put(bp)
 	s := newSession(in.Config, len(in.Outputs), len(in.Records), l.p.lim, readerSource{in.State})
 	s.tick = in.Tick
 	ctx, cancel := context.WithTimeout(ctx, l.p.lim.timeout)

@@ -15,7 +15,7 @@ import (
 // primitives. One batch is in flight per worker at a time.
 //
 //	broker → worker            worker → broker
-//	                           msgHello (at once, before any input)
+//	                           msgHello (at once, before any input): u32 abi version, u32 capabilities
 //	msgInit                    msgCompiled then msgReady | msgFail, or msgFail
 //
 // msgInit's answer comes in two steps: msgCompiled once the module is
@@ -24,6 +24,13 @@ import (
 // under the batch time limit: the watchdog is re-armed in between).
 //
 //	msgBatch                   (msgGet → msgVal | msgKeys → msgKeyList)* then msgResult | msgFail
+//
+// A msgBatch whose flags have flagShm set carries, instead of the batch,
+// u32 region size, u32 len: the batch is the first len bytes of the shared
+// region (shm.go), which the worker maps at that size. Its answer may then be
+// msgResultShm (u32 len: a msgResult payload in the region's first len
+// bytes) instead of msgResult. A worker announces it can do so with capShm
+// in msgHello; frames without flagShm carry the batch inline, as before.
 //
 // A msgBatch whose flags have flagTick set is a tick (abi.ExportTick); its
 // msgResult ends with the tick's pending flag. State listings (state_keys)
@@ -37,21 +44,25 @@ import (
 // Keys the second run still misses cost one msgGet each. msgResult reports
 // every key read, the next batch's prefetch.
 const (
-	msgInit     byte = 1  // u32 pages, u32 maxState, str cacheDir, bytes wasm
-	msgReady    byte = 2  // (empty)
-	msgBatch    byte = 3  // u32 flags, u64 maxOut, u32 nOutputs, u32 nRecords, u32 nConfig, (str k, str v)*, u32 nPrefetch, (bytes k, u32 found, bytes v)*, u32 len, batch
-	msgGet      byte = 4  // u32 n, (bytes key)*
-	msgVal      byte = 5  // u32 n, (u32 found, bytes value)*
-	msgResult   byte = 6  // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*, u32 pending
-	msgFail     byte = 7  // u32 kind, str message, u32 instance lost (0/1), logs
-	msgHello    byte = 8  // u32 abi version: "this process is a worker"
-	msgCompiled byte = 9  // (empty): compiled, now instantiating
-	msgKeys     byte = 10 // str prefix, str start, u32 limit
-	msgKeyList  byte = 11 // u32 n, (str key)*
+	msgInit      byte = 1  // u32 pages, u32 maxState, str cacheDir, bytes wasm
+	msgReady     byte = 2  // (empty)
+	msgBatch     byte = 3  // u32 flags, u64 maxOut, u32 nOutputs, u32 nRecords, u32 nConfig, (str k, str v)*, u32 nPrefetch, (bytes k, u32 found, bytes v)*, u32 len, batch
+	msgGet       byte = 4  // u32 n, (bytes key)*
+	msgVal       byte = 5  // u32 n, (u32 found, bytes value)*
+	msgResult    byte = 6  // bytes emitted, changes, dead, logs, u32 nRead, (bytes key)*, u32 pending
+	msgFail      byte = 7  // u32 kind, str message, u32 instance lost (0/1), logs
+	msgHello     byte = 8  // u32 abi version: "this process is a worker"
+	msgCompiled  byte = 9  // (empty): compiled, now instantiating
+	msgKeys      byte = 10 // str prefix, str start, u32 limit
+	msgKeyList   byte = 11 // u32 n, (str key)*
+	msgResultShm byte = 12 // u32 len: msgResult's payload is in the shared region
 )
 
 // msgBatch flags.
-const flagTick uint32 = 1
+const (
+	flagTick uint32 = 1
+	flagShm  uint32 = 2 // the batch is in the shared region
+)
 
 // helloTimeout bounds the wait for msgHello: an executable that does not
 // dispatch to RunWorker (see WorkerEnv) is found out quickly.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/tetratelabs/wazero"
 
@@ -31,11 +32,20 @@ import (
 // Nothing else may write to out.
 func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	c := newConn(in, out)
-	if err := c.send(msgHello, abi.AppendU32(nil, abi.Version)); err != nil {
-		return err
-	}
 	w := &workerState{c: c}
 	defer w.close(ctx)
+	caps := uint32(0)
+	if os.Getenv(shmFDEnv) == "3" {
+		// The broker passed a shared region (shm.go); without it, or where
+		// it cannot be mapped, batches come through the pipe.
+		if s, err := openShm(os.NewFile(3, "shm")); err == nil {
+			w.shm = s
+			caps |= capShm
+		}
+	}
+	if err := c.send(msgHello, abi.AppendU32(abi.AppendU32(nil, abi.Version), caps)); err != nil {
+		return err
+	}
 	for {
 		typ, p, err := c.recv()
 		if err != nil {
@@ -66,6 +76,7 @@ type workerState struct {
 	lim   limits
 	out   []byte
 	frame []byte // the frame of the running batch
+	shm   *shm   // the shared region, or nil
 }
 
 func (w *workerState) close(ctx context.Context) {
@@ -77,6 +88,9 @@ func (w *workerState) close(ctx context.Context) {
 	}
 	if w.cache != nil {
 		w.cache.Close(ctx)
+	}
+	if w.shm != nil {
+		w.shm.close()
 	}
 }
 
@@ -243,7 +257,8 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 		return errors.New("worker: batch before init")
 	}
 	r := abi.NewReader(p)
-	tick := r.U32()&flagTick != 0
+	flags := r.U32()
+	tick := flags&flagTick != 0
 	lim := w.lim
 	lim.maxOut = int64(r.U64())
 	nOut := int(r.U32())
@@ -267,7 +282,20 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 		}
 		src.known[k] = e
 	}
-	batch := r.Bytes()
+	var batch []byte
+	inShm := flags&flagShm != 0
+	if inShm {
+		size, n := r.U32(), r.U32()
+		if r.Err() != nil || w.shm == nil || n > size {
+			return errors.New("worker: bad shared-memory batch message")
+		}
+		if err := w.shm.remap(int(size)); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		batch = w.shm.mem[:n]
+	} else {
+		batch = r.Bytes()
+	}
 	if r.Err() != nil {
 		return errors.New("worker: bad batch message")
 	}
@@ -328,6 +356,11 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 	}
 	b = abi.AppendU32(b, pending)
 	w.out = b
+	if inShm && len(b) <= len(w.shm.mem) {
+		// The batch is done with the region: the result takes its place.
+		copy(w.shm.mem, b)
+		return w.c.send(msgResultShm, abi.AppendU32(nil, uint32(len(b))))
+	}
 	return w.c.send(msgResult, b)
 }
 

@@ -33,6 +33,13 @@ type worker struct {
 	killed error // why the broker killed it, or nil
 	buf    []byte
 	vals   []byte
+	inline []byte // batches sent through the pipe
+
+	// shmMu is held while a batch uses the region, so that close (from
+	// Processor.Close, under a running batch) unmaps it only afterwards.
+	shmMu  sync.Mutex
+	shm    *shm // nil: batches go through the pipe
+	shmMax int  // the region's limit (Config.WorkerSharedMemory)
 }
 
 func (h *Host) workerCommand() (string, []string, error) {
@@ -71,7 +78,16 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 	}
 	w := &worker{h: h, lim: lim, cmd: cmd, stdin: stdin, done: make(chan struct{}), stderr: &tailBuffer{max: 4 << 10}}
 	cmd.Stderr = w.stderr
+	if max := h.cfg.WorkerSharedMemory; max > 0 {
+		// Where the platform has no memfd, batches go through the pipe.
+		if s, err := newShm(min(shmInitial, max)); err == nil {
+			w.shm, w.shmMax = s, max
+			cmd.ExtraFiles = []*os.File{s.f}
+			cmd.Env = append(cmd.Env, shmFDEnv+"=3")
+		}
+	}
 	if err := cmd.Start(); err != nil {
+		w.closeShm()
 		return nil, fmt.Errorf("%w: start %s: %v", ErrWorker, path, err)
 	}
 	go func() {
@@ -81,13 +97,18 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 	w.c = newConn(stdout, stdin)
 
 	stopHello := w.watch(ctx, min(helloTimeout, h.cfg.WorkerStartTimeout), "waiting for the worker's hello")
-	typ, _, err := w.c.recv()
+	typ, hello, err := w.c.recv()
 	stopHello()
 	if err != nil || typ != msgHello {
 		if err == nil {
 			err = fmt.Errorf("message %d", typ)
 		}
 		return nil, fmt.Errorf("%w (is %s a Weir binary whose main calls plugins.RunWorker when %s=1?)", w.broken(err), path, WorkerEnv)
+	}
+	hr := abi.NewReader(hello)
+	hr.U32() // the ABI version
+	if caps := hr.U32(); hr.Err() != nil || caps&capShm == 0 {
+		w.closeShm() // an older worker, or it could not map the region
 	}
 	// Compilation is the host's work: it gets the start timeout.
 	// Instantiation runs guest code (the start function, _initialize): it
@@ -177,16 +198,27 @@ func (w *worker) broken(err error) error {
 	return fmt.Errorf("%w: %v (%s)%s", ErrWorker, err, w.cmd.ProcessState, msg)
 }
 
-// close kills the process and waits for it to be reaped.
+// close kills the process, waits for it to be reaped, and then (once no
+// batch uses it) releases the shared region.
 func (w *worker) close() {
 	_ = w.stdin.Close()
 	_ = w.cmd.Process.Kill()
 	<-w.done
+	w.closeShm()
 }
 
-func (w *worker) process(ctx context.Context, in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, bool, error) {
+func (w *worker) closeShm() {
+	w.shmMu.Lock()
+	defer w.shmMu.Unlock()
+	if w.shm != nil {
+		w.shm.close()
+		w.shm = nil
+	}
+}
+
+func (w *worker) process(ctx context.Context, in *core.ProcessInput, enc batchEncoder) (*core.ProcessOutput, []logLine, bool, error) {
 	stop := w.watch(ctx, w.lim.timeout, "batch")
-	out, logs, err := w.run(in, batch)
+	out, logs, err := w.run(in, enc)
 	stop()
 	w.mu.Lock()
 	killed := w.killed
@@ -210,10 +242,42 @@ func (w *worker) process(ctx context.Context, in *core.ProcessInput, batch []byt
 	return out, logs, true, nil
 }
 
-func (w *worker) run(in *core.ProcessInput, batch []byte) (*core.ProcessOutput, []logLine, error) {
+// putBatch encodes the batch into the shared region when it fits there
+// (growing the region up to its limit), reporting the batch's length; else
+// into w.inline, for the pipe.
+func (w *worker) putBatch(enc batchEncoder) (inShm bool, n int, err error) {
+	if w.shm == nil {
+		w.inline = enc(w.inline[:0])
+		return false, len(w.inline), nil
+	}
+	b := enc(w.shm.mem[:0])
+	if len(b) > 0 && &b[0] == &w.shm.mem[0] {
+		return true, len(b), nil // encoded in place
+	}
+	// It outgrew the region: grow the region if allowed, else use the pipe.
+	if len(b) > w.shmMax {
+		w.inline = b
+		return false, len(b), nil
+	}
+	if err := w.shm.grow(len(b)); err != nil {
+		return false, 0, err
+	}
+	return true, copy(w.shm.mem, b), nil
+}
+
+func (w *worker) run(in *core.ProcessInput, enc batchEncoder) (*core.ProcessOutput, []logLine, error) {
+	w.shmMu.Lock()
+	defer w.shmMu.Unlock()
+	inShm, n, err := w.putBatch(enc)
+	if err != nil {
+		return nil, nil, err
+	}
 	flags := uint32(0)
 	if in.Tick {
 		flags |= flagTick
+	}
+	if inShm {
+		flags |= flagShm
 	}
 	b := abi.AppendU32(w.buf[:0], flags)
 	b = abi.AppendU64(b, uint64(w.lim.maxOut))
@@ -225,9 +289,16 @@ func (w *worker) run(in *core.ProcessInput, batch []byte) (*core.ProcessOutput, 
 		b = abi.AppendStr(b, v)
 	}
 	b = w.appendPrefetch(b, in)
-	b = abi.AppendU32(b, uint32(len(batch)))
+	var inline []byte
+	if inShm {
+		b = abi.AppendU32(b, uint32(len(w.shm.mem)))
+		b = abi.AppendU32(b, uint32(n))
+	} else {
+		b = abi.AppendU32(b, uint32(n))
+		inline = w.inline
+	}
 	w.buf = b
-	if err := w.c.send2(msgBatch, b, batch); err != nil {
+	if err := w.c.send2(msgBatch, b, inline); err != nil {
 		return nil, nil, err
 	}
 	for {
@@ -267,9 +338,19 @@ func (w *worker) run(in *core.ProcessInput, batch []byte) (*core.ProcessOutput, 
 			if err := w.c.send(msgKeyList, b); err != nil {
 				return nil, nil, err
 			}
-		case msgResult:
-			// The decoded records alias the frame: it becomes theirs.
-			w.c.steal(nil)
+		case msgResult, msgResultShm:
+			if typ == msgResultShm {
+				// Copied out first: the decoded records alias the copy, and
+				// nothing the worker does to the region later changes them.
+				n := r.U32()
+				if r.Err() != nil || !inShm || uint64(n) > uint64(len(w.shm.mem)) {
+					return nil, nil, errors.New("bad shared-memory result message")
+				}
+				r = abi.NewReader(append([]byte(nil), w.shm.mem[:n]...))
+			} else {
+				// The decoded records alias the frame: it becomes theirs.
+				w.c.steal(nil)
+			}
 			out, logs, read, err := decodeResult(r, in, w.lim.maxOut)
 			if err == nil && w.hints != nil {
 				w.hints.set(in.Topic, in.Partition, read)
