@@ -446,6 +446,7 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 	// the one before, so a change by anyone else ends the worker.
 	t := newTail(ctx, pipelineTailDepth)
 	defer t.close()
+	sh := &shipped{}
 	var (
 		rawMeta []byte
 		hadMeta bool
@@ -486,6 +487,13 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			return err
 		}
 		if len(recs) == 0 {
+			if t.idle() {
+				// Caught up: delete the last shipped outbox entry now
+				// rather than with the next batch's commit.
+				if err := sh.flush(ctx, log); err != nil {
+					return err
+				}
+			}
 			wait, due := tk.wait(time.Now())
 			if due {
 				// A tick reads and may change the committed state: nothing
@@ -497,7 +505,7 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 					}
 					continue
 				}
-				doc, err := p.tick(ctx, t, proc, log, s, k, &m, rawMeta, hadMeta, tk)
+				doc, err := p.tick(ctx, t, proc, log, s, k, &m, rawMeta, hadMeta, tk, sh)
 				if err != nil {
 					return err
 				}
@@ -564,7 +572,7 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 		for _, key := range fx.order {
 			tel.Stamp(bctx, fx.emit[key]) // outputs carry the trace of their input
 		}
-		doc, err := p.commit(bctx, t, log, s, k, &m, rawMeta, hadMeta, fx.state, fx.emit, fx.order)
+		doc, err := p.commit(bctx, t, log, s, k, &m, rawMeta, hadMeta, fx.state, fx.emit, fx.order, sh)
 		if err != nil {
 			EndSpan(span, err)
 			return err
@@ -766,54 +774,91 @@ func (p *Pipelines) deadRecord(r Record, s PipelineSpec, k pipeKey, reason, errM
 // beside the one it is committing.
 const pipelineTailDepth = 1
 
-// commit makes a batch's effects durable, partly behind the worker (tail),
-// and returns the batch's position document as committed (the condition of
-// the next batch's commit). Exactly-once: the new position, the module's
-// state changes and the outputs (an outbox entry) are one transaction on
-// the input partition, conditional on the position not having moved, made
-// here; the tail then ships the outbox with idempotent appends.
-// At-least-once: the tail appends the outputs, then commits the position;
-// a batch that changed state waits for its commit, so that the next batch
-// reads that state.
-func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, stateOps []StateOp, emit map[string][]Record, order []string) ([]byte, error) {
+// shipped is an exactly-once worker's outbox entry that was shipped and not
+// yet deleted: the next commit deletes it in the same Raft entry (one entry
+// fewer per batch), or the worker does when it goes idle. Only the tail's
+// jobs touch it, and the worker loop when the tail is idle.
+type shipped struct{ key string }
+
+// flush deletes the shipped entry, if any (the worker is idle).
+func (sh *shipped) flush(ctx context.Context, log PartitionLog) error {
+	if sh.key == "" {
+		return nil
+	}
+	if _, err := log.ApplyTxn(ctx, &StateTxn{Ops: []StateOp{{Key: sh.key, Delete: true}}}); err != nil {
+		return err
+	}
+	sh.key = ""
+	return nil
+}
+
+// commit makes a batch's effects durable behind the worker (tail), and
+// returns the batch's position document as it will be committed (the
+// condition of the next batch's commit). Exactly-once: the new position,
+// the module's state changes and the outputs (an outbox entry) are one
+// transaction on the input partition, conditional on the position not
+// having moved; once it applied, the job ships the outbox entry with
+// idempotent appends (its deletion rides on the next commit, see shipped).
+// At-least-once: the job appends the outputs, then commits the position.
+// Either way, a batch that changed state waits for its commit, so that the
+// next batch reads that state; outputs are never visible before the
+// commit that makes them exactly-once.
+func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, stateOps []StateOp, emit map[string][]Record, order []string, sh *shipped) ([]byte, error) {
 	metaKey := pipePrefix(s.Name) + "meta"
 	cond := StateCond{Key: metaKey, Absent: !hadMeta, Value: rawMeta}
+	var job func(ctx context.Context) error
+	var doc []byte
 	if s.Guarantee != ExactlyOnce {
-		doc, _ := json.Marshal(m)
+		doc, _ = json.Marshal(m)
 		ops := append(stateOps, StateOp{Key: metaKey, Value: doc})
-		err := t.submit(func(ctx context.Context) error {
+		job = func(ctx context.Context) error {
 			return p.appendThenCommit(ctx, log, s, ops, cond, emit, order)
-		})
-		if err == nil && len(stateOps) > 0 {
-			err = t.wait()
 		}
-		return doc, err
-	}
-	var ops []StateOp
-	if len(order) > 0 {
+	} else {
+		var ops []StateOp
+		var obKey string
 		var entry []byte
-		for _, key := range order {
-			seq := m.Seq[key]
-			m.Seq[key] = seq + int64(len(emit[key]))
-			entry = encodeOutboxGroup(entry, key, seq, emit[key])
+		if len(order) > 0 {
+			for _, key := range order {
+				seq := m.Seq[key]
+				m.Seq[key] = seq + int64(len(emit[key]))
+				entry = encodeOutboxGroup(entry, key, seq, emit[key])
+			}
+			obKey = fmt.Sprintf("%sob/%020d", pipePrefix(s.Name), m.Outbox)
+			ops = append(ops, StateOp{Key: obKey, Value: entry})
+			m.Outbox++
 		}
-		ops = append(ops, StateOp{Key: fmt.Sprintf("%sob/%020d", pipePrefix(s.Name), m.Outbox), Value: entry})
-		m.Outbox++
+		doc, _ = json.Marshal(m)
+		ops = append(ops, stateOps...)
+		ops = append(ops, StateOp{Key: metaKey, Value: doc})
+		job = func(ctx context.Context) error {
+			txn := &StateTxn{Conds: []StateCond{cond}, Ops: ops}
+			if sh.key != "" {
+				txn.Ops = append(txn.Ops, StateOp{Key: sh.key, Delete: true})
+			}
+			res, err := log.ApplyTxn(ctx, txn)
+			if err != nil {
+				return err
+			}
+			if !res.Applied {
+				return errPositionMoved
+			}
+			sh.key = ""
+			if obKey == "" {
+				return nil
+			}
+			if err := p.shipEntry(ctx, log, s, k, obKey, entry); err != nil {
+				return err
+			}
+			sh.key = obKey
+			return nil
+		}
 	}
-	doc, _ := json.Marshal(m)
-	ops = append(ops, stateOps...)
-	ops = append(ops, StateOp{Key: metaKey, Value: doc})
-	res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
-	if err != nil {
-		return nil, err
+	err := t.submit(job)
+	if err == nil && len(stateOps) > 0 {
+		err = t.wait()
 	}
-	if !res.Applied {
-		return nil, errPositionMoved
-	}
-	if len(order) == 0 {
-		return doc, nil
-	}
-	return doc, t.submit(func(ctx context.Context) error { return p.shipOutbox(ctx, log, s, k) })
+	return doc, err
 }
 
 var errPositionMoved = errors.New("pipeline position moved under this worker (another leader?)")
@@ -870,29 +915,8 @@ func (p *Pipelines) shipOutbox(ctx context.Context, log PartitionLog, s Pipeline
 		pending = append(pending, entry{key, v})
 		return true
 	})
-	pid := "pipe/" + s.Name + "/" + k.topic + "/" + strconv.Itoa(k.part)
 	for _, e := range pending {
-		groups, err := decodeOutbox(e.val)
-		if err != nil {
-			// Never skipped: its outputs would be lost. The pipeline fails.
-			return fmt.Errorf("%w: pipeline %q outbox entry (state key %s) does not decode: %v", ErrCorrupt, s.Name, e.key, err)
-		}
-		// One entry names each output partition once: ship them at once.
-		err = each(len(groups), func(i int) error {
-			g := groups[i]
-			topic, part := splitTP(g.tp)
-			out, err := p.store.Partition(topic, part)
-			if err != nil {
-				return err
-			}
-			_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{ProducerID: pid, Sequence: g.seq, Timestamp: time.Now().UnixMilli(), Records: g.recs})
-			var se *SequenceError
-			if errors.As(err, &se) && se.Expected > g.seq {
-				err = nil // appended before, beyond the dedup window
-			}
-			return err
-		})
-		if err != nil {
+		if err := p.shipEntry(ctx, log, s, k, e.key, e.val); err != nil {
 			return err
 		}
 		if _, err := log.ApplyTxn(ctx, &StateTxn{Ops: []StateOp{{Key: e.key, Delete: true}}}); err != nil {
@@ -900,6 +924,32 @@ func (p *Pipelines) shipOutbox(ctx context.Context, log PartitionLog, s Pipeline
 		}
 	}
 	return nil
+}
+
+// shipEntry appends one committed outbox entry (state key key, value val)
+// to its output partitions, idempotently.
+func (p *Pipelines) shipEntry(ctx context.Context, log PartitionLog, s PipelineSpec, k pipeKey, key string, val []byte) error {
+	pid := "pipe/" + s.Name + "/" + k.topic + "/" + strconv.Itoa(k.part)
+	groups, err := decodeOutbox(val)
+	if err != nil {
+		// Never skipped: its outputs would be lost. The pipeline fails.
+		return fmt.Errorf("%w: pipeline %q outbox entry (state key %s) does not decode: %v", ErrCorrupt, s.Name, key, err)
+	}
+	// One entry names each output partition once: ship them at once.
+	return each(len(groups), func(i int) error {
+		g := groups[i]
+		topic, part := splitTP(g.tp)
+		out, err := p.store.Partition(topic, part)
+		if err != nil {
+			return err
+		}
+		_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{ProducerID: pid, Sequence: g.seq, Timestamp: time.Now().UnixMilli(), Records: g.recs})
+		var se *SequenceError
+		if errors.As(err, &se) && se.Expected > g.seq {
+			err = nil // appended before, beyond the dedup window
+		}
+		return err
+	})
 }
 
 type outboxGroup struct {

@@ -68,7 +68,7 @@ func (t *tickSchedule) wait(now time.Time) (time.Duration, bool) {
 // effects at the current position. A failed tick is logged (also to the
 // pipeline's logs) and retried at the next interval; it fails nothing:
 // its timers are still due, and the next batch or tick fires them.
-func (p *Pipelines) tick(ctx context.Context, t *tail, proc Processor, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, tk *tickSchedule) ([]byte, error) {
+func (p *Pipelines) tick(ctx context.Context, t *tail, proc Processor, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, tk *tickSchedule, sh *shipped) ([]byte, error) {
 	if err := p.checkAccess(s, k.topic); err != nil {
 		return nil, err // as for a batch: the worker backs off
 	}
@@ -97,7 +97,7 @@ func (p *Pipelines) tick(ctx context.Context, t *tail, proc Processor, log Parti
 	if err := p.collect(fx, out, nil, s, k, m); err != nil {
 		return nil, err
 	}
-	return p.commit(ctx, t, log, s, k, m, rawMeta, hadMeta, fx.state, fx.emit, fx.order)
+	return p.commit(ctx, t, log, s, k, m, rawMeta, hadMeta, fx.state, fx.emit, fx.order, sh)
 }
 
 // Keys implements StateLister over the pipeline's state in the input

@@ -249,3 +249,60 @@ func TestPipelineRunsOnLeadersOnly(t *testing.T) {
 	sameStrings(t, "out/0", e.values(t, "out", 0), []string{"A", "B"})
 	sameStrings(t, "out/1", e.values(t, "out", 1), []string{"X"})
 }
+
+// Exactly-once, the deletion of a shipped outbox entry rides on the next
+// batch's commit (one Raft entry fewer per batch): while batch n+1 runs,
+// batch n's entry is shipped and still in state. A worker stopped there
+// leaves it for its successor, which ships it again (the output partition
+// drops the repeat) and deletes it; once caught up the outbox is empty and
+// every output is there once.
+func TestPipelineExactlyOnceShippedEntryDeletedWithNextCommit(t *testing.T) {
+	var calls atomic.Int64
+	block := make(chan struct{})
+	proc := func(ctx context.Context, in *core.ProcessInput) (*core.ProcessOutput, error) {
+		if calls.Add(1) == 3 { // the third batch waits until the service stops
+			select {
+			case <-block:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return upper(ctx, in)
+	}
+	e := &pipeEnv{env: newEnv(t, memstore.Config{})}
+	e.topic(t, "in", 1)
+	e.topic(t, "out", 1)
+	start := func() (stop func()) {
+		e.p = core.NewPipelines(e.broker, fakeRuntime{procFunc(proc)}, core.PipelinesConfig{ResyncInterval: 10 * time.Millisecond})
+		ctx, cancel := context.WithCancel(e.ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); e.p.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	stop := start()
+	if _, _, err := e.p.UploadModule(e.ctx, "m", []byte("not wasm")); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, "in", 0, "a", "b", "c", "d", "e", "f", "g")
+	e.create(t, core.PipelineSpec{Guarantee: core.ExactlyOnce, BatchSize: 2})
+	outbox := func() []string {
+		var keys []string
+		e.log(t, "in", 0).StateScan("pipe/p/ob/", func(k string, _ []byte) bool { keys = append(keys, k); return true })
+		return keys
+	}
+	// Batch 2 (c, d) is shipped while batch 3 blocks in the module.
+	tu.Eventually(t, fence, "batch 2's outputs", func() bool { return len(e.values(t, "out", 0)) == 4 })
+	tu.Eventually(t, fence, "batch 1's entry to go with batch 2's commit", func() bool {
+		keys := outbox()
+		return len(keys) == 1 && strings.HasSuffix(keys[0], "/00000000000000000001")
+	})
+	stop()
+	close(block)
+	stop = start()
+	defer stop()
+	e.caughtUp(t)
+	sameStrings(t, "out/0", e.values(t, "out", 0), []string{"A", "B", "C", "D", "E", "F", "G"})
+	if keys := outbox(); len(keys) != 0 {
+		t.Fatalf("outbox after catching up: %q", keys)
+	}
+}
