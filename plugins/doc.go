@@ -27,7 +27,9 @@
 // 16-50x in guest code), so by default (IsolationProcess) guests run in
 // worker processes: the broker binary re-executed with WorkerEnv=1, whose
 // main calls RunWorker. The broker sends batches over the worker's stdin and
-// reads results from its stdout; a watchdog timer per batch kills a worker
+// reads results from its stdout (on Linux the batch and result bytes go
+// through a memory region the two share, the pipe carrying only small
+// frames: shm.go, Config.WorkerSharedMemory); a watchdog timer per batch kills a worker
 // that overruns, so a guest that loops forever is stopped and costs nothing
 // afterwards, while guest code runs at full speed. State reads cross the
 // pipe at most once per batch (see proto.go); writes stay in the worker
