@@ -216,3 +216,34 @@ func BenchmarkSessionizeWindows(b *testing.B) {
 		})
 	}
 }
+
+// The worker transport, shared memory against the pipe, on the pipeline
+// benchmark's shape: batches of 1,000 records of 1 KiB (1 MiB), forwarded.
+//
+//	go test ./plugins -run '^$' -bench 'WorkerTransport' -count 5
+func BenchmarkWorkerTransport(b *testing.B) {
+	wasm := buildWasm(b, "examples/passthrough")
+	recs := benchRecords(1000)
+	val := bytes.Repeat([]byte("v"), 1024)
+	for i := range recs {
+		recs[i].Value = val
+	}
+	in := &core.ProcessInput{Pipeline: "bench", Topic: "in", Outputs: []string{"out"}, Records: recs}
+	for _, tc := range []struct {
+		name string
+		shm  int
+	}{{"shm", 0}, {"pipe", -1}} {
+		h := newHost(b, Config{WorkerSharedMemory: tc.shm})
+		p := newProcessor(b, h, wasm, core.ProcessorLimits{BatchTimeoutMs: 60000})
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(1000 * 1024))
+			for b.Loop() {
+				out, err := p.Process(context.Background(), in)
+				if err != nil || len(out.Records) != 1000 {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
+		})
+	}
+}
