@@ -440,7 +440,8 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 		return err
 	}
 	// Batches in flight: the tail appends and commits (at-least-once) or
-	// ships (exactly-once) batch n while this loop runs batch n+1. The
+	// commits and ships (exactly-once) batch n while this loop runs batch
+	// n+1. The
 	// position is read from state once and then carried, since the tail's
 	// last commit may not have applied yet; every commit is conditional on
 	// the one before, so a change by anyone else ends the worker.

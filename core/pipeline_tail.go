@@ -11,9 +11,9 @@ import (
 //
 // At-least-once, a job appends a batch's outputs and then commits its
 // position conditionally on the previous batch's (so jobs must run in the
-// order given and a failed one fails every later one). Exactly-once, the
-// worker commits each batch's outbox entry itself and a job ships the
-// outbox. At most depth jobs wait beside the running one: submit blocks
+// order given and a failed one fails every later one). Exactly-once, a job
+// commits a batch's outbox entry (conditionally, likewise) and then ships
+// it. At most depth jobs wait beside the running one: submit blocks
 // beyond that, which bounds what a worker holds in memory.
 //
 // The first job to fail stops the tail: later jobs are dropped and Err
