@@ -135,15 +135,17 @@ func (w *workload) queueConsumer(id string, rng *rand.Rand) {
 }
 
 // pipeProducer sends keyed records (key k0…k7, unique values) to the
-// pipeline's input, recorded as produces of topic pin.
+// pipeline's input, each key to one partition, recorded as produces of
+// topic pin.
 func (w *workload) pipeProducer(id string, rng *rand.Rand) {
 	defer w.wg.Done()
 	ctx, cancel := w.ctx()
 	defer cancel()
 	cl := newHClient()
 	for n := 0; !w.stopped(); n++ {
-		part := rng.IntN(w.parts)
-		key := fmt.Sprintf("k%d", rng.IntN(pipeKeys))
+		k := rng.IntN(pipeKeys)
+		part := k % w.parts // a key in one partition: its count (state of that partition) counts all its inputs
+		key := fmt.Sprintf("k%d", k)
 		value := fmt.Sprintf("%s-%d", id, n)
 		u := w.urls[rng.IntN(len(w.urls))] + "/v1/topics/" + pipeIn + "/records"
 		op := w.rec.Invoke(history.Op{Kind: history.Produce, Process: id,

@@ -125,12 +125,15 @@ type chaosResult struct {
 
 func (r *chaosResult) add(o chaosResult) {
 	if r.report.Anomalies == nil {
-		r.report = o.report
+		r.report.Anomalies = append([]history.Anomaly(nil), o.report.Anomalies...)
+		for i := range r.report.Anomalies {
+			r.report.Anomalies[i].Examples = nil
+		}
 	} else {
 		for i := range r.report.Anomalies {
 			a, b := &r.report.Anomalies[i], o.report.Anomalies[i]
-			a.Count += b.Count
-			a.Examples = append(a.Examples, b.Examples...)
+			a.Count += b.Count // the examples were printed with their phase
+			a.Examples = nil
 		}
 	}
 	r.ledgerBad += o.ledgerBad
@@ -141,10 +144,19 @@ func (r *chaosResult) add(o chaosResult) {
 }
 
 func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.Rand, seed uint64, wasm []byte) chaosResult {
-	c := newClusterWith(t, func(int) []string {
+	c := &cluster{t: t, procs: tu.StartWeirClusterWith(t, 3, func(int) []string {
 		return []string{"--test-faults", tu.FreeAddr(t), "--test-faults-storage", ph.storage}
-	})
-	for _, tp := range []string{"h", pipeIn, pipeOut} {
+	})}
+	c.waitUp()
+	// Namespaces first: moving the nodes kills them, and a node with its
+	// data in memory comes back empty (here, before anything was written).
+	net, err := isolateCluster(t, c)
+	if err != nil {
+		fmt.Printf("chaos: no network partitions: %v\n", err)
+		net = nil
+	}
+	c.waitUp()
+	for _, tp := range []string{"f", "h", pipeIn, pipeOut} {
 		if r := tu.Do(t, "POST", c.url(1)+"/v1/topics", map[string]any{"name": tp, "partitions": 3}); r.Status != 201 {
 			t.Fatalf("create %s: %d %s", tp, r.Status, r.Body)
 		}
@@ -162,13 +174,13 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 		"limits":   map[string]any{"batch_timeout_ms": 60000}}); r.Status != 201 {
 		t.Fatalf("create pipeline: %d %s", r.Status, r.Body)
 	}
-	net, err := isolateCluster(t, c)
-	if err != nil {
-		fmt.Printf("chaos: no network partitions: %v\n", err)
-		net = nil
-	}
 	c.waitSettled(c.url(1))
 	restart := restarter(net, c)
+	if ph.storage == "mem" {
+		restart = func(node int) { // a real kill took the node's disk: the run cannot go on
+			t.Fatalf("node %d exited with its data in memory: %s", node, lastLine(c.procs[node-1]))
+		}
+	}
 	ctl := newFaultCtl(c, net)
 
 	rec := history.NewRecorder(nil)
@@ -383,6 +395,14 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 	rep := history.Check(h, history.Config{Drained: true})
 	ledgerBad := 0
 	tu.CheckTopic(countingTB{TB: t, n: &ledgerBad}, load.Ledger, "f", c.url(1), c.url)
+	for _, a := range rep.Anomalies {
+		if a.Count > 0 {
+			fmt.Printf("chaos: phase %s: anomaly class=%s count=%d\n", ph.name, a.Class, a.Count)
+			for _, e := range a.Examples {
+				fmt.Printf("  %s\n", e)
+			}
+		}
+	}
 	fmt.Printf("chaos: phase %s: faults=%d history-ops=%d acknowledged=%d ledger-acks=%d anomalies=%d pipeline inputs=%d outputs=%d\n",
 		ph.name, faults, len(h.Calls()), countOK(h), load.Ledger.Count(), rep.Total()+ledgerBad+drainBad, len(in), len(out))
 	return chaosResult{report: rep, ledgerBad: ledgerBad, drainBad: drainBad, faults: faults,
