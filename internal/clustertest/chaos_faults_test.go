@@ -86,13 +86,16 @@ func (f *faultCtl) each(path string) error {
 }
 
 // powerLossAll cuts the power of every node at once: every node's fsyncs
-// stop and its gateway closes (the instant), and only when all of them
-// have, each drops what no fsync made durable and starts again.
+// stop and its gateway closes (the instant); only when all of them have,
+// each closes and drops what no fsync made durable; only when all of them
+// have, they start again.
 func (f *faultCtl) powerLossAll() error {
-	if err := f.each("/freeze"); err != nil {
-		return err
+	for _, step := range []string{"/freeze", "/power-off", "/power-on"} {
+		if err := f.each(step); err != nil {
+			return err
+		}
 	}
-	return f.each("/power-loss")
+	return nil
 }
 
 // reviveDead starts again every node whose process has exited (a disk

@@ -29,6 +29,8 @@ import (
 //	                          the gateway stops (the instant of a power cut)
 //	POST /power-loss          freeze (if not frozen), close the node, drop every
 //	                          write no fsync made durable, start again (mem only)
+//	POST /power-off           the same, without starting again; POST /power-on
+//	                          starts it
 //	POST /crash               close the node and start again keeping every write
 //	                          (kill -9 with the page cache intact; mem only)
 //	POST /clock?offset=90s    the node's wall clock runs offset (±) from the real one
@@ -113,8 +115,10 @@ func StartTestFaults(cfg Config, tf TestFaultsConfig) (*TestFaults, error) {
 	f.s, f.ln = s, ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /freeze", f.handleFreeze)
-	mux.HandleFunc("POST /power-loss", f.handleRestart(true))
-	mux.HandleFunc("POST /crash", f.handleRestart(false))
+	mux.HandleFunc("POST /power-loss", f.handleRestart(true, true))
+	mux.HandleFunc("POST /power-off", f.handleRestart(true, false))
+	mux.HandleFunc("POST /power-on", f.handlePowerOn)
+	mux.HandleFunc("POST /crash", f.handleRestart(false, true))
 	mux.HandleFunc("POST /clock", f.handleClock)
 	mux.HandleFunc("POST /disk", f.handleDisk)
 	mux.HandleFunc("GET /status", f.handleStatus)
@@ -176,8 +180,10 @@ func (f *TestFaults) freezeLocked(ctx context.Context) error {
 
 // handleRestart closes the node and starts it again on its filesystem:
 // after a power loss (lose) on what the fsyncs made durable, after a crash
-// on every write.
-func (f *TestFaults) handleRestart(lose bool) http.HandlerFunc {
+// on every write. With up false it stays down until POST /power-on (so
+// that no node of a cluster comes back while another is still losing its
+// power).
+func (f *TestFaults) handleRestart(lose, up bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -194,30 +200,81 @@ func (f *TestFaults) handleRestart(lose bool) http.HandlerFunc {
 				http.Error(w, err.Error(), http.StatusConflict)
 				return
 			}
-			// The syncs blocked since the freeze return without effect;
-			// the close's writes are lost with the rest.
-			f.mem.SetIgnoreSyncs(true)
-		}
-		f.fs.thaw()
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		f.s.Close(ctx) // errors of a node losing its power do not matter
-		cancel()
-		f.s = nil
-		if lose {
+			f.closeFrozenLocked()
 			f.mem.ResetToSyncedState()
 			f.mem.SetIgnoreSyncs(false)
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			f.s.Close(ctx)
+			cancel()
+			f.s = nil
 		}
 		f.fs.setFault(nil)
-		f.restarts++
-		s, err := Start(f.cfg)
-		if err != nil {
-			f.cfg.Logger.Error("test faults: the node did not start again", "err", err)
-			http.Error(w, "start: "+err.Error(), http.StatusInternalServerError)
+		if !up {
+			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		f.s = s
-		w.WriteHeader(http.StatusNoContent)
+		f.startLocked(w)
 	}
+}
+
+// closeFrozenLocked closes a frozen node. Its fsyncs stay blocked until
+// its Raft transport is closed (its address can be bound again): a sync
+// that returned earlier would let it tell its peers it holds entries it is
+// about to lose. Then they return without effect, and the close (which
+// waits for them) ends.
+func (f *TestFaults) closeFrozenLocked() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		f.s.Close(ctx) // errors of a node losing its power do not matter
+		cancel()
+	}()
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-deadline:
+			f.cfg.Logger.Warn("test faults: the Raft transport did not close; releasing the fsyncs anyway")
+			break wait
+		case <-tick.C:
+			if ln, err := net.Listen("tcp", f.cfg.RaftAddr); err == nil {
+				ln.Close()
+				break wait
+			}
+		}
+	}
+	f.mem.SetIgnoreSyncs(true)
+	f.fs.thaw()
+	<-done
+	f.s = nil
+}
+
+func (f *TestFaults) handlePowerOn(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.s != nil || f.closed {
+		http.Error(w, "the node is running", http.StatusConflict)
+		return
+	}
+	f.startLocked(w)
+}
+
+func (f *TestFaults) startLocked(w http.ResponseWriter) {
+	f.restarts++
+	s, err := Start(f.cfg)
+	if err != nil {
+		f.cfg.Logger.Error("test faults: the node did not start again", "err", err)
+		http.Error(w, "start: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	f.s = s
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (f *TestFaults) handleClock(w http.ResponseWriter, r *http.Request) {
