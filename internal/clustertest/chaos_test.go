@@ -189,7 +189,7 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 
 	kinds := ph.kinds
 	if net != nil {
-		kinds = append(kinds, "partition", "partition", "partition", "partition-oneway", "partition-oneway", "blackhole", "blackhole", "delay")
+		kinds = append(kinds, "partition", "partition", "partition-oneway", "blackhole", "delay")
 	}
 	mustCtl := func(err error) {
 		if err != nil {
