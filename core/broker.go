@@ -31,9 +31,10 @@ type BrokerConfig struct {
 	// together into the next proposal (group commit: one Raft entry for
 	// all of them, each answered with its own offsets); one that finds a
 	// slot free is proposed at once. Idempotent produces are never merged.
-	// Default 2; -1: no merging, every produce its own proposal.
+	// Default 1 (the most merging; docs/RATIONALE.md, "Group commit of
+	// produces"); -1: no merging, every produce its own proposal.
 	ProposalsInFlight int
-	Logger             *slog.Logger
+	Logger            *slog.Logger
 	// Telemetry receives traces and metrics; nil: a Telemetry with tracing
 	// off and no metric export (its counters still feed GET /v1/stats).
 	Telemetry *Telemetry
@@ -111,7 +112,7 @@ func (c *BrokerConfig) setDefaults() {
 	def(&c.MaxFetchBytes, 16<<20)
 	def(&c.MaxUnackedProduces, 1024)
 	if c.ProposalsInFlight == 0 {
-		c.ProposalsInFlight = 2
+		c.ProposalsInFlight = 1
 	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 60 * time.Second
