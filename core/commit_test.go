@@ -257,3 +257,18 @@ func TestCommitterMergeBoundedByRecords(t *testing.T) {
 		t.Fatalf("proposal sizes %v, want [1 3 4 2 3]", sizes)
 	}
 }
+
+// A produce above groupCommitMaxProduce is proposed at once, beside the
+// busy proposal, not merged.
+func TestCommitterLargeAppendAlone(t *testing.T) {
+	t.Parallel()
+	c := newCommitter(1, 10000, nil)
+	l := newGateLog()
+	first, _ := queueBehindFirst(t, c, l, 0)
+	big := &AppendBatch{Records: []Record{{Value: make([]byte, groupCommitMaxProduce+1)}}}
+	if _, err := c.append(context.Background(), l, "t", 0, big); err != nil {
+		t.Fatalf("large append while the partition is busy: %v", err)
+	}
+	close(l.release)
+	<-first
+}
