@@ -23,7 +23,9 @@
 //
 // Broker is the service every front door calls: Produce (partition choice
 // by explicit partition, key hash or round robin; one append per partition
-// per request; idempotence by producer id and sequence), ProduceNoAck,
+// per request, small appends that wait for a partition's proposal merged
+// into the next one (group commit, BrokerConfig.ProposalsInFlight);
+// idempotence by producer id and sequence), ProduceNoAck,
 // Fetch with long-poll, group offsets and lag, topic management, and
 // retention (RunRetention trims, on the leader, what RetentionPoint allows).
 // On top of it, each with a Config whose zero value is useful (BrokerConfig,
