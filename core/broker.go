@@ -304,6 +304,9 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest, checked bool)
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckWritable(b.store, t); err != nil { // a mirror topic (link.go)
+		return nil, err
+	}
 	if len(req.Records) == 0 {
 		return nil, Invalidf("a produce request needs at least one record")
 	}
@@ -491,7 +494,11 @@ func each(n int, f func(i int) error) error {
 // context derived from ctx: pass the caller's lifetime context (ended at
 // its shutdown), not the request's. WaitNoAck waits for such appends.
 func (b *Broker) ProduceNoAck(ctx context.Context, req *ProduceRequest, timeout time.Duration) error {
-	if _, err := b.store.Topic(req.Topic); err != nil {
+	t, err := b.store.Topic(req.Topic)
+	if err != nil {
+		return err
+	}
+	if err := CheckWritable(b.store, t); err != nil {
 		return err
 	}
 	// Refuse bad records now: nobody hears of an error after this returns.
