@@ -226,8 +226,17 @@ func checkTieredConfig(cfg TopicConfig) error {
 }
 
 // DeleteTopic deletes a topic and all its data.
+// A mirror topic's mark goes with it (link.go).
 func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
-	return b.store.DeleteTopic(ctx, name)
+	if err := b.store.DeleteTopic(ctx, name); err != nil {
+		return err
+	}
+	if _, ok := b.store.CatalogGet(MirrorsTable, name); ok {
+		if _, err := b.store.CatalogDelete(ctx, MirrorsTable, name, CatalogCond{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Topic returns the topic with its partitions' placement and offsets.
