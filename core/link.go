@@ -333,3 +333,24 @@ func (s *Links) MarkMirror(ctx context.Context, b *Broker, link string, cfg Topi
 	}
 	return t, m, nil
 }
+
+// MirrorLag is how far one mirror partition is behind its source.
+type MirrorLag struct {
+	Topic       string
+	SourceTopic string
+	Partition   int
+	// SourceHighWatermark and HighWatermark are the source's and the
+	// mirror's; Records is their difference (0 when promoted).
+	SourceHighWatermark int64
+	HighWatermark       int64
+	Records             int64
+	// Seconds is the age of the oldest source record not yet mirrored
+	// (0 when none is missing).
+	Seconds float64
+}
+
+// LinkObserver reports a link's mirror lag, asking the source cluster;
+// internal/link implements it.
+type LinkObserver interface {
+	LinkLag(ctx context.Context, link string) ([]MirrorLag, error)
+}
