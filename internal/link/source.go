@@ -194,4 +194,3 @@ func (s *source) firstTimestamp(ctx context.Context, topic string, partition int
 	}
 	return p.records[0].Timestamp, true
 }
-
