@@ -2,9 +2,12 @@ package link
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/sdk/client"
 )
 
 // syncGroups copies the committed offsets of the link's groups from the
@@ -41,16 +44,30 @@ func (r *Runner) syncGroupsOnce(ctx context.Context, l core.Link, src *source) e
 			bySource[m.SourceTopic] = topic
 		}
 	}
+	// A prefix matches the groups A lists (those with a coordinator
+	// document); an exact name also finds a group that only commits
+	// offsets (no membership), which A does not list.
+	names := map[string]bool{}
 	for _, g := range groups {
-		if !l.SyncsGroup(g.Name) {
+		if l.SyncsGroup(g.Name) {
+			names[g.Name] = true
+		}
+	}
+	for _, p := range l.Groups {
+		if !strings.HasSuffix(p, "*") {
+			names[p] = true
+		}
+	}
+	for name := range names {
+		offs, err := src.api.GroupOffsets(cctx, name, "")
+		if errors.Is(err, client.CodeGroupNotFound) {
 			continue
 		}
-		offs, err := src.api.GroupOffsets(cctx, g.Name, "")
 		if err != nil {
 			return err
 		}
 		have := map[[2]any]int64{}
-		for _, o := range st.GroupOffsets(g.Name) {
+		for _, o := range st.GroupOffsets(name) {
 			have[[2]any{o.Topic, o.Partition}] = o.Offset
 		}
 		var commit []core.GroupOffset
@@ -70,7 +87,7 @@ func (r *Runner) syncGroupsOnce(ctx context.Context, l core.Link, src *source) e
 			commit = append(commit, core.GroupOffset{Topic: topic, Partition: o.Partition, Offset: off})
 		}
 		if len(commit) > 0 {
-			if err := r.broker.CommitOffsets(cctx, g.Name, commit); err != nil {
+			if err := r.broker.CommitOffsets(cctx, name, commit); err != nil {
 				return err
 			}
 		}
