@@ -125,6 +125,9 @@ func (p *puller) run(ctx context.Context) {
 			}
 			continue
 		}
+		if !p.stillMirror() {
+			return // promoted or detached: the link writes no more
+		}
 		oldest := page.records[0].Timestamp
 		p.setLag(page.highWatermark, next, oldest)
 		if err := p.append(ctx, ml, next, page.records); err != nil {
@@ -141,6 +144,18 @@ func (p *puller) run(ctx context.Context) {
 		next += int64(len(page.records))
 		p.setLag(page.highWatermark, next, 0)
 	}
+}
+
+// stillMirror reports whether this node's copy of the metadata still has
+// the topic as an unpromoted mirror of the puller's link.
+func (p *puller) stillMirror() bool {
+	st := p.r.broker.Store()
+	t, err := st.Topic(p.key.topic)
+	if err != nil {
+		return false
+	}
+	m, ok := core.MirrorOf(st, t)
+	return ok && !m.Promoted && m.Link == p.key.link
 }
 
 // append writes records at base, split where their offsets are not

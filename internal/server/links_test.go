@@ -205,6 +205,12 @@ func TestLinkMirrorsTopicsGroupsAndPromote(t *testing.T) {
 	if v, _ := topicOf(t, bu, "orders"); v.Mirror == nil || v.Mirror.Link != "from-a" || v.Mirror.SourceTopic != "orders" || v.Mirror.Promoted {
 		t.Fatalf("mirror member of orders: %+v", v.Mirror)
 	}
+	// The lag metrics of the partitions B pulls.
+	tu.Eventually(t, 30*time.Second, "link lag metrics", func() bool {
+		m := tu.Do(t, "GET", bu+"/metrics", nil).Body
+		return bytes.Contains(m, []byte(`weir_link_lag{`)) && bytes.Contains(m, []byte(`weir_link_lag_time_seconds{`)) &&
+			bytes.Contains(m, []byte(`link="from-a"`))
+	})
 	if _, ok := topicOf(t, bu, "other"); ok {
 		t.Fatal("a topic the link does not name was mirrored")
 	}
