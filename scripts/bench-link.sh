@@ -21,7 +21,7 @@ go build -o "$dir/linklag" ./scripts/linklag
 apid=$!
 ./bin/weir serve --data-dir "$dir/b" --http-addr 127.0.0.1:$pb --raft-addr 127.0.0.1:$rb --kafka-addr "" --log-level warn &
 bpid=$!
-trap 'kill $apid $bpid 2>/dev/null; wait $apid $bpid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $bpid 2>/dev/null; wait $bpid 2>/dev/null; kill $apid 2>/dev/null; wait $apid 2>/dev/null; rm -rf "$dir"' EXIT
 A=http://127.0.0.1:$pa; B=http://127.0.0.1:$pb
 for s in $A $B; do for i in $(seq 1 300); do curl -sf $s/readyz >/dev/null && break; sleep 0.1; done; done
 ./bin/weir link create bench --server $B --source $A --topics 'bench*' >/dev/null

@@ -75,6 +75,10 @@ func main() {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				now := time.Now().UnixMilli()
+				if resp.StatusCode == 503 { // a new mirror partition without a leader yet
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
 				if resp.StatusCode != 200 {
 					log.Fatalf("fetch: %d %s", resp.StatusCode, body)
 				}
