@@ -300,9 +300,22 @@ func (s *Links) MarkMirror(ctx context.Context, b *Broker, link string, cfg Topi
 	if errors.Is(err, ErrTopicNotFound) {
 		// Mark first, keyed to no incarnation yet (TopicCreatedAt 0), so a
 		// produce racing the creation is refused from its first moment.
+		// Another node may be doing the same: the mark is written only
+		// when absent or left by a deleted incarnation, never over a
+		// pending or final mark of the current one.
 		pre, _ := json.Marshal(Mirror{Link: link, SourceTopic: cfg.Name})
-		if _, err := s.store.CatalogPut(ctx, MirrorsTable, cfg.Name, pre, CatalogCond{}); err != nil {
-			return TopicInfo{}, Mirror{}, err
+		cond := CatalogCond{IfAbsent: true}
+		if raw, ok := s.store.CatalogGet(MirrorsTable, cfg.Name); ok {
+			var m Mirror
+			if json.Unmarshal(raw, &m) == nil && m.TopicCreatedAt == 0 && m.Link == link {
+				pre = nil // pending already
+			}
+			cond = CatalogCond{IfEqual: raw}
+		}
+		if pre != nil {
+			if _, err := s.store.CatalogPut(ctx, MirrorsTable, cfg.Name, pre, cond); err != nil {
+				return TopicInfo{}, Mirror{}, err
+			}
 		}
 		t, err = b.CreateTopic(ctx, cfg)
 		if errors.Is(err, ErrTopicExists) {
