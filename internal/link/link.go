@@ -287,6 +287,9 @@ func (r *Runner) LinkLag(ctx context.Context, name string) ([]core.MirrorLag, er
 	}
 	var out []core.MirrorLag
 	var errs []error
+	if _, err := src.api.Topics(ctx); err != nil { // reachable, and the token accepted
+		errs = append(errs, fmt.Errorf("source: %w", err))
+	}
 	mirrors := r.links.Mirrors(name)
 	for topic, m := range mirrors {
 		_, parts, err := r.broker.Topic(topic)

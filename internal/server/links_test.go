@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/internal/link"
 	tu "github.com/weir-broker/weir/internal/testutil"
 )
@@ -336,5 +337,53 @@ func TestLinkResumesAfterRestart(t *testing.T) {
 	}
 	if total != 600 {
 		t.Fatalf("B holds %d records, A 600", total)
+	}
+}
+
+// TestLinkSecuredClusters: only admins of B manage links; B pulls from a
+// secured A with a link principal's token holding only describe and read
+// rights; the token is never shown; a bad token surfaces as lag_error.
+func TestLinkSecuredClusters(t *testing.T) {
+	a := securedNode(t)
+	defer stop(t, a)
+	b := securedNode(t, linkCfg)
+	defer stop(t, b)
+	adminA := newSecClient(t, a.URL(), testAdminToken, nil)
+	adminB := newSecClient(t, b.URL(), testAdminToken, nil)
+	adminA.expect(201, "POST", "/v1/topics", map[string]any{"name": "sec", "partitions": 1})
+	adminA.expect(200, "POST", "/v1/topics/sec/records", map[string]any{"records": []map[string]any{{"value": "1"}, {"value": "2"}}})
+	adminA.expect(204, "POST", "/v1/groups/g1/offsets", map[string]any{"offsets": []map[string]any{{"topic": "sec", "partition": 0, "offset": 1}}})
+	linker := createToken(t, adminA, "linker")
+	addACL(t, adminA, "linker", auth.Topic, "*", auth.Literal, auth.Describe)
+	addACL(t, adminA, "linker", auth.Topic, "sec", auth.Prefix, auth.Read)
+	addACL(t, adminA, "linker", auth.Group, "*", auth.Literal, auth.Describe, auth.Read)
+
+	user := createToken(t, adminB, "user")
+	spec := map[string]any{"name": "from-a", "source_url": a.URL(), "source_token": linker, "topics": []string{"sec"}, "groups": []string{"g1"}}
+	adminB.with(user).expect(403, "POST", "/v1/links", spec)
+	adminB.with(user).expect(403, "GET", "/v1/links", nil)
+	if r := adminB.expect(201, "POST", "/v1/links", spec); bytes.Contains(r.Body, []byte(linker)) {
+		t.Fatalf("the answer shows the source token: %s", r.Body)
+	}
+	tu.Eventually(t, 30*time.Second, "mirror and group offsets on B", func() bool {
+		r, err := adminB.try("GET", "/v1/topics/sec", nil)
+		if err != nil || r.Status != 200 || !bytes.Contains(r.Body, []byte(`"high_watermark":2`)) {
+			return false
+		}
+		r, err = adminB.try("GET", "/v1/groups/g1/offsets", nil)
+		return err == nil && r.Status == 200 && bytes.Contains(r.Body, []byte(`"offset":1`))
+	})
+	if r := adminB.expect(200, "GET", "/v1/links", nil); bytes.Contains(r.Body, []byte(linker)) {
+		t.Fatalf("the list shows the source token: %s", r.Body)
+	}
+
+	spec["name"], spec["source_token"] = "bad-token", "not-a-token"
+	adminB.expect(201, "POST", "/v1/links", spec)
+	var d struct {
+		LagError string `json:"lag_error"`
+	}
+	adminB.expect(200, "GET", "/v1/links/bad-token", nil).JSON(t, &d)
+	if d.LagError == "" {
+		t.Fatal("a link whose source refuses its token shows no lag_error")
 	}
 }
