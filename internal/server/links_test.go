@@ -387,3 +387,49 @@ func TestLinkSecuredClusters(t *testing.T) {
 		t.Fatal("a link whose source refuses its token shows no lag_error")
 	}
 }
+
+// TestLinkLeaderChangeOnDestination: B is a 3-node cluster; the node
+// leading mirror partition 0 stops while A takes more records, and the
+// new leader's puller continues from the mirror's next offset: B's mirror
+// ends equal to A's, every record once.
+func TestLinkLeaderChangeOnDestination(t *testing.T) {
+	a := startNode(t, t.TempDir())
+	defer stop(t, a)
+	c := startCluster(t, 3, linkCfg)
+	au := a.URL()
+	createTopic(t, au, "ev", 2)
+	produceLinked(t, au, "ev", 0, 0, 50)
+	produceLinked(t, au, "ev", 1, 0, 50)
+	var dst *Server
+	for _, s := range c.nodes {
+		dst = s
+		break
+	}
+	if r := tu.Do(t, "POST", dst.URL()+"/v1/links", map[string]any{"name": "l", "source_url": au, "topics": []string{"ev"}}); r.Status != 201 {
+		t.Fatalf("create link: %d %s", r.Status, r.Body)
+	}
+	waitMirrored(t, au, dst.URL(), "ev")
+	var leader uint64
+	tu.Eventually(t, 30*time.Second, "a leader of ev/0 on B", func() bool {
+		pi, err := dst.Broker.Store().PartitionInfo("ev", 0)
+		leader = pi.Leader
+		return err == nil && leader != 0
+	})
+	stop(t, c.nodes[leader])
+	delete(c.nodes, leader)
+	for _, s := range c.nodes {
+		dst = s
+	}
+	for i := 0; i < 5; i++ {
+		produceLinked(t, au, "ev", 0, 50+i*20, 20)
+		produceLinked(t, au, "ev", 1, 50+i*20, 20)
+	}
+	for _, s := range c.nodes {
+		waitMirrored(t, au, s.URL(), "ev")
+	}
+	c.nodes[leader] = c.start(leader, "") // back: it catches up as a replica
+	if c.nodes[leader] == nil {
+		t.FailNow()
+	}
+	waitMirrored(t, au, c.nodes[leader].URL(), "ev")
+}
