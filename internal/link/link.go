@@ -256,19 +256,19 @@ func (r *Runner) startPuller(ctx context.Context, k partKey, sourceTopic string,
 
 // Lags returns the lag of the mirror partitions this node pulls (for the
 // weir_link_lag metrics).
-func (r *Runner) Lags() []LinkLag {
+func (r *Runner) Lags() []Lag {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]LinkLag, 0, len(r.pullers))
+	out := make([]Lag, 0, len(r.pullers))
 	for k, p := range r.pullers {
-		lg := p.lag()
-		out = append(out, LinkLag{Link: k.link, MirrorLag: lg})
+		out = append(out, Lag{Link: k.link, MirrorLag: p.lag()})
 	}
 	return out
 }
 
-// LinkLag is a link's lag on one partition this node pulls.
-type LinkLag struct {
+// Lag is a link's lag on one partition this node pulls, as of the
+// puller's last fetch.
+type Lag struct {
 	Link string
 	core.MirrorLag
 }

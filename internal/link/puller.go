@@ -158,26 +158,16 @@ func (p *puller) stillMirror() bool {
 	return ok && !m.Promoted && m.Link == p.key.link
 }
 
-// append writes records at base, split where their offsets are not
-// consecutive (one conditional append per dense run).
+// append writes the fetched records at base as one conditional append;
+// the source's offsets must be consecutive from base.
 func (p *puller) append(ctx context.Context, ml core.MirrorLog, base int64, recs []core.Record) error {
-	for len(recs) > 0 {
-		n := 1
-		for n < len(recs) && recs[n].Offset == recs[n-1].Offset+1 {
-			n++
-		}
-		if n < len(recs) {
+	var maxTs int64
+	for i := range recs {
+		if recs[i].Offset != base+int64(i) {
 			return errors.New("source records are not consecutive")
 		}
-		var maxTs int64
-		for i := range recs[:n] {
-			maxTs = max(maxTs, recs[i].Timestamp)
-		}
-		if _, err := ml.AppendAt(ctx, base, &core.AppendBatch{Timestamp: maxTs, Records: recs[:n]}); err != nil {
-			return err
-		}
-		base += int64(n)
-		recs = recs[n:]
+		maxTs = max(maxTs, recs[i].Timestamp)
 	}
-	return nil
+	_, err := ml.AppendAt(ctx, base, &core.AppendBatch{Timestamp: maxTs, Records: recs})
+	return err
 }
