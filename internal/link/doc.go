@@ -7,7 +7,7 @@
 // goroutine it started has stopped:
 //
 //	r := link.New(broker, core.NewLinks(host), link.Config{})
-//	go r.Run(ctx) // cancel ctx to stop; Run returns after its pullers
+//	go r.Run(ctx) // cancel ctx, or r.Close(), to stop; both wait for its pullers
 //
 // Every node of B reconciles every Interval (and at each metadata
 // change): it lists A's topics over A's public API, creates the mirror

@@ -50,7 +50,8 @@ func (c *Config) setDefaults() {
 		c.Backoff = 200 * time.Millisecond
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 2 * time.Minute}
+		// Its own transport: Run closes its idle connections when it ends.
+		c.HTTPClient = &http.Client{Timeout: 2 * time.Minute, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -68,6 +69,8 @@ type Runner struct {
 	sources map[string]*sourceRef
 	pullers map[partKey]*puller
 	groups  map[string]context.CancelFunc // link → its group sync loop
+	stop    context.CancelFunc            // ends Run (Close)
+	done    chan struct{}                 // closed when Run returned
 	wg      sync.WaitGroup                // pullers and group syncs
 }
 
@@ -90,9 +93,17 @@ func New(b *core.Broker, links *core.Links, cfg Config) *Runner {
 		pullers: map[partKey]*puller{}, groups: map[string]context.CancelFunc{}}
 }
 
-// Run reconciles until ctx ends, then stops every puller and returns
-// once they have.
+// Run reconciles until ctx ends or Close is called, then stops every
+// puller and returns once they have. Call it once.
 func (r *Runner) Run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	r.mu.Lock()
+	r.stop, r.done = cancel, done
+	r.mu.Unlock()
+	defer close(done)
+	defer cancel()
+	defer r.cfg.HTTPClient.CloseIdleConnections()
 	defer r.wg.Wait()
 	defer r.stopAll()
 	tick := time.NewTicker(r.cfg.Interval)
@@ -108,6 +119,19 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-changed:
 		}
 	}
+}
+
+// Close ends Run and waits until it returned with every goroutine it
+// started; a no-op when Run was never called.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	stop, done := r.stop, r.done
+	r.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-done
 }
 
 func (r *Runner) stopAll() {
