@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/auth"
 	"github.com/weir-broker/weir/internal/link"
 	tu "github.com/weir-broker/weir/internal/testutil"
@@ -110,9 +109,6 @@ func waitMirrored(t *testing.T, a, b, topic string) {
 
 func groupOffsets(t *testing.T, url, group string) map[string]int64 {
 	t.Helper()
-	var out struct {
-		Offsets []core.GroupOffset `json:"offsets"`
-	}
 	var raw struct {
 		Offsets []struct {
 			Topic     string `json:"topic"`
@@ -129,7 +125,6 @@ func groupOffsets(t *testing.T, url, group string) map[string]int64 {
 	for _, o := range raw.Offsets {
 		m[fmt.Sprintf("%s/%d", o.Topic, o.Partition)] = o.Offset
 	}
-	_ = out
 	return m
 }
 
