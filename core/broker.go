@@ -242,8 +242,17 @@ func checkTieredConfig(cfg TopicConfig) error {
 }
 
 // DeleteTopic deletes a topic and all its data.
+// A mirror topic's mark goes with it (link.go).
 func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
-	return b.store.DeleteTopic(ctx, name)
+	if err := b.store.DeleteTopic(ctx, name); err != nil {
+		return err
+	}
+	if _, ok := b.store.CatalogGet(MirrorsTable, name); ok {
+		if _, err := b.store.CatalogDelete(ctx, MirrorsTable, name, CatalogCond{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Topic returns the topic with its partitions' placement and offsets.
@@ -318,6 +327,9 @@ func (b *Broker) produceTraced(ctx context.Context, req *ProduceRequest, checked
 func (b *Broker) produce(ctx context.Context, req *ProduceRequest, checked bool) (*ProduceResult, error) {
 	t, err := b.store.Topic(req.Topic)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckWritable(b.store, t); err != nil { // a mirror topic (link.go)
 		return nil, err
 	}
 	if len(req.Records) == 0 {
@@ -507,7 +519,11 @@ func each(n int, f func(i int) error) error {
 // context derived from ctx: pass the caller's lifetime context (ended at
 // its shutdown), not the request's. WaitNoAck waits for such appends.
 func (b *Broker) ProduceNoAck(ctx context.Context, req *ProduceRequest, timeout time.Duration) error {
-	if _, err := b.store.Topic(req.Topic); err != nil {
+	t, err := b.store.Topic(req.Topic)
+	if err != nil {
+		return err
+	}
+	if err := CheckWritable(b.store, t); err != nil {
 		return err
 	}
 	// Refuse bad records now: nobody hears of an error after this returns.

@@ -38,6 +38,10 @@
 //   - Pipelines: Wasm modules between topics, run on the leader of each
 //     input partition, exactly-once through an outbox in the input
 //     partition's state;
+//   - Links: cluster links and the mirror marks of their topics in the
+//     catalog (link.go); Produce refuses a mirror topic until it is
+//     promoted (ErrMirrorTopic), and MirrorLog is the conditional append
+//     internal/link mirrors through;
 //   - Telemetry: spans and metrics through the OpenTelemetry API only
 //     (internal/telemetry sets up the SDK), safe on a nil receiver.
 //
