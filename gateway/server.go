@@ -40,6 +40,12 @@ type Config struct {
 	// quotas of /v1/quotas (quota.go, docs/quotas.md); nil: no limits, and
 	// /v1/quotas answers 404.
 	Quotas *quota.Limiter
+
+	// Links stores cluster links and mirror marks (links.go,
+	// docs/geo-replication.md); nil: /v1/links answers 404.
+	// LinkObserver reports their lag (GET /v1/links/{name}); may be nil.
+	Links        *core.Links
+	LinkObserver core.LinkObserver
 }
 
 // Validate reports a negative limit or timeout, in Config or in its

@@ -6,7 +6,7 @@ import "github.com/spf13/cobra"
 // (transforms, pipelines, subscriptions, cluster, auth...).
 func extraCommands() []*cobra.Command {
 	return []*cobra.Command{newTransformCmd(), newModuleCmd(), newPipelineCmd(),
-		newSubCmd(), newDLQCmd(), newClusterCmd(), newDevCmd(), newQuotaCmd()}
+		newSubCmd(), newDLQCmd(), newClusterCmd(), newDevCmd(), newQuotaCmd(), newLinkCmd()}
 }
 
 // extraBenchCommands lists the subcommands of `weir bench` built beside

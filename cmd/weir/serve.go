@@ -33,6 +33,7 @@ func newServeCmd() *cobra.Command {
 		sec                                                           serveSecurity // security_serve.go
 		quotas                                                        quota.Config  // docs/quotas.md
 		tiered                                                        serveTiered   // tiered_serve.go
+		faults                                                        server.TestFaultsConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -68,7 +69,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			if err != nil {
 				return err
 			}
-			s, err := server.Start(server.Config{
+			cfg := server.Config{
 				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Join: join, Logger: logger,
 				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites, Tiered: tieredCfg},
 				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
@@ -78,7 +79,8 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				Quotas:    quotas,
 				KafkaAddr: kafkaAddr, KafkaAdvertisedAddr: kafkaAdvertisedAddr, // docs/kafka.md
 				TieredStorage: s3cfg, // docs/tiered-storage.md
-			})
+			}
+			s, closeNode, err := startNode(cfg, faults)
 			if err != nil {
 				return err
 			}
@@ -96,7 +98,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			logger.Info("shutting down: finishing in-flight requests")
 			ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			return s.Close(ctx)
+			return closeNode(ctx)
 		},
 	}
 	f := cmd.Flags()
@@ -118,7 +120,30 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.DurationVar(&quotas.Burst, "quota-burst", time.Second, "how many seconds of its quota's rate a principal may spend at once (docs/quotas.md)")
 	sec.flags(f)
 	tiered.flags(f)
+	// Test-only (docs/guarantees.md, "Analysis"): a fault-control listener
+	// for the chaos harness. Hidden; refused with --auth or off loopback.
+	f.StringVar(&faults.Addr, "test-faults", "", "TEST ONLY: loopback address of the fault-control listener (disk, clock, power loss)")
+	f.StringVar(&faults.Storage, "test-faults-storage", "mem", "TEST ONLY: mem (data in memory, lost with the process) or disk")
+	f.MarkHidden("test-faults")
+	f.MarkHidden("test-faults-storage")
 	return cmd
+}
+
+// startNode starts the node, in the test-fault mode when tf.Addr is set,
+// and returns what stops it.
+func startNode(cfg server.Config, tf server.TestFaultsConfig) (*server.Server, func(context.Context) error, error) {
+	if tf.Addr == "" {
+		s, err := server.Start(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Close, nil
+	}
+	f, err := server.StartTestFaults(cfg, tf)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f.Server(), f.Close, nil
 }
 
 // parsePeers parses "1=host:port,2=host:port".

@@ -19,6 +19,7 @@ import (
 	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/gateway/kafka"
+	"github.com/weir-broker/weir/internal/link"
 	"github.com/weir-broker/weir/internal/peer"
 	"github.com/weir-broker/weir/internal/telemetry"
 	"github.com/weir-broker/weir/objstore"
@@ -73,6 +74,9 @@ type Config struct {
 	// store of tiered topics (docs/tiered-storage.md); Start creates the
 	// bucket when missing. Raft.Tiered tunes the rest.
 	TieredStorage objstore.S3Config
+
+	// Links tunes the cluster link runner (links.go, docs/geo-replication.md).
+	Links link.Config
 }
 
 // validate reports a negative limit in the parts' configurations before
@@ -209,6 +213,7 @@ func Start(cfg Config) (*Server, error) {
 	gc.Groups = newGroups(cfg, broker) // streaming.go
 	gc.Auth = authSvc
 	gc.Quotas = quotas
+	runLinks := startLinks(cfg, broker, &gc, tel) // links.go: /v1/links and the mirror pullers
 	gw := gateway.New(broker, gc)
 	gw.SetProxy(fwd) // proxied fetches
 	// Node-to-node calls: served by internal/peer under the route table's
@@ -261,6 +266,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	pipesRef.Store(s.Pipelines)
 	s.goRun(ctx, broker.RunRetention)
+	s.goRun(ctx, runLinks)
 	go func() { s.serveErr <- gw.Serve(ln) }()
 	kafkaLn := kln // startKafka owns it now
 	kln = nil
