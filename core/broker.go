@@ -34,8 +34,7 @@ type BrokerConfig struct {
 
 // Validate reports a configuration that cannot be meant: a negative count,
 // size or duration (zero takes the default; only DefaultRetentionMs may be
-// -1, forever). NewBroker returns no error, so whoever takes the values
-// from users calls it before (internal/server does, at start).
+// -1, forever). NewBroker calls it and returns its error.
 func (c *BrokerConfig) Validate() error {
 	if c.DefaultRetentionMs < -1 {
 		return fmt.Errorf("core: BrokerConfig.DefaultRetentionMs is %d: it must be ≥ -1 (-1: forever, 0: the default)", c.DefaultRetentionMs)
@@ -130,10 +129,13 @@ type Broker struct {
 	endWaitsOnce sync.Once
 }
 
-// NewBroker returns a broker over store.
-func NewBroker(store Store, cfg BrokerConfig) *Broker {
+// NewBroker returns a broker over store, or cfg.Validate's error.
+func NewBroker(store Store, cfg BrokerConfig) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
-	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}, endWaits: make(chan struct{})}
+	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}, endWaits: make(chan struct{})}, nil
 }
 
 // EndWaits ends every long poll now waiting or started later — fetches,

@@ -66,8 +66,7 @@ type GroupConfig struct {
 
 // Validate reports a negative duration or count (zero takes the default),
 // or a MinSessionTimeout above MaxSessionTimeout when both are set.
-// NewGroupCoordinator returns no error, so whoever takes the values from
-// users calls it before (internal/server does, at start).
+// NewGroupCoordinator calls it and returns its error.
 func (c *GroupConfig) Validate() error {
 	if err := negative("GroupConfig",
 		durField("DefaultSessionTimeout", c.DefaultSessionTimeout),
@@ -218,10 +217,14 @@ type beatSeen struct {
 	since time.Time
 }
 
-// NewGroupCoordinator returns a coordinator over the broker's store.
-func NewGroupCoordinator(b *Broker, cfg GroupConfig) *GroupCoordinator {
+// NewGroupCoordinator returns a coordinator over the broker's store, or
+// cfg.Validate's error.
+func NewGroupCoordinator(b *Broker, cfg GroupConfig) (*GroupCoordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
-	return &GroupCoordinator{cfg: cfg, broker: b, store: b.Store(), local: map[string]map[string]int{}, beats: map[beatKey]beatSeen{}}
+	return &GroupCoordinator{cfg: cfg, broker: b, store: b.Store(), local: map[string]map[string]int{}, beats: map[beatKey]beatSeen{}}, nil
 }
 
 // Config returns the effective configuration.

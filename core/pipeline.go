@@ -308,8 +308,24 @@ type procEntry struct {
 	limits  ProcessorLimits
 }
 
-// NewPipelines returns the pipeline service. Call Run to start processing.
-func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
+// Validate reports a negative count, size or duration (zero takes the
+// default). NewPipelines calls it and returns its error.
+func (c *PipelinesConfig) Validate() error {
+	return negative("PipelinesConfig",
+		durField("ResyncInterval", c.ResyncInterval),
+		intField("MaxBatchBytes", c.MaxBatchBytes),
+		intField("MaxModuleBytes", c.MaxModuleBytes),
+		intField("LogLines", c.LogLines),
+		durField("DrainTimeout", c.DrainTimeout),
+	)
+}
+
+// NewPipelines returns the pipeline service, or cfg.Validate's error. Call
+// Run to start processing.
+func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) (*Pipelines, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 500 * time.Millisecond
 	}
@@ -329,7 +345,7 @@ func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
 		cfg.Logger = slog.Default()
 	}
 	return &Pipelines{cfg: cfg, broker: b, store: b.Store(), rt: rt, log: cfg.Logger,
-		workers: map[pipeKey]*pipeWorker{}, procs: map[string]*procEntry{}, logs: newLogRing(cfg.LogLines)}
+		workers: map[pipeKey]*pipeWorker{}, procs: map[string]*procEntry{}, logs: newLogRing(cfg.LogLines)}, nil
 }
 
 // UploadModule validates wasm and stores it as the next version of name.

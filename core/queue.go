@@ -53,8 +53,7 @@ type QueueConfig struct {
 }
 
 // Validate reports a negative count, size or duration (zero takes the
-// default). NewQueues returns no error, so whoever takes the values from
-// users calls it before (internal/server does, at start).
+// default). NewQueues calls it and returns its error.
 func (c *QueueConfig) Validate() error {
 	return negative("QueueConfig",
 		intField("MaxReceiveRecords", c.MaxReceiveRecords),
@@ -297,13 +296,16 @@ type cachedSub struct {
 // NewQueues returns the queue service over broker's store. It starts no
 // goroutine: Run runs the maintenance loop. Calls start the partition
 // workers they need (before Run too); they run until Run's context ends
-// or Close.
-func NewQueues(broker *Broker, cfg QueueConfig) *Queues {
+// or Close. It returns cfg.Validate's error.
+func NewQueues(broker *Broker, cfg QueueConfig) (*Queues, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
 	q := &Queues{cfg: cfg, broker: broker, store: broker.Store(), log: cfg.Logger,
 		workers: map[workerKey]*partWorker{}, subs: map[string]cachedSub{}}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
-	return q
+	return q, nil
 }
 
 // Run runs the maintenance loop (dead-lettering expired leases, retrying

@@ -9,7 +9,7 @@
 // one place that imports the SDK. internal/server wires it:
 //
 //	tel, err := telemetry.New(ctx, cfg.Telemetry)
-//	broker := core.NewBroker(store, core.BrokerConfig{Telemetry: tel.Core()})
+//	broker, err := core.NewBroker(store, core.BrokerConfig{Telemetry: tel.Core()})
 //	tel.Observe(telemetry.Sources{Broker: broker, Groups: host.CommittedGroups})
 //	gw.Handle(gateway.Route{Path: "/metrics", Handler: ...tel.MetricsHandler()})
 //	defer tel.Shutdown(ctx)
