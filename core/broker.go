@@ -28,7 +28,7 @@ type BrokerConfig struct {
 	MaxUnackedProduces int           // acks=none produces in flight; default 1024
 	Logger             *slog.Logger
 	// Telemetry receives traces and metrics; nil: a Telemetry with tracing
-	// off and no metric export (its counters still feed GET /v1/stats).
+	// off and NoMetrics.
 	Telemetry *Telemetry
 }
 
@@ -109,7 +109,7 @@ func (c *BrokerConfig) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.Telemetry == nil {
-		c.Telemetry, _ = NewTelemetry(TelemetryConfig{}) // cannot fail with the no-op meter
+		c.Telemetry = NewTelemetry(TelemetryConfig{}) // tracing off, NoMetrics
 	}
 }
 

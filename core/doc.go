@@ -37,8 +37,9 @@
 //   - Pipelines: Wasm modules between topics, run on the leader of each
 //     input partition, exactly-once through an outbox in the input
 //     partition's state;
-//   - Telemetry: spans and metrics through the OpenTelemetry API only
-//     (internal/telemetry sets up the SDK), safe on a nil receiver.
+//   - Telemetry: spans through the OpenTelemetry API, counts and durations
+//     handed to a Metrics hook (internal/telemetry implements it with the
+//     SDK's instruments; NoMetrics is the default), safe on a nil receiver.
 //
 // # Use
 //
