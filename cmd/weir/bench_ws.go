@@ -145,7 +145,9 @@ func runFanout(cmd *cobra.Command, dialer *websocket.Dialer, base, wsBase string
 
 	sortDurations(fo.lats)
 	sortDurations(pr.acks)
-	pctOf := func(ds []time.Duration, p float64) time.Duration { return percentile(ds, p).Round(100 * time.Microsecond) }
+	pctOf := func(ds []time.Duration, p float64) time.Duration {
+		return percentile(ds, p).Round(100 * time.Microsecond)
+	}
 	pct := func(p float64) time.Duration { return pctOf(fo.lats, p) }
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "fan-out: %d subscribers, %d records/s produced in %d-record batches of %d-byte values, measured %s after %s of warm-up\n",

@@ -8,10 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/weir-broker/weir/raftlog"
 )
 
 func main() {
 	runWasmWorkerIfRequested() // a Wasm worker process of a running broker
+	raftlog.QuietDragonboat()  // Dragonboat's loggers are process-wide: errors only
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weir:", err)
