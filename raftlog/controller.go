@@ -215,9 +215,28 @@ func (h *Host) stepPartition(ctx context.Context, v *partitionView, rid uint64) 
 		}
 	}
 	// 3. Once every target replica votes, delete the replaced voters.
+	if h.dropReplacedVoter(pm, m, rid, change) {
+		return
+	}
+	// 4. Delete learners no longer wanted.
+	for _, r := range sortedKeys(m.NonVotings) {
+		if _, keep := pm.Replicas[r]; !keep {
+			change("delete learner", func(ctx context.Context) error {
+				return h.nh.SyncRequestDeleteReplica(ctx, shard, r, cc)
+			})
+			return
+		}
+	}
+}
+
+// dropReplacedVoter is step 3 of stepPartition: once every target replica
+// of pm votes, it deletes one voter that is not a target (or, when that is
+// the leader itself, rid, hands leadership to a target voter). It reports
+// whether the pass ends here.
+func (h *Host) dropReplacedVoter(pm *PartitionMeta, m *dragonboat.Membership, rid uint64, change func(string, func(context.Context) error)) bool {
 	for r := range pm.Replicas {
 		if _, voter := m.Nodes[r]; !voter {
-			return
+			return true
 		}
 	}
 	for _, r := range sortedKeys(m.Nodes) {
@@ -233,24 +252,16 @@ func (h *Host) stepPartition(ctx context.Context, v *partitionView, rid uint64) 
 				}
 			}
 			if to != 0 {
-				_ = h.nh.RequestLeaderTransfer(shard, to)
+				_ = h.nh.RequestLeaderTransfer(pm.ShardID, to)
 			}
-			return
+			return true
 		}
 		change("delete voter", func(ctx context.Context) error {
-			return h.nh.SyncRequestDeleteReplica(ctx, shard, r, cc)
+			return h.nh.SyncRequestDeleteReplica(ctx, pm.ShardID, r, m.ConfigChangeID)
 		})
-		return
+		return true
 	}
-	// 4. Delete learners no longer wanted.
-	for _, r := range sortedKeys(m.NonVotings) {
-		if _, keep := pm.Replicas[r]; !keep {
-			change("delete learner", func(ctx context.Context) error {
-				return h.nh.SyncRequestDeleteReplica(ctx, shard, r, cc)
-			})
-			return
-		}
-	}
+	return false
 }
 
 func (h *Host) membership(ctx context.Context, shard uint64) (*dragonboat.Membership, error) {

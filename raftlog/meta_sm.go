@@ -254,6 +254,9 @@ func (m *metaSM) Update(e sm.Entry) (sm.Result, error) {
 	return res, nil
 }
 
+// apply applies one metadata command. It is one switch over the command
+// kinds, kept whole (over 80 lines) because the table of kinds is clearer
+// read in one place than spread over helpers.
 func (m *metaSM) apply(c *metaCmd) sm.Result {
 	st := m.st
 	switch c.Op {

@@ -356,12 +356,19 @@ func (st *metaState) rebalance() int {
 		pl.load[lo]++
 		moves++
 	}
-	// Preferred leaders: each partition's preferred node is the one among
-	// its target replicas with the fewest preferred leaderships so far
-	// (keeping the current one on ties, so that few leaders move).
+	// Preferred leaders, spread evenly.
+	st.spreadPreferred(pl.nodes)
+	return moves
+}
+
+// spreadPreferred sets each partition's preferred leader to the node among
+// its target replicas on active (the active nodes) with the fewest
+// preferred leaderships so far, keeping the current one on ties so that
+// few leaders move.
+func (st *metaState) spreadPreferred(activeNodes []uint64) {
 	leads := map[uint64]int{}
 	active := map[uint64]bool{}
-	for _, n := range pl.nodes {
+	for _, n := range activeNodes {
 		active[n] = true
 	}
 	st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
@@ -384,5 +391,4 @@ func (st *metaState) rebalance() int {
 		p.Preferred = best
 		leads[best]++
 	})
-	return moves
 }
