@@ -425,26 +425,12 @@ func (p *Pipelines) ensureTopic(ctx context.Context, name string) error {
 
 // Modules lists modules by name.
 func (p *Pipelines) Modules() []Module {
-	var out []Module
-	for _, b := range p.store.CatalogList(catalogModules) {
-		var m Module
-		if json.Unmarshal(b, &m) == nil {
-			out = append(out, m)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return catalogList(p.store, catalogModules, func(m Module) string { return m.Name })
 }
 
 // Module returns one module.
 func (p *Pipelines) Module(name string) (Module, error) {
-	b, ok := p.store.CatalogGet(catalogModules, name)
-	if !ok {
-		return Module{}, fmt.Errorf("%w: module %q does not exist", ErrModuleNotFound, name)
-	}
-	var m Module
-	err := json.Unmarshal(b, &m)
-	return m, err
+	return catalogGet[Module](p.store, catalogModules, name, ErrModuleNotFound, "module")
 }
 
 // DeleteModule removes a module; pipelines that use it refuse the delete.
@@ -673,26 +659,38 @@ func (p *Pipelines) Upgrade(ctx context.Context, name string, u PipelineUpgrade)
 
 // List returns every pipeline by name.
 func (p *Pipelines) List() []PipelineSpec {
-	var out []PipelineSpec
-	for _, b := range p.store.CatalogList(catalogPipelines) {
-		var s PipelineSpec
-		if json.Unmarshal(b, &s) == nil {
-			out = append(out, s)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return catalogList(p.store, catalogPipelines, func(s PipelineSpec) string { return s.Name })
 }
 
 // Get returns one pipeline.
 func (p *Pipelines) Get(name string) (PipelineSpec, error) {
-	b, ok := p.store.CatalogGet(catalogPipelines, name)
-	if !ok {
-		return PipelineSpec{}, fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
+	return catalogGet[PipelineSpec](p.store, catalogPipelines, name, ErrPipelineNotFound, "pipeline")
+}
+
+// catalogList decodes every JSON document of a catalog table (skipping
+// those that do not decode), sorted by name.
+func catalogList[T any](c Catalog, table string, name func(T) string) []T {
+	var out []T
+	for _, b := range c.CatalogList(table) {
+		var v T
+		if json.Unmarshal(b, &v) == nil {
+			out = append(out, v)
+		}
 	}
-	var s PipelineSpec
-	err := json.Unmarshal(b, &s)
-	return s, err
+	sort.Slice(out, func(i, j int) bool { return name(out[i]) < name(out[j]) })
+	return out
+}
+
+// catalogGet decodes the JSON document key of a catalog table; a missing
+// one is notFound, naming it what.
+func catalogGet[T any](c Catalog, table, key string, notFound error, what string) (T, error) {
+	var v T
+	b, ok := c.CatalogGet(table, key)
+	if !ok {
+		return v, fmt.Errorf("%w: %s %q does not exist", notFound, what, key)
+	}
+	err := json.Unmarshal(b, &v)
+	return v, err
 }
 
 // Delete removes a pipeline; its workers stop. Its positions, keyed state

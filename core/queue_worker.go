@@ -72,14 +72,6 @@ type flight struct {
 	err  error
 }
 
-// txnProposer is implemented by partition logs that can queue a state
-// transaction without waiting for it, in order (raftlog.Partition does).
-// wait reports Applied false with no error when the proposal was provably
-// not applied.
-type txnProposer interface {
-	ProposeTxn(txn *StateTxn) (wait func(context.Context) (TxnResult, error), err error)
-}
-
 type wopKind uint8
 
 const (
@@ -439,7 +431,7 @@ func (w *partWorker) launch(batch []*wop) {
 	t.commit() // optimistically: the next batch is computed on this one's outcome
 	f := &flight{ops: batch, tx: t, done: make(chan struct{})}
 	w.inflight = append(w.inflight, f)
-	if p, ok := log.(txnProposer); ok && w.depth > 1 {
+	if p, ok := log.(TxnProposer); ok && w.depth > 1 {
 		wait, err := p.ProposeTxn(txn)
 		if err == nil {
 			w.waits.Add(1)
