@@ -667,6 +667,17 @@ func (p *Pipelines) Get(name string) (PipelineSpec, error) {
 	return catalogGet[PipelineSpec](p.store, catalogPipelines, name, ErrPipelineNotFound, "pipeline")
 }
 
+// PipelineNames lists the names of the pipelines defined in the catalog,
+// for a node that does not run the pipeline service (GET /v1/stats).
+func PipelineNames(c Catalog) []string {
+	var out []string
+	for name := range c.CatalogList(catalogPipelines) {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // catalogList decodes every JSON document of a catalog table (skipping
 // those that do not decode), sorted by name.
 func catalogList[T any](c Catalog, table string, name func(T) string) []T {

@@ -51,7 +51,7 @@
 // New makes a Server over a broker; before Serve, the node's assembly
 // (internal/server) mounts what lives elsewhere:
 //
-//	gw, err := gateway.New(broker, gateway.Config{Groups: groups, Auth: authSvc, Quotas: quotas})
+//	gw, err := gateway.New(broker, gateway.Config{Groups: groups, Auth: authSvc, Quotas: quotas, Cluster: host})
 //	gw.SetProxy(fwd)                 // NodeProxy: fetches proxied to a node holding the partition
 //	gw.Handle(gateway.Route{Path: peer.Prefix, Handler: ph.Serve}) // node-only mount point
 //	gw.SetQueues(queues)             // subscription endpoints

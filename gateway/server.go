@@ -40,6 +40,9 @@ type Config struct {
 	// quotas of /v1/quotas (quota.go, docs/quotas.md); nil: no limits, and
 	// /v1/quotas answers 404.
 	Quotas *quota.Limiter
+	// Cluster serves /v1/cluster (membership, status, rebalance; the node's
+	// Raft host implements it); nil: those routes answer 404.
+	Cluster core.Cluster
 }
 
 // Validate reports a negative limit or timeout, in Config or in its

@@ -100,8 +100,6 @@ type statsJSON struct {
 	} `json:"websocket"`
 }
 
-// pipelinesTable is the catalog table pipelines are defined in.
-const pipelinesTable = "pipelines"
 
 // statsPipelines reports every pipeline with its progress: from the
 // replicated state when the pipeline service is mounted (cluster-wide
@@ -132,7 +130,7 @@ func (s *Server) statsPipelines(local map[string]core.PipelineCounters) []statsP
 		}
 		return out
 	}
-	for name := range s.broker.Store().CatalogList(pipelinesTable) {
+	for _, name := range core.PipelineNames(s.broker.Store()) {
 		if _, ok := local[name]; !ok {
 			local[name] = core.PipelineCounters{}
 		}

@@ -269,7 +269,7 @@ func newServer(cfg Config, host *raftlog.Host, tel *telemetry.Telemetry, authSvc
 	}
 	gc := cfg.Gateway
 	gc.Logger = cfg.Logger
-	gc.Groups, gc.Auth, gc.Quotas = s.Groups, authSvc, s.quotas
+	gc.Groups, gc.Auth, gc.Quotas, gc.Cluster = s.Groups, authSvc, s.quotas, host
 	if s.Gateway, err = gateway.New(broker, gc); err != nil {
 		return nil, err
 	}
