@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
@@ -366,15 +365,6 @@ func (m *metaSM) apply(c *metaCmd) sm.Result {
 		return sm.Result{Value: metaInvalid, Data: []byte("unknown op " + c.Op)}
 	}
 	return sm.Result{Value: metaOK}
-}
-
-func (st *metaState) sortedNodes() []uint64 {
-	ids := make([]uint64, 0, len(st.Nodes))
-	for id := range st.Nodes {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	return ids
 }
 
 // read runs f with the state under the read lock; f must not keep references.

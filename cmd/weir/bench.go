@@ -21,8 +21,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure produce and consume throughput and latency over HTTP"}
-	cmd.AddCommand(newBenchProduceCmd(), newBenchConsumeCmd(), newBenchPipelineCmd())
-	cmd.AddCommand(extraBenchCommands()...) // extra.go
+	cmd.AddCommand(newBenchProduceCmd(), newBenchConsumeCmd(), newBenchPipelineCmd(), newBenchQueueCmd(), newBenchWSCmd())
 	return cmd
 }
 

@@ -34,11 +34,20 @@ func newRootCmd() *cobra.Command {
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return applyEnv(cmd)
 	}
-	root.AddCommand(newServeCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newBenchCmd())
-	root.AddCommand(newAuthCmd(), newACLCmd()) // security_cli.go
-	for _, c := range extraCommands() {
-		root.AddCommand(c)
-	}
+	root.AddCommand(
+		// Nodes and the cluster.
+		newServeCmd(), newClusterCmd(), newDevCmd(),
+		// Topics and records.
+		newTopicCmd(), newProduceCmd(), newConsumeCmd(),
+		// Consumer groups and subscriptions (the queue model).
+		newGroupCmd(), newSubCmd(), newDLQCmd(),
+		// Wasm modules and pipelines.
+		newTransformCmd(), newModuleCmd(), newPipelineCmd(),
+		// Security and quotas (security_cli.go, quota.go).
+		newAuthCmd(), newACLCmd(), newQuotaCmd(),
+		// Measurements.
+		newBenchCmd(),
+	)
 	return root
 }
 
