@@ -80,32 +80,8 @@ func (h *wsHub) parseSubscribe(f *wsFrame) (*subSpec, error) {
 		}
 		sp.session = time.Duration(f.SessionTimeoutMs) * time.Millisecond
 	}
-	if len(f.From) > 0 && f.Timestamp != nil {
-		return nil, core.Invalidf("give from or timestamp, not both")
-	}
-	if f.Timestamp != nil {
-		if *f.Timestamp < 0 {
-			return nil, core.Invalidf("timestamp must be milliseconds since the epoch")
-		}
-		sp.kind, sp.value = startTime, *f.Timestamp
-	}
-	if len(f.From) > 0 {
-		from := string(f.From)
-		if n := len(from); n >= 2 && from[0] == '"' && from[n-1] == '"' {
-			from = from[1 : n-1]
-		}
-		switch from {
-		case "latest", "null":
-			sp.kind = startLatest
-		case "earliest":
-			sp.kind = startEarliest
-		default:
-			off, err := strconv.ParseInt(from, 10, 64)
-			if err != nil || off < 0 {
-				return nil, core.Invalidf("from must be \"earliest\", \"latest\" or an offset ≥ 0, not %s", f.From)
-			}
-			sp.kind, sp.value = startOffset, off
-		}
+	if err := sp.parseStart(f); err != nil {
+		return nil, err
 	}
 	if len(f.Positions) > 0 {
 		sp.positions = map[int]int64{}
@@ -133,6 +109,39 @@ func (h *wsHub) parseSubscribe(f *wsFrame) (*subSpec, error) {
 		sp.credit = min(*f.Credit, unlimitedCredit)
 	}
 	return sp, nil
+}
+
+// parseStart reads where a subscription starts: from ("earliest",
+// "latest" or an offset) or timestamp, not both; neither: latest.
+func (sp *subSpec) parseStart(f *wsFrame) error {
+	if len(f.From) > 0 && f.Timestamp != nil {
+		return core.Invalidf("give from or timestamp, not both")
+	}
+	if f.Timestamp != nil {
+		if *f.Timestamp < 0 {
+			return core.Invalidf("timestamp must be milliseconds since the epoch")
+		}
+		sp.kind, sp.value = startTime, *f.Timestamp
+	}
+	if len(f.From) > 0 {
+		from := string(f.From)
+		if n := len(from); n >= 2 && from[0] == '"' && from[n-1] == '"' {
+			from = from[1 : n-1]
+		}
+		switch from {
+		case "latest", "null":
+			sp.kind = startLatest
+		case "earliest":
+			sp.kind = startEarliest
+		default:
+			off, err := strconv.ParseInt(from, 10, 64)
+			if err != nil || off < 0 {
+				return core.Invalidf("from must be \"earliest\", \"latest\" or an offset ≥ 0, not %s", f.From)
+			}
+			sp.kind, sp.value = startOffset, off
+		}
+	}
+	return nil
 }
 
 // startOffset resolves where a subscription starts on a partition that
