@@ -42,13 +42,10 @@ HTTP on 127.0.0.1:8080 and Raft on 127.0.0.1:7070. Every flag can also be set
 through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			logger, err := newServeLogger(logLevel)
+			if err != nil {
+				return err
 			}
-			// Log records made with a context carry its trace_id and span_id.
-			logger := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
-			slog.SetDefault(logger)
 			if pprofAddr != "" {
 				go func() {
 					logger.Info("pprof listening", "addr", pprofAddr)
@@ -83,20 +80,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				return err
 			}
 			logger.Info("weir node started", "node", nodeID, "http", s.URL(), "raft", raftAddr, "data", dataDir)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := s.WaitReady(ctx); err != nil {
-				logger.Warn("node is not ready yet (waiting for the metadata leader)", "err", err)
-			} else {
-				logger.Info("ready", "url", s.URL())
-			}
-			cancel()
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-			<-sig
-			logger.Info("shutting down: finishing in-flight requests")
-			ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			return s.Close(ctx)
+			return serveUntilSignal(s, logger)
 		},
 	}
 	f := cmd.Flags()
@@ -119,6 +103,39 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	sec.flags(f)
 	tiered.flags(f)
 	return cmd
+}
+
+// newServeLogger is the node's logger at level (debug, info, warn or
+// error), made the default; records made with a context carry its
+// trace_id and span_id.
+func newServeLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+	slog.SetDefault(logger)
+	return logger, nil
+}
+
+// serveUntilSignal logs when s is ready (or not within 30 s), then serves
+// until SIGINT or SIGTERM and closes s, letting in-flight requests finish
+// for up to 15 s.
+func serveUntilSignal(s *server.Server, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := s.WaitReady(ctx); err != nil {
+		logger.Warn("node is not ready yet (waiting for the metadata leader)", "err", err)
+	} else {
+		logger.Info("ready", "url", s.URL())
+	}
+	cancel()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	logger.Info("shutting down: finishing in-flight requests")
+	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return s.Close(ctx)
 }
 
 // parsePeers parses "1=host:port,2=host:port".
