@@ -100,7 +100,6 @@ type statsJSON struct {
 	} `json:"websocket"`
 }
 
-
 // statsPipelines reports every pipeline with its progress: from the
 // replicated state when the pipeline service is mounted (cluster-wide
 // counts: processed records, failed attempts, dead-lettered records, lag),
