@@ -121,11 +121,9 @@ type Server struct {
 	srv    *fasthttp.Server
 	mounts []Route
 
-	mu       sync.Mutex
-	baseCtx  context.Context
-	cancel   context.CancelFunc
-	inflight sync.WaitGroup
-	bg       sync.WaitGroup // goroutines New started (the default group coordinator); Shutdown waits
+	baseCtx context.Context
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup // goroutines New started (the default group coordinator); Shutdown waits
 
 	stats StatsSource     // node-level parts of GET /v1/stats (stats.go)
 	pipes *core.Pipelines // set by MountPipelines; GET /v1/stats reads pipeline progress

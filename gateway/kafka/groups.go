@@ -29,10 +29,6 @@ const (
 	stateStable    = "Stable"
 )
 
-type joinResult struct {
-	resp *kmsg.JoinGroupResponse
-}
-
 type member struct {
 	id, clientID, host, instanceID string
 	protocolType                   string
