@@ -111,10 +111,7 @@ func runBenchProducers(cmd *cobra.Command, o benchProduceFlags) ([][]time.Durati
 					}
 					next = next.Add(interval)
 				}
-				req.SetRequestURI(target)
-				req.Header.SetMethod("POST")
-				req.Header.SetContentType("application/json")
-				req.SetBodyRaw(body)
+				setPostJSON(req, target, body)
 				if token != "" {
 					req.Header.Set("Authorization", "Bearer "+token)
 				}
@@ -205,6 +202,15 @@ func readPartition(hc *fasthttp.Client, base, topic string, partition int, hwm i
 		off = out.NextOffset
 	}
 	return records, bytesRead, nil
+}
+
+// setPostJSON makes req a POST of the JSON body to target (the benches
+// reuse one request per goroutine).
+func setPostJSON(req *fasthttp.Request, target string, body []byte) {
+	req.SetRequestURI(target)
+	req.Header.SetMethod("POST")
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(body)
 }
 
 // sortDurations sorts d in increasing order, for percentile.

@@ -104,10 +104,7 @@ func loadTopic(target string, body []byte, producers, records int) error {
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			for sent.Add(100) <= int64(records) {
-				req.SetRequestURI(target)
-				req.Header.SetMethod("POST")
-				req.Header.SetContentType("application/json")
-				req.SetBodyRaw(body)
+				setPostJSON(req, target, body)
 				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 					firstErr.Store(fmt.Errorf("produce: %v %d", err, resp.StatusCode()))
 					return

@@ -123,10 +123,7 @@ func fillQueue(hc *fasthttp.Client, base string, o benchQueueFlags) (int64, erro
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			for i := p; int64(i*queueFillBatch) < int64(o.messages); i += o.producers {
-				req.SetRequestURI(base + "/v1/topics/" + url.PathEscape(o.topic) + "/records")
-				req.Header.SetMethod("POST")
-				req.Header.SetContentType("application/json")
-				req.SetBodyRaw(queueFillBody(i, o))
+				setPostJSON(req, base+"/v1/topics/"+url.PathEscape(o.topic)+"/records", queueFillBody(i, o))
 				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 					perr.Store(fmt.Errorf("produce: status %d %v %s", resp.StatusCode(), err, resp.Body()))
 					return
@@ -177,10 +174,7 @@ func (res *queueResult) consume(hc *fasthttp.Client, subURL string, l *queueLate
 	defer fasthttp.ReleaseResponse(resp)
 	recvBody := []byte(fmt.Sprintf(`{"max_records":%d,"wait_ms":1000}`, batch))
 	post := func(u string, body []byte) bool {
-		req.SetRequestURI(u)
-		req.Header.SetMethod("POST")
-		req.Header.SetContentType("application/json")
-		req.SetBodyRaw(body)
+		setPostJSON(req, u, body)
 		if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 			res.failures.Add(1)
 			return false

@@ -250,10 +250,7 @@ func produceAtRate(base string, o benchWSFlags, measuring *atomic.Bool) produced
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI(target)
-			req.Header.SetMethod("POST")
-			req.Header.SetContentType("application/json")
-			req.SetBodyRaw(body)
+			setPostJSON(req, target, body)
 			t0 := time.Now()
 			if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 				failures.Add(1)
