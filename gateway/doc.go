@@ -94,6 +94,6 @@
 // the subscription's context, so unsubscribing never waits for a stalled
 // client. Locks are not nested, except wsHub.mu around wsConn.mu (stats).
 //
-// Config's zero values are defaults; Validate reports negative limits.
-// Server is safe for concurrent use once serving.
+// Config's zero values are defaults; Validate reports negative limits, and
+// New calls it and returns its error. Server is safe for concurrent use once serving.
 package gateway
