@@ -6,7 +6,7 @@ WEIR      := $(BIN)/weir
 PKGS      := ./...
 TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build run test test-short bench examples lint fuzz clean cluster chaos
+.PHONY: all build run test test-short bench examples lint fuzz clean cluster chaos chaos-short
 
 all: build
 
@@ -27,6 +27,7 @@ test: build examples
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 	cd sdk && $(GO) test -count=1 ./...
 	$(MAKE) fuzz-short
+	$(MAKE) chaos-short
 
 # Each fuzz target for a few seconds (CI); `make fuzz` runs them longer.
 FUZZ_TIME ?= 5s
@@ -52,13 +53,18 @@ cluster: build
 	./$(WEIR) dev --nodes 3
 
 # The longer randomized fault run (~10 min) for whoever changes replication
-# code: kill -9, SIGSTOP, whole-cluster restarts and network partitions
-# (cut, black hole, delay; each node in its own network namespace: needs
-# root or `unshare -r`) under produce, consumer-group and idempotent-producer
-# load, checked by internal/history after a final drain. Prints a
-# `fault kind=` line per fault, an `anomaly class=` line per class, and last
+# code, in two phases on clusters whose nodes run in the test-fault mode
+# (weir serve --test-faults, docs/guarantees.md "Analysis"): on disk, kill -9,
+# SIGSTOP, whole-cluster restarts, network partitions (cut, black hole,
+# delay; each node in its own network namespace: needs root or
+# `unshare -r`), clock skew and a full or failing disk; in memory, power
+# loss of every node at once and of one, in-process crashes, SIGSTOP,
+# partitions and clock skew. Under produce, consumer-group, idempotent-
+# producer, queue and exactly-once pipeline load, checked by
+# internal/history after a final drain. Prints a `fault kind=` line per
+# fault, an `anomaly class=` line per class, and last
 # `chaos: ops= acknowledged= anomalies= seed=`; fails on any anomaly.
-# CHAOS_SEED=n replays a schedule; the history is kept in bin/.
+# CHAOS_SEED=n replays a schedule; the histories are kept in bin/.
 CHAOS_TIME ?= 10m
 CHAOS_SEED ?= 0
 chaos:
@@ -67,3 +73,7 @@ chaos:
 		-chaos.time $(CHAOS_TIME) -chaos.seed $(CHAOS_SEED) -chaos.history $(CURDIR)/$(BIN)/chaos-history.jsonl; \
 		echo $$? > $(BIN)/chaos.rc; } 2>&1 | tee $(BIN)/chaos.log
 	@grep -h '^chaos: ops=' $(BIN)/chaos.log | tail -n 1; exit $$(cat $(BIN)/chaos.rc)
+
+# The 3-minute chaos run of `make test`.
+chaos-short:
+	@$(MAKE) --no-print-directory chaos CHAOS_TIME=3m

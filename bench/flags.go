@@ -29,7 +29,12 @@ func parseRun(args []string) (*config, error) {
 	fs.IntVar(&c.rate, "rate", 10000, "records/s offered (steady)")
 	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
 	fs.StringVar(&c.produce, "produce", "binary", "Weir produce body: json or binary (application/vnd.weir.records)")
+	pids := fs.String("server-pids", "", "comma-separated pids of the server processes: each result then has their CPU µs per record")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	var err error
+	if cpuPids, err = parsePids(*pids); err != nil {
 		return nil, err
 	}
 	c.servers = splitServers(servers)

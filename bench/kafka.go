@@ -123,7 +123,7 @@ func kafkaBatch(ctx context.Context, c *config, inflight int) (result, error) {
 	var firstErr atomic.Value
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, 1<<20)
-	start := time.Now()
+	start := startClock()
 	deadline := start.Add(c.duration)
 	for i := 0; time.Now().Before(deadline); i++ {
 		t0 := time.Now()
@@ -170,7 +170,7 @@ func kafkaOne(ctx context.Context, c *config) (result, error) {
 	var acked, failed int64
 	var firstErr error
 	var lat []time.Duration
-	start := time.Now()
+	start := startClock()
 	deadline := start.Add(c.duration)
 	for i := 0; time.Now().Before(deadline); i++ {
 		t0 := time.Now()
@@ -241,7 +241,7 @@ func kafkaConsume(ctx context.Context, c *config) (result, error) {
 	if want == 0 {
 		return result{}, fmt.Errorf("topic %s is empty", c.topic)
 	}
-	start := time.Now()
+	start := startClock()
 	cl, err := kafkaClient(c, kgo.ConsumeTopics(c.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return result{}, err

@@ -32,6 +32,8 @@ type result struct {
 	P99us    float64 `json:"p99_us,omitempty"`
 	Errors   int64   `json:"errors,omitempty"`
 	Offered  float64 `json:"offered,omitempty"` // records/s offered (steady)
+	// ServerCPUus is the servers' CPU time per record in µs (-server-pids).
+	ServerCPUus float64 `json:"server_cpu_us,omitempty"`
 }
 
 // config is the load shape, identical for both systems.
@@ -89,6 +91,9 @@ func runCmd(args []string) error {
 	r.Label, r.Cluster, r.Scenario = c.label, c.cluster, c.scenario
 	if r.Seconds > 0 {
 		r.Rate = float64(r.Records) / r.Seconds
+	}
+	if len(cpuPids) > 0 && r.Records > 0 {
+		r.ServerCPUus = (serverCPU() - cpuAtStart) * 1e6 / float64(r.Records)
 	}
 	b, _ := json.Marshal(r)
 	fmt.Println(string(b))

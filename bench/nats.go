@@ -67,7 +67,7 @@ func natsPublish(c *config, producers, batch int) (result, error) {
 	lat := make([][]time.Duration, producers)
 	var firstErr atomic.Value
 	val := bytes.Repeat([]byte("x"), c.size)
-	start := time.Now()
+	start := startClock()
 	deadline := start.Add(c.duration)
 	var wg sync.WaitGroup
 	for p := 0; p < producers; p++ {
@@ -139,7 +139,7 @@ func natsPublish(c *config, producers, batch int) (result, error) {
 // fetches of c.perFetch messages.
 func natsConsume(ctx context.Context, js jetstream.JetStream, c *config) (result, error) {
 	var total int64
-	start := time.Now()
+	start := startClock()
 	for i := 0; i < c.partitions; i++ {
 		s, err := js.Stream(ctx, streamName(c, i))
 		if err != nil {

@@ -53,6 +53,7 @@ func reportCmd(args []string) error {
 	rate := func(r result) float64 { return r.Rate }
 	p50 := func(r result) float64 { return r.P50us }
 	p99 := func(r result) float64 { return r.P99us }
+	cpu := func(r result) float64 { return r.ServerCPUus }
 	labels := []string{"weir", "weir-prop", "weir-kafka", "nats", "nats-sync"}
 	seen := map[string]bool{}
 	for _, l := range labels {
@@ -76,8 +77,8 @@ func reportCmd(args []string) error {
 		{"steady", "steady %.0f records/s offered, linger 0"},
 		{"consume", "consume from the start, 1 reader"},
 	}
-	fmt.Println("| cluster | load | system | runs | records/s (median) | × Weir HTTP | × NATS default | × NATS sync always | p50 / p99 ms (median) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| cluster | load | system | runs | records/s (median) | × Weir HTTP | × NATS default | × NATS sync always | p50 / p99 ms (median) | server CPU µs/record (median) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, cl := range []string{"R1", "R3"} {
 		for _, row := range rows {
 			weir := runs[key{cl, row.scenario, "weir"}]
@@ -99,6 +100,10 @@ func reportCmd(args []string) error {
 				if row.scenario != "consume" {
 					lat = fmt.Sprintf("%.2f / %.2f", median(rs, p50)/1e3, median(rs, p99)/1e3)
 				}
+				cpuCol := ""
+				if c := median(rs, cpu); c > 0 {
+					cpuCol = fmt.Sprintf("%.1f", c)
+				}
 				var errs int64
 				for _, r := range rs {
 					errs += r.Errors
@@ -110,7 +115,7 @@ func reportCmd(args []string) error {
 				if errs > 0 {
 					name += fmt.Sprintf(" (%d failed requests)", errs)
 				}
-				fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s |\n", cl, name, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat)
+				fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s |\n", cl, name, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol)
 			}
 		}
 	}

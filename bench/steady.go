@@ -33,7 +33,7 @@ func steady(c *config, send func(i int, done func(error))) (result, error) {
 		lat           = make([]time.Duration, 0, int(c.duration.Seconds()*float64(c.rate))+1024)
 		pending       sync.WaitGroup
 	)
-	start := time.Now()
+	start := startClock()
 	sent := 0
 	for next := start; ; next = next.Add(time.Millisecond) {
 		if d := time.Until(next); d > 0 {

@@ -152,7 +152,7 @@ func weirProduce(hc *fasthttp.Client, c *config, producers, batch int) (result, 
 	var acked, failed atomic.Int64
 	lat := make([][]time.Duration, producers)
 	var firstErr atomic.Value
-	start := time.Now()
+	start := startClock()
 	deadline := start.Add(c.duration)
 	var wg sync.WaitGroup
 	for p := 0; p < producers; p++ {
@@ -206,7 +206,7 @@ func weirConsume(hc *fasthttp.Client, c *config) (result, error) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	var total int64
-	start := time.Now()
+	start := startClock()
 	for _, p := range t.Partitions {
 		off := int64(0)
 		for off < p.HighWatermark {

@@ -26,7 +26,15 @@ type BrokerConfig struct {
 	MaxWait            time.Duration // longest long-poll; default 60 s
 	RetentionInterval  time.Duration // how often the leader checks retention; default 30 s
 	MaxUnackedProduces int           // acks=none produces in flight; default 1024
-	Logger             *slog.Logger
+	// ProposalsInFlight bounds, per partition, the produce proposals in
+	// flight at once. Produces that arrive while all are busy wait and go
+	// together into the next proposal (group commit: one Raft entry for
+	// all of them, each answered with its own offsets); one that finds a
+	// slot free is proposed at once. Idempotent produces are never merged.
+	// Default 1 (the most merging; docs/RATIONALE.md, "Group commit of
+	// produces"); -1: no merging, every produce its own proposal.
+	ProposalsInFlight int
+	Logger            *slog.Logger
 	// Telemetry receives traces and metrics; nil: a Telemetry with tracing
 	// off and NoMetrics.
 	Telemetry *Telemetry
@@ -38,6 +46,9 @@ type BrokerConfig struct {
 func (c *BrokerConfig) Validate() error {
 	if c.DefaultRetentionMs < -1 {
 		return fmt.Errorf("core: BrokerConfig.DefaultRetentionMs is %d: it must be ≥ -1 (-1: forever, 0: the default)", c.DefaultRetentionMs)
+	}
+	if c.ProposalsInFlight < -1 {
+		return fmt.Errorf("core: BrokerConfig.ProposalsInFlight is %d: it must be ≥ -1 (-1: no merging, 0: the default)", c.ProposalsInFlight)
 	}
 	return negative("BrokerConfig",
 		intField("MaxPartitions", c.MaxPartitions),
@@ -99,6 +110,9 @@ func (c *BrokerConfig) setDefaults() {
 	def(&c.MaxFetchRecords, 10000)
 	def(&c.MaxFetchBytes, 16<<20)
 	def(&c.MaxUnackedProduces, 1024)
+	if c.ProposalsInFlight == 0 {
+		c.ProposalsInFlight = 1
+	}
 	if c.MaxWait <= 0 {
 		c.MaxWait = 60 * time.Second
 	}
@@ -124,6 +138,7 @@ type Broker struct {
 	rr   map[string]*atomic.Uint64 // round-robin counters per topic
 
 	unacked atomic.Int64
+	commit  *committer // group commit of produces (commit.go)
 
 	endWaits     chan struct{} // closed by EndWaits
 	endWaitsOnce sync.Once
@@ -135,7 +150,8 @@ func NewBroker(store Store, cfg BrokerConfig) (*Broker, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}, endWaits: make(chan struct{})}, nil
+	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}, endWaits: make(chan struct{}),
+		commit: newCommitter(cfg.ProposalsInFlight, cfg.MaxBatchRecords, cfg.Telemetry)}, nil
 }
 
 // EndWaits ends every long poll now waiting or started later — fetches,
@@ -228,8 +244,17 @@ func checkTieredConfig(cfg TopicConfig) error {
 }
 
 // DeleteTopic deletes a topic and all its data.
+// A mirror topic's mark goes with it (link.go).
 func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
-	return b.store.DeleteTopic(ctx, name)
+	if err := b.store.DeleteTopic(ctx, name); err != nil {
+		return err
+	}
+	if _, ok := b.store.CatalogGet(MirrorsTable, name); ok {
+		if _, err := b.store.CatalogDelete(ctx, MirrorsTable, name, CatalogCond{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Topic returns the topic with its partitions' placement and offsets.
@@ -304,6 +329,9 @@ func (b *Broker) produceTraced(ctx context.Context, req *ProduceRequest, checked
 func (b *Broker) produce(ctx context.Context, req *ProduceRequest, checked bool) (*ProduceResult, error) {
 	t, err := b.store.Topic(req.Topic)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckWritable(b.store, t); err != nil { // a mirror topic (link.go)
 		return nil, err
 	}
 	if len(req.Records) == 0 {
@@ -389,7 +417,7 @@ func (b *Broker) appendGroups(ctx context.Context, req *ProduceRequest, groups [
 		log, err := b.store.Partition(req.Topic, g.p)
 		var ar AppendResult
 		if err == nil {
-			ar, err = b.cfg.Telemetry.Append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
+			ar, err = b.commit.append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
 		}
 		if outcome != nil {
 			outcome[gi] = PartitionProduce{Partition: g.p, Records: g.idx, BaseOffset: ar.BaseOffset, Err: err}
@@ -493,7 +521,11 @@ func each(n int, f func(i int) error) error {
 // context derived from ctx: pass the caller's lifetime context (ended at
 // its shutdown), not the request's. WaitNoAck waits for such appends.
 func (b *Broker) ProduceNoAck(ctx context.Context, req *ProduceRequest, timeout time.Duration) error {
-	if _, err := b.store.Topic(req.Topic); err != nil {
+	t, err := b.store.Topic(req.Topic)
+	if err != nil {
+		return err
+	}
+	if err := CheckWritable(b.store, t); err != nil {
 		return err
 	}
 	// Refuse bad records now: nobody hears of an error after this returns.

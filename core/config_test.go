@@ -20,6 +20,8 @@ func TestConfigValidate(t *testing.T) {
 		{"broker negative int", &BrokerConfig{MaxFetchBytes: -1}, "BrokerConfig.MaxFetchBytes is -1"},
 		{"broker negative duration", &BrokerConfig{RetentionInterval: -time.Second}, "BrokerConfig.RetentionInterval is -1s"},
 		{"broker unacked", &BrokerConfig{MaxUnackedProduces: -5}, "BrokerConfig.MaxUnackedProduces"},
+		{"broker no merging", &BrokerConfig{ProposalsInFlight: -1}, ""},
+		{"broker proposals below -1", &BrokerConfig{ProposalsInFlight: -2}, "BrokerConfig.ProposalsInFlight is -2"},
 		{"queue zero", &QueueConfig{}, ""},
 		{"queue set", &QueueConfig{MaxTracked: 10, OpTimeout: time.Second}, ""},
 		{"queue negative int", &QueueConfig{PipelineDepth: -1}, "QueueConfig.PipelineDepth is -1"},

@@ -23,7 +23,9 @@
 //
 // Broker is the service every front door calls: Produce (partition choice
 // by explicit partition, key hash or round robin; one append per partition
-// per request; idempotence by producer id and sequence), ProduceNoAck,
+// per request, small appends that wait for a partition's proposal merged
+// into the next one (group commit, BrokerConfig.ProposalsInFlight);
+// idempotence by producer id and sequence), ProduceNoAck,
 // Fetch with long-poll, group offsets and lag, topic management, and
 // retention (RunRetention trims, on the leader, what RetentionPoint allows).
 // On top of it, each with a Config whose zero value is useful; every
@@ -37,6 +39,10 @@
 //   - Pipelines: Wasm modules between topics, run on the leader of each
 //     input partition, exactly-once through an outbox in the input
 //     partition's state;
+//   - Links: cluster links and the mirror marks of their topics in the
+//     catalog (link.go); Produce refuses a mirror topic until it is
+//     promoted (ErrMirrorTopic), and MirrorLog is the conditional append
+//     internal/link mirrors through;
 //   - Telemetry: spans through the OpenTelemetry API, counts and durations
 //     handed to a Metrics hook (internal/telemetry implements it with the
 //     SDK's instruments; NoMetrics is the default), safe on a nil receiver.

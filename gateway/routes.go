@@ -108,6 +108,14 @@ var routes = &table{routes: []*route{
 		example(`{"produce_bytes_per_sec":1048576,"fetch_bytes_per_sec":0,"requests_per_sec":100}`)),
 	op("DELETE", "/v1/quotas/{principal}", (*Server).removeQuota, adminOnly(), audited(), doc("remove a principal's quota")),
 
+	op("GET", "/v1/links", (*Server).listLinks, adminOnly(), doc("cluster links with their mirror topics (docs/geo-replication.md)")),
+	op("POST", "/v1/links", (*Server).createLink, adminOnly(), audited(), doc("create a link that mirrors a source cluster's topics and group offsets into this cluster"),
+		example(`{"name":"from-a","source_url":"https://a.example:8080","source_token":"t","topics":["orders","events.*"],"groups":["billing*"]}`)),
+	op("GET", "/v1/links/{name}", (*Server).describeLink, adminOnly(), doc("a link with each mirror topic's lag per partition, in records and seconds")),
+	op("DELETE", "/v1/links/{name}", (*Server).deleteLink, adminOnly(), audited(), doc("delete a link: mirroring stops, its mirror topics become writable")),
+	op("POST", "/v1/links/{name}/promote", (*Server).promoteLink, adminOnly(), audited(), doc("make mirror topics writable (failover); the link stops pulling them"),
+		example(`{"topics":["orders"]}`)),
+
 	// A mount point (Handle): internal/peer serves node-to-node calls.
 	raw("POST", "/v1/internal/*", (*Server).mounted, nodeOnly(), doc("node-to-node calls (not for clients)")),
 	raw("GET", "/v1/internal/*", (*Server).mounted, nodeOnly(), doc("node-to-node calls (not for clients)")),

@@ -43,6 +43,12 @@ type Config struct {
 	// Cluster serves /v1/cluster (membership, status, rebalance; the node's
 	// Raft host implements it); nil: those routes answer 404.
 	Cluster core.Cluster
+
+	// Links stores cluster links and mirror marks (links.go,
+	// docs/geo-replication.md); nil: /v1/links answers 404.
+	// LinkObserver reports their lag (GET /v1/links/{name}); may be nil.
+	Links        *core.Links
+	LinkObserver core.LinkObserver
 }
 
 // Validate reports a negative limit or timeout, in Config or in its

@@ -23,6 +23,8 @@ type topicJSON struct {
 	RetentionBytes    int64           `json:"retention_bytes"`
 	CreatedAt         int64           `json:"created_at,omitempty"`
 	tieredJSON
+	// Mirror: the topic mirrors a cluster link's source topic (links.go).
+	Mirror *topicMirrorJSON `json:"mirror,omitempty"`
 }
 
 // tieredJSON is a topic's tiered storage settings (docs/tiered-storage.md).
@@ -97,7 +99,7 @@ func (s *Server) writeTopic(ctx *fasthttp.RequestCtx, status int, name string) {
 	b, _ := json.Marshal(topicJSON{
 		Name: t.Name, Partitions: pb, ReplicationFactor: t.ReplicationFactor,
 		RetentionMs: t.RetentionMs, RetentionBytes: t.RetentionBytes, CreatedAt: t.CreatedAt,
-		tieredJSON: tieredOf(t.TopicConfig),
+		tieredJSON: tieredOf(t.TopicConfig), Mirror: s.mirrorOf(t),
 	})
 	writeJSON(ctx, status, append(b, '\n'))
 }

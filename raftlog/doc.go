@@ -16,7 +16,9 @@
 //     directory of CRC-framed segment files (raftlog/internal/segment), a
 //     checkpoint, the idempotent-producer table and the partition's
 //     key/value state (core.PartitionState). One entry is one producer
-//     batch, one trim, or one core.StateTxn.
+//     batch, one trim, one core.StateTxn, a tiered-storage step, or a
+//     mirror append or start of a cluster link (mirror.go: applied only
+//     at the expected next offset, core.MirrorLog).
 //
 // Partition is the handle on a replica hosted here: Append proposes one
 // entry and returns once a quorum committed it and this node applied it;

@@ -179,6 +179,11 @@ func (p *partitionSM) Update(entries []sm.Entry) ([]sm.Entry, error) {
 			e.Result, err = p.applyTierAdd(e.Index, e.Cmd)
 		case cmdLocalTrim:
 			e.Result, err = p.applyLocalTrim(e.Index, e.Cmd)
+		case cmdMirrorAppend: // mirror.go
+			e.Result, err = p.applyMirrorAppend(e.Index, e.Cmd)
+			appended += int64(len(e.Cmd))
+		case cmdMirrorStart:
+			e.Result, err = p.applyMirrorStart(e.Index, e.Cmd)
 		default:
 			e.Result = sm.Result{Data: []byte{resultCorrupt}}
 		}

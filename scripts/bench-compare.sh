@@ -7,8 +7,10 @@
 # with `sync_interval: always`, on one node (R1) and on three (R3, replicated
 # 3 ways), starts fresh servers on loopback and runs async publish, one record
 # at a time, a steady 10,000 records/s (BENCH_RATE) and consume from the
-# start. Prints the table of medians and ratios; the raw results stay in $OUT
-# (JSON lines). Then, unless BENCH_PIPELINE=0, `weir bench pipeline`.
+# start. Prints the table of medians and ratios, and the servers' CPU time
+# per record (user + system of the server processes during the measured
+# phase: steadier than records/s on a shared machine); the raw results stay
+# in $OUT (JSON lines). Then, unless BENCH_PIPELINE=0, `weir bench pipeline`.
 #
 #   RUNS=3 BENCH_DURATION=5s BENCH_PPROF=0 BENCH_PIPELINE=1 scripts/bench-compare.sh
 #   ONLY="weir weir-kafka" CLUSTERS="R1" SCENARIOS="batch steady" ... to run a subset.
@@ -128,7 +130,8 @@ run_scenarios() { # label system cluster replicas topic servers [weircmp flags..
     # A failed scenario (e.g. a peer not ready) is reported and skipped:
     # the medians come from the runs that completed (the report says how many).
     ./bin/weircmp run -system "$system" -label "$label" -cluster "$cluster" -replicas "$replicas" -topic "$topic" \
-      -servers "$srv" -scenario "$s" -duration "$D" -rate "$RATE" "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT" ||
+      -servers "$srv" -scenario "$s" -duration "$D" -rate "$RATE" -server-pids "$(IFS=,; echo "${pids[*]}")" \
+      "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT" ||
       echo "scenario $s of $label ($cluster) failed; skipped" >&2
   done
 }

@@ -36,7 +36,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		// Nodes and the cluster.
-		newServeCmd(), newClusterCmd(), newDevCmd(),
+		newServeCmd(), newClusterCmd(), newLinkCmd(), newDevCmd(),
 		// Topics and records.
 		newTopicCmd(), newProduceCmd(), newConsumeCmd(),
 		// Consumer groups and subscriptions (the queue model).

@@ -33,6 +33,7 @@ func newServeCmd() *cobra.Command {
 		sec                                                           serveSecurity // security_serve.go
 		quotas                                                        quota.Config  // docs/quotas.md
 		tiered                                                        serveTiered   // tiered_serve.go
+		faults                                                        server.TestFaultsConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -65,7 +66,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			if err != nil {
 				return err
 			}
-			s, err := server.Start(server.Config{
+			cfg := server.Config{
 				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Join: join, Logger: logger,
 				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites, Tiered: tieredCfg},
 				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
@@ -75,12 +76,13 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				Quotas:    quotas,
 				KafkaAddr: kafkaAddr, KafkaAdvertisedAddr: kafkaAdvertisedAddr, // docs/kafka.md
 				TieredStorage: s3cfg, // docs/tiered-storage.md
-			})
+			}
+			s, closeNode, err := startNode(cfg, faults)
 			if err != nil {
 				return err
 			}
 			logger.Info("weir node started", "node", nodeID, "http", s.URL(), "raft", raftAddr, "data", dataDir)
-			return serveUntilSignal(s, logger)
+			return serveUntilSignal(s, closeNode, logger)
 		},
 	}
 	f := cmd.Flags()
@@ -102,6 +104,12 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.DurationVar(&quotas.Burst, "quota-burst", time.Second, "how many seconds of its quota's rate a principal may spend at once (docs/quotas.md)")
 	sec.flags(f)
 	tiered.flags(f)
+	// Test-only (docs/guarantees.md, "Analysis"): a fault-control listener
+	// for the chaos harness. Hidden; refused with --auth or off loopback.
+	f.StringVar(&faults.Addr, "test-faults", "", "TEST ONLY: loopback address of the fault-control listener (disk, clock, power loss)")
+	f.StringVar(&faults.Storage, "test-faults-storage", "mem", "TEST ONLY: mem (data in memory, lost with the process) or disk")
+	f.MarkHidden("test-faults")
+	f.MarkHidden("test-faults-storage")
 	return cmd
 }
 
@@ -119,9 +127,9 @@ func newServeLogger(level string) (*slog.Logger, error) {
 }
 
 // serveUntilSignal logs when s is ready (or not within 30 s), then serves
-// until SIGINT or SIGTERM and closes s, letting in-flight requests finish
+// until SIGINT or SIGTERM and closes it with closeNode, letting in-flight requests finish
 // for up to 15 s.
-func serveUntilSignal(s *server.Server, logger *slog.Logger) error {
+func serveUntilSignal(s *server.Server, closeNode func(context.Context) error, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	if err := s.WaitReady(ctx); err != nil {
 		logger.Warn("node is not ready yet (waiting for the metadata leader)", "err", err)
@@ -135,7 +143,24 @@ func serveUntilSignal(s *server.Server, logger *slog.Logger) error {
 	logger.Info("shutting down: finishing in-flight requests")
 	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return s.Close(ctx)
+	return closeNode(ctx)
+}
+
+// startNode starts the node, in the test-fault mode when tf.Addr is set,
+// and returns what stops it.
+func startNode(cfg server.Config, tf server.TestFaultsConfig) (*server.Server, func(context.Context) error, error) {
+	if tf.Addr == "" {
+		s, err := server.Start(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Close, nil
+	}
+	f, err := server.StartTestFaults(cfg, tf)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f.Server(), f.Close, nil
 }
 
 // parsePeers parses "1=host:port,2=host:port".

@@ -55,6 +55,10 @@ var table = []entry{
 	{core.ErrForbidden, http.StatusForbidden, "forbidden"},
 	{core.ErrPrincipalNotFound, http.StatusNotFound, "principal_not_found"},
 	{core.ErrACLNotFound, http.StatusNotFound, "acl_not_found"},
+	{core.ErrMirrorTopic, http.StatusConflict, "mirror_topic"},
+	{core.ErrLinkNotFound, http.StatusNotFound, "link_not_found"},
+	{core.ErrLinkExists, http.StatusConflict, "link_exists"},
+	{core.ErrBaseOffset, http.StatusConflict, "base_offset_mismatch"},
 	{core.ErrQuotaNotFound, http.StatusNotFound, "not_found"}, // the code of ErrNotFound: Decode returns that
 	{core.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{core.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},

@@ -92,6 +92,36 @@ async function poll() {
   }
 }
 
+// Cluster links (docs/geo-replication.md): admins only, every 5 s, each
+// link described with its lag (the node asks the source). The panel stays
+// hidden without links or without the rights (no login prompt for it).
+async function pollLinks() {
+  try {
+    const headers = {};
+    const token = localStorage.getItem("weirToken");
+    if (token) headers.Authorization = "Bearer " + token;
+    const get = async (u) => { const r = await fetch(u, { cache: "no-store", headers }); return r.ok ? r.json() : null; };
+    const list = await get("/v1/links");
+    const rows = [];
+    for (const l of (list && list.links) || []) {
+      const d = await get("/v1/links/" + encodeURIComponent(l.name));
+      for (const m of (d && d.mirrors) || []) for (const p of m.partitions || []) {
+        rows.push(el("tr", { title: d.lag_error || "" },
+          el("td", {}, l.name), el("td", {}, m.topic + (m.promoted ? " (promoted)" : "")), el("td", { class: "num" }, p.partition),
+          el("td", { class: "num" }, fmtNum(p.source_high_watermark)), el("td", { class: "num" }, fmtNum(p.high_watermark)),
+          el("td", { class: "num lag" + (p.lag_records > 0 ? " warn" : "") }, fmtNum(p.lag_records)),
+          el("td", { class: "num" + (p.lag_seconds >= 1 ? " warn" : "") }, p.lag_seconds.toFixed(2))));
+      }
+    }
+    $("#links-panel").hidden = !(list && list.links && list.links.length);
+    fillTable("links", rows, "no mirror topic yet");
+  } catch (err) {
+    // the stats poll reports connectivity problems
+  } finally {
+    setTimeout(pollLinks, 5000);
+  }
+}
+
 function update(s) {
   if (!SHOW_INTERNAL) s.topics = s.topics.filter((t) => !t.name.startsWith("__"));
   const prev = state.prev;
@@ -325,3 +355,4 @@ $("#b-prev").addEventListener("click", () => {
 window.addEventListener("resize", drawCharts);
 
 poll();
+pollLinks();

@@ -87,6 +87,8 @@ func errCode(err error) int16 {
 		return kerr.ThrottlingQuotaExceeded.Code
 	case errors.Is(err, core.ErrForbidden):
 		return kerr.TopicAuthorizationFailed.Code
+	case errors.Is(err, core.ErrMirrorTopic): // a read-only mirror (docs/geo-replication.md)
+		return kerr.PolicyViolation.Code
 	case errors.As(err, new(*core.RecordError)):
 		return kerr.InvalidRecord.Code
 	case errors.Is(err, core.ErrBadRequest):

@@ -199,6 +199,9 @@ func (s *Server) serveConn(nc net.Conn) {
 
 func (c *conn) write(correlation int32, flexHeader bool, resp kmsg.Response) error {
 	b := c.out[:0]
+	if n := sizeHint(resp); cap(b) < n {
+		b = make([]byte, 0, n) // one allocation, not a doubling per record batch
+	}
 	b = append(b, 0, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(correlation))
 	if flexHeader {
@@ -213,6 +216,23 @@ func (c *conn) write(correlation int32, flexHeader bool, resp kmsg.Response) err
 		return err
 	}
 	return c.w.Flush()
+}
+
+// sizeHint is about the encoded size of resp when its record batches make
+// most of it (a fetch); 0 otherwise.
+func sizeHint(resp kmsg.Response) int {
+	f, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 64
+	for i := range f.Topics {
+		n += 16 + len(f.Topics[i].Topic)
+		for j := range f.Topics[i].Partitions {
+			n += 64 + len(f.Topics[i].Partitions[j].RecordBatches)
+		}
+	}
+	return n
 }
 
 // handle dispatches one request. A nil response with a nil error sends

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -14,25 +16,33 @@ import (
 )
 
 // encodeBatch writes records (consecutive offsets) as one uncompressed v2
-// record batch.
+// record batch. kmsg encodes the batch header and every record; each record
+// goes straight into dst with its length computed beforehand (recordLen), so
+// a record's bytes are copied once.
 func encodeBatch(dst []byte, recs []core.Record) []byte {
 	if len(recs) == 0 {
 		return dst
 	}
 	base := recs[0].Offset
 	first, maxTS := recs[0].Timestamp, recs[0].Timestamp
-	for _, r := range recs {
-		first, maxTS = min(first, r.Timestamp), max(maxTS, r.Timestamp)
-	}
 	size := 0
 	for i := range recs {
+		first, maxTS = min(first, recs[i].Timestamp), max(maxTS, recs[i].Timestamp)
 		size += 32 + len(recs[i].Key) + len(recs[i].Value)
 		for _, h := range recs[i].Headers {
 			size += 10 + len(h.Key) + len(h.Value)
 		}
 	}
-	body := make([]byte, 0, size)
-	var scratch []byte // one record encoded with Length 0, reused
+	rb := kmsg.RecordBatch{ // Records stays empty: kmsg appends it last, raw
+		FirstOffset: base, PartitionLeaderEpoch: -1, Magic: 2,
+		LastOffsetDelta: int32(recs[len(recs)-1].Offset - base),
+		FirstTimestamp:  first, MaxTimestamp: maxTS,
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: int32(len(recs)),
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, 64+size)
+	dst = rb.AppendTo(dst)
 	var kr kmsg.Record
 	for i := range recs {
 		r := &recs[i]
@@ -40,25 +50,45 @@ func encodeBatch(dst []byte, recs []core.Record) []byte {
 		for _, h := range r.Headers {
 			kr.Headers = append(kr.Headers, kmsg.Header{Key: h.Key, Value: []byte(h.Value)})
 		}
-		// Length is everything after the length varint: encode once with
-		// Length 0 (one byte), then write the real length before the rest.
-		scratch = kr.AppendTo(scratch[:0])
-		body = binary.AppendVarint(body, int64(len(scratch)-1))
-		body = append(body, scratch[1:]...)
+		kr.Length = int32(recordLen(&kr))
+		at := len(dst)
+		dst = kr.AppendTo(dst)
+		if got := len(dst) - at - varintLen(int64(kr.Length)); got != int(kr.Length) {
+			// recordLen disagrees with kmsg (it cannot, for the fields set
+			// above): write the length kmsg's encoding has.
+			kr.Length = int32(got)
+			dst = kr.AppendTo(dst[:at])
+		}
 	}
-	rb := kmsg.RecordBatch{
-		FirstOffset: base, PartitionLeaderEpoch: -1, Magic: 2,
-		LastOffsetDelta: int32(recs[len(recs)-1].Offset - base),
-		FirstTimestamp:  first, MaxTimestamp: maxTS,
-		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
-		NumRecords: int32(len(recs)), Records: body,
-	}
-	start := len(dst)
-	dst = rb.AppendTo(dst)
 	b := dst[start:]
 	binary.BigEndian.PutUint32(b[8:12], uint32(len(b)-12))
 	binary.BigEndian.PutUint32(b[17:21], crc32.Checksum(b[21:], crc32c))
 	return dst
+}
+
+// recordLen is the size of r's encoding after its Length varint (the
+// Length field of a v2 record).
+func recordLen(r *kmsg.Record) int {
+	n := 1 + varintLen(r.TimestampDelta64) + varintLen(int64(r.OffsetDelta)) +
+		bytesLen(r.Key) + bytesLen(r.Value) + varintLen(int64(len(r.Headers)))
+	for i := range r.Headers {
+		n += varintLen(int64(len(r.Headers[i].Key))) + len(r.Headers[i].Key) + bytesLen(r.Headers[i].Value)
+	}
+	return n
+}
+
+// bytesLen is the size of a varint-length-prefixed byte field (nil: -1).
+func bytesLen(b []byte) int {
+	if b == nil {
+		return 1
+	}
+	return varintLen(int64(len(b))) + len(b)
+}
+
+// varintLen is the size of v as a zig-zag varint.
+func varintLen(v int64) int {
+	u := uint64(v<<1) ^ uint64(v>>63)
+	return (bits.Len64(u|1) + 6) / 7
 }
 
 type fetchPart struct {

@@ -279,3 +279,16 @@ func restarter(n *chaosNet, c *cluster) func(node int) {
 	}
 	return n.restart
 }
+
+// dial connects to addr from node's namespace (a node's test-fault control
+// listener is there, on its own loopback).
+func (n *chaosNet) dial(node int) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		err = n.ops.in(n.ns[node-1], func() error {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}

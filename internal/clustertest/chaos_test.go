@@ -37,15 +37,36 @@ const ledgerClass = "ledger-exactly-once"
 // partition's high watermark before the deadline.
 const drainClass = "drain-incomplete"
 
-// TestChaos runs client workloads against three `weir serve` processes for
-// chaos.time while faults follow one another at random (kill -9 and
-// restart, SIGSTOP/SIGCONT, kill -9 of every node, network partitions,
-// black holes and delays between nodes), then heals everything, drains
+// TestChaos runs client workloads against three `weir serve` processes
+// while faults follow one another at random, then heals everything, drains
 // every partition from every replica, and checks the recorded history
-// (internal/history) and the idempotent producers' ledger. It prints one
-// "fault kind=…" line per fault, one "anomaly class=… count=…" line per
-// class, and last "chaos: ops=… acknowledged=… anomalies=… seed=…".
-// Run: make chaos (CHAOS_TIME=1m, CHAOS_SEED=n to replay a schedule).
+// (internal/history) and the idempotent producers' ledger.
+//
+// The run has two phases of chaos.time/2, each on a cluster of its own
+// whose nodes run in the test-fault mode (weir serve --test-faults,
+// internal/server/testfaults.go):
+//
+//   - disk: the nodes keep their data on disk (under the fault wrapper).
+//     Faults: kill -9 and restart, SIGSTOP/SIGCONT, kill -9 of every node,
+//     network partitions, black holes and delays, clock skew, and a full
+//     or failing disk (ENOSPC, EIO; Dragonboat stops a node whose log
+//     write fails, and the harness starts it again as after a kill).
+//   - mem: the nodes keep their data in a strict in-memory filesystem that
+//     drops every write no fsync made durable. Faults: power loss of every
+//     node at once (the coordinated power failure of Jepsen's NATS
+//     analysis) and of one node, in-process crashes (every write kept, as
+//     kill -9 keeps the page cache), SIGSTOP, partitions and clock skew.
+//     A real kill -9 would take the node's whole disk with it here.
+//
+// Workloads: producers of unique values to h, a consumer group on h, an
+// idempotent producer ledger on f, queue consumers of a subscription of h
+// (ack and nack), and an exactly-once pipeline (examples/count) from pin to
+// pout whose per-key output counts must equal the inputs.
+//
+// It prints one "fault kind=…" line per fault, one "anomaly class=…
+// count=…" line per class (summed over the phases), and last "chaos:
+// ops=… acknowledged=… anomalies=… seed=…". Run: make chaos
+// (CHAOS_TIME=3m, CHAOS_SEED=n to replay a schedule).
 func TestChaos(t *testing.T) {
 	seed := *chaosSeed
 	if seed == 0 {
@@ -56,29 +77,135 @@ func TestChaos(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	rng := rand.New(rand.NewPCG(seed, seed))
 	fmt.Printf("chaos: seed=%d time=%v\n", seed, *chaosTime)
+	wasm := tu.BuildWasm(t, "examples/count")
 
-	c := newCluster(t)
-	if r := tu.Do(t, "POST", c.url(1)+"/v1/topics", map[string]any{"name": "h", "partitions": 3}); r.Status != 201 {
-		t.Fatalf("create h: %d %s", r.Status, r.Body)
+	phases := []chaosPhase{
+		{name: "disk", storage: "disk", kinds: []string{"kill", "kill", "kill", "pause", "pause", "restart-all",
+			"clock-skew", "clock-skew", "disk-full", "disk-full", "disk-full"}},
+		{name: "mem", storage: "mem", kinds: []string{"power-loss-all", "power-loss-all", "power-loss-all",
+			"power-loss-one", "power-loss-one", "crash", "crash", "crash-all", "pause", "clock-skew", "clock-skew"}},
 	}
+	var total chaosResult
+	for i, ph := range phases {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		fmt.Printf("chaos: phase %s (%s storage)\n", ph.name, ph.storage)
+		total.add(runChaosPhase(t, ph, *chaosTime/time.Duration(len(phases)), rng, seed, wasm))
+	}
+
+	if out := total.report.String(); out != "" {
+		fmt.Println(strings.TrimRight(out, "\n"))
+	}
+	fmt.Printf("anomaly class=%s count=%d\n", ledgerClass, total.ledgerBad)
+	fmt.Printf("anomaly class=%s count=%d\n", drainClass, total.drainBad)
+	anomalies := total.report.Total() + total.ledgerBad + total.drainBad
+	if total.report.Total() > 0 {
+		t.Errorf("the histories have %d anomalies (seed %d)", total.report.Total(), seed)
+	}
+	if total.acked == 0 {
+		t.Error("no produce was acknowledged")
+	}
+	fmt.Printf("chaos: faults=%d\n", total.faults)
+	fmt.Printf("chaos: ops=%d acknowledged=%d anomalies=%d seed=%d\n", total.ops, total.acked, anomalies, seed)
+}
+
+// chaosPhase is one part of the run: a cluster with its storage, and the
+// faults drawn there (network faults are added when namespaces work).
+type chaosPhase struct {
+	name, storage string
+	kinds         []string
+}
+
+// chaosResult is what a phase counted.
+type chaosResult struct {
+	report              history.Report
+	ledgerBad, drainBad int
+	ops, acked, faults  int
+}
+
+func (r *chaosResult) add(o chaosResult) {
+	if r.report.Anomalies == nil {
+		r.report.Anomalies = append([]history.Anomaly(nil), o.report.Anomalies...)
+		for i := range r.report.Anomalies {
+			r.report.Anomalies[i].Examples = nil
+		}
+	} else {
+		for i := range r.report.Anomalies {
+			a, b := &r.report.Anomalies[i], o.report.Anomalies[i]
+			a.Count += b.Count // the examples were printed with their phase
+			a.Examples = nil
+		}
+	}
+	r.ledgerBad += o.ledgerBad
+	r.drainBad += o.drainBad
+	r.ops += o.ops
+	r.acked += o.acked
+	r.faults += o.faults
+}
+
+func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.Rand, seed uint64, wasm []byte) chaosResult {
+	c := &cluster{t: t, procs: tu.StartWeirClusterWith(t, 3, func(int) []string {
+		return []string{"--test-faults", tu.FreeAddr(t), "--test-faults-storage", ph.storage}
+	})}
+	c.waitUp()
+	// Namespaces first: moving the nodes kills them, and a node with its
+	// data in memory comes back empty (here, before anything was written).
 	net, err := isolateCluster(t, c)
 	if err != nil {
 		fmt.Printf("chaos: no network partitions: %v\n", err)
 		net = nil
 	}
+	c.waitUp()
+	for _, tp := range []string{"f", "h", pipeIn, pipeOut} {
+		if r := tu.Do(t, "POST", c.url(1)+"/v1/topics", map[string]any{"name": tp, "partitions": 3}); r.Status != 201 {
+			t.Fatalf("create %s: %d %s", tp, r.Status, r.Body)
+		}
+	}
+	if r := tu.Do(t, "POST", c.url(1)+"/v1/topics/h/subscriptions", map[string]any{"name": chaosSub,
+		"visibility_timeout_ms": 10000, "backoff": map[string]any{"initial_ms": 0, "max_ms": 0, "multiplier": 1}}); r.Status != 201 {
+		t.Fatalf("create subscription: %d %s", r.Status, r.Body)
+	}
+	if r := tu.Do(t, "PUT", c.url(1)+"/v1/modules/count", wasm, "application/wasm"); r.Status != 201 {
+		t.Fatalf("upload count: %d %s", r.Status, r.Body)
+	}
+	if r := tu.Do(t, "POST", c.url(1)+"/v1/pipelines", map[string]any{"name": chaosPipeline, "module": "count",
+		"inputs": []string{pipeIn}, "outputs": []string{pipeOut}, "guarantee": "exactly_once",
+		"on_error": map[string]any{"max_attempts": 100, "max_backoff_ms": 1000},
+		"limits":   map[string]any{"batch_timeout_ms": 60000}}); r.Status != 201 {
+		t.Fatalf("create pipeline: %d %s", r.Status, r.Body)
+	}
 	c.waitSettled(c.url(1))
 	restart := restarter(net, c)
+	if ph.storage == "mem" {
+		restart = func(node int) { // a real kill took the node's disk: the run cannot go on
+			t.Fatalf("node %d exited with its data in memory: %s", node, lastLine(c.procs[node-1]))
+		}
+	}
+	ctl := newFaultCtl(c, net)
 
 	rec := history.NewRecorder(nil)
 	load := tu.StartLoad(t, c.urls(0), "f", 3, 3) // the idempotent producers of the short fault tests
 	w := startWorkload(rec, c.urls(0), "h", 3, 4, 2, seed)
 
+	kinds := ph.kinds
+	if net != nil {
+		kinds = append(kinds, "partition", "partition", "partition-oneway", "blackhole", "delay")
+	}
+	mustCtl := func(err error) {
+		if err != nil {
+			t.Fatalf("fault control: %v", err)
+		}
+	}
+	waitAll := func() {
+		for _, p := range c.procs {
+			p.WaitReady(90 * time.Second)
+		}
+	}
 	faults := 0
-	end := time.Now().Add(*chaosTime)
+	end := time.Now().Add(length)
 	for time.Now().Before(end) {
 		time.Sleep(time.Duration(2+rng.IntN(4)) * time.Second)
+		reviveDead(c, restart)
 		victim := 1 + rng.IntN(3)
 		target := "any"
 		if rng.IntN(2) == 0 {
@@ -89,10 +216,6 @@ func TestChaos(t *testing.T) {
 		p := c.procs[victim-1]
 		hold := time.Duration(1+rng.IntN(8)) * time.Second
 		faults++
-		kinds := []string{"kill", "kill", "kill", "pause", "pause", "pause", "restart-all"}
-		if net != nil {
-			kinds = append(kinds, "partition", "partition", "partition", "partition-oneway", "partition-oneway", "blackhole", "blackhole", "delay")
-		}
 		switch kind := kinds[rng.IntN(len(kinds))]; kind {
 		case "kill":
 			fmt.Printf("fault kind=kill node=%d target=%s down=%v\n", victim, target, hold)
@@ -102,6 +225,10 @@ func TestChaos(t *testing.T) {
 			restart(victim)
 			p.WaitReady(90 * time.Second)
 			load.SetURLs(c.urls(0))
+		case "crash":
+			fmt.Printf("fault kind=kill mode=in-process node=%d target=%s\n", victim, target)
+			mustCtl(ctl.post(victim, "/crash"))
+			p.WaitReady(90 * time.Second)
 		case "pause":
 			fmt.Printf("fault kind=pause node=%d target=%s for=%v\n", victim, target, hold)
 			p.Signal(syscall.SIGSTOP)
@@ -115,9 +242,40 @@ func TestChaos(t *testing.T) {
 			for i := range c.procs {
 				restart(i + 1)
 			}
-			for _, q := range c.procs {
-				q.WaitReady(90 * time.Second)
+			waitAll()
+		case "crash-all":
+			fmt.Printf("fault kind=restart-all mode=in-process\n")
+			mustCtl(ctl.each("/crash"))
+			waitAll()
+		case "power-loss-all":
+			fmt.Printf("fault kind=power-loss nodes=all\n")
+			mustCtl(ctl.powerLossAll())
+			waitAll()
+		case "power-loss-one":
+			fmt.Printf("fault kind=power-loss nodes=%d target=%s\n", victim, target)
+			mustCtl(ctl.post(victim, "/power-loss"))
+			p.WaitReady(90 * time.Second)
+		case "clock-skew":
+			off := time.Duration(5+rng.IntN(296)) * time.Second
+			if rng.IntN(2) == 0 {
+				off = -off
 			}
+			fmt.Printf("fault kind=clock-skew node=%d target=%s offset=%v for=%v\n", victim, target, off, hold)
+			mustCtl(ctl.post(victim, "/clock?offset="+off.String()))
+			time.Sleep(hold)
+			mustCtl(ctl.post(victim, "/clock?offset=0s"))
+		case "disk-full":
+			fault := "full"
+			if rng.IntN(3) == 0 {
+				fault = "eio"
+			}
+			fmt.Printf("fault kind=disk-full node=%d target=%s error=%s for=%v\n", victim, target, fault, hold)
+			mustCtl(ctl.post(victim, "/disk?fault="+fault))
+			time.Sleep(hold)
+			if err := ctl.post(victim, "/disk?fault=none"); err != nil && p.Alive() {
+				t.Fatalf("fault control: %v", err)
+			}
+			reviveDead(c, restart)
 		case "partition", "partition-oneway", "blackhole", "delay":
 			var links []*netfault.Proxy
 			var desc string
@@ -150,73 +308,105 @@ func TestChaos(t *testing.T) {
 		}
 	}
 
-	// Heal, then fence: every node ready and the cluster settled before the
-	// clients stop and the drain starts.
+	// Heal, then fence: every node up and ready and the cluster settled
+	// before the clients stop and the drain starts.
 	if net != nil {
 		net.heal()
 	}
-	for _, p := range c.procs {
-		p.WaitReady(90 * time.Second)
+	reviveDead(c, restart)
+	for i := range c.procs {
+		ctl.post(i+1, "/clock?offset=0s")
 	}
+	waitAll()
 	c.waitSettled(c.url(1))
 	w.Stop()
 	load.Stop(t)
 	c.waitSettled(c.url(1))
 
-	// The final drain: every partition of h from every replica, up to the
-	// high watermark the leader reports.
+	// The final drain: every partition of h and pin from every replica, up
+	// to the high watermark the leader reports.
 	drainBad := 0
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for part := 0; part < 3; part++ {
-		var hw int64
-		tu.Eventually(t, 60*time.Second, fmt.Sprintf("the high watermark of h/%d", part), func() bool {
-			v, err := highWatermark(ctx, c.url(1), "h", part)
-			hw = v
-			return err == nil
-		})
-		for node := 1; node <= len(c.procs); node++ {
-			got, err := drain(ctx, rec, c.url(uint64(node)), fmt.Sprintf("drain-n%d", node), "h", part, hw)
-			if err != nil {
-				drainBad++
-				t.Errorf("drain of h/%d on node %d: %v (reached %d of %d)", part, node, err, got, hw)
+	pinHW := make([]int64, 3)
+	for _, topic := range []string{"h", pipeIn} {
+		for part := 0; part < 3; part++ {
+			var hw int64
+			tu.Eventually(t, 60*time.Second, fmt.Sprintf("the high watermark of %s/%d", topic, part), func() bool {
+				v, err := highWatermark(ctx, c.url(1), topic, part)
+				hw = v
+				return err == nil
+			})
+			if topic == pipeIn {
+				pinHW[part] = hw
+			}
+			for node := 1; node <= len(c.procs); node++ {
+				got, err := drain(ctx, rec, c.url(uint64(node)), fmt.Sprintf("drain-n%d", node), topic, part, hw)
+				if err != nil {
+					drainBad++
+					t.Errorf("drain of %s/%d on node %d: %v (reached %d of %d)", topic, part, node, err, got, hw)
+				}
 			}
 		}
 	}
+
+	// The pipeline: once its position reached the input's end with no
+	// output pending (a fence), count inputs and outputs per key.
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		ok, why := pipelineCaughtUp(ctx, c.url(1), pinHW)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pipeline did not catch up with its input: %s", why)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the fence; the deadline bounds it
+	}
+	var in, out []kv
+	for part := 0; part < 3; part++ {
+		r, err := readKV(ctx, c.url(1), pipeIn, part, pinHW[part])
+		if err != nil {
+			t.Fatalf("read the pipeline's input: %v", err)
+		}
+		in = append(in, r...)
+		hw, err := highWatermark(ctx, c.url(1), pipeOut, part)
+		if err != nil {
+			t.Fatalf("high watermark of %s/%d: %v", pipeOut, part, err)
+		}
+		r, err = readKV(ctx, c.url(1), pipeOut, part, hw)
+		if err != nil {
+			t.Fatalf("read the pipeline's output: %v", err)
+		}
+		out = append(out, r...)
+	}
+	recordPipelineCounts(rec, in, out)
 
 	h := rec.History()
 	path := *chaosHistory
 	if path == "" {
 		path = filepath.Join(os.TempDir(), fmt.Sprintf("weir-chaos-%d.jsonl", seed))
 	}
+	path = strings.TrimSuffix(path, ".jsonl") + "-" + ph.name + ".jsonl"
 	if f, err := os.Create(path); err == nil {
 		h.WriteTo(f)
 		f.Close()
-		fmt.Printf("chaos: history in %s\n", path)
+		fmt.Printf("chaos: history of phase %s in %s\n", ph.name, path)
 	}
 	rep := history.Check(h, history.Config{Drained: true})
-
 	ledgerBad := 0
 	tu.CheckTopic(countingTB{TB: t, n: &ledgerBad}, load.Ledger, "f", c.url(1), c.url)
-
-	if out := rep.String(); out != "" {
-		fmt.Println(strings.TrimRight(out, "\n"))
+	for _, a := range rep.Anomalies {
+		if a.Count > 0 {
+			fmt.Printf("chaos: phase %s: anomaly class=%s count=%d\n", ph.name, a.Class, a.Count)
+			for _, e := range a.Examples {
+				fmt.Printf("  %s\n", e)
+			}
+		}
 	}
-	fmt.Printf("anomaly class=%s count=%d\n", ledgerClass, ledgerBad)
-	fmt.Printf("anomaly class=%s count=%d\n", drainClass, drainBad)
-
-	// Operations: the history's, and the ledger producers' acknowledged
-	// writes (their retries are not counted).
-	ops, acked := len(h.Calls())+load.Ledger.Count(), countOK(h)+load.Ledger.Count()
-	anomalies := rep.Total() + ledgerBad + drainBad
-	if rep.Total() > 0 {
-		t.Errorf("the history has %d anomalies (history in %s, seed %d)", rep.Total(), path, seed)
-	}
-	if acked == 0 {
-		t.Error("no produce was acknowledged")
-	}
-	fmt.Printf("chaos: faults=%d history-ops=%d ledger-acks=%d\n", faults, len(h.Calls()), load.Ledger.Count())
-	fmt.Printf("chaos: ops=%d acknowledged=%d anomalies=%d seed=%d\n", ops, acked, anomalies, seed)
+	fmt.Printf("chaos: phase %s: faults=%d history-ops=%d acknowledged=%d ledger-acks=%d anomalies=%d pipeline inputs=%d outputs=%d\n",
+		ph.name, faults, len(h.Calls()), countOK(h), load.Ledger.Count(), rep.Total()+ledgerBad+drainBad, len(in), len(out))
+	return chaosResult{report: rep, ledgerBad: ledgerBad, drainBad: drainBad, faults: faults,
+		ops: len(h.Calls()) + load.Ledger.Count(), acked: countOK(h) + load.Ledger.Count()}
 }
 
 // countOK counts the history's acknowledged produces.

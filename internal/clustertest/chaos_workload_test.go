@@ -114,6 +114,14 @@ func startWorkload(rec *history.Recorder, urls []string, topic string, parts, pr
 		w.wg.Add(1)
 		go w.consumer(fmt.Sprintf("c%d", i), rand.New(rand.NewPCG(seed, uint64(1000+i))))
 	}
+	// chaos_apps_test.go: queue consumers of subscription chaosq, and the
+	// producer of the exactly-once pipeline's input.
+	for i := 0; i < 2; i++ {
+		w.wg.Add(1)
+		go w.queueConsumer(fmt.Sprintf("q%d", i), rand.New(rand.NewPCG(seed, uint64(2000+i))))
+	}
+	w.wg.Add(1)
+	go w.pipeProducer("pp", rand.New(rand.NewPCG(seed, 3000)))
 	return w
 }
 

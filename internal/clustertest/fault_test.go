@@ -16,8 +16,12 @@ type cluster struct {
 	procs []*tu.Proc
 }
 
-func newCluster(t *testing.T) *cluster {
-	c := &cluster{t: t, procs: tu.StartWeirCluster(t, 3)}
+func newCluster(t *testing.T) *cluster { return newClusterWith(t, nil) }
+
+// newClusterWith is newCluster with flags of each node's own (see
+// tu.StartWeirClusterWith).
+func newClusterWith(t *testing.T, nodeArgs func(node int) []string) *cluster {
+	c := &cluster{t: t, procs: tu.StartWeirClusterWith(t, 3, nodeArgs)}
 	c.waitUp()
 	if r := tu.Do(t, "POST", c.url(1)+"/v1/topics", map[string]any{"name": "f", "partitions": 3}); r.Status != 201 {
 		t.Fatalf("create: %d %s", r.Status, r.Body)

@@ -19,6 +19,7 @@ import (
 	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/gateway/kafka"
+	"github.com/weir-broker/weir/internal/link"
 	"github.com/weir-broker/weir/internal/peer"
 	"github.com/weir-broker/weir/internal/telemetry"
 	"github.com/weir-broker/weir/objstore"
@@ -73,6 +74,9 @@ type Config struct {
 	// store of tiered topics (docs/tiered-storage.md); Start creates the
 	// bucket when missing. Raft.Tiered tunes the rest.
 	TieredStorage objstore.S3Config
+
+	// Links tunes the cluster link runner (links.go, docs/geo-replication.md).
+	Links link.Config
 }
 
 // validate reports a negative limit in the parts' configurations before
@@ -105,6 +109,7 @@ type Server struct {
 
 	peer      *peer.Handler // node-to-node calls (closed by Close)
 	quotas    *quota.Limiter
+	runLinks  func(context.Context)          // the mirror pullers (links.go)
 	pipes     atomic.Pointer[core.Pipelines] // Pipelines, for telemetry's lag gauges, once started
 	ln        net.Listener
 	scheme    string
@@ -270,6 +275,7 @@ func newServer(cfg Config, host *raftlog.Host, tel *telemetry.Telemetry, authSvc
 	gc := cfg.Gateway
 	gc.Logger = cfg.Logger
 	gc.Groups, gc.Auth, gc.Quotas, gc.Cluster = s.Groups, authSvc, s.quotas, host
+	s.runLinks = startLinks(cfg, broker, &gc, tel) // links.go: /v1/links and the mirror pullers
 	if s.Gateway, err = gateway.New(broker, gc); err != nil {
 		return nil, err
 	}
@@ -319,6 +325,7 @@ func (s *Server) run(cfg Config, authSvc *auth.Service, ls *listeners) error {
 	}
 	s.pipes.Store(s.Pipelines)
 	s.goRun(ctx, s.Broker.RunRetention)
+	s.goRun(ctx, s.runLinks)
 	go func() { s.serveErr <- s.Gateway.Serve(ls.http) }()
 	if s.Kafka, err = startKafka(cfg, ls.kafka, ls.kafkaAdv, s.Broker, authSvc, s.quotas, s.Host); err != nil { // kafka.go, owns ls.kafka
 		s.Close(context.Background())

@@ -44,6 +44,9 @@ const (
 	CodePipelineExists       Code = "pipeline_exists"
 	CodeLeaseLost            Code = "lease_lost"
 	CodeInvalidReceipt       Code = "invalid_receipt"
+	CodeMirrorTopic          Code = "mirror_topic" // a produce to a read-only mirror topic (cluster links)
+	CodeLinkNotFound         Code = "link_not_found"
+	CodeLinkExists           Code = "link_exists"
 )
 
 // Error is an error answer of the API: its HTTP status (0 on WebSocket),

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Server CPU per record: on a shared, noisy machine the records/s of a run
+// move with whatever else runs, but the CPU time the servers spend per
+// record moves much less; -server-pids names the server processes
+// (scripts/bench-compare.sh passes them) and each result then carries the
+// CPU seconds (user + system) they used from the start of the measured
+// phase to its end, per record.
+
+var (
+	cpuPids    []int   // -server-pids
+	cpuAtStart float64 // servers' CPU seconds when the measured phase began
+)
+
+// startClock marks the start of a scenario's measured phase.
+func startClock() time.Time {
+	cpuAtStart = serverCPU()
+	return time.Now()
+}
+
+// serverCPU is the CPU seconds used so far by the processes of cpuPids
+// (those that exited count nothing).
+func serverCPU() float64 {
+	var ticks int64
+	for _, pid := range cpuPids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The command name may hold spaces: fields count from after ')'.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64) // utime: field 14 of stat
+		st, _ := strconv.ParseInt(f[12], 10, 64) // stime: field 15
+		ticks += ut + st
+	}
+	return float64(ticks) / 100 // USER_HZ, 100 on Linux
+}
+
+func parsePids(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("-server-pids: bad pid %q", f)
+		}
+		out = append(out, pid)
+	}
+	return out, nil
+}
