@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway"
@@ -48,12 +49,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				return err
 			}
 			if pprofAddr != "" {
-				go func() {
-					logger.Info("pprof listening", "addr", pprofAddr)
-					if err := http.ListenAndServe(pprofAddr, nil); err != nil {
-						logger.Error("pprof", "err", err)
-					}
-				}()
+				go servePprof(pprofAddr, logger)
 			}
 			pm, err := parsePeers(peers)
 			if err != nil {
@@ -104,13 +100,26 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.DurationVar(&quotas.Burst, "quota-burst", time.Second, "how many seconds of its quota's rate a principal may spend at once (docs/quotas.md)")
 	sec.flags(f)
 	tiered.flags(f)
-	// Test-only (docs/guarantees.md, "Analysis"): a fault-control listener
-	// for the chaos harness. Hidden; refused with --auth or off loopback.
+	testFaultFlags(f, &faults)
+	return cmd
+}
+
+// testFaultFlags are test-only flags (docs/guarantees.md, "Analysis"): a
+// fault-control listener for the chaos harness. Hidden; refused with
+// --auth or off loopback.
+func testFaultFlags(f *pflag.FlagSet, faults *server.TestFaultsConfig) {
 	f.StringVar(&faults.Addr, "test-faults", "", "TEST ONLY: loopback address of the fault-control listener (disk, clock, power loss)")
 	f.StringVar(&faults.Storage, "test-faults-storage", "mem", "TEST ONLY: mem (data in memory, lost with the process) or disk")
 	f.MarkHidden("test-faults")
 	f.MarkHidden("test-faults-storage")
-	return cmd
+}
+
+// servePprof serves Go's net/http/pprof on addr until the process ends.
+func servePprof(addr string, logger *slog.Logger) {
+	logger.Info("pprof listening", "addr", addr)
+	if err := http.ListenAndServe(addr, nil); err != nil {
+		logger.Error("pprof", "err", err)
+	}
 }
 
 // newServeLogger is the node's logger at level (debug, info, warn or
