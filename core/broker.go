@@ -36,14 +36,13 @@ type BrokerConfig struct {
 	ProposalsInFlight int
 	Logger            *slog.Logger
 	// Telemetry receives traces and metrics; nil: a Telemetry with tracing
-	// off and no metric export (its counters still feed GET /v1/stats).
+	// off and NoMetrics.
 	Telemetry *Telemetry
 }
 
 // Validate reports a configuration that cannot be meant: a negative count,
 // size or duration (zero takes the default; only DefaultRetentionMs may be
-// -1, forever). NewBroker returns no error, so whoever takes the values
-// from users calls it before (internal/server does, at start).
+// -1, forever). NewBroker calls it and returns its error.
 func (c *BrokerConfig) Validate() error {
 	if c.DefaultRetentionMs < -1 {
 		return fmt.Errorf("core: BrokerConfig.DefaultRetentionMs is %d: it must be ≥ -1 (-1: forever, 0: the default)", c.DefaultRetentionMs)
@@ -124,7 +123,7 @@ func (c *BrokerConfig) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.Telemetry == nil {
-		c.Telemetry, _ = NewTelemetry(TelemetryConfig{}) // cannot fail with the no-op meter
+		c.Telemetry = NewTelemetry(TelemetryConfig{}) // tracing off, NoMetrics
 	}
 }
 
@@ -145,11 +144,14 @@ type Broker struct {
 	endWaitsOnce sync.Once
 }
 
-// NewBroker returns a broker over store.
-func NewBroker(store Store, cfg BrokerConfig) *Broker {
+// NewBroker returns a broker over store, or cfg.Validate's error.
+func NewBroker(store Store, cfg BrokerConfig) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
 	return &Broker{cfg: cfg, store: store, rr: map[string]*atomic.Uint64{}, endWaits: make(chan struct{}),
-		commit: newCommitter(cfg.ProposalsInFlight, cfg.MaxBatchRecords, cfg.Telemetry)}
+		commit: newCommitter(cfg.ProposalsInFlight, cfg.MaxBatchRecords, cfg.Telemetry)}, nil
 }
 
 // EndWaits ends every long poll now waiting or started later — fetches,

@@ -28,8 +28,9 @@
 // idempotence by producer id and sequence), ProduceNoAck,
 // Fetch with long-poll, group offsets and lag, topic management, and
 // retention (RunRetention trims, on the leader, what RetentionPoint allows).
-// On top of it, each with a Config whose zero value is useful (BrokerConfig,
-// GroupConfig and QueueConfig also have Validate):
+// On top of it, each with a Config whose zero value is useful; every
+// constructor (NewBroker, NewGroupCoordinator, NewQueues, NewPipelines)
+// calls its Config's Validate and returns the error, constructing nothing:
 //
 //   - GroupCoordinator: Kafka-style consumer groups, one document per group
 //     in the catalog, changed by compare-and-set from any node;
@@ -42,21 +43,22 @@
 //     catalog (link.go); Produce refuses a mirror topic until it is
 //     promoted (ErrMirrorTopic), and MirrorLog is the conditional append
 //     internal/link mirrors through;
-//   - Telemetry: spans and metrics through the OpenTelemetry API only
-//     (internal/telemetry sets up the SDK), safe on a nil receiver.
+//   - Telemetry: spans through the OpenTelemetry API, counts and durations
+//     handed to a Metrics hook (internal/telemetry implements it with the
+//     SDK's instruments; NoMetrics is the default), safe on a nil receiver.
 //
 // # Use
 //
 // internal/server wires a node; reduced to core, it is:
 //
 //	host, err := raftlog.New(raftlog.Config{NodeID: 1, DataDir: dir, RaftAddr: addr})
-//	broker := core.NewBroker(host, core.BrokerConfig{Telemetry: tel.Core()})
+//	broker, err := core.NewBroker(host, core.BrokerConfig{Telemetry: tel.Core()})
 //	go broker.RunRetention(ctx)
-//	groups := core.NewGroupCoordinator(broker, core.GroupConfig{NodeID: 1})
+//	groups, err := core.NewGroupCoordinator(broker, core.GroupConfig{NodeID: 1})
 //	go groups.Run(ctx)
-//	queues := core.NewQueues(broker, core.QueueConfig{})
+//	queues, err := core.NewQueues(broker, core.QueueConfig{})
 //	go queues.Run(ctx) // maintenance; stops the partition workers when ctx ends
-//	pipes := core.NewPipelines(broker, wasmHost, core.PipelinesConfig{})
+//	pipes, err := core.NewPipelines(broker, wasmHost, core.PipelinesConfig{})
 //	go pipes.Run(ctx)
 //
 //	res, err := broker.Produce(ctx, &core.ProduceRequest{Topic: "orders",

@@ -66,8 +66,7 @@ type GroupConfig struct {
 
 // Validate reports a negative duration or count (zero takes the default),
 // or a MinSessionTimeout above MaxSessionTimeout when both are set.
-// NewGroupCoordinator returns no error, so whoever takes the values from
-// users calls it before (internal/server does, at start).
+// NewGroupCoordinator calls it and returns its error.
 func (c *GroupConfig) Validate() error {
 	if err := negative("GroupConfig",
 		durField("DefaultSessionTimeout", c.DefaultSessionTimeout),
@@ -218,10 +217,14 @@ type beatSeen struct {
 	since time.Time
 }
 
-// NewGroupCoordinator returns a coordinator over the broker's store.
-func NewGroupCoordinator(b *Broker, cfg GroupConfig) *GroupCoordinator {
+// NewGroupCoordinator returns a coordinator over the broker's store, or
+// cfg.Validate's error.
+func NewGroupCoordinator(b *Broker, cfg GroupConfig) (*GroupCoordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
-	return &GroupCoordinator{cfg: cfg, broker: b, store: b.Store(), local: map[string]map[string]int{}, beats: map[beatKey]beatSeen{}}
+	return &GroupCoordinator{cfg: cfg, broker: b, store: b.Store(), local: map[string]map[string]int{}, beats: map[beatKey]beatSeen{}}, nil
 }
 
 // Config returns the effective configuration.
@@ -774,65 +777,7 @@ func Assign(members []GroupMember, partitions map[string]int) map[string][]Topic
 		if len(ms) == 0 || n <= 0 {
 			continue
 		}
-		// What each member holds now (valid partitions, each claimed once).
-		claimed := make([]bool, n)
-		held := make(map[string][]int, len(ms))
-		for _, m := range ms {
-			for _, tp := range m.Assignment {
-				if tp.Topic != t {
-					continue
-				}
-				for _, p := range tp.Partitions {
-					if p >= 0 && p < n && !claimed[p] {
-						claimed[p] = true
-						held[m.ID] = append(held[m.ID], p)
-					}
-				}
-			}
-			sort.Ints(held[m.ID])
-		}
-		// The r members holding the most get the larger share.
-		order := slices.Clone(ms)
-		sort.SliceStable(order, func(i, j int) bool {
-			hi, hj := len(held[order[i].ID]), len(held[order[j].ID])
-			if hi != hj {
-				return hi > hj
-			}
-			return order[i].ID < order[j].ID
-		})
-		q, r := n/len(ms), n%len(ms)
-		quota := make(map[string]int, len(ms))
-		for i, m := range order {
-			quota[m.ID] = q
-			if i < r {
-				quota[m.ID]++
-			}
-		}
-		taken := make([]bool, n)
-		final := make(map[string][]int, len(ms))
-		for _, m := range ms {
-			keep := held[m.ID]
-			if len(keep) > quota[m.ID] {
-				keep = keep[:quota[m.ID]]
-			}
-			for _, p := range keep {
-				taken[p] = true
-			}
-			final[m.ID] = slices.Clone(keep)
-		}
-		// Hand out the free partitions, in order, to members below quota.
-		byID := slices.Clone(ms)
-		sort.Slice(byID, func(i, j int) bool { return byID[i].ID < byID[j].ID })
-		next := 0
-		for _, m := range byID {
-			for len(final[m.ID]) < quota[m.ID] {
-				for taken[next] {
-					next++
-				}
-				taken[next] = true
-				final[m.ID] = append(final[m.ID], next)
-			}
-		}
+		final := assignTopic(t, n, ms)
 		for _, m := range ms {
 			ps := final[m.ID]
 			sort.Ints(ps)
@@ -842,6 +787,84 @@ func Assign(members []GroupMember, partitions map[string]int) map[string][]Topic
 		}
 	}
 	return out
+}
+
+// assignTopic shares topic t's n partitions among ms (its consumers):
+// each keeps what it holds up to its quota, the rest go in order to those
+// below quota. It returns the partitions by member ID.
+func assignTopic(t string, n int, ms []*GroupMember) map[string][]int {
+	held := heldPartitions(t, n, ms)
+	quota := assignQuotas(n, ms, held)
+	taken := make([]bool, n)
+	final := make(map[string][]int, len(ms))
+	for _, m := range ms {
+		keep := held[m.ID]
+		if len(keep) > quota[m.ID] {
+			keep = keep[:quota[m.ID]]
+		}
+		for _, p := range keep {
+			taken[p] = true
+		}
+		final[m.ID] = slices.Clone(keep)
+	}
+	// Hand out the free partitions, in order, to members below quota.
+	byID := slices.Clone(ms)
+	sort.Slice(byID, func(i, j int) bool { return byID[i].ID < byID[j].ID })
+	next := 0
+	for _, m := range byID {
+		for len(final[m.ID]) < quota[m.ID] {
+			for taken[next] {
+				next++
+			}
+			taken[next] = true
+			final[m.ID] = append(final[m.ID], next)
+		}
+	}
+	return final
+}
+
+// heldPartitions is what each member holds of topic t now: valid
+// partitions, each claimed once, sorted.
+func heldPartitions(t string, n int, ms []*GroupMember) map[string][]int {
+	claimed := make([]bool, n)
+	held := make(map[string][]int, len(ms))
+	for _, m := range ms {
+		for _, tp := range m.Assignment {
+			if tp.Topic != t {
+				continue
+			}
+			for _, p := range tp.Partitions {
+				if p >= 0 && p < n && !claimed[p] {
+					claimed[p] = true
+					held[m.ID] = append(held[m.ID], p)
+				}
+			}
+		}
+		sort.Ints(held[m.ID])
+	}
+	return held
+}
+
+// assignQuotas is how many of n partitions each member gets: n/len(ms),
+// one more for the n%len(ms) members holding the most (then by ID).
+func assignQuotas(n int, ms []*GroupMember, held map[string][]int) map[string]int {
+	order := slices.Clone(ms)
+	sort.SliceStable(order, func(i, j int) bool {
+		hi, hj := len(held[order[i].ID]), len(held[order[j].ID])
+		if hi != hj {
+			return hi > hj
+		}
+		return order[i].ID < order[j].ID
+	})
+	q, r := n/len(ms), n%len(ms)
+	quota := make(map[string]int, len(ms))
+	for i, m := range order {
+		quota[m.ID] = q
+		if i < r {
+			quota[m.ID]++
+		}
+	}
+	return quota
 }
 
 func equalAssignment(a, b []TopicPartitions) bool {

@@ -71,6 +71,55 @@ func (c *GroupCoordinator) Poll(ctx context.Context, req *PollRequest) (*PollRes
 	maxBytes = min(maxBytes, bc.MaxFetchBytes)
 	wait := min(req.Wait, bc.MaxWait)
 
+	parts := c.pollParts(req, ms)
+	res := &PollResult{Membership: ms}
+	var timer *time.Timer
+	start := int(ms.Generation) // rotate the first partition read between polls
+	for round := 0; ; round++ {
+		chans := make([]<-chan struct{}, 0, len(parts)+1)
+		chans = append(chans, c.store.CatalogChanged())
+		for _, pp := range parts {
+			chans = append(chans, pp.log.Changed())
+		}
+		batches, err := readPollParts(ctx, parts, start+round, maxRecs, maxBytes, ms.From)
+		if err != nil {
+			return nil, err
+		}
+		res.Batches = append(res.Batches, batches...)
+		if len(batches) > 0 || wait <= 0 {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		switch i := waitAny(ctx, timer.C, append(chans[:len(chans):len(chans)], c.broker.WaitsEnded())); {
+		case i == -1:
+			return nil, ctx.Err()
+		case i == -2, i == len(chans): // the wait ran out, or the node is shutting down
+			wait = 0 // one last read, then answer
+		case i == 0:
+			cur, err := c.Member(req.Group, req.Member)
+			if err != nil {
+				return nil, err
+			}
+			if cur.Generation != ms.Generation {
+				// Rebalanced: answer now with the new assignment and no
+				// records; positions of the old one still help the member.
+				res.Membership = cur
+				res.Positions = positionsOf(parts)
+				return res, nil
+			}
+		}
+	}
+	res.Positions = positionsOf(parts)
+	return res, nil
+}
+
+// pollParts are the member's assigned partitions with where it reads
+// each: the position the request gives, else the group's committed
+// offset, else the member's reset policy.
+func (c *GroupCoordinator) pollParts(req *PollRequest, ms Membership) []*pollPart {
 	type tp struct {
 		t string
 		p int
@@ -101,78 +150,50 @@ func (c *GroupCoordinator) Poll(ctx context.Context, req *PollRequest) (*PollRes
 			parts = append(parts, pp)
 		}
 	}
-	res := &PollResult{Membership: ms}
-	var timer *time.Timer
-	start := int(ms.Generation) // rotate the first partition read between polls
-	for round := 0; ; round++ {
-		chans := make([]<-chan struct{}, 0, len(parts)+1)
-		chans = append(chans, c.store.CatalogChanged())
-		for _, pp := range parts {
-			chans = append(chans, pp.log.Changed())
-		}
-		recs, bytes := 0, 0
-		for i := range parts {
-			if recs >= maxRecs || bytes >= maxBytes {
-				break
-			}
-			pp := parts[(start+round+i)%len(parts)]
-			got, err := pp.log.Read(ctx, pp.pos, maxRecs-recs, maxBytes-bytes)
-			var re *OffsetRangeError
-			if errors.As(err, &re) {
-				if re.Offset > re.HighWatermark {
-					// Past the end as this replica sees it: a replica
-					// behind the leader (after a restart, a partition) or a
-					// position ahead of the log. Offsets are never taken
-					// back once committed, so resetting would re-read the
-					// partition (or, from latest, skip it): wait instead.
-					continue
-				}
-				// Trimmed by retention: the member's reset policy decides
-				// where it goes on.
-				pp.pos = resetPosition(pp.log, ms.From)
-				got, err = pp.log.Read(ctx, pp.pos, maxRecs-recs, maxBytes-bytes)
-			}
-			if err != nil {
-				return nil, err
-			}
-			if len(got) == 0 {
-				continue
-			}
-			for i := range got {
-				bytes += got[i].Size()
-			}
-			recs += len(got)
-			pp.pos = got[len(got)-1].Offset + 1
-			res.Batches = append(res.Batches, PartitionRecords{Topic: pp.topic, Partition: pp.p, Records: got})
-		}
-		if recs > 0 || wait <= 0 {
+	return parts
+}
+
+// readPollParts reads the partitions once, starting at parts[first %
+// len], until maxRecs records or maxBytes bytes, advancing each position
+// past what it read; a position trimmed by retention is reset by from.
+func readPollParts(ctx context.Context, parts []*pollPart, first, maxRecs, maxBytes int, from string) ([]PartitionRecords, error) {
+	var batches []PartitionRecords
+	recs, bytes := 0, 0
+	for i := range parts {
+		if recs >= maxRecs || bytes >= maxBytes {
 			break
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
-		}
-		switch i := waitAny(ctx, timer.C, append(chans[:len(chans):len(chans)], c.broker.WaitsEnded())); {
-		case i == -1:
-			return nil, ctx.Err()
-		case i == -2, i == len(chans): // the wait ran out, or the node is shutting down
-			wait = 0 // one last read, then answer
-		case i == 0:
-			cur, err := c.Member(req.Group, req.Member)
-			if err != nil {
-				return nil, err
+		pp := parts[(first+i)%len(parts)]
+		got, err := pp.log.Read(ctx, pp.pos, maxRecs-recs, maxBytes-bytes)
+		var re *OffsetRangeError
+		if errors.As(err, &re) {
+			if re.Offset > re.HighWatermark {
+				// Past the end as this replica sees it: a replica
+				// behind the leader (after a restart, a partition) or a
+				// position ahead of the log. Offsets are never taken
+				// back once committed, so resetting would re-read the
+				// partition (or, from latest, skip it): wait instead.
+				continue
 			}
-			if cur.Generation != ms.Generation {
-				// Rebalanced: answer now with the new assignment and no
-				// records; positions of the old one still help the member.
-				res.Membership = cur
-				res.Positions = positionsOf(parts)
-				return res, nil
-			}
+			// Trimmed by retention: the member's reset policy decides
+			// where it goes on.
+			pp.pos = resetPosition(pp.log, from)
+			got, err = pp.log.Read(ctx, pp.pos, maxRecs-recs, maxBytes-bytes)
 		}
+		if err != nil {
+			return nil, err
+		}
+		if len(got) == 0 {
+			continue
+		}
+		for i := range got {
+			bytes += got[i].Size()
+		}
+		recs += len(got)
+		pp.pos = got[len(got)-1].Offset + 1
+		batches = append(batches, PartitionRecords{Topic: pp.topic, Partition: pp.p, Records: got})
 	}
-	res.Positions = positionsOf(parts)
-	return res, nil
+	return batches, nil
 }
 
 func positionsOf(parts []*pollPart) []GroupOffset {

@@ -92,7 +92,7 @@ func TestGroupExpiryIgnoresClockSkew(t *testing.T) {
 			clocks := []skewedClock{{&sim, 0}, {&sim, skew}}
 			var nodes []*GroupCoordinator
 			for i, c := range clocks {
-				nodes = append(nodes, NewGroupCoordinator(NewBroker(st, BrokerConfig{}), GroupConfig{NodeID: uint64(i + 1), Now: c.now}))
+				nodes = append(nodes, newGroupsT(t, newBrokerT(t, st, BrokerConfig{}), GroupConfig{NodeID: uint64(i + 1), Now: c.now}))
 			}
 			ctx := context.Background()
 			const session = 10 * time.Second

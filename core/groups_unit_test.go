@@ -21,7 +21,7 @@ func newGroupEnv(t *testing.T, partitions int) *groupEnv {
 	t.Helper()
 	e := &groupEnv{env: newEnv(t, memstore.Config{}), clock: newClock()}
 	e.topic(t, "g", partitions)
-	e.c = core.NewGroupCoordinator(e.broker, core.GroupConfig{Now: e.clock.Now, CheckInterval: 5 * time.Millisecond})
+	e.c = must[*core.GroupCoordinator](t)(core.NewGroupCoordinator(e.broker, core.GroupConfig{Now: e.clock.Now, CheckInterval: 5 * time.Millisecond}))
 	return e
 }
 

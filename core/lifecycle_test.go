@@ -11,7 +11,7 @@ import (
 // the service then refuses to start partition workers.
 func TestQueuesRunLifecycle(t *testing.T) {
 	t.Parallel()
-	q := NewQueues(NewBroker(nil, BrokerConfig{}), QueueConfig{MaintenanceInterval: time.Hour})
+	q := newQueuesT(t, newBrokerT(t, nil, BrokerConfig{}), QueueConfig{MaintenanceInterval: time.Hour})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); q.Run(ctx) }()
@@ -34,7 +34,7 @@ func TestQueuesRunLifecycle(t *testing.T) {
 
 func TestQueuesCloseBeforeRun(t *testing.T) {
 	t.Parallel()
-	q := NewQueues(NewBroker(nil, BrokerConfig{}), QueueConfig{})
+	q := newQueuesT(t, newBrokerT(t, nil, BrokerConfig{}), QueueConfig{})
 	q.Close() // nothing was started
 	done := make(chan struct{})
 	go func() { defer close(done); q.Run(t.Context()) }()
@@ -47,7 +47,7 @@ func TestQueuesCloseBeforeRun(t *testing.T) {
 
 func TestWaitNoAck(t *testing.T) {
 	t.Parallel()
-	b := NewBroker(nil, BrokerConfig{})
+	b := newBrokerT(t, nil, BrokerConfig{})
 	if err := b.WaitNoAck(t.Context()); err != nil {
 		t.Fatalf("WaitNoAck with nothing in flight = %v", err)
 	}
@@ -61,4 +61,33 @@ func TestWaitNoAck(t *testing.T) {
 	if err := b.WaitNoAck(t.Context()); err != nil {
 		t.Fatalf("WaitNoAck after the append ended = %v", err)
 	}
+}
+
+// newBrokerT, newQueuesT and newGroupsT construct a service, failing tb on
+// a configuration error.
+func newBrokerT(tb testing.TB, store Store, cfg BrokerConfig) *Broker {
+	tb.Helper()
+	b, err := NewBroker(store, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func newQueuesT(tb testing.TB, b *Broker, cfg QueueConfig) *Queues {
+	tb.Helper()
+	q, err := NewQueues(b, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return q
+}
+
+func newGroupsT(tb testing.TB, b *Broker, cfg GroupConfig) *GroupCoordinator {
+	tb.Helper()
+	c, err := NewGroupCoordinator(b, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }

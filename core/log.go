@@ -52,6 +52,17 @@ type SegmentInfo struct {
 	Remote bool
 }
 
+// TxnProposer is what a PartitionLog also implements when it can queue a
+// state transaction without waiting for it, in order: the queue service
+// then pipelines its partition work (QueueConfig.PipelineDepth). wait
+// reports Applied false with no error when the proposal was provably not
+// applied. raftlog's and memstore's partitions implement it (each asserts
+// so at compile time, so that a change of this signature fails to build
+// instead of turning pipelining off).
+type TxnProposer interface {
+	ProposeTxn(txn *StateTxn) (wait func(context.Context) (TxnResult, error), err error)
+}
+
 // PartitionLog is one partition's replicated log as the domain sees it.
 // Implementations are safe for concurrent use.
 type PartitionLog interface {

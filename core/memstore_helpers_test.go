@@ -53,7 +53,19 @@ func newEnv(t *testing.T, cfg memstore.Config) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	st := memstore.New(cfg)
-	return &env{st: st, broker: core.NewBroker(st, core.BrokerConfig{}), ctx: ctx}
+	return &env{st: st, broker: must[*core.Broker](t)(core.NewBroker(st, core.BrokerConfig{})), ctx: ctx}
+}
+
+// must returns a constructor's value, failing t on its error:
+// must[*core.Broker](t)(core.NewBroker(st, cfg)).
+func must[T any](t testing.TB) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
 }
 
 func (e *env) topic(t *testing.T, name string, partitions int) {

@@ -308,8 +308,24 @@ type procEntry struct {
 	limits  ProcessorLimits
 }
 
-// NewPipelines returns the pipeline service. Call Run to start processing.
-func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
+// Validate reports a negative count, size or duration (zero takes the
+// default). NewPipelines calls it and returns its error.
+func (c *PipelinesConfig) Validate() error {
+	return negative("PipelinesConfig",
+		durField("ResyncInterval", c.ResyncInterval),
+		intField("MaxBatchBytes", c.MaxBatchBytes),
+		intField("MaxModuleBytes", c.MaxModuleBytes),
+		intField("LogLines", c.LogLines),
+		durField("DrainTimeout", c.DrainTimeout),
+	)
+}
+
+// NewPipelines returns the pipeline service, or cfg.Validate's error. Call
+// Run to start processing.
+func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) (*Pipelines, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 500 * time.Millisecond
 	}
@@ -329,7 +345,7 @@ func NewPipelines(b *Broker, rt Runtime, cfg PipelinesConfig) *Pipelines {
 		cfg.Logger = slog.Default()
 	}
 	return &Pipelines{cfg: cfg, broker: b, store: b.Store(), rt: rt, log: cfg.Logger,
-		workers: map[pipeKey]*pipeWorker{}, procs: map[string]*procEntry{}, logs: newLogRing(cfg.LogLines)}
+		workers: map[pipeKey]*pipeWorker{}, procs: map[string]*procEntry{}, logs: newLogRing(cfg.LogLines)}, nil
 }
 
 // UploadModule validates wasm and stores it as the next version of name.
@@ -409,26 +425,12 @@ func (p *Pipelines) ensureTopic(ctx context.Context, name string) error {
 
 // Modules lists modules by name.
 func (p *Pipelines) Modules() []Module {
-	var out []Module
-	for _, b := range p.store.CatalogList(catalogModules) {
-		var m Module
-		if json.Unmarshal(b, &m) == nil {
-			out = append(out, m)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return catalogList(p.store, catalogModules, func(m Module) string { return m.Name })
 }
 
 // Module returns one module.
 func (p *Pipelines) Module(name string) (Module, error) {
-	b, ok := p.store.CatalogGet(catalogModules, name)
-	if !ok {
-		return Module{}, fmt.Errorf("%w: module %q does not exist", ErrModuleNotFound, name)
-	}
-	var m Module
-	err := json.Unmarshal(b, &m)
-	return m, err
+	return catalogGet[Module](p.store, catalogModules, name, ErrModuleNotFound, "module")
 }
 
 // DeleteModule removes a module; pipelines that use it refuse the delete.
@@ -657,26 +659,49 @@ func (p *Pipelines) Upgrade(ctx context.Context, name string, u PipelineUpgrade)
 
 // List returns every pipeline by name.
 func (p *Pipelines) List() []PipelineSpec {
-	var out []PipelineSpec
-	for _, b := range p.store.CatalogList(catalogPipelines) {
-		var s PipelineSpec
-		if json.Unmarshal(b, &s) == nil {
-			out = append(out, s)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return catalogList(p.store, catalogPipelines, func(s PipelineSpec) string { return s.Name })
 }
 
 // Get returns one pipeline.
 func (p *Pipelines) Get(name string) (PipelineSpec, error) {
-	b, ok := p.store.CatalogGet(catalogPipelines, name)
-	if !ok {
-		return PipelineSpec{}, fmt.Errorf("%w: pipeline %q does not exist", ErrPipelineNotFound, name)
+	return catalogGet[PipelineSpec](p.store, catalogPipelines, name, ErrPipelineNotFound, "pipeline")
+}
+
+// PipelineNames lists the names of the pipelines defined in the catalog,
+// for a node that does not run the pipeline service (GET /v1/stats).
+func PipelineNames(c Catalog) []string {
+	var out []string
+	for name := range c.CatalogList(catalogPipelines) {
+		out = append(out, name)
 	}
-	var s PipelineSpec
-	err := json.Unmarshal(b, &s)
-	return s, err
+	sort.Strings(out)
+	return out
+}
+
+// catalogList decodes every JSON document of a catalog table (skipping
+// those that do not decode), sorted by name.
+func catalogList[T any](c Catalog, table string, name func(T) string) []T {
+	var out []T
+	for _, b := range c.CatalogList(table) {
+		var v T
+		if json.Unmarshal(b, &v) == nil {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return name(out[i]) < name(out[j]) })
+	return out
+}
+
+// catalogGet decodes the JSON document key of a catalog table; a missing
+// one is notFound, naming it what.
+func catalogGet[T any](c Catalog, table, key string, notFound error, what string) (T, error) {
+	var v T
+	b, ok := c.CatalogGet(table, key)
+	if !ok {
+		return v, fmt.Errorf("%w: %s %q does not exist", notFound, what, key)
+	}
+	err := json.Unmarshal(b, &v)
+	return v, err
 }
 
 // Delete removes a pipeline; its workers stop. Its positions, keyed state

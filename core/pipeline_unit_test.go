@@ -56,7 +56,7 @@ func newPipeEnv(t *testing.T, proc procFunc) *pipeEnv {
 	e := &pipeEnv{env: newEnv(t, memstore.Config{})}
 	e.topic(t, "in", 2)
 	e.topic(t, "out", 2)
-	e.p = core.NewPipelines(e.broker, fakeRuntime{proc}, core.PipelinesConfig{ResyncInterval: 10 * time.Millisecond})
+	e.p = must[*core.Pipelines](t)(core.NewPipelines(e.broker, fakeRuntime{proc}, core.PipelinesConfig{ResyncInterval: 10 * time.Millisecond}))
 	if _, _, err := e.p.UploadModule(e.ctx, "m", []byte("not wasm")); err != nil {
 		t.Fatal(err)
 	}

@@ -53,8 +53,7 @@ type QueueConfig struct {
 }
 
 // Validate reports a negative count, size or duration (zero takes the
-// default). NewQueues returns no error, so whoever takes the values from
-// users calls it before (internal/server does, at start).
+// default). NewQueues calls it and returns its error.
 func (c *QueueConfig) Validate() error {
 	return negative("QueueConfig",
 		intField("MaxReceiveRecords", c.MaxReceiveRecords),
@@ -297,13 +296,16 @@ type cachedSub struct {
 // NewQueues returns the queue service over broker's store. It starts no
 // goroutine: Run runs the maintenance loop. Calls start the partition
 // workers they need (before Run too); they run until Run's context ends
-// or Close.
-func NewQueues(broker *Broker, cfg QueueConfig) *Queues {
+// or Close. It returns cfg.Validate's error.
+func NewQueues(broker *Broker, cfg QueueConfig) (*Queues, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
 	q := &Queues{cfg: cfg, broker: broker, store: broker.Store(), log: cfg.Logger,
 		workers: map[workerKey]*partWorker{}, subs: map[string]cachedSub{}}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
-	return q
+	return q, nil
 }
 
 // Run runs the maintenance loop (dead-lettering expired leases, retrying
@@ -715,42 +717,19 @@ func (q *Queues) Receive(ctx context.Context, req *ReceiveRequest) ([]Message, e
 	if err != nil {
 		return nil, err
 	}
-	t, err := q.store.Topic(req.Topic)
+	rp, err := q.receiveParams(s, req)
 	if err != nil {
 		return nil, err
 	}
-	maxRecs := req.MaxRecords
-	if maxRecs == 0 {
-		maxRecs = 10
-	}
-	if maxRecs < 0 || maxRecs > q.cfg.MaxReceiveRecords {
-		return nil, Invalidf("max_records must be between 1 and %d", q.cfg.MaxReceiveRecords)
-	}
-	maxBytes := req.MaxBytes
-	if maxBytes <= 0 || maxBytes > q.cfg.MaxReceiveBytes {
-		maxBytes = q.cfg.MaxReceiveBytes
-	}
-	vt := s.VisibilityTimeoutMs
-	if req.VisibilityTimeout != 0 {
-		vt = req.VisibilityTimeout.Milliseconds()
-		if vt < 1 || vt > q.cfg.MaxVisibilityTimeout.Milliseconds() {
-			return nil, Invalidf("visibility_timeout_ms must be between 1 and %d", q.cfg.MaxVisibilityTimeout.Milliseconds())
-		}
-	}
-	if req.Wait < 0 {
-		return nil, Invalidf("wait_ms must be ≥ 0")
-	}
-	wait := min(req.Wait, q.cfg.MaxWait)
-	deadline := time.Now().Add(wait)
-	rp := recvParams{sub: s, partitions: t.Partitions, max: maxRecs, maxBytes: maxBytes, vt: vt, autoAck: req.AutoAck}
+	deadline := time.Now().Add(min(req.Wait, q.cfg.MaxWait))
 	var timer *time.Timer
 	for {
 		var ps recvPass
 		var err error
 		if s.Priority {
-			err = q.priorityPass(ctx, &rp, &ps)
+			err = q.priorityPass(ctx, rp, &ps)
 		} else {
-			err = q.plainPass(ctx, &rp, &ps)
+			err = q.plainPass(ctx, rp, &ps)
 		}
 		if err != nil {
 			return nil, err
@@ -790,6 +769,38 @@ func (q *Queues) Receive(ctx context.Context, req *ReceiveRequest) ([]Message, e
 			return nil, err
 		}
 	}
+}
+
+// receiveParams checks a receive's limits against the configuration and
+// fills their defaults: 10 records, MaxReceiveBytes, the subscription's
+// visibility timeout.
+func (q *Queues) receiveParams(s *Subscription, req *ReceiveRequest) (*recvParams, error) {
+	t, err := q.store.Topic(req.Topic)
+	if err != nil {
+		return nil, err
+	}
+	maxRecs := req.MaxRecords
+	if maxRecs == 0 {
+		maxRecs = 10
+	}
+	if maxRecs < 0 || maxRecs > q.cfg.MaxReceiveRecords {
+		return nil, Invalidf("max_records must be between 1 and %d", q.cfg.MaxReceiveRecords)
+	}
+	maxBytes := req.MaxBytes
+	if maxBytes <= 0 || maxBytes > q.cfg.MaxReceiveBytes {
+		maxBytes = q.cfg.MaxReceiveBytes
+	}
+	vt := s.VisibilityTimeoutMs
+	if req.VisibilityTimeout != 0 {
+		vt = req.VisibilityTimeout.Milliseconds()
+		if vt < 1 || vt > q.cfg.MaxVisibilityTimeout.Milliseconds() {
+			return nil, Invalidf("visibility_timeout_ms must be between 1 and %d", q.cfg.MaxVisibilityTimeout.Milliseconds())
+		}
+	}
+	if req.Wait < 0 {
+		return nil, Invalidf("wait_ms must be ≥ 0")
+	}
+	return &recvParams{sub: s, partitions: t.Partitions, max: maxRecs, maxBytes: maxBytes, vt: vt, autoAck: req.AutoAck}, nil
 }
 
 // recvParams is a Receive call's validated request.

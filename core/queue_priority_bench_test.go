@@ -26,8 +26,8 @@ func BenchmarkQueueReceive(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			store := newMemStore()
 			store.addTopic("t", c.partitions)
-			broker := NewBroker(store, BrokerConfig{})
-			q := NewQueues(broker, QueueConfig{})
+			broker := newBrokerT(b, store, BrokerConfig{})
+			q := newQueuesT(b, broker, QueueConfig{})
 			defer q.Close()
 			ctx := context.Background()
 			if _, err := q.CreateSubscription(ctx, SubscriptionConfig{Topic: "t", Name: "s", Priority: prio, Ordering: c.ordering}); err != nil {

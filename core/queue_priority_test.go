@@ -28,7 +28,7 @@ func newPrioRig(t *testing.T, partitions int, cfg QueueConfig) *prioRig {
 	t.Helper()
 	r := &prioRig{t: t, store: newMemStore(), clock: testclock.New(time.UnixMilli(1_700_000_000_000)), cfg: cfg}
 	r.store.addTopic("t", partitions)
-	r.broker = NewBroker(r.store, BrokerConfig{})
+	r.broker = newBrokerT(t, r.store, BrokerConfig{})
 	r.cfg.Now = r.clock.Now
 	r.start()
 	return r
@@ -40,7 +40,7 @@ func (r *prioRig) start() {
 	if r.q != nil {
 		r.q.Close()
 	}
-	r.q = NewQueues(r.broker, r.cfg)
+	r.q = newQueuesT(r.t, r.broker, r.cfg)
 	r.t.Cleanup(r.q.Close)
 }
 

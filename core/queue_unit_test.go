@@ -21,7 +21,7 @@ func newQueueEnv(t *testing.T, sub core.SubscriptionConfig) *queueEnv {
 	t.Helper()
 	e := &queueEnv{env: newEnv(t, memstore.Config{}), clock: newClock()}
 	e.topic(t, "q", 1)
-	e.q = core.NewQueues(e.broker, core.QueueConfig{Now: e.clock.Now, MaintenanceInterval: 5 * time.Millisecond})
+	e.q = must[*core.Queues](t)(core.NewQueues(e.broker, core.QueueConfig{Now: e.clock.Now, MaintenanceInterval: 5 * time.Millisecond}))
 	t.Cleanup(e.q.Close)
 	sub.Topic, sub.Name = "q", "s"
 	if sub.Backoff == nil {

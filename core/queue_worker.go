@@ -72,14 +72,6 @@ type flight struct {
 	err  error
 }
 
-// txnProposer is implemented by partition logs that can queue a state
-// transaction without waiting for it, in order (raftlog.Partition does).
-// wait reports Applied false with no error when the proposal was provably
-// not applied.
-type txnProposer interface {
-	ProposeTxn(txn *StateTxn) (wait func(context.Context) (TxnResult, error), err error)
-}
-
 type wopKind uint8
 
 const (
@@ -439,7 +431,7 @@ func (w *partWorker) launch(batch []*wop) {
 	t.commit() // optimistically: the next batch is computed on this one's outcome
 	f := &flight{ops: batch, tx: t, done: make(chan struct{})}
 	w.inflight = append(w.inflight, f)
-	if p, ok := log.(txnProposer); ok && w.depth > 1 {
+	if p, ok := log.(TxnProposer); ok && w.depth > 1 {
 		wait, err := p.ProposeTxn(txn)
 		if err == nil {
 			w.waits.Add(1)
@@ -766,6 +758,15 @@ func (t *subTx) readOne(off int64) (Record, bool, error) {
 func (t *subTx) receive(op *wop) {
 	budget := op.maxBytes
 	full := func() bool { return len(op.msgs) >= op.max || (budget <= 0 && len(op.msgs) > 0) }
+	if t.receiveCandidates(op, &budget, full) {
+		t.receiveFresh(op, &budget, full)
+	}
+}
+
+// receiveCandidates leases the tracked candidates (ready, or leased and
+// expired) in order until op is full; false: a read failed (op.err is set
+// when nothing was leased yet).
+func (t *subTx) receiveCandidates(op *wop, budget *int, full func() bool) bool {
 	for len(t.cands) > 0 && !full() {
 		off := t.cands[0]
 		t.cands = t.cands[1:]
@@ -778,7 +779,7 @@ func (t *subTx) receive(op *wop) {
 			if len(op.msgs) == 0 {
 				op.err = err
 			}
-			return
+			return false
 		}
 		if !ok {
 			t.del(off)
@@ -788,11 +789,17 @@ func (t *subTx) receive(op *wop) {
 		if e.status == entryLeased {
 			t.h.expired++
 		}
-		budget -= rec.Size()
+		*budget -= rec.Size()
 		t.lease(op, off, e, rec)
 	}
-	sub := t.w.sub
-	keyed := sub.Ordering == OrderingKey
+	return true
+}
+
+// receiveFresh reads past the frontier, tracking each new message and
+// leasing those deliverable now, until op is full or the scan and tracking
+// bounds are reached.
+func (t *subTx) receiveFresh(op *wop, budget *int, full func() bool) {
+	keyed := t.w.sub.Ordering == OrderingKey
 	scanned := 0
 	for tries := 0; !full() && scanned < t.w.q.cfg.MaxScan && t.count < t.w.q.cfg.MaxTracked && tries < 8; tries++ {
 		if start := t.log.LogStart(); t.h.frontier < start {
@@ -806,7 +813,7 @@ func (t *subTx) receive(op *wop) {
 		}
 		want := min(max(op.max-len(op.msgs), 16), t.w.q.cfg.MaxScan-scanned)
 		// A modest byte bound: the segment reader sizes its read window by it.
-		recs, err := t.log.Read(t.ctx, t.h.frontier, want, min(max(budget, 1), max(16<<10, want*512)))
+		recs, err := t.log.Read(t.ctx, t.h.frontier, want, min(max(*budget, 1), max(16<<10, want*512)))
 		var re *OffsetRangeError
 		if errors.As(err, &re) {
 			continue // trimmed under us: the loop moves the frontier
@@ -821,37 +828,42 @@ func (t *subTx) receive(op *wop) {
 			return
 		}
 		for i := range recs {
-			rec := recs[i]
 			if full() || t.count >= t.w.q.cfg.MaxTracked {
 				return
 			}
-			off := rec.Offset
-			t.h.frontier = off + 1
-			t.dirty = true
 			scanned++
-			fresh := &subEntry{status: entryReady, hasKey: rec.Key != nil}
-			if fresh.hasKey {
-				fresh.keyHash = keyHash(rec.Key)
-			}
-			at := DeliverAt(&rec)
-			if keyed && fresh.hasKey {
-				if _, blocked := t.heads[fresh.keyHash]; blocked {
-					fresh.notBefore = at
-					t.set(off, fresh)
-					continue
-				}
-				t.heads[fresh.keyHash] = off
-			}
-			if at > t.now {
-				fresh.notBefore = at
-				t.set(off, fresh)
-				t.due(at)
-				continue
-			}
-			budget -= rec.Size()
-			t.lease(op, off, fresh, rec)
+			t.track(op, recs[i], keyed, budget)
 		}
 	}
+}
+
+// track moves the frontier past rec and tracks it: held back behind its
+// key's head (keyed ordering) or until its delivery time, else leased to op.
+func (t *subTx) track(op *wop, rec Record, keyed bool, budget *int) {
+	off := rec.Offset
+	t.h.frontier = off + 1
+	t.dirty = true
+	fresh := &subEntry{status: entryReady, hasKey: rec.Key != nil}
+	if fresh.hasKey {
+		fresh.keyHash = keyHash(rec.Key)
+	}
+	at := DeliverAt(&rec)
+	if keyed && fresh.hasKey {
+		if _, blocked := t.heads[fresh.keyHash]; blocked {
+			fresh.notBefore = at
+			t.set(off, fresh)
+			return
+		}
+		t.heads[fresh.keyHash] = off
+	}
+	if at > t.now {
+		fresh.notBefore = at
+		t.set(off, fresh)
+		t.due(at)
+		return
+	}
+	*budget -= rec.Size()
+	t.lease(op, off, fresh, rec)
 }
 
 // lease hands the message at off (prev: its entry, attempt 0 when fresh)
@@ -985,38 +997,54 @@ func (w *partWorker) flushDLQ() {
 	t := &subTx{w: w, ctx: ctx, log: log}
 	recs := make([]Record, 0, len(dead))
 	for _, d := range dead {
-		e := w.m.entries[d.off]
 		rec, ok, err := t.readOne(d.off)
 		if err != nil {
 			return
 		}
-		reason := "max_attempts_exceeded"
-		if !ok {
-			// Keep the sequence dense: the record itself is gone.
-			reason = "max_attempts_exceeded; the record was removed by retention before dead-lettering"
-		}
-		out := Record{Key: rec.Key, Value: rec.Value}
-		if out.Value == nil {
-			out.Value = []byte{}
-		}
-		for _, h := range rec.Headers {
-			if !dlqHeaders[h.Key] {
-				out.Headers = append(out.Headers, h)
-			}
-		}
-		out.Headers = append(out.Headers,
-			Header{HeaderDLQReason, reason},
-			Header{HeaderSourceTopic, w.sub.Topic},
-			Header{HeaderSourcePartition, strconv.Itoa(w.part)},
-			Header{HeaderSourceOffset, strconv.FormatInt(d.off, 10)},
-			Header{HeaderSourceSub, w.sub.Name},
-			Header{HeaderAttempts, strconv.Itoa(e.attempt)},
-			Header{HeaderLastError, e.lastError},
-		)
-		recs = append(recs, out)
+		recs = append(recs, w.deadLetter(d.off, rec, ok))
 	}
+	if !w.appendDeadLetters(ctx, dlog, dead[0].seq, recs) {
+		return
+	}
+	w.pending = append(w.pending, &wop{kind: wopDLQDone, dlqDone: dead, done: make(chan struct{})})
+}
+
+// deadLetter is the dead-letter record of the message at off: its key,
+// value and headers (but for dead-letter headers it carried) with where it
+// came from and why it failed; ok false: retention removed the record.
+func (w *partWorker) deadLetter(off int64, rec Record, ok bool) Record {
+	e := w.m.entries[off]
+	reason := "max_attempts_exceeded"
+	if !ok {
+		// Keep the sequence dense: the record itself is gone.
+		reason = "max_attempts_exceeded; the record was removed by retention before dead-lettering"
+	}
+	out := Record{Key: rec.Key, Value: rec.Value}
+	if out.Value == nil {
+		out.Value = []byte{}
+	}
+	for _, h := range rec.Headers {
+		if !dlqHeaders[h.Key] {
+			out.Headers = append(out.Headers, h)
+		}
+	}
+	out.Headers = append(out.Headers,
+		Header{HeaderDLQReason, reason},
+		Header{HeaderSourceTopic, w.sub.Topic},
+		Header{HeaderSourcePartition, strconv.Itoa(w.part)},
+		Header{HeaderSourceOffset, strconv.FormatInt(off, 10)},
+		Header{HeaderSourceSub, w.sub.Name},
+		Header{HeaderAttempts, strconv.Itoa(e.attempt)},
+		Header{HeaderLastError, e.lastError},
+	)
+	return out
+}
+
+// appendDeadLetters appends recs, dead-letter numbers seq on, to dlog
+// idempotently (producer id: this subscription incarnation and partition)
+// and reports whether they are all in.
+func (w *partWorker) appendDeadLetters(ctx context.Context, dlog PartitionLog, seq int64, recs []Record) bool {
 	pid := "weir-dlq:" + w.sub.UID + ":" + strconv.Itoa(w.part)
-	seq := dead[0].seq
 	for len(recs) > 0 {
 		_, err := dlog.Append(ctx, &AppendBatch{ProducerID: pid, Sequence: seq, Timestamp: w.q.cfg.Now().UnixMilli(), Records: recs})
 		var se *SequenceError
@@ -1034,13 +1062,13 @@ func (w *partWorker) flushDLQ() {
 			w.q.log.Warn("dead-letter sequence gap; appending without deduplication",
 				"subscription", w.sub.Name, "partition", w.part, "expected", se.Expected, "have", seq)
 			if _, err := dlog.Append(ctx, &AppendBatch{Timestamp: w.q.cfg.Now().UnixMilli(), Records: recs}); err != nil {
-				return
+				return false
 			}
 			recs = nil
 		default:
 			w.q.log.Debug("dead-letter append", "subscription", w.sub.Name, "partition", w.part, "err", err)
-			return
+			return false
 		}
 	}
-	w.pending = append(w.pending, &wop{kind: wopDLQDone, dlqDone: dead, done: make(chan struct{})})
+	return true
 }

@@ -104,7 +104,7 @@ func TestRetentionByBytes(t *testing.T) {
 func TestRunRetention(t *testing.T) {
 	st := memstore.New(memstore.Config{SegmentBytes: 1 << 10})
 	ctx, cancel := context.WithCancel(context.Background())
-	b := core.NewBroker(st, core.BrokerConfig{RetentionInterval: 5 * time.Millisecond})
+	b := must[*core.Broker](t)(core.NewBroker(st, core.BrokerConfig{RetentionInterval: 5 * time.Millisecond}))
 	e := &env{st: st, broker: b, ctx: ctx}
 	retentionTopic(t, e, "r", 1, 1000, -1)
 	l := e.log(t, "r", 0)

@@ -3,14 +3,10 @@ package core
 import (
 	"context"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -29,61 +25,60 @@ const (
 	SpanPipelineOutput = "weir.pipeline.output" // shipping a pipeline's outputs to an output partition
 )
 
-const instrumentationScope = "github.com/weir-broker/weir/core"
+// InstrumentationScope names the tracer of core's spans (and the meter of
+// the metrics internal/telemetry records for core).
+const InstrumentationScope = "github.com/weir-broker/weir/core"
 
 // maxLinks bounds the links a batch span gets to its records' traces (the
 // SDK keeps 128 by default).
 const maxLinks = 128
 
-// TelemetryConfig configures a Telemetry. Nil providers turn their signal
-// off at no cost on the hot path.
-type TelemetryConfig struct {
-	// TracerProvider creates the domain's spans; nil: tracing off.
-	TracerProvider trace.TracerProvider
-	// MeterProvider receives the domain's metrics; nil: none are exported
-	// (the in-process counters behind GET /v1/stats are kept all the same).
-	MeterProvider metric.MeterProvider
+// Metrics is the hook through which the domain reports what it counts and
+// times; internal/telemetry implements it with OpenTelemetry instruments
+// (docs/observability.md lists them) and keeps the totals GET /v1/stats
+// shows. Methods are called concurrently on hot paths and must not block.
+// NoMetrics is the default.
+type Metrics interface {
+	// Produced: a produce request to topic ended after d, having appended
+	// records records of bytes bytes (0, 0 when it failed).
+	Produced(ctx context.Context, topic string, records int, bytes int64, d time.Duration)
+	// Fetched: a fetch by offset from topic returned records records of
+	// bytes bytes after d (long-poll wait included).
+	Fetched(ctx context.Context, topic string, records int, bytes int64, d time.Duration)
+	// RecordsIn counts records appended to topic other than by a produce
+	// request (a pipeline's outputs).
+	RecordsIn(topic string, records int, bytes int64)
+	// RecordsOut counts records read from topic other than by a fetch
+	// (WebSocket delivery, Kafka fetches).
+	RecordsOut(topic string, records int, bytes int64)
+	// Committed: one batch of topic's was proposed to its partition's Raft
+	// group and applied on this node after d.
+	Committed(ctx context.Context, topic string, d time.Duration)
+	// WasmCalled: one call into pipeline's module took d.
+	WasmCalled(ctx context.Context, pipeline string, d time.Duration)
+	// PipelineRecords counts pipeline's input records by outcome.
+	PipelineRecords(pipeline string, processed, failed, deadLettered int)
+	// QuotaThrottled: principal's quota of kind (requests, produce, fetch)
+	// delayed a request by delay (0: refused it at once).
+	QuotaThrottled(ctx context.Context, principal, kind string, delay time.Duration)
 }
 
-// Telemetry is how the domain, the gateway, the pipeline runner and the
-// WebSocket server report traces and metrics: one per node, passed in
-// BrokerConfig.Telemetry and returned by Broker.Telemetry. It only uses the
-// OpenTelemetry API; internal/telemetry sets up the SDK and the exporters.
-//
-// All methods are safe for concurrent use and on a nil *Telemetry (which
-// does nothing). With tracing off, span helpers return ctx unchanged and a
-// non-recording span without allocating.
-type Telemetry struct {
-	tracer trace.Tracer // nil: tracing off
+// NoMetrics is the Metrics that counts nothing.
+type NoMetrics struct{}
 
-	produceDur  metric.Float64Histogram
-	fetchDur    metric.Float64Histogram
-	proposalDur metric.Float64Histogram
-	wasmDur     metric.Float64Histogram
+var _ Metrics = NoMetrics{}
 
-	quotaThrottled metric.Int64Counter   // requests delayed or refused by a quota (core/quota)
-	quotaDelay     metric.Float64Counter // seconds requests waited for a quota
+func (NoMetrics) Produced(context.Context, string, int, int64, time.Duration)   {}
+func (NoMetrics) Fetched(context.Context, string, int, int64, time.Duration)    {}
+func (NoMetrics) RecordsIn(string, int, int64)                                  {}
+func (NoMetrics) RecordsOut(string, int, int64)                                 {}
+func (NoMetrics) Committed(context.Context, string, time.Duration)              {}
+func (NoMetrics) WasmCalled(context.Context, string, time.Duration)             {}
+func (NoMetrics) PipelineRecords(string, int, int, int)                         {}
+func (NoMetrics) QuotaThrottled(context.Context, string, string, time.Duration) {}
 
-	topics    sync.Map // topic → *topicStats
-	pipelines sync.Map // pipeline → *pipelineStats
-
-	wsConns   atomic.Int64
-	wsDropped atomic.Int64
-}
-
-type topicStats struct {
-	recordsIn, bytesIn, recordsOut, bytesOut atomic.Int64
-	observe                                  []metric.ObserveOption
-	record                                   []metric.RecordOption
-}
-
-type pipelineStats struct {
-	processed, failed, deadLettered, wasmCalls atomic.Int64
-	observe                                    []metric.ObserveOption
-	record                                     []metric.RecordOption
-}
-
-// TopicCounters are a topic's totals on this node since it started.
+// TopicCounters are a topic's totals on this node since it started (what
+// a Metrics implementation reports for GET /v1/stats).
 type TopicCounters struct {
 	RecordsIn, BytesIn   int64 // produced through this node
 	RecordsOut, BytesOut int64 // fetched from or delivered by this node
@@ -97,121 +92,48 @@ type PipelineCounters struct {
 	WasmCalls    int64
 }
 
+// TelemetryConfig configures a Telemetry. Nil fields turn their signal
+// off at no cost on the hot path.
+type TelemetryConfig struct {
+	// TracerProvider creates the domain's spans; nil: tracing off.
+	TracerProvider trace.TracerProvider
+	// Metrics receives counts and durations; nil: NoMetrics.
+	Metrics Metrics
+}
+
+// Telemetry is how the domain, the gateway and the pipeline runner report
+// traces and metrics: one per node, passed in BrokerConfig.Telemetry and
+// returned by Broker.Telemetry. It starts spans through the OpenTelemetry
+// API and hands counts and durations to its Metrics; internal/telemetry
+// sets up the SDK, the exporters and the instruments.
+//
+// All methods are safe for concurrent use and on a nil *Telemetry (which
+// does nothing). With tracing off, span helpers return ctx unchanged and a
+// non-recording span without allocating.
+type Telemetry struct {
+	tracer trace.Tracer // nil: tracing off
+	m      Metrics      // never nil
+}
+
 var noSpan = trace.SpanFromContext(context.Background()) // non-recording, immutable
 
-// latencyBuckets are histogram bounds in seconds, 0.5 ms to 60 s.
-var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
-
-// NewTelemetry creates the instruments. It fails only when the meter
-// provider refuses an instrument.
-func NewTelemetry(cfg TelemetryConfig) (*Telemetry, error) {
-	t := &Telemetry{}
+// NewTelemetry returns the telemetry of cfg.
+func NewTelemetry(cfg TelemetryConfig) *Telemetry {
+	t := &Telemetry{m: cfg.Metrics}
+	if t.m == nil {
+		t.m = NoMetrics{}
+	}
 	if cfg.TracerProvider != nil {
-		t.tracer = cfg.TracerProvider.Tracer(instrumentationScope)
+		t.tracer = cfg.TracerProvider.Tracer(InstrumentationScope)
 	}
-	mp := cfg.MeterProvider
-	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
-	}
-	m := mp.Meter(instrumentationScope)
-	var err error
-	hist := func(name, desc string) metric.Float64Histogram {
-		if err != nil {
-			return nil
-		}
-		var h metric.Float64Histogram
-		h, err = m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(latencyBuckets...))
-		return h
-	}
-	t.produceDur = hist("weir.produce.duration", "Produce requests from receipt to commit, per topic")
-	t.fetchDur = hist("weir.fetch.duration", "Fetches by offset, long-poll wait included, per topic")
-	t.proposalDur = hist("weir.raft.proposal.duration", "One batch proposed to a partition's Raft group until applied on this node")
-	t.wasmDur = hist("weir.wasm.call.duration", "One call into a pipeline's Wasm module")
-	if err != nil {
-		return nil, err
-	}
-	if t.quotaThrottled, err = m.Int64Counter("weir.quota.throttled", metric.WithUnit("{request}"),
-		metric.WithDescription("Requests a principal's quota delayed or refused on this node, per principal and kind")); err != nil {
-		return nil, err
-	}
-	if t.quotaDelay, err = m.Float64Counter("weir.quota.delay", metric.WithUnit("s"),
-		metric.WithDescription("Time requests waited for a principal's quota on this node, per principal and kind")); err != nil {
-		return nil, err
-	}
-	ctr := func(name, unit, desc string) metric.Int64ObservableCounter {
-		if err != nil {
-			return nil
-		}
-		var c metric.Int64ObservableCounter
-		c, err = m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		return c
-	}
-	recIn := ctr("weir.topic.records.in", "{record}", "Records produced to a topic through this node")
-	bytesIn := ctr("weir.topic.bytes.in", "By", "Bytes of records produced to a topic through this node")
-	recOut := ctr("weir.topic.records.out", "{record}", "Records read from a topic through this node (fetch and WebSocket)")
-	bytesOut := ctr("weir.topic.bytes.out", "By", "Bytes of records read from a topic through this node")
-	processed := ctr("weir.pipeline.records.processed", "{record}", "Input records a pipeline processed")
-	failed := ctr("weir.pipeline.records.failed", "{record}", "Input records of failed pipeline batches (every attempt)")
-	dead := ctr("weir.pipeline.records.dead_lettered", "{record}", "Input records a pipeline sent to its dead-letter topic")
-	dropped := ctr("weir.ws.dropped", "{connection}", "WebSocket connections closed because the client read too slowly")
-	if err != nil {
-		return nil, err
-	}
-	conns, err := m.Int64ObservableUpDownCounter("weir.ws.connections", metric.WithUnit("{connection}"), metric.WithDescription("Open WebSocket connections"))
-	if err != nil {
-		return nil, err
-	}
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		t.topics.Range(func(_, v any) bool {
-			s := v.(*topicStats)
-			o.ObserveInt64(recIn, s.recordsIn.Load(), s.observe...)
-			o.ObserveInt64(bytesIn, s.bytesIn.Load(), s.observe...)
-			o.ObserveInt64(recOut, s.recordsOut.Load(), s.observe...)
-			o.ObserveInt64(bytesOut, s.bytesOut.Load(), s.observe...)
-			return true
-		})
-		t.pipelines.Range(func(_, v any) bool {
-			s := v.(*pipelineStats)
-			o.ObserveInt64(processed, s.processed.Load(), s.observe...)
-			o.ObserveInt64(failed, s.failed.Load(), s.observe...)
-			o.ObserveInt64(dead, s.deadLettered.Load(), s.observe...)
-			return true
-		})
-		o.ObserveInt64(conns, t.wsConns.Load())
-		o.ObserveInt64(dropped, t.wsDropped.Load())
-		return nil
-	}, recIn, bytesIn, recOut, bytesOut, processed, failed, dead, conns, dropped)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return t
 }
 
 // Tracing reports whether spans are created. Callers check it before
 // building attributes for a span.
 func (t *Telemetry) Tracing() bool { return t != nil && t.tracer != nil }
 
-func (t *Telemetry) topic(name string) *topicStats {
-	if v, ok := t.topics.Load(name); ok {
-		return v.(*topicStats)
-	}
-	set := attribute.NewSet(attribute.String("topic", name))
-	s := &topicStats{observe: []metric.ObserveOption{metric.WithAttributeSet(set)}, record: []metric.RecordOption{metric.WithAttributeSet(set)}}
-	v, _ := t.topics.LoadOrStore(name, s)
-	return v.(*topicStats)
-}
-
-func (t *Telemetry) pipeline(name string) *pipelineStats {
-	if v, ok := t.pipelines.Load(name); ok {
-		return v.(*pipelineStats)
-	}
-	set := attribute.NewSet(attribute.String("pipeline", name))
-	s := &pipelineStats{observe: []metric.ObserveOption{metric.WithAttributeSet(set)}, record: []metric.RecordOption{metric.WithAttributeSet(set)}}
-	v, _ := t.pipelines.LoadOrStore(name, s)
-	return v.(*pipelineStats)
-}
-
-// ---- counters and histograms ----
+// ---- counts and durations, handed to Metrics ----
 
 func recordsBytes(recs []Record) int64 {
 	var n int64
@@ -225,25 +147,21 @@ func (t *Telemetry) produced(ctx context.Context, req *ProduceRequest, err error
 	if t == nil {
 		return
 	}
-	s := t.topic(req.Topic)
+	var n, bytes int64
 	if err == nil {
-		var n int64
+		n = int64(len(req.Records))
 		for i := range req.Records {
-			n += int64(req.Records[i].Size())
+			bytes += int64(req.Records[i].Size())
 		}
-		s.recordsIn.Add(int64(len(req.Records)))
-		s.bytesIn.Add(n)
 	}
-	t.produceDur.Record(ctx, d.Seconds(), s.record...)
+	t.m.Produced(ctx, req.Topic, int(n), bytes, d)
 }
 
 func (t *Telemetry) fetched(ctx context.Context, topic string, recs []Record, d time.Duration) {
 	if t == nil {
 		return
 	}
-	s := t.topic(topic)
-	t.RecordsOut(topic, recs)
-	t.fetchDur.Record(ctx, d.Seconds(), s.record...)
+	t.m.Fetched(ctx, topic, len(recs), recordsBytes(recs), d)
 }
 
 // RecordsOut counts records read from topic by a path that does not go
@@ -252,9 +170,7 @@ func (t *Telemetry) RecordsOut(topic string, recs []Record) {
 	if t == nil || len(recs) == 0 {
 		return
 	}
-	s := t.topic(topic)
-	s.recordsOut.Add(int64(len(recs)))
-	s.bytesOut.Add(recordsBytes(recs))
+	t.m.RecordsOut(topic, len(recs), recordsBytes(recs))
 }
 
 // CountOut counts n records of about bytes bytes read from topic (for
@@ -263,9 +179,7 @@ func (t *Telemetry) CountOut(topic string, n, bytes int) {
 	if t == nil || n == 0 {
 		return
 	}
-	s := t.topic(topic)
-	s.recordsOut.Add(int64(n))
-	s.bytesOut.Add(int64(bytes))
+	t.m.RecordsOut(topic, n, int64(bytes))
 }
 
 // QuotaThrottled counts a request that a principal's quota of kind
@@ -274,11 +188,7 @@ func (t *Telemetry) QuotaThrottled(ctx context.Context, principal, kind string, 
 	if t == nil {
 		return
 	}
-	set := metric.WithAttributes(attribute.String("principal", principal), attribute.String("kind", kind))
-	t.quotaThrottled.Add(ctx, 1, set)
-	if delay > 0 {
-		t.quotaDelay.Add(ctx, delay.Seconds(), set)
-	}
+	t.m.QuotaThrottled(ctx, principal, kind, delay)
 }
 
 // PipelineRecords counts a pipeline's input records by outcome.
@@ -286,63 +196,7 @@ func (t *Telemetry) PipelineRecords(pipeline string, processed, failed, deadLett
 	if t == nil {
 		return
 	}
-	s := t.pipeline(pipeline)
-	s.processed.Add(int64(processed))
-	s.failed.Add(int64(failed))
-	s.deadLettered.Add(int64(deadLettered))
-}
-
-// WSConnections adds delta (+1 on open, −1 on close) to the open WebSocket
-// connections.
-func (t *Telemetry) WSConnections(delta int) {
-	if t != nil {
-		t.wsConns.Add(int64(delta))
-	}
-}
-
-// WSDropped counts a WebSocket client disconnected for reading too slowly.
-func (t *Telemetry) WSDropped() {
-	if t != nil {
-		t.wsDropped.Add(1)
-	}
-}
-
-// TopicCounters returns every topic's totals (topics deleted since keep
-// theirs).
-func (t *Telemetry) TopicCounters() map[string]TopicCounters {
-	out := map[string]TopicCounters{}
-	if t == nil {
-		return out
-	}
-	t.topics.Range(func(k, v any) bool {
-		s := v.(*topicStats)
-		out[k.(string)] = TopicCounters{s.recordsIn.Load(), s.bytesIn.Load(), s.recordsOut.Load(), s.bytesOut.Load()}
-		return true
-	})
-	return out
-}
-
-// PipelineCounters returns every pipeline's totals on this node.
-func (t *Telemetry) PipelineCounters() map[string]PipelineCounters {
-	out := map[string]PipelineCounters{}
-	if t == nil {
-		return out
-	}
-	t.pipelines.Range(func(k, v any) bool {
-		s := v.(*pipelineStats)
-		out[k.(string)] = PipelineCounters{s.processed.Load(), s.failed.Load(), s.deadLettered.Load(), s.wasmCalls.Load()}
-		return true
-	})
-	return out
-}
-
-// WSCounters returns the open WebSocket connections and the slow clients
-// dropped so far.
-func (t *Telemetry) WSCounters() (connections, dropped int64) {
-	if t == nil {
-		return 0, 0
-	}
-	return t.wsConns.Load(), t.wsDropped.Load()
+	t.m.PipelineRecords(pipeline, processed, failed, deadLettered)
 }
 
 // ---- spans ----
@@ -478,7 +332,6 @@ func (t *Telemetry) Append(ctx context.Context, log PartitionLog, topic string, 
 	if t == nil {
 		return log.Append(ctx, b)
 	}
-	s := t.topic(topic)
 	span := noSpan
 	if t.Tracing() {
 		ctx, span = t.tracer.Start(ctx, SpanCommit, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(
@@ -490,7 +343,7 @@ func (t *Telemetry) Append(ctx context.Context, log PartitionLog, topic string, 
 	}
 	start := time.Now()
 	res, err := log.Append(ctx, b)
-	t.proposalDur.Record(ctx, time.Since(start).Seconds(), s.record...)
+	t.m.Committed(ctx, topic, time.Since(start))
 	if span.IsRecording() {
 		if err != nil {
 			span.RecordError(err)
@@ -510,7 +363,6 @@ func (t *Telemetry) WasmCall(ctx context.Context, pipeline, module string, n int
 	if t == nil {
 		return fn(ctx)
 	}
-	s := t.pipeline(pipeline)
 	span := noSpan
 	if t.Tracing() {
 		ctx, span = t.tracer.Start(ctx, SpanWasmCall, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(
@@ -521,8 +373,7 @@ func (t *Telemetry) WasmCall(ctx context.Context, pipeline, module string, n int
 	}
 	start := time.Now()
 	err := fn(ctx)
-	s.wasmCalls.Add(1)
-	t.wasmDur.Record(ctx, time.Since(start).Seconds(), s.record...)
+	t.m.WasmCalled(ctx, pipeline, time.Since(start))
 	EndSpan(span, err)
 	return err
 }
@@ -558,9 +409,7 @@ func (t *Telemetry) AppendOutput(ctx context.Context, log PartitionLog, pipeline
 	}
 	res, err := t.Append(ctx, log, topic, partition, b)
 	if t != nil && err == nil && !res.Duplicate {
-		s := t.topic(topic) // outputs count as records in to their topic
-		s.recordsIn.Add(int64(len(b.Records)))
-		s.bytesIn.Add(recordsBytes(b.Records))
+		t.m.RecordsIn(topic, len(b.Records), recordsBytes(b.Records)) // outputs count as records in to their topic
 	}
 	EndSpan(span, err)
 	return res, err

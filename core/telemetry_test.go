@@ -2,7 +2,13 @@ package core
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
@@ -54,10 +60,7 @@ func sampledCtx(tp string) context.Context {
 // TestStamp covers which records get the span's traceparent. A no-op tracer
 // provider turns tracing on without the SDK (core imports the API only).
 func TestStamp(t *testing.T) {
-	tel, err := NewTelemetry(TelemetryConfig{TracerProvider: tracenoop.NewTracerProvider()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := NewTelemetry(TelemetryConfig{TracerProvider: tracenoop.NewTracerProvider()})
 	const span = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"
 	const sameTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-2222222222222222-01"
 	const otherTrace = "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-3333333333333333-01"
@@ -86,7 +89,7 @@ func TestStamp(t *testing.T) {
 		t.Errorf("unsampled span stamped %v", unsampled[0].Headers)
 	}
 	// Tracing off: nothing is written.
-	off, _ := NewTelemetry(TelemetryConfig{})
+	off := NewTelemetry(TelemetryConfig{})
 	plain := []Record{{Value: []byte("x")}}
 	off.Stamp(sampledCtx(span), plain)
 	if len(plain[0].Headers) != 0 {
@@ -97,7 +100,7 @@ func TestStamp(t *testing.T) {
 // TestStartBatchParent checks the parent rule: the span in ctx, else the
 // first record that carries a traceparent.
 func TestStartBatchParent(t *testing.T) {
-	tel, _ := NewTelemetry(TelemetryConfig{TracerProvider: tracenoop.NewTracerProvider()})
+	tel := NewTelemetry(TelemetryConfig{TracerProvider: tracenoop.NewTracerProvider()})
 	const first = "00-11111111111111111111111111111111-1111111111111111-01"
 	const second = "00-22222222222222222222222222222222-2222222222222222-01"
 	recs := []Record{{}, {Headers: []Header{{Key: TraceparentHeader, Value: first}}}, {Headers: []Header{{Key: TraceparentHeader, Value: second}}}}
@@ -121,7 +124,7 @@ func TestStartBatchParent(t *testing.T) {
 // promise: with tracing off, the span helpers neither allocate nor touch
 // the records.
 func TestTracingOffAllocatesNothing(t *testing.T) {
-	tel, _ := NewTelemetry(TelemetryConfig{})
+	tel := NewTelemetry(TelemetryConfig{})
 	var nilTel *Telemetry
 	ctx := context.Background()
 	recs := []Record{{Value: []byte("x"), Headers: []Header{{Key: TraceparentHeader, Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}}}
@@ -142,43 +145,104 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 	}
 }
 
-func TestCountersAndNilSafety(t *testing.T) {
-	tel, _ := NewTelemetry(TelemetryConfig{})
+// recMetrics records what Telemetry hands its Metrics, one line a call.
+type recMetrics struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (m *recMetrics) add(format string, a ...any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, fmt.Sprintf(format, a...))
+}
+
+func (m *recMetrics) Produced(_ context.Context, topic string, n int, bytes int64, _ time.Duration) {
+	m.add("produced %s %d %d", topic, n, bytes)
+}
+func (m *recMetrics) Fetched(_ context.Context, topic string, n int, bytes int64, _ time.Duration) {
+	m.add("fetched %s %d %d", topic, n, bytes)
+}
+func (m *recMetrics) RecordsIn(topic string, n int, bytes int64) {
+	m.add("in %s %d %d", topic, n, bytes)
+}
+func (m *recMetrics) RecordsOut(topic string, n int, bytes int64) {
+	m.add("out %s %d %d", topic, n, bytes)
+}
+func (m *recMetrics) Committed(_ context.Context, topic string, _ time.Duration) {
+	m.add("committed %s", topic)
+}
+func (m *recMetrics) WasmCalled(_ context.Context, pipeline string, _ time.Duration) {
+	m.add("wasm %s", pipeline)
+}
+func (m *recMetrics) PipelineRecords(pipeline string, processed, failed, dead int) {
+	m.add("pipeline %s %d %d %d", pipeline, processed, failed, dead)
+}
+func (m *recMetrics) QuotaThrottled(_ context.Context, principal, kind string, delay time.Duration) {
+	m.add("quota %s %s %s", principal, kind, delay)
+}
+
+// appendLog is a PartitionLog whose Append answers res, err.
+type appendLog struct {
+	PartitionLog
+	res AppendResult
+	err error
+}
+
+func (l appendLog) Append(context.Context, *AppendBatch) (AppendResult, error) { return l.res, l.err }
+
+// TestMetricsHook: every count and duration reaches the Metrics hook, once,
+// with the records' number and size; a failed or duplicate append counts
+// no records in. A nil Telemetry and the default NoMetrics count nothing
+// and do not fail.
+func TestMetricsHook(t *testing.T) {
+	m := &recMetrics{}
+	tel := NewTelemetry(TelemetryConfig{Metrics: m})
+	ctx := context.Background()
 	recs := []Record{{Value: []byte("abc")}, {Key: []byte("k"), Value: []byte("defg")}}
-	tel.RecordsOut("t", recs)
-	tel.PipelineRecords("p", 3, 1, 2)
-	tel.WSConnections(2)
-	tel.WSConnections(-1)
-	tel.WSDropped()
-	if c := tel.TopicCounters()["t"]; c.RecordsOut != 2 || c.BytesOut != int64(recs[0].Size()+recs[1].Size()) {
-		t.Errorf("topic counters %+v", c)
-	}
-	if c := tel.PipelineCounters()["p"]; c != (PipelineCounters{Processed: 3, Failed: 1, DeadLettered: 2}) {
-		t.Errorf("pipeline counters %+v", c)
-	}
-	if conns, dropped := tel.WSCounters(); conns != 1 || dropped != 1 {
-		t.Errorf("ws counters %d %d", conns, dropped)
-	}
-	called := false
-	if err := tel.WasmCall(context.Background(), "p", "m", 1, func(context.Context) error { called = true; return nil }); err != nil || !called {
-		t.Fatal("WasmCall did not call fn")
-	}
-	if tel.PipelineCounters()["p"].WasmCalls != 1 {
-		t.Error("wasm call not counted")
-	}
+	size := recs[0].Size() + recs[1].Size()
+	req := &ProduceRequest{Topic: "t", Records: []ProduceRecord{{Record: recs[0]}, {Record: recs[1]}}}
 	var nilTel *Telemetry // every method is safe on nil
-	nilTel.RecordsOut("t", recs)
-	nilTel.PipelineRecords("p", 1, 1, 1)
-	nilTel.WSConnections(1)
-	nilTel.WSDropped()
-	nilTel.WasmCall(context.Background(), "p", "m", 1, func(context.Context) error { return nil })
-	if nilTel.Tracing() || len(nilTel.TopicCounters()) != 0 {
-		t.Error("nil telemetry reports something")
+	for _, tt := range []*Telemetry{tel, nilTel, NewTelemetry(TelemetryConfig{})} {
+		tt.produced(ctx, req, nil, time.Millisecond)
+		tt.produced(ctx, req, errors.New("refused"), time.Millisecond)
+		tt.fetched(ctx, "t", recs, time.Millisecond)
+		tt.RecordsOut("t", recs)
+		tt.RecordsOut("t", nil) // nothing to count
+		tt.CountOut("t", 3, 30)
+		tt.PipelineRecords("p", 3, 1, 2)
+		tt.QuotaThrottled(ctx, "alice", "produce", time.Second)
+		called := false
+		if err := tt.WasmCall(ctx, "p", "m", 1, func(context.Context) error { called = true; return nil }); err != nil || !called {
+			t.Fatal("WasmCall did not call fn")
+		}
+		for _, l := range []appendLog{{res: AppendResult{BaseOffset: 7}}, {res: AppendResult{Duplicate: true}}, {err: ErrUnavailable}} {
+			tt.AppendOutput(ctx, l, "p", "out", 0, &AppendBatch{Records: recs})
+		}
+		if tt != tel && tt.Tracing() {
+			t.Error("telemetry without a tracer provider traces")
+		}
+	}
+	want := []string{
+		fmt.Sprintf("produced t 2 %d", size),
+		"produced t 0 0",
+		fmt.Sprintf("fetched t 2 %d", size),
+		fmt.Sprintf("out t 2 %d", size),
+		"out t 3 30",
+		"pipeline p 3 1 2",
+		"quota alice produce 1s",
+		"wasm p",
+		"committed out", fmt.Sprintf("in out 2 %d", size),
+		"committed out",
+		"committed out",
+	}
+	if !slices.Equal(m.calls, want) {
+		t.Errorf("metrics calls:\n%s\nwant:\n%s", strings.Join(m.calls, "\n"), strings.Join(want, "\n"))
 	}
 }
 
 func BenchmarkStartBatchTracingOff(b *testing.B) {
-	tel, _ := NewTelemetry(TelemetryConfig{})
+	tel := NewTelemetry(TelemetryConfig{})
 	ctx := context.Background()
 	recs := make([]Record, 100)
 	b.ReportAllocs()

@@ -44,8 +44,7 @@ type NodeProxy interface {
 func (s *Server) SetProxy(p NodeProxy) { s.proxy = p }
 
 func (s *Server) cluster() (core.Cluster, bool) {
-	c, ok := s.broker.Store().(core.Cluster)
-	return c, ok
+	return s.cfg.Cluster, s.cfg.Cluster != nil
 }
 
 // clusterReq is a cluster call; all need a right on the cluster resource.

@@ -51,7 +51,7 @@
 // New makes a Server over a broker; before Serve, the node's assembly
 // (internal/server) mounts what lives elsewhere:
 //
-//	gw := gateway.New(broker, gateway.Config{Groups: groups, Auth: authSvc, Quotas: quotas})
+//	gw, err := gateway.New(broker, gateway.Config{Groups: groups, Auth: authSvc, Quotas: quotas, Cluster: host})
 //	gw.SetProxy(fwd)                 // NodeProxy: fetches proxied to a node holding the partition
 //	gw.Handle(gateway.Route{Path: peer.Prefix, Handler: ph.Serve}) // node-only mount point
 //	gw.SetQueues(queues)             // subscription endpoints
@@ -94,6 +94,6 @@
 // the subscription's context, so unsubscribing never waits for a stalled
 // client. Locks are not nested, except wsHub.mu around wsConn.mu (stats).
 //
-// Config's zero values are defaults; Validate reports negative limits.
-// Server is safe for concurrent use once serving.
+// Config's zero values are defaults; Validate reports negative limits, and
+// New calls it and returns its error. Server is safe for concurrent use once serving.
 package gateway

@@ -19,7 +19,6 @@ import (
 var (
 	errNotFound         = apierr.ErrNotFound
 	errMethodNotAllowed = apierr.ErrMethodNotAllowed
-	errUnsupportedMedia = apierr.ErrUnsupportedMedia
 )
 
 // StatusError carries an explicit HTTP status and API code; other packages

@@ -101,8 +101,7 @@ func benchProducer(b *testing.B, body []byte, quotas map[string][]byte) func() {
 	if err != nil {
 		b.Fatal(err)
 	}
-	broker := core.NewBroker(store, core.BrokerConfig{})
-	s := New(broker, Config{Groups: core.NewGroupCoordinator(broker, core.GroupConfig{}), Quotas: lim})
+	s := newTestServer(b, store, Config{Quotas: lim})
 	b.Cleanup(func() { s.Shutdown(context.Background()) })
 	h := s.Handler()
 	var req fasthttp.Request

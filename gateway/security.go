@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -141,24 +140,6 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx, sec *auth.Service, path 
 
 func isWSPath(path string) bool {
 	return path == "/v1/ws" || strings.HasPrefix(path, "/v1/topics/") && strings.HasSuffix(path, "/ws")
-}
-
-// authorize checks one more (resource, operation) for the caller of ctx,
-// for parts of a request the route table cannot see. It audits a denial.
-func (s *Server) authorize(ctx *fasthttp.RequestCtx, rt auth.ResourceType, name string, op auth.Operation) error {
-	sec := s.security()
-	if sec == nil {
-		return nil
-	}
-	p := principalOf(ctx)
-	if sec.Allowed(p, rt, name, op) {
-		return nil
-	}
-	msg := fmt.Sprintf("principal %q may not %s %s %q", p.Name, op, rt, name)
-	sec.Audit(auth.Event{Principal: p.Name, Via: p.Via, Action: string(ctx.Method()) + " " + string(ctx.Path()),
-		Resource: string(rt) + ":" + name, Operation: string(op), Result: "denied", Status: http.StatusForbidden,
-		Source: ctx.RemoteAddr().String(), Reason: msg})
-	return fmt.Errorf("%w: %s", core.ErrForbidden, msg)
 }
 
 // creator is the principal recorded on what a request creates (a

@@ -40,6 +40,9 @@ type Config struct {
 	// quotas of /v1/quotas (quota.go, docs/quotas.md); nil: no limits, and
 	// /v1/quotas answers 404.
 	Quotas *quota.Limiter
+	// Cluster serves /v1/cluster (membership, status, rebalance; the node's
+	// Raft host implements it); nil: those routes answer 404.
+	Cluster core.Cluster
 
 	// Links stores cluster links and mirror marks (links.go,
 	// docs/geo-replication.md); nil: /v1/links answers 404.
@@ -49,9 +52,8 @@ type Config struct {
 }
 
 // Validate reports a negative limit or timeout, in Config or in its
-// WebSocket settings (zero takes the default). New returns no error, so
-// whoever takes the values from users calls it before (internal/server
-// does, at start).
+// WebSocket settings (zero takes the default). New calls it and returns
+// its error.
 func (c *Config) Validate() error {
 	type field struct {
 		name string
@@ -125,11 +127,9 @@ type Server struct {
 	srv    *fasthttp.Server
 	mounts []Route
 
-	mu       sync.Mutex
-	baseCtx  context.Context
-	cancel   context.CancelFunc
-	inflight sync.WaitGroup
-	bg       sync.WaitGroup // goroutines New started (the default group coordinator); Shutdown waits
+	baseCtx context.Context
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup // goroutines New started (the default group coordinator); Shutdown waits
 
 	stats StatsSource     // node-level parts of GET /v1/stats (stats.go)
 	pipes *core.Pipelines // set by MountPipelines; GET /v1/stats reads pipeline progress
@@ -142,9 +142,19 @@ type Server struct {
 	groups *core.GroupCoordinator // consumer groups (groups.go)
 }
 
-// New returns a gateway for broker.
-func New(broker *core.Broker, cfg Config) *Server {
+// New returns a gateway for broker, or cfg.Validate's error.
+func New(broker *core.Broker, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
+	groups := cfg.Groups
+	if groups == nil {
+		var err error
+		if groups, err = core.NewGroupCoordinator(broker, core.GroupConfig{Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{cfg: cfg, broker: broker}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	g := newHeaderGate(s) // earlyauth.go: 413 and 401 from the headers, body unread
@@ -166,16 +176,15 @@ func New(broker *core.Broker, cfg Config) *Server {
 		Logger:                        fasthttpLogger{cfg.Logger},
 	}
 	s.ws = newWSHub(s, cfg.WebSocket)
-	s.groups = cfg.Groups
-	if s.groups == nil {
-		s.groups = core.NewGroupCoordinator(broker, core.GroupConfig{Logger: cfg.Logger})
+	s.groups = groups
+	if cfg.Groups == nil {
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
 			s.groups.Run(s.baseCtx)
 		}()
 	}
-	return s
+	return s, nil
 }
 
 // Handle provides the handler of a mount point of the route table. Call

@@ -23,6 +23,10 @@ type StatsSource struct {
 	LeaderChanges func() map[string]int64
 	// Tracing says whether spans are exported.
 	Tracing bool
+	// TopicCounters and PipelineCounters return this node's totals per
+	// topic and per pipeline (internal/telemetry keeps them; nil: none).
+	TopicCounters    func() map[string]core.TopicCounters
+	PipelineCounters func() map[string]core.PipelineCounters
 }
 
 // NodeStats is one cluster member in GET /v1/stats.
@@ -30,6 +34,13 @@ type NodeStats struct {
 	ID       uint64 `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+}
+
+// WSCounters returns the open WebSocket connections and the clients
+// dropped so far for reading too slowly (the weir.ws.connections and
+// weir.ws.dropped metrics; internal/telemetry observes them).
+func (s *Server) WSCounters() (connections, dropped int64) {
+	return s.ws.open.Load(), s.ws.dropped.Load()
 }
 
 // SetStatsSource supplies the node-level parts of GET /v1/stats. Call it
@@ -89,9 +100,6 @@ type statsJSON struct {
 	} `json:"websocket"`
 }
 
-// pipelinesTable is the catalog table pipelines are defined in.
-const pipelinesTable = "pipelines"
-
 // statsPipelines reports every pipeline with its progress: from the
 // replicated state when the pipeline service is mounted (cluster-wide
 // counts: processed records, failed attempts, dead-lettered records, lag),
@@ -121,7 +129,7 @@ func (s *Server) statsPipelines(local map[string]core.PipelineCounters) []statsP
 		}
 		return out
 	}
-	for name := range s.broker.Store().CatalogList(pipelinesTable) {
+	for _, name := range core.PipelineNames(s.broker.Store()) {
 		if _, ok := local[name]; !ok {
 			local[name] = core.PipelineCounters{}
 		}
@@ -157,7 +165,10 @@ func (s *Server) getStats(c *call, _ *clusterReq) {
 	if src.LeaderChanges != nil {
 		lc = src.LeaderChanges()
 	}
-	counters := tel.TopicCounters()
+	var counters map[string]core.TopicCounters
+	if src.TopicCounters != nil {
+		counters = src.TopicCounters()
+	}
 	out.Topics = []statsTopicJSON{}
 	for _, t := range st.Topics() {
 		_, parts, err := s.broker.Topic(t.Name)
@@ -186,8 +197,12 @@ func (s *Server) getStats(c *call, _ *clusterReq) {
 			}
 		}
 	}
-	out.Pipelines = s.statsPipelines(tel.PipelineCounters())
-	out.WebSocket.Connections, out.WebSocket.Dropped = tel.WSCounters()
+	pipes := map[string]core.PipelineCounters{}
+	if src.PipelineCounters != nil {
+		pipes = src.PipelineCounters()
+	}
+	out.Pipelines = s.statsPipelines(pipes)
+	out.WebSocket.Connections, out.WebSocket.Dropped = s.WSCounters()
 	b, _ := json.Marshal(out)
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	writeJSON(ctx, 200, append(b, '\n'))

@@ -117,6 +117,8 @@ type wsHub struct {
 
 	paused atomic.Int64
 
+	open, dropped atomic.Int64 // connections open now; dropped for reading too slowly (WSCounters)
+
 	pconns principalConns // connections per principal (ws_security.go)
 }
 
@@ -182,7 +184,7 @@ func (h *wsHub) add(c *wsConn) bool {
 	}
 	h.conns[c] = struct{}{}
 	h.wg.Add(1)
-	h.s.broker.Telemetry().WSConnections(1)
+	h.open.Add(1)
 	return true
 }
 
@@ -190,7 +192,7 @@ func (h *wsHub) remove(c *wsConn) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
-	h.s.broker.Telemetry().WSConnections(-1)
+	h.open.Add(-1)
 	h.wg.Done()
 }
 

@@ -105,9 +105,7 @@ func (l *fakeLog) OffsetForTime(ctx context.Context, ts int64) (int64, error) {
 // returns the /v1/ws URL.
 func startFakeGateway(t *testing.T, store core.Store, ws WSConfig) (*Server, string) {
 	t.Helper()
-	broker := core.NewBroker(store, core.BrokerConfig{})
-	groups := core.NewGroupCoordinator(broker, core.GroupConfig{}) // never run: no group here
-	s := New(broker, Config{Groups: groups, WebSocket: ws})
+	s := newTestServer(t, store, Config{WebSocket: ws})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -80,32 +80,8 @@ func (h *wsHub) parseSubscribe(f *wsFrame) (*subSpec, error) {
 		}
 		sp.session = time.Duration(f.SessionTimeoutMs) * time.Millisecond
 	}
-	if len(f.From) > 0 && f.Timestamp != nil {
-		return nil, core.Invalidf("give from or timestamp, not both")
-	}
-	if f.Timestamp != nil {
-		if *f.Timestamp < 0 {
-			return nil, core.Invalidf("timestamp must be milliseconds since the epoch")
-		}
-		sp.kind, sp.value = startTime, *f.Timestamp
-	}
-	if len(f.From) > 0 {
-		from := string(f.From)
-		if n := len(from); n >= 2 && from[0] == '"' && from[n-1] == '"' {
-			from = from[1 : n-1]
-		}
-		switch from {
-		case "latest", "null":
-			sp.kind = startLatest
-		case "earliest":
-			sp.kind = startEarliest
-		default:
-			off, err := strconv.ParseInt(from, 10, 64)
-			if err != nil || off < 0 {
-				return nil, core.Invalidf("from must be \"earliest\", \"latest\" or an offset ≥ 0, not %s", f.From)
-			}
-			sp.kind, sp.value = startOffset, off
-		}
+	if err := sp.parseStart(f); err != nil {
+		return nil, err
 	}
 	if len(f.Positions) > 0 {
 		sp.positions = map[int]int64{}
@@ -133,6 +109,39 @@ func (h *wsHub) parseSubscribe(f *wsFrame) (*subSpec, error) {
 		sp.credit = min(*f.Credit, unlimitedCredit)
 	}
 	return sp, nil
+}
+
+// parseStart reads where a subscription starts: from ("earliest",
+// "latest" or an offset) or timestamp, not both; neither: latest.
+func (sp *subSpec) parseStart(f *wsFrame) error {
+	if len(f.From) > 0 && f.Timestamp != nil {
+		return core.Invalidf("give from or timestamp, not both")
+	}
+	if f.Timestamp != nil {
+		if *f.Timestamp < 0 {
+			return core.Invalidf("timestamp must be milliseconds since the epoch")
+		}
+		sp.kind, sp.value = startTime, *f.Timestamp
+	}
+	if len(f.From) > 0 {
+		from := string(f.From)
+		if n := len(from); n >= 2 && from[0] == '"' && from[n-1] == '"' {
+			from = from[1 : n-1]
+		}
+		switch from {
+		case "latest", "null":
+			sp.kind = startLatest
+		case "earliest":
+			sp.kind = startEarliest
+		default:
+			off, err := strconv.ParseInt(from, 10, 64)
+			if err != nil || off < 0 {
+				return core.Invalidf("from must be \"earliest\", \"latest\" or an offset ≥ 0, not %s", f.From)
+			}
+			sp.kind, sp.value = startOffset, off
+		}
+	}
+	return nil
 }
 
 // startOffset resolves where a subscription starts on a partition that
@@ -613,6 +622,49 @@ func (s *wsSub) reassign(ms core.Membership) error {
 	s.mu.Unlock()
 	stopAll(gone)
 
+	parts := make([]int, 0, len(want))
+	for p := range want {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	starts, err := s.pumpStarts(parts, kept)
+	if err != nil {
+		return err
+	}
+	b := assignedFrame(sp, ms, parts, func(p int) int64 {
+		if pu := kept[p]; pu != nil {
+			return pu.pos.Load()
+		}
+		return starts[p].off
+	})
+	// Queued with the subscription's context: an unsubscribe does not wait
+	// for a full send buffer to drain.
+	if err := s.c.out.push(s.ctx, outFrame{head: b}, nil); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range parts {
+		if st, ok := starts[p]; ok {
+			s.startPump(p, st.log, st.off)
+		}
+	}
+	return nil
+}
+
+// pumpStart is where a new pump of a group subscription starts reading.
+type pumpStart struct {
+	log core.PartitionLog
+	off int64
+}
+
+// pumpStarts finds where the pumps of the newly assigned partitions (those
+// of parts without a kept pump) start: the group's committed offset, else
+// the subscription's start position (an error reading it is sent to the
+// client, and the pump starts at the high watermark). It holds no lock:
+// reading a start position may ask another node.
+func (s *wsSub) pumpStarts(parts []int, kept map[int]*pump) (map[int]pumpStart, error) {
+	sp := s.spec
 	store := s.c.hub.s.broker.Store()
 	committed := map[int]int64{}
 	for _, o := range store.GroupOffsets(sp.group) {
@@ -620,16 +672,7 @@ func (s *wsSub) reassign(ms core.Membership) error {
 			committed[o.Partition] = o.Offset
 		}
 	}
-	parts := make([]int, 0, len(want))
-	for p := range want {
-		parts = append(parts, p)
-	}
-	slices.Sort(parts)
-	type start struct {
-		log core.PartitionLog
-		off int64
-	}
-	starts := map[int]start{}
+	starts := map[int]pumpStart{}
 	for _, p := range parts {
 		if kept[p] != nil {
 			continue
@@ -642,14 +685,20 @@ func (s *wsSub) reassign(ms core.Membership) error {
 		if !ok {
 			if off, err = sp.startOffset(s.ctx, log, p); err != nil {
 				if s.ctx.Err() != nil {
-					return err
+					return nil, err
 				}
 				s.c.sendErrorCtx(s.ctx, "", sp.id, &p, err)
 				off = log.HighWatermark()
 			}
 		}
-		starts[p] = start{log, off}
+		starts[p] = pumpStart{log, off}
 	}
+	return starts, nil
+}
+
+// assignedFrame is the "assigned" frame of a group subscription: its
+// group, member, generation, partitions and the position of each.
+func assignedFrame(sp *subSpec, ms core.Membership, parts []int, pos func(p int) int64) []byte {
 	b := frameStart("assigned", "", sp.id)
 	b = append(b, `,"group":`...)
 	b = appendJSONString(b, sp.group)
@@ -669,29 +718,13 @@ func (s *wsSub) reassign(ms core.Membership) error {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		off := starts[p].off
-		if pu := kept[p]; pu != nil {
-			off = pu.pos.Load()
-		}
 		b = append(b, `{"partition":`...)
 		b = strconv.AppendInt(b, int64(p), 10)
 		b = append(b, `,"offset":`...)
-		b = strconv.AppendInt(b, off, 10)
+		b = strconv.AppendInt(b, pos(p), 10)
 		b = append(b, '}')
 	}
-	// Queued with the subscription's context: an unsubscribe does not wait
-	// for a full send buffer to drain.
-	if err := s.c.out.push(s.ctx, outFrame{head: append(b, "]}"...)}, nil); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range parts {
-		if st, ok := starts[p]; ok {
-			s.startPump(p, st.log, st.off)
-		}
-	}
-	return nil
+	return append(b, "]}"...)
 }
 
 // stopPumps stops delivering every partition.

@@ -76,6 +76,6 @@ func (s *Server) endDelivery(fr *outFrame, err error) {
 	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
-		s.broker.Telemetry().WSDropped()
+		s.ws.dropped.Add(1)
 	}
 }

@@ -201,6 +201,9 @@ func classify(ctx context.Context, err error) error {
 
 // instantiateHostModule defines the "weir" host functions in rt. They find
 // the batch's session in the call's context.
+//
+// It is a table of the host functions, kept whole (over 80 lines): one
+// place lists the whole ABI surface.
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	b := rt.NewHostModuleBuilder(abi.ImportModule)
 	def := func(name string, fn api.GoModuleFunc) {

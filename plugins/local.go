@@ -78,34 +78,8 @@ func RunLocal(ctx context.Context, wasm []byte, cfg map[string]string, outputs [
 			}
 			return fmt.Errorf("batch at offset %d: %w", batch[0].Offset, err)
 		}
-		for _, r := range res.Records {
-			line := map[string]any{"output": outputs[r.Output], "timestamp": r.Record.Timestamp}
-			putKV(line, r.Record)
-			if err := enc.Encode(line); err != nil {
-				return err
-			}
-		}
-		for _, d := range res.Dead {
-			r := batch[d.Index]
-			dl := map[string]any{"offset": r.Offset, "reason": d.Reason}
-			putKV(dl, r)
-			if err := enc.Encode(map[string]any{"dead_letter": dl}); err != nil {
-				return err
-			}
-		}
-		for _, c := range res.State {
-			sl := map[string]any{}
-			putKV(sl, core.Record{Key: c.Key, Value: c.Value})
-			if c.Delete {
-				delete(state, string(c.Key))
-				delete(sl, "value")
-				sl["delete"] = true
-			} else {
-				state[string(c.Key)] = c.Value
-			}
-			if err := enc.Encode(map[string]any{"state": sl}); err != nil {
-				return err
-			}
+		if err := writeLocalResult(enc, res, batch, outputs, state); err != nil {
+			return err
 		}
 		batch = batch[:0]
 		return nil
@@ -143,6 +117,42 @@ func RunLocal(ctx context.Context, wasm []byte, cfg map[string]string, outputs [
 		return err
 	}
 	return flush(true)
+}
+
+// writeLocalResult writes a batch's result as RunLocal prints it: one line
+// per output record, dead letter and state change; state changes are
+// applied to state.
+func writeLocalResult(enc *json.Encoder, res *core.ProcessOutput, batch []core.Record, outputs []string, state mapState) error {
+	for _, r := range res.Records {
+		line := map[string]any{"output": outputs[r.Output], "timestamp": r.Record.Timestamp}
+		putKV(line, r.Record)
+		if err := enc.Encode(line); err != nil {
+			return err
+		}
+	}
+	for _, d := range res.Dead {
+		r := batch[d.Index]
+		dl := map[string]any{"offset": r.Offset, "reason": d.Reason}
+		putKV(dl, r)
+		if err := enc.Encode(map[string]any{"dead_letter": dl}); err != nil {
+			return err
+		}
+	}
+	for _, c := range res.State {
+		sl := map[string]any{}
+		putKV(sl, core.Record{Key: c.Key, Value: c.Value})
+		if c.Delete {
+			delete(state, string(c.Key))
+			delete(sl, "value")
+			sl["delete"] = true
+		} else {
+			state[string(c.Key)] = c.Value
+		}
+		if err := enc.Encode(map[string]any{"state": sl}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (lr *LocalRecord) record() (core.Record, error) {

@@ -215,9 +215,28 @@ func (h *Host) stepPartition(ctx context.Context, v *partitionView, rid uint64) 
 		}
 	}
 	// 3. Once every target replica votes, delete the replaced voters.
+	if h.dropReplacedVoter(pm, m, rid, change) {
+		return
+	}
+	// 4. Delete learners no longer wanted.
+	for _, r := range sortedKeys(m.NonVotings) {
+		if _, keep := pm.Replicas[r]; !keep {
+			change("delete learner", func(ctx context.Context) error {
+				return h.nh.SyncRequestDeleteReplica(ctx, shard, r, cc)
+			})
+			return
+		}
+	}
+}
+
+// dropReplacedVoter is step 3 of stepPartition: once every target replica
+// of pm votes, it deletes one voter that is not a target (or, when that is
+// the leader itself, rid, hands leadership to a target voter). It reports
+// whether the pass ends here.
+func (h *Host) dropReplacedVoter(pm *PartitionMeta, m *dragonboat.Membership, rid uint64, change func(string, func(context.Context) error)) bool {
 	for r := range pm.Replicas {
 		if _, voter := m.Nodes[r]; !voter {
-			return
+			return true
 		}
 	}
 	for _, r := range sortedKeys(m.Nodes) {
@@ -233,24 +252,16 @@ func (h *Host) stepPartition(ctx context.Context, v *partitionView, rid uint64) 
 				}
 			}
 			if to != 0 {
-				_ = h.nh.RequestLeaderTransfer(shard, to)
+				_ = h.nh.RequestLeaderTransfer(pm.ShardID, to)
 			}
-			return
+			return true
 		}
 		change("delete voter", func(ctx context.Context) error {
-			return h.nh.SyncRequestDeleteReplica(ctx, shard, r, cc)
+			return h.nh.SyncRequestDeleteReplica(ctx, pm.ShardID, r, m.ConfigChangeID)
 		})
-		return
+		return true
 	}
-	// 4. Delete learners no longer wanted.
-	for _, r := range sortedKeys(m.NonVotings) {
-		if _, keep := pm.Replicas[r]; !keep {
-			change("delete learner", func(ctx context.Context) error {
-				return h.nh.SyncRequestDeleteReplica(ctx, shard, r, cc)
-			})
-			return
-		}
-	}
+	return false
 }
 
 func (h *Host) membership(ctx context.Context, shard uint64) (*dragonboat.Membership, error) {
@@ -344,8 +355,19 @@ func (h *Host) controlMeta(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	var nodes map[uint64]NodeInfo
-	busy := map[uint64]bool{}
+	nodes, busy := h.metaNodes()
+	h.reportMetaRoles(ctx, m, nodes)
+	p := &metaPass{h: h, m: m, nodes: nodes}
+	if p.admit(ctx) || p.promote(ctx) {
+		return
+	}
+	p.finishRemoval(ctx, busy)
+}
+
+// metaNodes copies the nodes out of the metadata, with the nodes that
+// hold or are to hold a partition replica (busy).
+func (h *Host) metaNodes() (nodes map[uint64]NodeInfo, busy map[uint64]bool) {
+	busy = map[uint64]bool{}
 	h.meta.read(func(st *metaState) {
 		nodes = make(map[uint64]NodeInfo, len(st.Nodes))
 		for id, n := range st.Nodes {
@@ -359,7 +381,12 @@ func (h *Host) controlMeta(ctx context.Context) {
 			}
 		})
 	})
-	// Report roles.
+	return nodes, busy
+}
+
+// reportMetaRoles records the metadata shard's voters and learners in the
+// metadata when a node's recorded role differs.
+func (h *Host) reportMetaRoles(ctx context.Context, m *dragonboat.Membership, nodes map[uint64]NodeInfo) {
 	roles := map[uint64]string{}
 	for id := range m.Nodes {
 		roles[id] = roleVoter
@@ -372,67 +399,96 @@ func (h *Host) controlMeta(ctx context.Context) {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_, _ = h.proposeMeta(pctx, &metaCmd{Op: "meta_roles", Roles: roles})
 			cancel()
-			break
+			return
 		}
 	}
-	cc := m.ConfigChangeID
-	change := func(what string, id uint64, f func(ctx context.Context) error) {
-		cctx, cancel := context.WithTimeout(ctx, configChangeLimit)
-		defer cancel()
-		if err := f(cctx); err != nil {
-			h.log.Debug("metadata membership change", "change", what, "node", id, "err", err)
-		} else {
-			h.log.Info("metadata membership change", "change", what, "node", id)
-			h.kick()
-		}
+}
+
+// metaPass is one pass of controlMeta over the metadata shard's
+// membership m; each step makes at most one change and reports whether
+// it did (or tried).
+type metaPass struct {
+	h     *Host
+	m     *dragonboat.Membership
+	nodes map[uint64]NodeInfo
+}
+
+// change runs one membership change f, bounded by configChangeLimit.
+func (p *metaPass) change(ctx context.Context, what string, id uint64, f func(ctx context.Context) error) {
+	cctx, cancel := context.WithTimeout(ctx, configChangeLimit)
+	defer cancel()
+	if err := f(cctx); err != nil {
+		p.h.log.Debug("metadata membership change", "change", what, "node", id, "err", err)
+	} else {
+		p.h.log.Info("metadata membership change", "change", what, "node", id)
+		p.h.kick()
 	}
-	inShard := func(id uint64) bool {
-		_, v := m.Nodes[id]
-		_, l := m.NonVotings[id]
-		_, r := m.Removed[id]
-		return v || l || r
-	}
-	// 1. Admit joining nodes (and initial peers beyond the voters).
-	for _, id := range sortedKeys(nodes) {
-		n := nodes[id]
-		if n.State != nodeRemoved && !inShard(id) {
-			change("add learner", id, func(ctx context.Context) error {
+}
+
+func (p *metaPass) inShard(id uint64) bool {
+	_, v := p.m.Nodes[id]
+	_, l := p.m.NonVotings[id]
+	_, r := p.m.Removed[id]
+	return v || l || r
+}
+
+// admit adds a joining node (or an initial peer beyond the voters) to the
+// metadata shard as a learner.
+func (p *metaPass) admit(ctx context.Context) bool {
+	h, cc := p.h, p.m.ConfigChangeID
+	for _, id := range sortedKeys(p.nodes) {
+		n := p.nodes[id]
+		if n.State != nodeRemoved && !p.inShard(id) {
+			p.change(ctx, "add learner", id, func(ctx context.Context) error {
 				return h.nh.SyncRequestAddNonVoting(ctx, metaShardID, id, n.RaftAddr, cc)
 			})
-			return
+			return true
 		}
 	}
 	for _, id := range sortedKeys(h.cfg.Peers) {
-		if _, known := nodes[id]; !known && !inShard(id) {
+		if _, known := p.nodes[id]; !known && !p.inShard(id) {
 			addr := h.cfg.Peers[id]
-			change("add learner", id, func(ctx context.Context) error {
+			p.change(ctx, "add learner", id, func(ctx context.Context) error {
 				return h.nh.SyncRequestAddNonVoting(ctx, metaShardID, id, addr, cc)
 			})
-			return
+			return true
 		}
 	}
-	// 2. Keep MetaVoters voters among active nodes.
+	return false
+}
+
+// promote makes a live active learner a voter while fewer than MetaVoters
+// active nodes vote.
+func (p *metaPass) promote(ctx context.Context) bool {
+	h, m := p.h, p.m
 	active := 0
 	for id := range m.Nodes {
-		if n, ok := nodes[id]; !ok || n.State == nodeActive {
+		if n, ok := p.nodes[id]; !ok || n.State == nodeActive {
 			active++
 		}
 	}
-	if active < h.cfg.MetaVoters {
-		for _, id := range sortedKeys(m.NonVotings) {
-			n, ok := nodes[id]
-			if ok && n.State == nodeActive && n.HTTPAddr != "" && h.alive(id) {
-				addr := m.NonVotings[id]
-				change("promote", id, func(ctx context.Context) error {
-					return h.nh.SyncRequestAddReplica(ctx, metaShardID, id, addr, cc)
-				})
-				return
-			}
+	if active >= h.cfg.MetaVoters {
+		return false
+	}
+	for _, id := range sortedKeys(m.NonVotings) {
+		n, ok := p.nodes[id]
+		if ok && n.State == nodeActive && n.HTTPAddr != "" && h.alive(id) {
+			addr := m.NonVotings[id]
+			p.change(ctx, "promote", id, func(ctx context.Context) error {
+				return h.nh.SyncRequestAddReplica(ctx, metaShardID, id, addr, m.ConfigChangeID)
+			})
+			return true
 		}
 	}
-	// 3. Drop the metadata replicas of drained nodes, then finish them.
-	for _, id := range sortedKeys(nodes) {
-		n := nodes[id]
+	return false
+}
+
+// finishRemoval drops the metadata replica of a drained node (one that is
+// not busy), or records it removed once it has none.
+func (p *metaPass) finishRemoval(ctx context.Context, busy map[uint64]bool) {
+	h, m := p.h, p.m
+	for _, id := range sortedKeys(p.nodes) {
+		n := p.nodes[id]
 		if n.State != nodeDraining || busy[id] {
 			continue
 		}
@@ -455,8 +511,8 @@ func (h *Host) controlMeta(ctx context.Context) {
 			}
 			return
 		}
-		change("delete", id, func(ctx context.Context) error {
-			return h.nh.SyncRequestDeleteReplica(ctx, metaShardID, id, cc)
+		p.change(ctx, "delete", id, func(ctx context.Context) error {
+			return h.nh.SyncRequestDeleteReplica(ctx, metaShardID, id, m.ConfigChangeID)
 		})
 		return
 	}

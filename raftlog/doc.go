@@ -57,7 +57,7 @@
 //	})
 //	if err != nil { ... }
 //	defer host.Close()
-//	broker := core.NewBroker(host, core.BrokerConfig{}) // host is the core.Store
+//	broker, err := core.NewBroker(host, core.BrokerConfig{}) // host is the core.Store
 //	ph, err := peer.NewHandler(peer.HandlerConfig{Cluster: host}) // and the core.Cluster
 //
 // Config's zero values are defaults except NodeID, DataDir and RaftAddr;

@@ -236,15 +236,22 @@ type snapshotState struct {
 	pending bool
 }
 
+// QuietDragonboat sets the levels of Dragonboat's loggers to errors only.
+// Dragonboat's loggers are process-wide, so New leaves them alone: a
+// program calls this once at start (cmd/weir does) if it wants Dragonboat's
+// informational lines off.
+func QuietDragonboat() {
+	for _, name := range []string{"raft", "rsm", "transport", "dragonboat", "logdb", "raftpb", "config", "tan", "registry", "grpc"} {
+		logger.GetLogger(name).SetLevel(logger.ERROR)
+	}
+}
+
 // New starts the NodeHost, the metadata shard and every partition shard the
 // metadata places here.
 func New(cfg Config) (*Host, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	for _, name := range []string{"raft", "rsm", "transport", "dragonboat", "logdb", "raftpb", "config", "tan", "registry", "grpc"} {
-		logger.GetLogger(name).SetLevel(logger.ERROR)
 	}
 	fs := newFS(cfg.FS)
 	if err := fs.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -257,7 +264,39 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{
+	h := newHost(cfg, fs, roles)
+	if cfg.Tiered.Store != nil {
+		h.tier = &tierState{parts: map[uint64]*tierPart{}, prefixes: map[uint64]string{}, slots: make(chan struct{}, cfg.Tiered.MaxUploads)}
+		h.tierCache, err = newTierCache(cfg.Tiered.Store, fs, filepath.Join(cfg.DataDir, "tiered-cache"), cfg.Tiered.CacheBytes, cfg.Tiered.RequestTimeout, h.stopC)
+		if err != nil {
+			return nil, fmt.Errorf("tiered storage cache: %w", err)
+		}
+	}
+	nh, err := dragonboat.NewNodeHost(h.nodeHostConfig())
+	if err != nil {
+		return nil, fmt.Errorf("start raft node host: %w", err)
+	}
+	h.nh = nh
+	h.meta = newMetaSM(h.kick)
+	if err := h.startMetaShard(); err != nil {
+		nh.Close()
+		return nil, fmt.Errorf("start metadata shard: %w", err)
+	}
+	h.wg.Add(4)
+	go h.syncMetaLoop()
+	go h.reconcileLoop()
+	go h.registerLoop()
+	go h.probeLoop()
+	if h.tier != nil {
+		h.wg.Add(1)
+		go h.tierLoop()
+	}
+	return h, nil
+}
+
+// newHost is a Host over fs with nothing started.
+func newHost(cfg Config, fs segment.FS, roles *roleFile) *Host {
+	return &Host{
 		cfg:        cfg,
 		fs:         fs,
 		log:        cfg.Logger,
@@ -275,6 +314,11 @@ func New(cfg Config) (*Host, error) {
 		reconcileC: make(chan struct{}, 1),
 		stopC:      make(chan struct{}),
 	}
+}
+
+// nodeHostConfig is the Dragonboat NodeHost configuration of h.
+func (h *Host) nodeHostConfig() dbconfig.NodeHostConfig {
+	cfg := h.cfg
 	nhc := dbconfig.NodeHostConfig{
 		NodeHostDir:         filepath.Join(cfg.DataDir, "raft"),
 		RTTMillisecond:      cfg.RTTMillisecond,
@@ -295,20 +339,14 @@ func New(cfg Config) (*Host, error) {
 	if cfg.LogDB == "pebble" {
 		nhc.Expert.LogDBFactory = nil // Dragonboat's default: sharded Pebble
 	}
-	if cfg.Tiered.Store != nil {
-		h.tier = &tierState{parts: map[uint64]*tierPart{}, prefixes: map[uint64]string{}, slots: make(chan struct{}, cfg.Tiered.MaxUploads)}
-		h.tierCache, err = newTierCache(cfg.Tiered.Store, fs, filepath.Join(cfg.DataDir, "tiered-cache"), cfg.Tiered.CacheBytes, cfg.Tiered.RequestTimeout, h.stopC)
-		if err != nil {
-			return nil, fmt.Errorf("tiered storage cache: %w", err)
-		}
-	}
-	nh, err := dragonboat.NewNodeHost(nhc)
-	if err != nil {
-		return nil, fmt.Errorf("start raft node host: %w", err)
-	}
-	h.nh = nh
-	h.meta = newMetaSM(h.kick)
+	return nhc
+}
 
+// startMetaShard starts this node's replica of the metadata shard: as a
+// voter of a new cluster, as it was on a restart, or as a learner when
+// joining.
+func (h *Host) startMetaShard() error {
+	cfg, nh := h.cfg, h.nh
 	voters := cfg.initialMetaVoters()
 	_, initialVoter := voters[cfg.NodeID]
 	single := len(cfg.Peers) == 0 && !cfg.Join
@@ -325,31 +363,18 @@ func New(cfg Config) (*Host, error) {
 		// A restart: Dragonboat has the membership; IsNonVoting must match
 		// the role the replica last had (roles.json).
 		mcfg.IsNonVoting = h.roles.nonVoting(metaShardID)
-		err = nh.StartReplica(nil, false, create, mcfg)
+		return nh.StartReplica(nil, false, create, mcfg)
 	case initialVoter && !cfg.Join:
-		err = nh.StartReplica(voters, false, create, mcfg)
+		return nh.StartReplica(voters, false, create, mcfg)
 	default:
 		// A joining node (or an initial peer beyond the voters): the
 		// controller adds it as a non-voting member; it catches up.
-		if err = h.roles.set(metaShardID, true); err == nil {
-			mcfg.IsNonVoting = true
-			err = nh.StartReplica(nil, true, create, mcfg)
+		if err := h.roles.set(metaShardID, true); err != nil {
+			return err
 		}
+		mcfg.IsNonVoting = true
+		return nh.StartReplica(nil, true, create, mcfg)
 	}
-	if err != nil {
-		nh.Close()
-		return nil, fmt.Errorf("start metadata shard: %w", err)
-	}
-	h.wg.Add(4)
-	go h.syncMetaLoop()
-	go h.reconcileLoop()
-	go h.registerLoop()
-	go h.probeLoop()
-	if h.tier != nil {
-		h.wg.Add(1)
-		go h.tierLoop()
-	}
-	return h, nil
 }
 
 // shardConfig is the Raft configuration of one replica.

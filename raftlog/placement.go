@@ -151,112 +151,19 @@ func (st *metaState) moveReplica(pl *placer, p *PartitionMeta, from uint64) erro
 
 // applyCluster applies the cluster-membership commands.
 func (st *metaState) applyCluster(c *metaCmd) sm.Result {
-	invalid := func(format string, a ...any) sm.Result {
-		return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf(format, a...))}
-	}
 	switch c.Op {
 	case "join_node":
-		if c.Node == nil || c.Node.ID == 0 || c.Node.RaftAddr == "" {
-			return invalid("a joining node needs an id and a Raft address")
-		}
-		n := *c.Node
-		for id, o := range st.Nodes {
-			if id != n.ID && o.RaftAddr == n.RaftAddr && o.State != nodeRemoved {
-				return invalid("node %d already uses the Raft address %s", id, n.RaftAddr)
-			}
-		}
-		if cur := st.Nodes[n.ID]; cur != nil {
-			switch {
-			case cur.State == nodeRemoved:
-				return invalid("node %d was removed from the cluster; node ids are never reused", n.ID)
-			case cur.RaftAddr != n.RaftAddr:
-				return sm.Result{Value: metaExists, Data: []byte(fmt.Sprintf("node %d is already a member with Raft address %s", n.ID, cur.RaftAddr))}
-			}
-			if n.HTTPAddr != "" {
-				cur.HTTPAddr = n.HTTPAddr
-			}
-			return sm.Result{Value: metaOK}
-		}
-		n.State, n.MetaRole = nodeActive, ""
-		st.Nodes[n.ID] = &n
+		return st.joinNode(c.Node)
 	case "remove_node":
-		n := st.Nodes[c.NodeID]
-		if n == nil {
-			return sm.Result{Value: metaNotFound, Data: []byte(fmt.Sprintf("node %d is not a member", c.NodeID))}
-		}
-		if n.State == nodeRemoved {
-			return sm.Result{Value: metaOK}
-		}
-		active := st.activeNodes()
-		if n.State == nodeActive && len(active) <= 1 {
-			return invalid("node %d is the last active node", c.NodeID)
-		}
-		// Check every partition can move before changing anything.
-		others := len(active)
-		if n.State == nodeActive {
-			others--
-		}
-		var bad string
-		st.eachPartition(func(topic string, idx int, p *PartitionMeta) {
-			for _, nid := range p.Replicas {
-				if nid == c.NodeID && len(p.Replicas) > others && bad == "" {
-					bad = fmt.Sprintf("%s/%d has %d replicas and only %d other active nodes remain", topic, idx, len(p.Replicas), others)
-				}
-			}
-		})
-		if bad != "" {
-			return invalid("cannot remove node %d: partition %s", c.NodeID, bad)
-		}
-		n.State = nodeDraining
-		pl := st.newPlacer()
-		var err error
-		st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
-			for _, nid := range p.Replicas {
-				if nid == c.NodeID && err == nil {
-					err = st.moveReplica(pl, p, c.NodeID)
-				}
-			}
-		})
-		if err != nil { // cannot happen after the check above
-			return invalid("%v", err)
-		}
+		return st.removeNode(c.NodeID)
 	case "node_removed":
-		n := st.Nodes[c.NodeID]
-		if n == nil || n.State != nodeDraining {
-			return sm.Result{Value: metaNotFound}
-		}
-		busy := false
-		st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
-			busy = busy || p.hasNode(c.NodeID)
-		})
-		if busy {
-			return sm.Result{Value: metaExists}
-		}
-		n.State, n.MetaRole = nodeRemoved, ""
+		return st.nodeRemoved(c.NodeID)
 	case "meta_roles":
 		for id, n := range st.Nodes {
 			n.MetaRole = c.Roles[id]
 		}
 	case "partition_members":
-		p := st.partitionByShard(c.Shard)
-		if p == nil || len(c.Members) == 0 {
-			return sm.Result{Value: metaNotFound}
-		}
-		if p.Initial == nil {
-			p.Initial = cloneMap(p.initial())
-		}
-		p.Members = cloneMap(c.Members)
-		p.Learners = nil
-		if len(c.Learners) > 0 {
-			p.Learners = cloneMap(c.Learners)
-		}
-		var keep []uint64
-		for _, r := range p.CaughtUp {
-			if _, ok := p.Learners[r]; ok {
-				keep = append(keep, r)
-			}
-		}
-		p.CaughtUp = keep
+		return st.partitionMembers(c.Shard, c.Members, c.Learners)
 	case "caught_up":
 		p := st.partitionByShard(c.Shard)
 		if p == nil {
@@ -268,6 +175,128 @@ func (st *metaState) applyCluster(c *metaCmd) sm.Result {
 	case "rebalance":
 		return sm.Result{Value: metaOK, Data: []byte(fmt.Sprint(st.rebalance()))}
 	}
+	return sm.Result{Value: metaOK}
+}
+
+// invalidCmd is the result of a command the state refuses, with why.
+func invalidCmd(format string, a ...any) sm.Result {
+	return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf(format, a...))}
+}
+
+// joinNode adds node as an active member, or updates the HTTP address of
+// the member it already is.
+func (st *metaState) joinNode(node *NodeInfo) sm.Result {
+	if node == nil || node.ID == 0 || node.RaftAddr == "" {
+		return invalidCmd("a joining node needs an id and a Raft address")
+	}
+	n := *node
+	for id, o := range st.Nodes {
+		if id != n.ID && o.RaftAddr == n.RaftAddr && o.State != nodeRemoved {
+			return invalidCmd("node %d already uses the Raft address %s", id, n.RaftAddr)
+		}
+	}
+	if cur := st.Nodes[n.ID]; cur != nil {
+		switch {
+		case cur.State == nodeRemoved:
+			return invalidCmd("node %d was removed from the cluster; node ids are never reused", n.ID)
+		case cur.RaftAddr != n.RaftAddr:
+			return sm.Result{Value: metaExists, Data: []byte(fmt.Sprintf("node %d is already a member with Raft address %s", n.ID, cur.RaftAddr))}
+		}
+		if n.HTTPAddr != "" {
+			cur.HTTPAddr = n.HTTPAddr
+		}
+		return sm.Result{Value: metaOK}
+	}
+	n.State, n.MetaRole = nodeActive, ""
+	st.Nodes[n.ID] = &n
+	return sm.Result{Value: metaOK}
+}
+
+// removeNode starts draining node id: every replica it holds moves to
+// another active node, or nothing changes when one cannot.
+func (st *metaState) removeNode(id uint64) sm.Result {
+	n := st.Nodes[id]
+	if n == nil {
+		return sm.Result{Value: metaNotFound, Data: []byte(fmt.Sprintf("node %d is not a member", id))}
+	}
+	if n.State == nodeRemoved {
+		return sm.Result{Value: metaOK}
+	}
+	active := st.activeNodes()
+	if n.State == nodeActive && len(active) <= 1 {
+		return invalidCmd("node %d is the last active node", id)
+	}
+	// Check every partition can move before changing anything.
+	others := len(active)
+	if n.State == nodeActive {
+		others--
+	}
+	var bad string
+	st.eachPartition(func(topic string, idx int, p *PartitionMeta) {
+		for _, nid := range p.Replicas {
+			if nid == id && len(p.Replicas) > others && bad == "" {
+				bad = fmt.Sprintf("%s/%d has %d replicas and only %d other active nodes remain", topic, idx, len(p.Replicas), others)
+			}
+		}
+	})
+	if bad != "" {
+		return invalidCmd("cannot remove node %d: partition %s", id, bad)
+	}
+	n.State = nodeDraining
+	pl := st.newPlacer()
+	var err error
+	st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+		for _, nid := range p.Replicas {
+			if nid == id && err == nil {
+				err = st.moveReplica(pl, p, id)
+			}
+		}
+	})
+	if err != nil { // cannot happen after the check above
+		return invalidCmd("%v", err)
+	}
+	return sm.Result{Value: metaOK}
+}
+
+// nodeRemoved records draining node id removed once no partition has it.
+func (st *metaState) nodeRemoved(id uint64) sm.Result {
+	n := st.Nodes[id]
+	if n == nil || n.State != nodeDraining {
+		return sm.Result{Value: metaNotFound}
+	}
+	busy := false
+	st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
+		busy = busy || p.hasNode(id)
+	})
+	if busy {
+		return sm.Result{Value: metaExists}
+	}
+	n.State, n.MetaRole = nodeRemoved, ""
+	return sm.Result{Value: metaOK}
+}
+
+// partitionMembers records the voters and learners of shard's Raft group,
+// keeping the caught-up marks of learners that remain.
+func (st *metaState) partitionMembers(shard uint64, members, learners map[uint64]uint64) sm.Result {
+	p := st.partitionByShard(shard)
+	if p == nil || len(members) == 0 {
+		return sm.Result{Value: metaNotFound}
+	}
+	if p.Initial == nil {
+		p.Initial = cloneMap(p.initial())
+	}
+	p.Members = cloneMap(members)
+	p.Learners = nil
+	if len(learners) > 0 {
+		p.Learners = cloneMap(learners)
+	}
+	var keep []uint64
+	for _, r := range p.CaughtUp {
+		if _, ok := p.Learners[r]; ok {
+			keep = append(keep, r)
+		}
+	}
+	p.CaughtUp = keep
 	return sm.Result{Value: metaOK}
 }
 
@@ -327,12 +356,19 @@ func (st *metaState) rebalance() int {
 		pl.load[lo]++
 		moves++
 	}
-	// Preferred leaders: each partition's preferred node is the one among
-	// its target replicas with the fewest preferred leaderships so far
-	// (keeping the current one on ties, so that few leaders move).
+	// Preferred leaders, spread evenly.
+	st.spreadPreferred(pl.nodes)
+	return moves
+}
+
+// spreadPreferred sets each partition's preferred leader to the node among
+// its target replicas on active (the active nodes) with the fewest
+// preferred leaderships so far, keeping the current one on ties so that
+// few leaders move.
+func (st *metaState) spreadPreferred(activeNodes []uint64) {
 	leads := map[uint64]int{}
 	active := map[uint64]bool{}
-	for _, n := range pl.nodes {
+	for _, n := range activeNodes {
 		active[n] = true
 	}
 	st.eachPartition(func(_ string, _ int, p *PartitionMeta) {
@@ -355,5 +391,4 @@ func (st *metaState) rebalance() int {
 		p.Preferred = best
 		leads[best]++
 	})
-	return moves
 }

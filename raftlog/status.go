@@ -164,12 +164,28 @@ func (h *Host) remotePartitionInfo(pm *PartitionMeta, pi *core.PartitionInfo) {
 
 // Status implements core.Cluster.
 func (h *Host) Status(ctx context.Context, withPartitions bool) (*core.ClusterStatus, error) {
-	var nodes []NodeInfo
-	var parts []struct {
-		topic string
-		idx   int
-		pm    PartitionMeta
+	nodes, parts := h.statusSnapshot()
+	statuses := h.nodeStatuses(ctx, nodes)
+	out := &core.ClusterStatus{Node: h.cfg.NodeID, MetaLeader: h.metaLeader(), Lagging: []core.LaggingReplica{}}
+	byNode, up := addStatusNodes(out, nodes, statuses, parts)
+	for i := range parts {
+		addStatusPartition(out, &parts[i], byNode, up, withPartitions)
 	}
+	return out, nil
+}
+
+// statusPartition is a partition's placement as Status reads it.
+type statusPartition struct {
+	topic string
+	idx   int
+	pm    PartitionMeta
+}
+
+// statusSnapshot copies the nodes (by id) and partitions' placements out
+// of the metadata.
+func (h *Host) statusSnapshot() ([]NodeInfo, []statusPartition) {
+	var nodes []NodeInfo
+	var parts []statusPartition
 	h.meta.read(func(st *metaState) {
 		for _, n := range st.Nodes {
 			nodes = append(nodes, *n)
@@ -177,15 +193,16 @@ func (h *Host) Status(ctx context.Context, withPartitions bool) (*core.ClusterSt
 		st.eachPartition(func(topic string, idx int, p *PartitionMeta) {
 			cp := *p
 			cp.Replicas, cp.Members, cp.Learners = cloneMap(p.Replicas), cloneMap(p.members()), cloneMap(p.Learners)
-			parts = append(parts, struct {
-				topic string
-				idx   int
-				pm    PartitionMeta
-			}{topic, idx, cp})
+			parts = append(parts, statusPartition{topic, idx, cp})
 		})
 	})
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
-	// Ask every node for its view, in parallel.
+	return nodes, parts
+}
+
+// nodeStatuses asks every node for its view, in parallel (2 s each): nil
+// for a node removed, unreachable or without an HTTP address.
+func (h *Host) nodeStatuses(ctx context.Context, nodes []NodeInfo) []*core.NodeStatus {
 	statuses := make([]*core.NodeStatus, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -213,8 +230,17 @@ func (h *Host) Status(ctx context.Context, withPartitions bool) (*core.ClusterSt
 		}()
 	}
 	wg.Wait()
-	out := &core.ClusterStatus{Node: h.cfg.NodeID, MetaLeader: h.metaLeader(), Lagging: []core.LaggingReplica{}}
-	byNode := map[uint64]map[uint64]core.ReplicaStatus{} // node → shard → replica
+	return statuses
+}
+
+// replicaViews are the replicas each node reported: node → shard → replica.
+type replicaViews map[uint64]map[uint64]core.ReplicaStatus
+
+// addStatusNodes adds the nodes to out with their health, roles and
+// replica counts, and returns the replicas each node that answered
+// reported and which nodes did.
+func addStatusNodes(out *core.ClusterStatus, nodes []NodeInfo, statuses []*core.NodeStatus, parts []statusPartition) (replicaViews, map[uint64]bool) {
+	byNode := replicaViews{}
 	up := map[uint64]bool{}
 	placed := map[uint64]int{}
 	for _, p := range parts {
@@ -249,52 +275,56 @@ func (h *Host) Status(ctx context.Context, withPartitions bool) (*core.ClusterSt
 		}
 		out.Nodes = append(out.Nodes, cn)
 	}
-	for _, p := range parts {
-		pm := &p.pm
-		out.Partitions++
-		cp := core.ClusterPartition{Topic: p.topic, Partition: p.idx, Shard: pm.ShardID, Preferred: pm.Preferred,
-			Replicas: nodeList(pm.Replicas), Members: nodeList(pm.members()), Learners: nodeList(pm.Learners), Moving: pm.moving()}
-		var leaderHWM int64 = -1
-		for _, n := range pm.members() {
-			if rs, ok := byNode[n][pm.ShardID]; ok && rs.IsLeader {
-				cp.Leader, leaderHWM = n, rs.HighWatermark
-			}
-		}
-		if cp.Leader == 0 {
-			out.Leaderless++
-		}
-		if cp.Moving {
-			out.Moving++
-		}
-		check := func(rid, n uint64, learner bool) {
-			lr := core.LaggingReplica{Topic: p.topic, Partition: p.idx, Node: n, Replica: rid, Lag: -1}
-			rs, ok := byNode[n][pm.ShardID]
-			switch {
-			case !up[n]:
-				lr.Reason = "node down"
-			case !ok:
-				lr.Reason = "not running"
-			case leaderHWM >= 0 && rs.HighWatermark < leaderHWM:
-				lr.Lag, lr.Reason = leaderHWM-rs.HighWatermark, "behind the leader"
-				if learner {
-					lr.Reason = "catching up (learner)"
-				}
-			default:
-				return
-			}
-			out.Lagging = append(out.Lagging, lr)
-		}
-		for _, rid := range sortedKeys(pm.members()) {
-			check(rid, pm.members()[rid], false)
-		}
-		for _, rid := range sortedKeys(pm.Learners) {
-			check(rid, pm.Learners[rid], true)
-		}
-		if withPartitions {
-			out.PartitionsL = append(out.PartitionsL, cp)
+	return byNode, up
+}
+
+// addStatusPartition counts partition p in out (leaderless, moving), lists
+// its replicas that lag or do not run, and adds it to out.PartitionsL when
+// withPartitions.
+func addStatusPartition(out *core.ClusterStatus, p *statusPartition, byNode replicaViews, up map[uint64]bool, withPartitions bool) {
+	pm := &p.pm
+	out.Partitions++
+	cp := core.ClusterPartition{Topic: p.topic, Partition: p.idx, Shard: pm.ShardID, Preferred: pm.Preferred,
+		Replicas: nodeList(pm.Replicas), Members: nodeList(pm.members()), Learners: nodeList(pm.Learners), Moving: pm.moving()}
+	var leaderHWM int64 = -1
+	for _, n := range pm.members() {
+		if rs, ok := byNode[n][pm.ShardID]; ok && rs.IsLeader {
+			cp.Leader, leaderHWM = n, rs.HighWatermark
 		}
 	}
-	return out, nil
+	if cp.Leader == 0 {
+		out.Leaderless++
+	}
+	if cp.Moving {
+		out.Moving++
+	}
+	check := func(rid, n uint64, learner bool) {
+		lr := core.LaggingReplica{Topic: p.topic, Partition: p.idx, Node: n, Replica: rid, Lag: -1}
+		rs, ok := byNode[n][pm.ShardID]
+		switch {
+		case !up[n]:
+			lr.Reason = "node down"
+		case !ok:
+			lr.Reason = "not running"
+		case leaderHWM >= 0 && rs.HighWatermark < leaderHWM:
+			lr.Lag, lr.Reason = leaderHWM-rs.HighWatermark, "behind the leader"
+			if learner {
+				lr.Reason = "catching up (learner)"
+			}
+		default:
+			return
+		}
+		out.Lagging = append(out.Lagging, lr)
+	}
+	for _, rid := range sortedKeys(pm.members()) {
+		check(rid, pm.members()[rid], false)
+	}
+	for _, rid := range sortedKeys(pm.Learners) {
+		check(rid, pm.Learners[rid], true)
+	}
+	if withPartitions {
+		out.PartitionsL = append(out.PartitionsL, cp)
+	}
 }
 
 func nodeList(m map[uint64]uint64) []uint64 {

@@ -220,21 +220,7 @@ func (p *Partition) ApplyTxn(ctx context.Context, txn *core.StateTxn) (core.TxnR
 	if err != nil {
 		return core.TxnResult{}, err
 	}
-	if len(res.Data) == 0 {
-		return core.TxnResult{}, fmt.Errorf("%w: empty txn result", core.ErrUnavailable)
-	}
-	switch res.Data[0] {
-	case resultOK:
-		return core.TxnResult{Applied: true, BaseOffset: int64(res.Value)}, nil
-	case resultCondFailed:
-		idx := 0
-		if len(res.Data) >= 5 {
-			idx = int(binary.BigEndian.Uint32(res.Data[1:]))
-		}
-		return core.TxnResult{FailedCond: idx}, nil
-	default:
-		return core.TxnResult{}, fmt.Errorf("%w: the partition rejected a corrupt transaction", core.ErrBadRequest)
-	}
+	return txnResult(res)
 }
 
 // StateGet implements core.PartitionState.

@@ -10,6 +10,11 @@ import (
 	"github.com/weir-broker/weir/core"
 )
 
+var (
+	_ core.TxnProposer = (*Partition)(nil)
+	_ core.TxnProposer = (*routed)(nil)
+)
+
 // ProposeTxn queues txn on the partition's shard and returns without
 // waiting, so that one goroutine can keep several transactions in flight,
 // each conditional on the state the one before leaves (the queue model

@@ -46,34 +46,9 @@ func newBenchPipelineCmd() *cobra.Command {
 				return err
 			}
 			// Load the input: the plain produce rate of the same records.
-			body := benchBody(size, 100)
-			hc := &fasthttp.Client{MaxConnsPerHost: 64, ReadTimeout: time.Minute}
-			var sent atomic.Int64
 			start := time.Now()
-			var wg sync.WaitGroup
-			var firstErr atomic.Value
-			for p := 0; p < n; p++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-					defer fasthttp.ReleaseRequest(req)
-					defer fasthttp.ReleaseResponse(resp)
-					for sent.Add(100) <= int64(records) {
-						req.SetRequestURI(base + "/v1/topics/" + in + "/records")
-						req.Header.SetMethod("POST")
-						req.Header.SetContentType("application/json")
-						req.SetBodyRaw(body)
-						if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
-							firstErr.Store(fmt.Errorf("produce: %v %d", err, resp.StatusCode()))
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			if e, ok := firstErr.Load().(error); ok {
-				return e
+			if err := loadTopic(base+"/v1/topics/"+in+"/records", benchBody(size, 100), n, records); err != nil {
+				return err
 			}
 			prodEl := time.Since(start)
 			// Now the pipeline moves them.
@@ -112,4 +87,34 @@ func newBenchPipelineCmd() *cobra.Command {
 	f.IntVar(&n, "producers", 16, "producers loading the input")
 	f.IntVar(&batch, "batch-size", 1000, "records per Wasm call")
 	return cmd
+}
+
+// loadTopic posts body (a produce request of 100 records) to target from
+// producers producers until records records were sent.
+func loadTopic(target string, body []byte, producers, records int) error {
+	hc := &fasthttp.Client{MaxConnsPerHost: 64, ReadTimeout: time.Minute}
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for sent.Add(100) <= int64(records) {
+				setPostJSON(req, target, body)
+				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+					firstErr.Store(fmt.Errorf("produce: %v %d", err, resp.StatusCode()))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e, ok := firstErr.Load().(error); ok {
+		return e
+	}
+	return nil
 }

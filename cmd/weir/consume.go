@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"time"
 
@@ -39,11 +40,15 @@ func printable(r client.FetchedRecord) fetchedRecord {
 	return out
 }
 
+// consumeFlags are the flags of `weir consume`.
+type consumeFlags struct {
+	from, group    string
+	partition, max int
+	follow         bool
+}
+
 func newConsumeCmd() *cobra.Command {
-	var from string
-	var partition, max int
-	var follow bool
-	var group string
+	var o consumeFlags
 	cmd := &cobra.Command{
 		Use:   "consume TOPIC",
 		Short: "Read records as JSON lines",
@@ -53,96 +58,114 @@ func newConsumeCmd() *cobra.Command {
 from the group's committed offsets and commits what it printed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := clientFor(cmd)
-			topic := args[0]
-			meta, err := c.Topic(cmd.Context(), topic)
+			pos, err := consumeStart(cmd, args[0], o)
 			if err != nil {
 				return err
 			}
-			var parts []int
-			for _, p := range meta.Partitions {
-				if partition < 0 || p.Partition == partition {
-					parts = append(parts, p.Partition)
-				}
-			}
-			if len(parts) == 0 {
-				return fmt.Errorf("topic %s has no partition %d", topic, partition)
-			}
-			start := client.FetchOptions{From: client.From(from)}
-			if n, err := strconv.ParseInt(from, 10, 64); err == nil {
-				start = client.FetchOptions{Offset: n}
-			}
-			pos := map[int]client.FetchOptions{}
-			for _, p := range parts {
-				pos[p] = start
-			}
-			if group != "" {
-				offs, err := c.GroupOffsets(cmd.Context(), group, topic)
-				if err != nil {
-					return err
-				}
-				for _, o := range offs {
-					if _, ok := pos[o.Partition]; ok {
-						pos[o.Partition] = client.FetchOptions{Offset: o.Offset}
-					}
-				}
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			printed := 0
-			for {
-				got := 0
-				for _, p := range parts {
-					opts := pos[p]
-					opts.MaxRecords = 500
-					if follow && len(parts) == 1 {
-						opts.Wait = 10 * time.Second
-					}
-					out, err := c.Fetch(ctx, topic, p, opts)
-					if err != nil {
-						if errors.Is(ctx.Err(), context.Canceled) {
-							return nil
-						}
-						return err
-					}
-					for _, r := range out.Records {
-						if max > 0 && printed >= max {
-							return nil
-						}
-						if err := enc.Encode(printable(r)); err != nil {
-							return err
-						}
-						printed++
-						got++
-					}
-					pos[p] = client.FetchOptions{Offset: out.NextOffset}
-					if group != "" && len(out.Records) > 0 {
-						if err := c.CommitOffsets(ctx, group, []client.GroupOffset{{Topic: topic, Partition: p, Offset: out.NextOffset}}); err != nil {
-							return err
-						}
-					}
-				}
-				if max > 0 && printed >= max {
-					return nil
-				}
-				if got == 0 && !follow {
-					return nil
-				}
-				if got == 0 && len(parts) > 1 {
-					select {
-					case <-ctx.Done():
-						return nil
-					case <-afterMs(200):
-					}
-				}
-			}
+			return consumeLoop(ctx, cmd, args[0], pos, o)
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "earliest", "earliest, latest or an offset")
-	cmd.Flags().IntVar(&partition, "partition", -1, "read only this partition")
-	cmd.Flags().BoolVar(&follow, "follow", false, "keep waiting for new records")
-	cmd.Flags().IntVar(&max, "max", 0, "stop after this many records (0: no limit)")
-	cmd.Flags().StringVar(&group, "group", "", "consumer group: start at its committed offsets and commit progress")
+	cmd.Flags().StringVar(&o.from, "from", "earliest", "earliest, latest or an offset")
+	cmd.Flags().IntVar(&o.partition, "partition", -1, "read only this partition")
+	cmd.Flags().BoolVar(&o.follow, "follow", false, "keep waiting for new records")
+	cmd.Flags().IntVar(&o.max, "max", 0, "stop after this many records (0: no limit)")
+	cmd.Flags().StringVar(&o.group, "group", "", "consumer group: start at its committed offsets and commit progress")
 	return cmd
+}
+
+// consumeStart is where `weir consume` starts in each partition it reads:
+// --from, or the group's committed offset.
+func consumeStart(cmd *cobra.Command, topic string, o consumeFlags) (map[int]client.FetchOptions, error) {
+	c := clientFor(cmd)
+	meta, err := c.Topic(cmd.Context(), topic)
+	if err != nil {
+		return nil, err
+	}
+	start := client.FetchOptions{From: client.From(o.from)}
+	if n, err := strconv.ParseInt(o.from, 10, 64); err == nil {
+		start = client.FetchOptions{Offset: n}
+	}
+	pos := map[int]client.FetchOptions{}
+	for _, p := range meta.Partitions {
+		if o.partition < 0 || p.Partition == o.partition {
+			pos[p.Partition] = start
+		}
+	}
+	if len(pos) == 0 {
+		return nil, fmt.Errorf("topic %s has no partition %d", topic, o.partition)
+	}
+	if o.group != "" {
+		offs, err := c.GroupOffsets(cmd.Context(), o.group, topic)
+		if err != nil {
+			return nil, err
+		}
+		for _, off := range offs {
+			if _, ok := pos[off.Partition]; ok {
+				pos[off.Partition] = client.FetchOptions{Offset: off.Offset}
+			}
+		}
+	}
+	return pos, nil
+}
+
+// consumeLoop prints the records of the partitions of pos, in partition
+// order, from their positions, until --max records, the end (without
+// --follow), or ctx ends; with --group it commits what it printed.
+func consumeLoop(ctx context.Context, cmd *cobra.Command, topic string, pos map[int]client.FetchOptions, o consumeFlags) error {
+	c := clientFor(cmd)
+	parts := make([]int, 0, len(pos))
+	for p := range pos {
+		parts = append(parts, p)
+	}
+	sort.Ints(parts)
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	printed := 0
+	for {
+		got := 0
+		for _, p := range parts {
+			opts := pos[p]
+			opts.MaxRecords = 500
+			if o.follow && len(parts) == 1 {
+				opts.Wait = 10 * time.Second
+			}
+			out, err := c.Fetch(ctx, topic, p, opts)
+			if err != nil {
+				if errors.Is(ctx.Err(), context.Canceled) {
+					return nil
+				}
+				return err
+			}
+			for _, r := range out.Records {
+				if o.max > 0 && printed >= o.max {
+					return nil
+				}
+				if err := enc.Encode(printable(r)); err != nil {
+					return err
+				}
+				printed++
+				got++
+			}
+			pos[p] = client.FetchOptions{Offset: out.NextOffset}
+			if o.group != "" && len(out.Records) > 0 {
+				if err := c.CommitOffsets(ctx, o.group, []client.GroupOffset{{Topic: topic, Partition: p, Offset: out.NextOffset}}); err != nil {
+					return err
+				}
+			}
+		}
+		if o.max > 0 && printed >= o.max {
+			return nil
+		}
+		if got == 0 && !o.follow {
+			return nil
+		}
+		if got == 0 && len(parts) > 1 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-afterMs(200):
+			}
+		}
+	}
 }

@@ -8,10 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/weir-broker/weir/raftlog"
 )
 
 func main() {
 	runWasmWorkerIfRequested() // a Wasm worker process of a running broker
+	raftlog.QuietDragonboat()  // Dragonboat's loggers are process-wide: errors only
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weir:", err)
@@ -31,11 +34,20 @@ func newRootCmd() *cobra.Command {
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return applyEnv(cmd)
 	}
-	root.AddCommand(newServeCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newBenchCmd())
-	root.AddCommand(newAuthCmd(), newACLCmd()) // security_cli.go
-	for _, c := range extraCommands() {
-		root.AddCommand(c)
-	}
+	root.AddCommand(
+		// Nodes and the cluster.
+		newServeCmd(), newClusterCmd(), newLinkCmd(), newDevCmd(),
+		// Topics and records.
+		newTopicCmd(), newProduceCmd(), newConsumeCmd(),
+		// Consumer groups and subscriptions (the queue model).
+		newGroupCmd(), newSubCmd(), newDLQCmd(),
+		// Wasm modules and pipelines.
+		newTransformCmd(), newModuleCmd(), newPipelineCmd(),
+		// Security and quotas (security_cli.go, quota.go).
+		newAuthCmd(), newACLCmd(), newQuotaCmd(),
+		// Measurements.
+		newBenchCmd(),
+	)
 	return root
 }
 

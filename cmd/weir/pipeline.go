@@ -76,6 +76,14 @@ func newModuleCmd() *cobra.Command {
 
 func newPipelineCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "pipeline", Short: "Create, inspect and control Wasm pipelines"}
+	cmd.AddCommand(newPipelineCreateCmd(), newPipelineListCmd(), newPipelineDescribeCmd(), newPipelineUpgradeCmd(),
+		newPipelineDeleteCmd(), newPipelineLogsCmd(),
+		newPipelineActionCmd("pause", "Pause a pipeline", (*client.Client).PausePipeline),
+		newPipelineActionCmd("resume", "Resume a paused pipeline", (*client.Client).ResumePipeline))
+	return cmd
+}
+
+func newPipelineCreateCmd() *cobra.Command {
 	var (
 		module string
 		spec   pipelineSpec
@@ -103,7 +111,10 @@ func newPipelineCmd() *cobra.Command {
 	create.MarkFlagRequired("module")
 	create.MarkFlagRequired("input")
 	create.MarkFlagRequired("output")
+	return create
+}
 
+func newPipelineUpgradeCmd() *cobra.Command {
 	var (
 		upModule           string
 		upVersion, upBatch int
@@ -142,7 +153,10 @@ func newPipelineCmd() *cobra.Command {
 	uf.Int64Var(&upTimeoutMs, "timeout-ms", 0, "time limit per batch (with --memory-pages, replaces the limits; unset: keep)")
 	uf.Uint32Var(&upPages, "memory-pages", 0, "guest memory limit in 64 KiB pages (with --timeout-ms, replaces the limits; unset: keep)")
 	upgrade.MarkFlagRequired("module")
+	return upgrade
+}
 
+func newPipelineDeleteCmd() *cobra.Command {
 	var purge bool
 	del := &cobra.Command{
 		Use:   "delete NAME [--purge]",
@@ -157,8 +171,11 @@ func newPipelineCmd() *cobra.Command {
 		},
 	}
 	del.Flags().BoolVar(&purge, "purge", false, "also drop its position and state: the next pipeline of this name starts fresh")
+	return del
+}
 
-	list := &cobra.Command{
+func newPipelineListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List pipelines",
 		Args:  cobra.NoArgs,
@@ -179,7 +196,10 @@ func newPipelineCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
-	describe := &cobra.Command{
+}
+
+func newPipelineDescribeCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "describe NAME",
 		Short: "Show a pipeline's status: per-partition position, lag, processed, failed and dead-lettered counts",
 		Args:  cobra.ExactArgs(1),
@@ -191,24 +211,23 @@ func newPipelineCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), out.Raw)
 		},
 	}
-	simple := func(use, short string, call func(*client.Client, context.Context, string) error) *cobra.Command {
-		return &cobra.Command{
-			Use:   use + " NAME",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := call(clientFor(cmd), cmd.Context(), args[0]); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], use+"d")
-				return nil
-			},
-		}
+}
+
+// newPipelineActionCmd is a command that calls call on one pipeline and
+// says it was done (pause, resume).
+func newPipelineActionCmd(use, short string, call func(*client.Client, context.Context, string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := call(clientFor(cmd), cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], use+"d")
+			return nil
+		},
 	}
-	cmd.AddCommand(create, list, describe, upgrade, del, newPipelineLogsCmd(),
-		simple("pause", "Pause a pipeline", (*client.Client).PausePipeline),
-		simple("resume", "Resume a paused pipeline", (*client.Client).ResumePipeline))
-	return cmd
 }
 
 // newPipelineLogsCmd is `weir pipeline logs` (also `weir transform logs`).

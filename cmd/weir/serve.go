@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway"
@@ -43,20 +44,12 @@ HTTP on 127.0.0.1:8080 and Raft on 127.0.0.1:7070. Every flag can also be set
 through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			logger, err := newServeLogger(logLevel)
+			if err != nil {
+				return err
 			}
-			// Log records made with a context carry its trace_id and span_id.
-			logger := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
-			slog.SetDefault(logger)
 			if pprofAddr != "" {
-				go func() {
-					logger.Info("pprof listening", "addr", pprofAddr)
-					if err := http.ListenAndServe(pprofAddr, nil); err != nil {
-						logger.Error("pprof", "err", err)
-					}
-				}()
+				go servePprof(pprofAddr, logger)
 			}
 			pm, err := parsePeers(peers)
 			if err != nil {
@@ -85,20 +78,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 				return err
 			}
 			logger.Info("weir node started", "node", nodeID, "http", s.URL(), "raft", raftAddr, "data", dataDir)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := s.WaitReady(ctx); err != nil {
-				logger.Warn("node is not ready yet (waiting for the metadata leader)", "err", err)
-			} else {
-				logger.Info("ready", "url", s.URL())
-			}
-			cancel()
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-			<-sig
-			logger.Info("shutting down: finishing in-flight requests")
-			ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			return closeNode(ctx)
+			return serveUntilSignal(s, closeNode, logger)
 		},
 	}
 	f := cmd.Flags()
@@ -120,13 +100,59 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.DurationVar(&quotas.Burst, "quota-burst", time.Second, "how many seconds of its quota's rate a principal may spend at once (docs/quotas.md)")
 	sec.flags(f)
 	tiered.flags(f)
-	// Test-only (docs/guarantees.md, "Analysis"): a fault-control listener
-	// for the chaos harness. Hidden; refused with --auth or off loopback.
+	testFaultFlags(f, &faults)
+	return cmd
+}
+
+// testFaultFlags are test-only flags (docs/guarantees.md, "Analysis"): a
+// fault-control listener for the chaos harness. Hidden; refused with
+// --auth or off loopback.
+func testFaultFlags(f *pflag.FlagSet, faults *server.TestFaultsConfig) {
 	f.StringVar(&faults.Addr, "test-faults", "", "TEST ONLY: loopback address of the fault-control listener (disk, clock, power loss)")
 	f.StringVar(&faults.Storage, "test-faults-storage", "mem", "TEST ONLY: mem (data in memory, lost with the process) or disk")
 	f.MarkHidden("test-faults")
 	f.MarkHidden("test-faults-storage")
-	return cmd
+}
+
+// servePprof serves Go's net/http/pprof on addr until the process ends.
+func servePprof(addr string, logger *slog.Logger) {
+	logger.Info("pprof listening", "addr", addr)
+	if err := http.ListenAndServe(addr, nil); err != nil {
+		logger.Error("pprof", "err", err)
+	}
+}
+
+// newServeLogger is the node's logger at level (debug, info, warn or
+// error), made the default; records made with a context carry its
+// trace_id and span_id.
+func newServeLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+	slog.SetDefault(logger)
+	return logger, nil
+}
+
+// serveUntilSignal logs when s is ready (or not within 30 s), then serves
+// until SIGINT or SIGTERM and closes it with closeNode, letting in-flight requests finish
+// for up to 15 s.
+func serveUntilSignal(s *server.Server, closeNode func(context.Context) error, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := s.WaitReady(ctx); err != nil {
+		logger.Warn("node is not ready yet (waiting for the metadata leader)", "err", err)
+	} else {
+		logger.Info("ready", "url", s.URL())
+	}
+	cancel()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	logger.Info("shutting down: finishing in-flight requests")
+	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return closeNode(ctx)
 }
 
 // startNode starts the node, in the test-fault mode when tf.Addr is set,

@@ -16,7 +16,14 @@ import (
 
 func newSubCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "sub", Short: "Subscriptions: the queue model (leases, ack, nack, retries, dead letters)"}
+	cmd.AddCommand(newSubCreateCmd(), newSubListCmd(), newSubDescribeCmd(), newSubDeleteCmd(), newSubReceiveCmd(),
+		newSubReceiptCmd("ack", "Acknowledge messages by receipt"),
+		newSubReceiptCmd("nack", "Give messages back for redelivery after a delay or the backoff"),
+		newSubReceiptCmd("extend", "Extend the leases of messages"))
+	return cmd
+}
 
+func newSubCreateCmd() *cobra.Command {
 	var (
 		vt, bInit, bMax time.Duration
 		bMult           float64
@@ -62,8 +69,11 @@ func newSubCmd() *cobra.Command {
 	cf.BoolVar(&priority, "priority", false, "hand out messages with a higher weir-priority header (0-9) first")
 	cf.IntVar(&guardEvery, "priority-guard-every", 0, "with --priority: every Nth delivery is the oldest message whatever its priority (0: off)")
 	cf.StringVar(&start, "start", "earliest", "earliest (every message in the topic) or latest (messages produced from now on)")
+	return create
+}
 
-	list := &cobra.Command{
+func newSubListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list [TOPIC]",
 		Short: "List subscriptions (of one topic, or of every topic)",
 		Args:  cobra.MaximumNArgs(1),
@@ -85,8 +95,10 @@ func newSubCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
+}
 
-	describe := &cobra.Command{
+func newSubDescribeCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "describe TOPIC NAME",
 		Short: "Show a subscription with its backlog, leases and counters per partition (JSON)",
 		Args:  cobra.ExactArgs(2),
@@ -98,8 +110,10 @@ func newSubCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), out.Raw)
 		},
 	}
+}
 
-	del := &cobra.Command{
+func newSubDeleteCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "delete TOPIC NAME",
 		Short: "Delete a subscription (its messages stay in the topic)",
 		Args:  cobra.ExactArgs(2),
@@ -107,13 +121,18 @@ func newSubCmd() *cobra.Command {
 			return clientFor(cmd).DeleteSubscription(cmd.Context(), args[0], args[1])
 		},
 	}
+}
 
-	var (
-		max, count   int
-		wait, rvt    time.Duration
-		ack, autoAck bool
-		encoding     string
-	)
+// receiveFlags are the flags of `weir sub receive`.
+type receiveFlags struct {
+	max, count   int
+	wait, vt     time.Duration
+	ack, autoAck bool
+	encoding     string
+}
+
+func newSubReceiveCmd() *cobra.Command {
+	var rf receiveFlags
 	receive := &cobra.Command{
 		Use:   "receive TOPIC NAME",
 		Short: "Receive leased messages, one JSON line each (with --ack, acknowledge them once printed)",
@@ -124,72 +143,73 @@ after printing it (at-least-once); --auto-ack acknowledges them as they are leas
 (at-most-once). --count keeps receiving until that many messages were printed.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := clientFor(cmd)
-			got := 0
-			for {
-				opts := client.ReceiveOptions{MaxRecords: max, Wait: wait, AutoAck: autoAck, VisibilityTimeout: rvt}
-				if count > 0 {
-					opts.MaxRecords = min(max, count-got)
-				}
-				msgs, err := c.Receive(cmd.Context(), args[0], args[1], opts)
-				if err != nil {
-					return err
-				}
-				var receipts []string
-				for _, m := range msgs {
-					b, err := json.Marshal(printableMessage(m, encoding == "base64"))
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(cmd.OutOrStdout(), string(b))
-					receipts = append(receipts, m.Receipt)
-				}
-				got += len(msgs)
-				if ack && len(receipts) > 0 {
-					if err := receiptCall(cmd, args[0], args[1], "ack", receipts); err != nil {
-						return err
-					}
-				}
-				if count == 0 || got >= count || (len(msgs) == 0 && wait == 0) {
-					return nil
-				}
-			}
+			return receiveMessages(cmd, args[0], args[1], rf)
 		},
 	}
-	rf := receive.Flags()
-	rf.IntVar(&max, "max", 10, "messages per receive")
-	rf.DurationVar(&wait, "wait", 0, "long-poll this long while nothing is deliverable")
-	rf.BoolVar(&ack, "ack", false, "acknowledge each batch after printing it")
-	rf.BoolVar(&autoAck, "auto-ack", false, "acknowledge as leased (at-most-once)")
-	rf.IntVar(&count, "count", 0, "keep receiving until this many messages were printed (0: one receive)")
-	rf.DurationVar(&rvt, "visibility-timeout", 0, "lease length for these messages (default: the subscription's)")
-	rf.StringVar(&encoding, "encoding", "", "utf8 (default) or base64 for keys and values")
+	f := receive.Flags()
+	f.IntVar(&rf.max, "max", 10, "messages per receive")
+	f.DurationVar(&rf.wait, "wait", 0, "long-poll this long while nothing is deliverable")
+	f.BoolVar(&rf.ack, "ack", false, "acknowledge each batch after printing it")
+	f.BoolVar(&rf.autoAck, "auto-ack", false, "acknowledge as leased (at-most-once)")
+	f.IntVar(&rf.count, "count", 0, "keep receiving until this many messages were printed (0: one receive)")
+	f.DurationVar(&rf.vt, "visibility-timeout", 0, "lease length for these messages (default: the subscription's)")
+	f.StringVar(&rf.encoding, "encoding", "", "utf8 (default) or base64 for keys and values")
+	return receive
+}
 
-	var delay, extendVT time.Duration
-	var reason string
-	mkReceipt := func(op, short string) *cobra.Command {
-		c := &cobra.Command{
-			Use:   op + " TOPIC NAME RECEIPT...",
-			Short: short,
-			Args:  cobra.MinimumNArgs(3),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return receiptCall(cmd, args[0], args[1], op, args[2:])
-			},
+// receiveMessages receives from subscription name of topic and prints one
+// JSON line per message, until rf.count messages (or one receive).
+func receiveMessages(cmd *cobra.Command, topic, name string, rf receiveFlags) error {
+	c := clientFor(cmd)
+	got := 0
+	for {
+		opts := client.ReceiveOptions{MaxRecords: rf.max, Wait: rf.wait, AutoAck: rf.autoAck, VisibilityTimeout: rf.vt}
+		if rf.count > 0 {
+			opts.MaxRecords = min(rf.max, rf.count-got)
 		}
-		switch op {
-		case "nack":
-			c.Flags().DurationVar(&delay, "delay", 0, "delay before redelivery (default: the subscription's backoff)")
-			c.Flags().StringVar(&reason, "error", "", "why processing failed (kept as weir-last-error)")
-		case "extend":
-			c.Flags().DurationVar(&extendVT, "visibility-timeout", 30*time.Second, "new lease length from now")
+		msgs, err := c.Receive(cmd.Context(), topic, name, opts)
+		if err != nil {
+			return err
 		}
-		return c
+		var receipts []string
+		for _, m := range msgs {
+			b, err := json.Marshal(printableMessage(m, rf.encoding == "base64"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			receipts = append(receipts, m.Receipt)
+		}
+		got += len(msgs)
+		if rf.ack && len(receipts) > 0 {
+			if err := receiptCall(cmd, topic, name, "ack", receipts); err != nil {
+				return err
+			}
+		}
+		if rf.count == 0 || got >= rf.count || (len(msgs) == 0 && rf.wait == 0) {
+			return nil
+		}
 	}
-	cmd.AddCommand(create, list, describe, del, receive,
-		mkReceipt("ack", "Acknowledge messages by receipt"),
-		mkReceipt("nack", "Give messages back for redelivery after a delay or the backoff"),
-		mkReceipt("extend", "Extend the leases of messages"))
-	return cmd
+}
+
+// newSubReceiptCmd is ack, nack or extend: receiptCall reads its flags.
+func newSubReceiptCmd(op, short string) *cobra.Command {
+	c := &cobra.Command{
+		Use:   op + " TOPIC NAME RECEIPT...",
+		Short: short,
+		Args:  cobra.MinimumNArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return receiptCall(cmd, args[0], args[1], op, args[2:])
+		},
+	}
+	switch op {
+	case "nack":
+		c.Flags().Duration("delay", 0, "delay before redelivery (default: the subscription's backoff)")
+		c.Flags().String("error", "", "why processing failed (kept as weir-last-error)")
+	case "extend":
+		c.Flags().Duration("visibility-timeout", 30*time.Second, "new lease length from now")
+	}
+	return c
 }
 
 // receiptCall runs ack, nack (--delay, --error) or extend

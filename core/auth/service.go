@@ -81,8 +81,6 @@ type TokenInfo struct {
 	CreatedBy string `json:"created_by,omitempty"`
 }
 
-type tokenRecord = TokenInfo
-
 // snapshot is the decoded security catalog, rebuilt when the catalog changes.
 //
 // A record that does not decode is never taken for an absent or empty one:

@@ -33,6 +33,6 @@
 // Use it like this in a core test:
 //
 //	st := memstore.New(memstore.Config{SegmentBytes: 4 << 10})
-//	b := core.NewBroker(st, core.BrokerConfig{})
+//	b, err := core.NewBroker(st, core.BrokerConfig{})
 //	b.CreateTopic(ctx, core.TopicConfig{Name: "orders", Partitions: 3})
 package memstore

@@ -15,6 +15,8 @@ type preparedTxn struct {
 	payload int   // raftlog's segment payload bytes
 }
 
+var _ core.TxnProposer = (*Partition)(nil)
+
 func prepareTxn(cfg *Config, txn *core.StateTxn) (*preparedTxn, error) {
 	pt := &preparedTxn{txn: txn, payload: 4 + 4}
 	for _, o := range txn.Ops {

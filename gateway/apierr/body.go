@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/weir-broker/weir/core"
 )
@@ -36,9 +35,9 @@ func AppendNodeBody(b []byte, code string, err error) []byte {
 
 func appendBody(b []byte, code string, err error, node bool) []byte {
 	b = append(b, `{"error":{"code":`...)
-	b = appendString(b, code)
+	b = AppendJSONString(b, code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, err.Error())
+	b = AppendJSONString(b, err.Error())
 	b = append(b, '}')
 	var re *core.OffsetRangeError
 	if errors.As(err, &re) {
@@ -55,7 +54,7 @@ func appendBody(b []byte, code string, err error, node bool) []byte {
 		b = appendInt(b, "expected_sequence", sqe.Expected)
 		if node {
 			b = append(b, `,"producer_id":`...)
-			b = appendString(b, sqe.ProducerID)
+			b = AppendJSONString(b, sqe.ProducerID)
 			b = appendInt(b, "sequence", sqe.Got)
 		}
 	}
@@ -69,7 +68,7 @@ func appendBody(b []byte, code string, err error, node bool) []byte {
 		var sg *core.StaleGenerationError
 		if errors.As(err, &sg) {
 			b = append(b, `,"group":`...)
-			b = appendString(b, sg.Group)
+			b = AppendJSONString(b, sg.Group)
 			b = appendInt(b, "generation", sg.Generation)
 			b = appendInt(b, "current_generation", sg.Current)
 		}
@@ -115,9 +114,9 @@ func AppendPartitions(b []byte, err error) []byte {
 		if p.Err != nil {
 			_, code := Status(p.Err)
 			b = append(b, `,"error":{"code":`...)
-			b = appendString(b, code)
+			b = AppendJSONString(b, code)
 			b = append(b, `,"message":`...)
-			b = appendString(b, p.Err.Error())
+			b = AppendJSONString(b, p.Err.Error())
 			b = append(b, '}')
 		}
 		b = append(b, '}')
@@ -198,58 +197,4 @@ func Decode(status int, data []byte) error {
 		}
 	}
 	return se
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaped as encoding/json does
-// (HTML characters, U+2028 and U+2029 escaped; invalid UTF-8 becomes
-// U+FFFD) and exactly as the gateway's appendJSONString does, so that error
-// answers keep their bytes.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -29,10 +29,6 @@ const (
 	stateStable    = "Stable"
 )
 
-type joinResult struct {
-	resp *kmsg.JoinGroupResponse
-}
-
 type member struct {
 	id, clientID, host, instanceID string
 	protocolType                   string
@@ -301,25 +297,9 @@ func (c *conn) joinGroup(ctx context.Context, r *kmsg.JoinGroupRequest) *kmsg.Jo
 	resp := r.ResponseKind().(*kmsg.JoinGroupResponse)
 	resp.Generation = -1
 	fail := func(code int16) *kmsg.JoinGroupResponse { resp.ErrorCode = code; return resp }
-	if !core.ValidGroupName(r.Group) {
-		return fail(kerr.InvalidGroupID.Code)
-	}
-	if !c.groupAllowed("JoinGroup", r.Group, auth.Read) {
-		return fail(kerr.GroupAuthorizationFailed.Code)
-	}
-	session := time.Duration(r.SessionTimeoutMillis) * time.Millisecond
-	if session < 500*time.Millisecond || session > 30*time.Minute {
-		return fail(kerr.InvalidSessionTimeout.Code)
-	}
-	rebalance := time.Duration(r.RebalanceTimeoutMillis) * time.Millisecond
-	if r.Version == 0 || rebalance <= 0 {
-		rebalance = session
-	}
-	if len(r.Protocols) == 0 || r.ProtocolType == "" {
-		return fail(kerr.InconsistentGroupProtocol.Code)
-	}
-	if c.notCoordinator() {
-		return fail(kerr.NotCoordinator.Code)
+	session, rebalance, code := c.checkJoin(r)
+	if code != 0 {
+		return fail(code)
 	}
 	co := c.s.groups
 	co.mu.Lock()
@@ -381,6 +361,33 @@ func (c *conn) joinGroup(ctx context.Context, r *kmsg.JoinGroupRequest) *kmsg.Jo
 	case <-ctx.Done():
 		return fail(kerr.CoordinatorNotAvailable.Code)
 	}
+}
+
+// checkJoin checks a JoinGroup request (group name, the right to read the
+// group, session timeout, protocols, this node coordinating) and returns
+// its session and rebalance timeouts, or the error code to answer.
+func (c *conn) checkJoin(r *kmsg.JoinGroupRequest) (session, rebalance time.Duration, code int16) {
+	if !core.ValidGroupName(r.Group) {
+		return 0, 0, kerr.InvalidGroupID.Code
+	}
+	if !c.groupAllowed("JoinGroup", r.Group, auth.Read) {
+		return 0, 0, kerr.GroupAuthorizationFailed.Code
+	}
+	session = time.Duration(r.SessionTimeoutMillis) * time.Millisecond
+	if session < 500*time.Millisecond || session > 30*time.Minute {
+		return 0, 0, kerr.InvalidSessionTimeout.Code
+	}
+	rebalance = time.Duration(r.RebalanceTimeoutMillis) * time.Millisecond
+	if r.Version == 0 || rebalance <= 0 {
+		rebalance = session
+	}
+	if len(r.Protocols) == 0 || r.ProtocolType == "" {
+		return 0, 0, kerr.InconsistentGroupProtocol.Code
+	}
+	if c.notCoordinator() {
+		return 0, 0, kerr.NotCoordinator.Code
+	}
+	return session, rebalance, 0
 }
 
 func (c *conn) syncGroup(ctx context.Context, r *kmsg.SyncGroupRequest) *kmsg.SyncGroupResponse {

@@ -86,6 +86,9 @@ func (h *Handler) callContext(ctx *fasthttp.RequestCtx) (context.Context, contex
 // Errors are answered with the API's table (apierr.AppendNodeBody), except
 // that not_leader wins over any other code the error wraps: the caller may
 // then retry at another node, the call was certainly not applied here.
+//
+// Serve is one switch over the calls, kept whole (over 80 lines): the
+// table of calls reads best in one place.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	op, ok := strings.CutPrefix(string(ctx.Path()), Prefix)
 	op = strings.Trim(op, "/")

@@ -22,6 +22,7 @@ func TestStartRejectsNegativeConfig(t *testing.T) {
 		{"gateway", Config{Gateway: gateway.Config{ReadTimeout: -time.Second}}, "Config.ReadTimeout"},
 		{"queues", Config{Queues: core.QueueConfig{MaxScan: -1}}, "QueueConfig.MaxScan"},
 		{"groups", Config{Groups: core.GroupConfig{MaxMembers: -1}}, "GroupConfig.MaxMembers"},
+		{"pipelines", Config{Pipelines: core.PipelinesConfig{MaxBatchBytes: -1}}, "PipelinesConfig.MaxBatchBytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

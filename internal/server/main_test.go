@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/weir-broker/weir/plugins"
+	"github.com/weir-broker/weir/raftlog"
 )
 
 // TestMain makes the test binary its own Wasm worker, as the weir binary is:
@@ -19,5 +20,6 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	raftlog.QuietDragonboat() // as cmd/weir does
 	os.Exit(m.Run())
 }

@@ -26,7 +26,11 @@ func startPipelines(ctx context.Context, cfg Config, broker *core.Broker, gw *ga
 	}
 	pc := cfg.Pipelines
 	pc.Logger = cfg.Logger
-	pipes := core.NewPipelines(broker, host, pc)
+	pipes, err := core.NewPipelines(broker, host, pc)
+	if err != nil {
+		host.Close()
+		return nil, nil, nil, err
+	}
 	gw.MountPipelines(pipes)
 	done := make(chan struct{})
 	go func() {

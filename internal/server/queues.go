@@ -7,10 +7,13 @@ import (
 
 // newQueues makes the queue model (subscriptions) and mounts its
 // endpoints on the gateway; the server runs it (Start).
-func newQueues(cfg Config, broker *core.Broker, gw *gateway.Server) *core.Queues {
+func newQueues(cfg Config, broker *core.Broker, gw *gateway.Server) (*core.Queues, error) {
 	qc := cfg.Queues
 	qc.Logger = cfg.Logger
-	q := core.NewQueues(broker, qc)
+	q, err := core.NewQueues(broker, qc)
+	if err != nil {
+		return nil, err
+	}
 	gw.SetQueues(q)
-	return q
+	return q, nil
 }

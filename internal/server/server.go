@@ -82,7 +82,7 @@ type Config struct {
 // validate reports a negative limit in the parts' configurations before
 // anything starts (zero takes each default).
 func (cfg *Config) validate() error {
-	for _, v := range []interface{ Validate() error }{&cfg.Broker, &cfg.Gateway, &cfg.Queues, &cfg.Groups, &cfg.Quotas} {
+	for _, v := range []interface{ Validate() error }{&cfg.Broker, &cfg.Gateway, &cfg.Queues, &cfg.Groups, &cfg.Pipelines, &cfg.Quotas} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
@@ -108,6 +108,9 @@ type Server struct {
 	Kafka *kafka.Server
 
 	peer      *peer.Handler // node-to-node calls (closed by Close)
+	quotas    *quota.Limiter
+	runLinks  func(context.Context)          // the mirror pullers (links.go)
+	pipes     atomic.Pointer[core.Pipelines] // Pipelines, for telemetry's lag gauges, once started
 	ln        net.Listener
 	scheme    string
 	cancel    context.CancelFunc // ends the loops below; Close calls it, then waits
@@ -119,7 +122,7 @@ type Server struct {
 
 // Start opens the data directory, joins or forms the Raft cluster and
 // starts serving HTTP.
-func Start(cfg Config) (*Server, error) {
+func Start(cfg Config) (s *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -133,7 +136,67 @@ func Start(cfg Config) (*Server, error) {
 	if !sec.Auth {
 		cfg.Logger.Warn("AUTHENTICATION IS OFF: anyone who can reach this node may read, write and delete everything (start with --auth for production; docs/security.md)")
 	}
-	cfg.HTTPAddr = sec.listenAddr(cfg.HTTPAddr, cfg.Logger.Warn)
+	var undo undoList // what is started so far, undone if a later step fails
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	ls, err := listen(cfg, sec, &undo)
+	if err != nil {
+		return nil, err
+	}
+	host, fwd, err := startRaft(cfg, sec, ls)
+	if err != nil {
+		return nil, err
+	}
+	undo.add(func() { host.Close() })
+	tel, err := newTelemetry(cfg) // telemetry.go
+	if err != nil {
+		return nil, err
+	}
+	undo.add(func() { tel.Shutdown(context.Background()) })
+	authSvc, err := auth.New(host, func() auth.Config { c := sec.authConfig(); c.Logger = cfg.Logger; return c }())
+	if err != nil {
+		return nil, err
+	}
+	if sec.Auth {
+		cfg.Pipelines.Access = authSvc // pipelines run with their creator's rights
+	}
+	s, err = newServer(cfg, host, tel, authSvc, fwd, ls)
+	if err != nil {
+		return nil, err
+	}
+	undo = nil // from here on, Close undoes
+	if err := s.run(cfg, authSvc, ls); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// undoList undoes, in reverse, the steps of Start done so far.
+type undoList []func()
+
+func (u *undoList) add(f func()) { *u = append(*u, f) }
+
+func (u undoList) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// listeners are the node's open sockets: HTTP (TLS when configured) and
+// the Kafka listener with the address it advertises (nil, "" when off).
+type listeners struct {
+	http     net.Listener
+	scheme   string // "http://" or "https://"
+	kafka    net.Listener
+	kafkaAdv string
+}
+
+// listen opens the HTTP and Kafka listeners; undo closes them.
+func listen(cfg Config, sec SecurityConfig, undo *undoList) (*listeners, error) {
+	addr := sec.listenAddr(cfg.HTTPAddr, cfg.Logger.Warn)
 	var tlsCfg *tls.Config
 	if sec.TLS() {
 		var err error
@@ -141,140 +204,134 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	scheme := "http://"
+	ls := &listeners{http: ln, scheme: "http://"}
 	if tlsCfg != nil {
-		ln, scheme = tls.NewListener(ln, tlsCfg), "https://"
+		ls.http, ls.scheme = tls.NewListener(ln, tlsCfg), "https://"
 	}
-	kln, kadv, err := listenKafka(cfg, sec, tlsCfg) // kafka.go
-	if err != nil {
-		ln.Close()
+	undo.add(func() { ls.http.Close() })
+	if ls.kafka, ls.kafkaAdv, err = listenKafka(cfg, sec, tlsCfg); err != nil { // kafka.go
 		return nil, err
 	}
-	defer func() { // until startKafka owns it
-		if kln != nil {
-			kln.Close()
+	undo.add(func() {
+		if ls.kafka != nil {
+			ls.kafka.Close()
 		}
-	}()
+	})
+	return ls, nil
+}
+
+// startRaft connects tiered storage when configured, prepares node-to-node
+// forwarding (and --join), and starts the Raft host.
+func startRaft(cfg Config, sec SecurityConfig, ls *listeners) (*raftlog.Host, *peer.Forwarder, error) {
 	rc := cfg.Raft
 	if cfg.TieredStorage.Endpoint != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		store, err := objstore.NewS3(ctx, cfg.TieredStorage)
 		cancel()
 		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("tiered storage: %w", err)
+			return nil, nil, fmt.Errorf("tiered storage: %w", err)
 		}
 		rc.Tiered.Store = store
 	}
-	rc.KafkaAddr = kadv
+	rc.KafkaAddr = ls.kafkaAdv
 	sec.applyRaft(&rc)
 	rc.NodeID, rc.DataDir, rc.RaftAddr, rc.Peers = cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Peers
-	rc.HTTPAddr = ln.Addr().String()
+	rc.HTTPAddr = ls.http.Addr().String()
 	rc.Logger = cfg.Logger
 	fwd, err := prepareCluster(cfg, &rc) // cluster.go: forwarding, --join
 	if err != nil {
-		ln.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	host, err := raftlog.New(rc)
 	if err != nil {
-		ln.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	tel, err := newTelemetry(cfg)
-	if err != nil {
-		host.Close()
-		ln.Close()
-		return nil, err
-	}
-	authSvc, err := auth.New(host, func() auth.Config { c := sec.authConfig(); c.Logger = cfg.Logger; return c }())
-	if err != nil {
-		tel.Shutdown(context.Background())
-		host.Close()
-		ln.Close()
-		return nil, err
-	}
-	if sec.Auth {
-		cfg.Pipelines.Access = authSvc // pipelines run with their creator's rights
-	}
+	return host, fwd, nil
+}
+
+// newServer builds the domain services and the gateway over host, mounts
+// their endpoints and wires telemetry; nothing runs yet.
+func newServer(cfg Config, host *raftlog.Host, tel *telemetry.Telemetry, authSvc *auth.Service, fwd *peer.Forwarder, ls *listeners) (*Server, error) {
 	bc := cfg.Broker
 	bc.Logger = cfg.Logger
 	bc.Telemetry = tel.Core()
-	broker := core.NewBroker(host, bc)
-	qc := cfg.Quotas
-	qc.Telemetry, qc.Audit, qc.Logger = tel.Core(), authSvc, cfg.Logger
-	quotas, _ := quota.New(host, qc) // validated above
-	gc := cfg.Gateway
-	gc.Logger = cfg.Logger
-	gc.Groups = newGroups(cfg, broker) // streaming.go
-	gc.Auth = authSvc
-	gc.Quotas = quotas
-	runLinks := startLinks(cfg, broker, &gc, tel) // links.go: /v1/links and the mirror pullers
-	gw := gateway.New(broker, gc)
-	gw.SetProxy(fwd) // proxied fetches
-	// Node-to-node calls: served by internal/peer under the route table's
-	// node-only mount point /v1/internal/.
-	ph, err := peer.NewHandler(peer.HandlerConfig{Cluster: host, Telemetry: broker.Telemetry(), Timeout: gc.ProduceTimeout})
+	broker, err := core.NewBroker(host, bc)
 	if err != nil {
-		tel.Shutdown(context.Background())
-		host.Close()
-		ln.Close()
 		return nil, err
 	}
-	gw.Handle(gateway.Route{Path: peer.Prefix, Handler: ph.Serve})
-	mountBrowser(gw)                            // streaming.go: /sdk/weir.js and /demo
-	var pipesRef atomic.Pointer[core.Pipelines] // set once the pipeline service starts, below
+	s := &Server{Host: host, Broker: broker, Telemetry: tel, ln: ls.http, scheme: ls.scheme, serveErr: make(chan error, 1), log: cfg.Logger}
+	qc := cfg.Quotas
+	qc.Telemetry, qc.Audit, qc.Logger = tel.Core(), authSvc, cfg.Logger
+	if s.quotas, err = quota.New(host, qc); err != nil {
+		return nil, err
+	}
+	if s.Groups, err = newGroups(cfg, broker); err != nil { // streaming.go
+		return nil, err
+	}
+	gc := cfg.Gateway
+	gc.Logger = cfg.Logger
+	gc.Groups, gc.Auth, gc.Quotas, gc.Cluster = s.Groups, authSvc, s.quotas, host
+	s.runLinks = startLinks(cfg, broker, &gc, tel) // links.go: /v1/links and the mirror pullers
+	if s.Gateway, err = gateway.New(broker, gc); err != nil {
+		return nil, err
+	}
+	s.Gateway.SetProxy(fwd) // proxied fetches
+	// Node-to-node calls: served by internal/peer under the route table's
+	// node-only mount point /v1/internal/.
+	if s.peer, err = peer.NewHandler(peer.HandlerConfig{Cluster: host, Telemetry: broker.Telemetry(), Timeout: cfg.Gateway.ProduceTimeout}); err != nil {
+		return nil, err
+	}
+	s.Gateway.Handle(gateway.Route{Path: peer.Prefix, Handler: s.peer.Serve})
+	mountBrowser(s.Gateway) // streaming.go: /sdk/weir.js and /demo
+	// queues.go: the subscription service and its endpoints
+	if s.Queues, err = newQueues(cfg, broker, s.Gateway); err != nil {
+		return nil, err
+	}
 	pipeLags := func() []core.PipelineLag {
-		if p := pipesRef.Load(); p != nil {
+		if p := s.pipes.Load(); p != nil {
 			return p.Lags()
 		}
 		return nil
 	}
-	var queuesRef atomic.Pointer[core.Queues] // set once the queue service exists, below
-	queuePending := func() []core.QueuePending {
-		if q := queuesRef.Load(); q != nil {
-			return q.PendingByPriority()
-		}
-		return nil
-	}
-	if err := wireTelemetry(tel, cfg.NodeID, host, broker, gw, pipeLags, queuePending); err != nil {
-		tel.Shutdown(context.Background())
-		host.Close()
-		ln.Close()
-		return nil, err
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{Host: host, Broker: broker, Gateway: gw, Telemetry: tel, peer: ph, ln: ln, scheme: scheme, cancel: cancel, serveErr: make(chan error, 1), log: cfg.Logger}
-	s.Groups = gc.Groups
-	s.Queues = newQueues(cfg, broker, gw) // queues.go
-	queuesRef.Store(s.Queues)
-	s.goRun(ctx, authSvc.Run)  // the audit log writer
-	s.goRun(ctx, s.Groups.Run) // expiry and keep-alives (streaming.go)
-	s.goRun(ctx, s.Queues.Run) // maintenance; owns the partition workers
-	if s.Pipelines, s.Wasm, s.pipesDone, err = startPipelines(ctx, cfg, broker, gw); err != nil {
-		cancel()
-		s.bg.Wait()
-		tel.Shutdown(context.Background())
-		host.Close()
-		ln.Close()
-		return nil, err
-	}
-	pipesRef.Store(s.Pipelines)
-	s.goRun(ctx, broker.RunRetention)
-	s.goRun(ctx, runLinks)
-	go func() { s.serveErr <- gw.Serve(ln) }()
-	kafkaLn := kln // startKafka owns it now
-	kln = nil
-	if s.Kafka, err = startKafka(cfg, kafkaLn, kadv, broker, authSvc, quotas, host); err != nil { // kafka.go
-		s.Close(context.Background())
+	if err := wireTelemetry(tel, cfg.NodeID, host, broker, s.Gateway, pipeLags, s.Queues.PendingByPriority); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// run starts the node's loops, the pipeline service and the front doors.
+// On an error, it has closed the node.
+func (s *Server) run(cfg Config, authSvc *auth.Service, ls *listeners) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.goRun(ctx, authSvc.Run)  // the audit log writer
+	s.goRun(ctx, s.Groups.Run) // expiry and keep-alives (streaming.go)
+	s.goRun(ctx, s.Queues.Run) // maintenance; owns the partition workers
+	var err error
+	if s.Pipelines, s.Wasm, s.pipesDone, err = startPipelines(ctx, cfg, s.Broker, s.Gateway); err != nil {
+		cancel()
+		s.bg.Wait()
+		s.Telemetry.Shutdown(context.Background())
+		s.Host.Close()
+		ls.http.Close()
+		if ls.kafka != nil {
+			ls.kafka.Close()
+		}
+		return err
+	}
+	s.pipes.Store(s.Pipelines)
+	s.goRun(ctx, s.Broker.RunRetention)
+	s.goRun(ctx, s.runLinks)
+	go func() { s.serveErr <- s.Gateway.Serve(ls.http) }()
+	if s.Kafka, err = startKafka(cfg, ls.kafka, ls.kafkaAdv, s.Broker, authSvc, s.quotas, s.Host); err != nil { // kafka.go, owns ls.kafka
+		s.Close(context.Background())
+		return err
+	}
+	return nil
 }
 
 // goRun runs loop(ctx) in a goroutine that Close waits for.

@@ -9,7 +9,7 @@ import (
 
 // newGroups makes the node's consumer group coordinator (its state lives
 // in the catalog, so every node's coordinator serves every group).
-func newGroups(cfg Config, b *core.Broker) *core.GroupCoordinator {
+func newGroups(cfg Config, b *core.Broker) (*core.GroupCoordinator, error) {
 	gc := cfg.Groups
 	gc.NodeID = cfg.NodeID
 	gc.Logger = cfg.Logger

@@ -31,7 +31,8 @@ func newTelemetry(cfg Config) (*telemetry.Telemetry, error) {
 // and the node's part of GET /v1/stats on the gateway.
 // pipeLags reports pipeline lag once the pipeline service has started.
 func wireTelemetry(tel *telemetry.Telemetry, nodeID uint64, host *raftlog.Host, broker *core.Broker, gw *gateway.Server, pipeLags func() []core.PipelineLag, queuePending func() []core.QueuePending) error {
-	if err := tel.Observe(telemetry.Sources{Broker: broker, Groups: host.CommittedGroups, PipelineLags: pipeLags, QueuePending: queuePending, Tiered: host.TieredStats}); err != nil {
+	if err := tel.Observe(telemetry.Sources{Broker: broker, Groups: host.CommittedGroups, PipelineLags: pipeLags, QueuePending: queuePending,
+		Tiered: host.TieredStats, WebSocket: gw.WSCounters}); err != nil {
 		return err
 	}
 	gw.Handle(gateway.Route{Path: "/metrics", Handler: fasthttpadaptor.NewFastHTTPHandler(tel.MetricsHandler())})
@@ -48,6 +49,9 @@ func wireTelemetry(tel *telemetry.Telemetry, nodeID uint64, host *raftlog.Host, 
 		DiskBytes:     tel.DiskBytes,
 		LeaderChanges: tel.LeaderChanges,
 		Tracing:       tel.Tracing(),
+
+		TopicCounters:    tel.TopicCounters,
+		PipelineCounters: tel.PipelineCounters,
 	})
 	return nil
 }

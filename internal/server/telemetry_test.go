@@ -550,7 +550,7 @@ func TestTraceFollowsRecordThroughPipelineAndWebSocket(t *testing.T) {
 	c := dialWS(t, u, "/v1/ws", nil)
 	c.send(map[string]any{"op": "subscribe", "id": "out", "topic": "dst", "partition": 0, "from": "earliest"})
 	c.expect(0, "subscribed", "out")
-	if conns, _ := s.Broker.Telemetry().WSCounters(); conns != 1 {
+	if conns, _ := s.Gateway.WSCounters(); conns != 1 {
 		t.Fatalf("weir.ws.connections = %d with one client", conns)
 	}
 
@@ -630,13 +630,13 @@ func TestTraceFollowsRecordThroughPipelineAndWebSocket(t *testing.T) {
 	tu.Eventually(t, 10*time.Second, "the batch's position committed", func() bool {
 		tu.Do(t, "GET", u+"/v1/stats", nil).JSON(t, &st)
 		return len(st.Pipelines) == 1 && st.Pipelines[0].Processed == 1 &&
-			s.Broker.Telemetry().PipelineCounters()["pt"].Processed == 1
+			s.Telemetry.PipelineCounters()["pt"].Processed == 1
 	})
 	if len(st.Pipelines) != 1 || st.Pipelines[0].Name != "pt" || st.Pipelines[0].State != "running" || st.Pipelines[0].Processed != 1 || st.Pipelines[0].WasmCalls != 1 {
 		t.Errorf("GET /v1/stats pipelines: %+v", st.Pipelines)
 	}
-	pc := s.Broker.Telemetry().PipelineCounters()["pt"]
-	tc := s.Broker.Telemetry().TopicCounters()["dst"]
+	pc := s.Telemetry.PipelineCounters()["pt"]
+	tc := s.Telemetry.TopicCounters()["dst"]
 	if pc.Processed != 1 || pc.WasmCalls != 1 || tc.RecordsOut < 1 {
 		t.Errorf("pipeline counters %+v, dst counters %+v", pc, tc)
 	}

@@ -6,11 +6,13 @@
 // slog handler that adds trace and span ids to log records.
 //
 // core only sees the OTel API through core.Telemetry; this package is the
-// one place that imports the SDK. internal/server wires it:
+// one place that imports the SDK, and it implements core.Metrics, the hook
+// core hands its counts and durations to (metrics.go). internal/server
+// wires it:
 //
 //	tel, err := telemetry.New(ctx, cfg.Telemetry)
-//	broker := core.NewBroker(store, core.BrokerConfig{Telemetry: tel.Core()})
-//	tel.Observe(telemetry.Sources{Broker: broker, Groups: host.CommittedGroups})
+//	broker, err := core.NewBroker(store, core.BrokerConfig{Telemetry: tel.Core()})
+//	tel.Observe(telemetry.Sources{Broker: broker, Groups: host.CommittedGroups, WebSocket: gw.WSCounters})
 //	gw.Handle(gateway.Route{Path: "/metrics", Handler: ...tel.MetricsHandler()})
 //	defer tel.Shutdown(ctx)
 package telemetry
@@ -51,11 +53,12 @@ const scope = "github.com/weir-broker/weir/internal/telemetry"
 
 // Telemetry is one node's OpenTelemetry setup. Close it with Shutdown.
 type Telemetry struct {
-	cfg  Config
-	core *core.Telemetry
-	tp   *sdktrace.TracerProvider // nil: tracing off
-	mp   *sdkmetric.MeterProvider
-	reg  *promclient.Registry
+	cfg     Config
+	core    *core.Telemetry
+	metrics *metrics                 // core's counts and durations (metrics.go)
+	tp      *sdktrace.TracerProvider // nil: tracing off
+	mp      *sdkmetric.MeterProvider
+	reg     *promclient.Registry
 
 	disk atomic.Int64 // bytes under DataDir at the last walk; -1 before the first
 
@@ -141,14 +144,15 @@ func New(ctx context.Context, cfg Config) (*Telemetry, error) {
 	}
 	t.mp = sdkmetric.NewMeterProvider(mopts...)
 
-	cc := core.TelemetryConfig{MeterProvider: t.mp}
-	if t.tp != nil {
-		cc.TracerProvider = t.tp
-	}
-	if t.core, err = core.NewTelemetry(cc); err != nil {
+	if t.metrics, err = newMetrics(t.mp.Meter(core.InstrumentationScope)); err != nil {
 		t.shutdownProviders(ctx)
 		return nil, err
 	}
+	cc := core.TelemetryConfig{Metrics: t.metrics}
+	if t.tp != nil {
+		cc.TracerProvider = t.tp
+	}
+	t.core = core.NewTelemetry(cc)
 	if t.tp != nil {
 		cfg.Logger.Info("tracing on", "exporter", exporterName(cfg, e), "endpoint", e.traceEndpoint, "sampler", sampledBy(cfg, e))
 	}
@@ -209,6 +213,15 @@ func newMetricExporter(ctx context.Context, e env) (sdkmetric.Exporter, error) {
 // Core returns the API-only view the domain, gateway and pipelines use.
 func (t *Telemetry) Core() *core.Telemetry { return t.core }
 
+// TopicCounters returns every topic's totals on this node since it
+// started (topics deleted since keep theirs): GET /v1/stats.
+func (t *Telemetry) TopicCounters() map[string]core.TopicCounters { return t.metrics.topicCounters() }
+
+// PipelineCounters returns every pipeline's totals on this node.
+func (t *Telemetry) PipelineCounters() map[string]core.PipelineCounters {
+	return t.metrics.pipelineCounters()
+}
+
 // Tracing reports whether spans are recorded and exported.
 func (t *Telemetry) Tracing() bool { return t.tp != nil }
 
@@ -245,6 +258,9 @@ type Sources struct {
 	QueuePending func() []core.QueuePending
 	// Tiered reports tiered storage counters and upload backlog (nil: off).
 	Tiered func() core.TieredStats
+	// WebSocket reports the gateway's open WebSocket connections and the
+	// clients dropped for reading too slowly (gateway.Server.WSCounters).
+	WebSocket func() (connections, dropped int64)
 }
 
 // Observe registers the node-level observers (consumer lag, leader changes,
@@ -258,88 +274,129 @@ func (t *Telemetry) Observe(src Sources) error {
 
 func (t *Telemetry) observe(src Sources) error {
 	m := t.mp.Meter(scope)
-	lag, err := m.Int64ObservableGauge("weir.consumer.lag", metric.WithUnit("{record}"),
-		metric.WithDescription("High watermark minus a consumer group's committed offset, per group, topic and partition"))
+	ins, err := newNodeInstruments(m)
 	if err != nil {
 		return err
 	}
-	leaderChanges, err := m.Int64ObservableCounter("weir.raft.leader.changes", metric.WithUnit("{change}"),
-		metric.WithDescription("Leadership changes of a partition's Raft group seen by this node"))
-	if err != nil {
-		return err
-	}
-	hwm, err := m.Int64ObservableGauge("weir.partition.high_watermark", metric.WithUnit("{record}"),
-		metric.WithDescription("Next offset to be written, per topic and partition (this node's replica)"))
-	if err != nil {
-		return err
-	}
-	pipeLag, err := m.Int64ObservableGauge("weir.pipeline.lag", metric.WithUnit("{record}"),
-		metric.WithDescription("High watermark minus a pipeline's committed position, per pipeline, input topic and partition (reported by the partition's leader)"))
-	if err != nil {
-		return err
-	}
-	queuePending, err := m.Int64ObservableGauge("weir.queue.pending", metric.WithUnit("{message}"),
-		metric.WithDescription("Messages a priority subscription has indexed and not delivered yet, per topic, subscription and priority (partitions this node leads)"))
-	if err != nil {
-		return err
-	}
-	disk, err := m.Int64ObservableGauge("weir.disk.used", metric.WithUnit("By"),
-		metric.WithDescription("Bytes of files under the node's data directory"))
-	if err != nil {
-		return err
-	}
-	tiered, err := t.tieredInstruments(m)
-	if err != nil {
+	if ins.tiered, err = t.tieredInstruments(m); err != nil {
 		return err
 	}
 	nodeAttr := metric.WithAttributes(attribute.String("node", strconv.FormatUint(t.cfg.NodeID, 10)))
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		if b := src.Broker; b != nil {
-			for _, ti := range b.Store().Topics() {
-				for p := 0; p < ti.Partitions; p++ {
-					if pi, err := b.Store().PartitionInfo(ti.Name, p); err == nil {
-						o.ObserveInt64(hwm, pi.HighWatermark, metric.WithAttributes(attribute.String("topic", ti.Name), attribute.Int("partition", p)))
-					}
-				}
-			}
-			if src.Groups != nil {
-				for _, g := range src.Groups() {
-					for _, gl := range b.GroupOffsets(g, "") {
-						o.ObserveInt64(lag, gl.Lag, metric.WithAttributes(attribute.String("group", g), attribute.String("topic", gl.Topic), attribute.Int("partition", gl.Partition)))
-					}
-				}
-			}
-		}
-		if src.PipelineLags != nil {
-			for _, pl := range src.PipelineLags() {
-				o.ObserveInt64(pipeLag, pl.Lag, metric.WithAttributes(attribute.String("pipeline", pl.Pipeline), attribute.String("topic", pl.Topic), attribute.Int("partition", pl.Partition)))
-			}
-		}
-		if src.QueuePending != nil {
-			for _, qp := range src.QueuePending() {
-				o.ObserveInt64(queuePending, qp.Pending, metric.WithAttributes(attribute.String("topic", qp.Topic),
-					attribute.String("subscription", qp.Subscription), attribute.String("priority", strconv.Itoa(qp.Priority))))
-			}
-		}
-		t.leadMu.Lock()
-		for _, lt := range t.leaders {
-			o.ObserveInt64(leaderChanges, lt.changes, lt.attrs)
-		}
-		t.leadMu.Unlock()
-		if d := t.disk.Load(); d >= 0 {
-			o.ObserveInt64(disk, d, nodeAttr)
-		}
-		if src.Tiered != nil {
-			tiered.observe(o, src.Tiered(), nodeAttr)
-		}
+		t.observeNode(o, src, ins, nodeAttr)
 		return nil
-	}, append([]metric.Observable{lag, leaderChanges, hwm, pipeLag, queuePending, disk}, tiered.all()...)...)
+	}, append([]metric.Observable{ins.lag, ins.leaderChanges, ins.hwm, ins.pipeLag, ins.queuePending, ins.disk}, ins.tiered.all()...)...)
 	if err != nil {
 		return err
+	}
+	if src.WebSocket != nil {
+		if err := observeWebSocket(t.mp.Meter(core.InstrumentationScope), src.WebSocket); err != nil {
+			return err
+		}
 	}
 	t.wg.Add(1)
 	go t.loop(src)
 	return nil
+}
+
+// nodeInstruments are the node-level gauges and counters Observe exports.
+type nodeInstruments struct {
+	lag, hwm, pipeLag, queuePending, disk metric.Int64ObservableGauge
+	leaderChanges                         metric.Int64ObservableCounter
+	tiered                                *tieredMetrics
+}
+
+func newNodeInstruments(m metric.Meter) (*nodeInstruments, error) {
+	var err error
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		if err != nil {
+			return nil
+		}
+		var g metric.Int64ObservableGauge
+		g, err = m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		return g
+	}
+	ins := &nodeInstruments{
+		lag: gauge("weir.consumer.lag", "{record}",
+			"High watermark minus a consumer group's committed offset, per group, topic and partition"),
+		hwm: gauge("weir.partition.high_watermark", "{record}",
+			"Next offset to be written, per topic and partition (this node's replica)"),
+		pipeLag: gauge("weir.pipeline.lag", "{record}",
+			"High watermark minus a pipeline's committed position, per pipeline, input topic and partition (reported by the partition's leader)"),
+		queuePending: gauge("weir.queue.pending", "{message}",
+			"Messages a priority subscription has indexed and not delivered yet, per topic, subscription and priority (partitions this node leads)"),
+		disk: gauge("weir.disk.used", "By", "Bytes of files under the node's data directory"),
+	}
+	if err != nil {
+		return nil, err
+	}
+	ins.leaderChanges, err = m.Int64ObservableCounter("weir.raft.leader.changes", metric.WithUnit("{change}"),
+		metric.WithDescription("Leadership changes of a partition's Raft group seen by this node"))
+	if err != nil {
+		return nil, err
+	}
+	return ins, nil
+}
+
+// observeNode observes the node-level instruments from src.
+func (t *Telemetry) observeNode(o metric.Observer, src Sources, ins *nodeInstruments, nodeAttr metric.ObserveOption) {
+	if b := src.Broker; b != nil {
+		for _, ti := range b.Store().Topics() {
+			for p := 0; p < ti.Partitions; p++ {
+				if pi, err := b.Store().PartitionInfo(ti.Name, p); err == nil {
+					o.ObserveInt64(ins.hwm, pi.HighWatermark, metric.WithAttributes(attribute.String("topic", ti.Name), attribute.Int("partition", p)))
+				}
+			}
+		}
+		if src.Groups != nil {
+			for _, g := range src.Groups() {
+				for _, gl := range b.GroupOffsets(g, "") {
+					o.ObserveInt64(ins.lag, gl.Lag, metric.WithAttributes(attribute.String("group", g), attribute.String("topic", gl.Topic), attribute.Int("partition", gl.Partition)))
+				}
+			}
+		}
+	}
+	if src.PipelineLags != nil {
+		for _, pl := range src.PipelineLags() {
+			o.ObserveInt64(ins.pipeLag, pl.Lag, metric.WithAttributes(attribute.String("pipeline", pl.Pipeline), attribute.String("topic", pl.Topic), attribute.Int("partition", pl.Partition)))
+		}
+	}
+	if src.QueuePending != nil {
+		for _, qp := range src.QueuePending() {
+			o.ObserveInt64(ins.queuePending, qp.Pending, metric.WithAttributes(attribute.String("topic", qp.Topic),
+				attribute.String("subscription", qp.Subscription), attribute.String("priority", strconv.Itoa(qp.Priority))))
+		}
+	}
+	t.leadMu.Lock()
+	for _, lt := range t.leaders {
+		o.ObserveInt64(ins.leaderChanges, lt.changes, lt.attrs)
+	}
+	t.leadMu.Unlock()
+	if d := t.disk.Load(); d >= 0 {
+		o.ObserveInt64(ins.disk, d, nodeAttr)
+	}
+	if src.Tiered != nil {
+		ins.tiered.observe(o, src.Tiered(), nodeAttr)
+	}
+}
+
+// observeWebSocket exports the gateway's WebSocket counters.
+func observeWebSocket(m metric.Meter, counters func() (connections, dropped int64)) error {
+	conns, err := m.Int64ObservableUpDownCounter("weir.ws.connections", metric.WithUnit("{connection}"), metric.WithDescription("Open WebSocket connections"))
+	if err != nil {
+		return err
+	}
+	dropped, err := m.Int64ObservableCounter("weir.ws.dropped", metric.WithUnit("{connection}"), metric.WithDescription("WebSocket connections closed because the client read too slowly"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		c, d := counters()
+		o.ObserveInt64(conns, c)
+		o.ObserveInt64(dropped, d)
+		return nil
+	}, conns, dropped)
+	return err
 }
 
 // loop walks the data directory and checks leadership until Shutdown.

@@ -25,18 +25,6 @@ func snapshotBytes(t testing.TB, l *Log) []byte {
 	return buf.Bytes()
 }
 
-// sameLog checks that two logs hold the same batches and bounds.
-func sameLog(t testing.TB, got, want *Log) {
-	t.Helper()
-	if got.LastIndex() != want.LastIndex() || got.NextOffset() != want.NextOffset() ||
-		got.StartOffset() != want.StartOffset() || got.StartIndex() != want.StartIndex() {
-		t.Fatalf("bounds (%d %d %d %d), want (%d %d %d %d)",
-			got.LastIndex(), got.NextOffset(), got.StartOffset(), got.StartIndex(),
-			want.LastIndex(), want.NextOffset(), want.StartOffset(), want.StartIndex())
-	}
-	sameBatches(t, "content", scanAll(t, got, 0), scanAll(t, want, 0))
-}
-
 func TestSnapshotRoundTrip(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
