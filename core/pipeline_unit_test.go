@@ -273,7 +273,7 @@ func TestPipelineExactlyOnceShippedEntryDeletedWithNextCommit(t *testing.T) {
 	e.topic(t, "in", 1)
 	e.topic(t, "out", 1)
 	start := func() (stop func()) {
-		e.p = core.NewPipelines(e.broker, fakeRuntime{procFunc(proc)}, core.PipelinesConfig{ResyncInterval: 10 * time.Millisecond})
+		e.p = must[*core.Pipelines](t)(core.NewPipelines(e.broker, fakeRuntime{procFunc(proc)}, core.PipelinesConfig{ResyncInterval: 10 * time.Millisecond}))
 		ctx, cancel := context.WithCancel(e.ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); e.p.Run(ctx) }()
