@@ -98,9 +98,14 @@ func TestChaos(t *testing.T) {
 	}
 	fmt.Printf("anomaly class=%s count=%d\n", ledgerClass, total.ledgerBad)
 	fmt.Printf("anomaly class=%s count=%d\n", drainClass, total.drainBad)
-	anomalies := total.report.Total() + total.ledgerBad + total.drainBad
+	fmt.Printf("anomaly class=%s count=%d\n", linClass, total.lin.illegal)
+	fmt.Printf("chaos: linearizability %s\n", total.lin)
+	anomalies := total.report.Total() + total.ledgerBad + total.drainBad + total.lin.illegal
 	if total.report.Total() > 0 {
 		t.Errorf("the histories have %d anomalies (seed %d)", total.report.Total(), seed)
+	}
+	if total.lin.illegal > 0 {
+		t.Errorf("%d linearizability windows are not linearizable (seed %d)", total.lin.illegal, seed)
 	}
 	if total.acked == 0 {
 		t.Error("no produce was acknowledged")
@@ -120,6 +125,7 @@ type chaosPhase struct {
 type chaosResult struct {
 	report              history.Report
 	ledgerBad, drainBad int
+	lin                 linResult
 	ops, acked, faults  int
 }
 
@@ -137,6 +143,11 @@ func (r *chaosResult) add(o chaosResult) {
 		}
 	}
 	r.ledgerBad += o.ledgerBad
+	r.lin.windows += o.lin.windows
+	r.lin.ok += o.lin.ok
+	r.lin.illegal += o.lin.illegal
+	r.lin.unknown += o.lin.unknown
+	r.lin.ops += o.lin.ops
 	r.drainBad += o.drainBad
 	r.ops += o.ops
 	r.acked += o.acked
@@ -186,6 +197,7 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 	rec := history.NewRecorder(nil)
 	load := tu.StartLoad(t, c.urls(0), "f", 3, 3) // the idempotent producers of the short fault tests
 	w := startWorkload(rec, c.urls(0), "h", 3, 4, 2, seed)
+	lin := startLinWindows(c.urls(0), ph.name, seed)
 
 	kinds := ph.kinds
 	if net != nil {
@@ -308,6 +320,8 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 		}
 	}
 
+	linHist := lin.Stop() // the windows end with the faults
+
 	// Heal, then fence: every node up and ready and the cluster settled
 	// before the clients stop and the drain starts.
 	if net != nil {
@@ -393,6 +407,8 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 		fmt.Printf("chaos: history of phase %s in %s\n", ph.name, path)
 	}
 	rep := history.Check(h, history.Config{Drained: true})
+	linRes := checkLinWindows(ph.name, strings.TrimSuffix(path, ".jsonl"), linHist)
+	fmt.Printf("chaos: phase %s: linearizability %s\n", ph.name, linRes)
 	ledgerBad := 0
 	tu.CheckTopic(countingTB{TB: t, n: &ledgerBad}, load.Ledger, "f", c.url(1), c.url)
 	for _, a := range rep.Anomalies {
@@ -404,9 +420,9 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 		}
 	}
 	fmt.Printf("chaos: phase %s: faults=%d history-ops=%d acknowledged=%d ledger-acks=%d anomalies=%d pipeline inputs=%d outputs=%d\n",
-		ph.name, faults, len(h.Calls()), countOK(h), load.Ledger.Count(), rep.Total()+ledgerBad+drainBad, len(in), len(out))
-	return chaosResult{report: rep, ledgerBad: ledgerBad, drainBad: drainBad, faults: faults,
-		ops: len(h.Calls()) + load.Ledger.Count(), acked: countOK(h) + load.Ledger.Count()}
+		ph.name, faults, len(h.Calls()), countOK(h), load.Ledger.Count(), rep.Total()+ledgerBad+drainBad+linRes.illegal, len(in), len(out))
+	return chaosResult{report: rep, ledgerBad: ledgerBad, drainBad: drainBad, lin: linRes, faults: faults,
+		ops: len(h.Calls()) + load.Ledger.Count() + linRes.ops, acked: countOK(h) + load.Ledger.Count()}
 }
 
 // countOK counts the history's acknowledged produces.
