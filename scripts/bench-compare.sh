@@ -17,6 +17,8 @@
 #   ONLY="weir weir-prop nats" CLUSTERS=R3: weir-prop is Weir with
 #   --follower-writes=propose (writes at a follower proposed through Raft),
 #   to compare with the default (forwarded over HTTP to the leader).
+#   weir-x is Weir (HTTP) with the extra serve flags of WEIR_X_ARGS, e.g.
+#   ONLY="weir weir-x nats" WEIR_X_ARGS="--proposals-in-flight 4".
 #   BASE_REV=<git rev> adds the systems base and base-kafka: the same loads
 #   against bin/weir-base built from that revision, alternating with today's
 #   build in the same run (an A/B of a change, with NATS beside it); the
@@ -71,7 +73,7 @@ wait_http() { # URL
   echo "$1 did not answer" >&2; exit 1
 }
 
-start_weir() { # nodes [kafka|prop] [binary]: "kafka": node i also listens for Kafka on kp+i-1; "prop": --follower-writes=propose
+start_weir() { # nodes [kafka|prop|x] [binary]: "kafka": node i also listens for Kafka on kp+i-1; "prop": --follower-writes=propose; "x": the flags of WEIR_X_ARGS
   local n=$1 kafka=${2:-} bin=${3:-./bin/weir} peers="" i
   rm -rf "$work/data"; mkdir -p "$work/data"
   for i in $(seq 1 "$n"); do peers+="${peers:+,}$i=127.0.0.1:$((rp+i-1))"; done
@@ -85,6 +87,7 @@ start_weir() { # nodes [kafka|prop] [binary]: "kafka": node i also listens for K
       extra+=(--kafka-addr "")
     fi
     [ "$kafka" = prop ] && extra+=(--follower-writes propose)
+    [ "$kafka" = x ] && extra+=(${WEIR_X_ARGS:-})
     "$bin" serve --node-id "$i" --data-dir "$work/data/n$i" --http-addr "127.0.0.1:$((hp+i-1))" \
       --raft-addr "127.0.0.1:$((rp+i-1))" --log-level error "${extra[@]}" \
       >>"$work/weir.log" 2>&1 &
@@ -146,6 +149,7 @@ for run in $(seq 1 "$RUNS"); do
         weir) start_weir $nodes; run_scenarios weir weir "$cl" $nodes "b$run" "$servers" ;;
         weir-prop) [ "$nodes" = 1 ] && { stop; continue; } # only differs with followers
           start_weir $nodes prop; run_scenarios weir-prop weir "$cl" $nodes "b$run" "$servers" ;;
+        weir-x) start_weir $nodes x; run_scenarios weir-x weir "$cl" $nodes "b$run" "$servers" ;;
         weir-kafka) start_weir $nodes kafka
           run_scenarios weir-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
         weir-quota) start_weir $nodes # a default quota so generous it is never hit: the check's cost
@@ -159,7 +163,7 @@ for run in $(seq 1 "$RUNS"); do
           run_scenarios base-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
         nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" "$servers" ;;
         nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" "$servers" ;;
-        *) echo "unknown system $sys (weir, weir-prop, weir-kafka, weir-quota, nats, nats-sync, base, base-kafka)" >&2; exit 2 ;;
+        *) echo "unknown system $sys (weir, weir-prop, weir-x, weir-kafka, weir-quota, nats, nats-sync, base, base-kafka)" >&2; exit 2 ;;
       esac
       stop
     done

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/quota"
 	"github.com/weir-broker/weir/gateway"
 	"github.com/weir-broker/weir/internal/server"
@@ -27,7 +28,7 @@ func newServeCmd() *cobra.Command {
 	var (
 		dataDir, httpAddr, raftAddr, peers, join, logLevel, pprofAddr string
 		nodeID                                                        uint64
-		metaVoters                                                    int
+		metaVoters, proposalsInFlight                                 int
 		logDB, followerWrites                                         string
 		allowedOrigins                                                []string
 		kafkaAddr, kafkaAdvertisedAddr                                string
@@ -65,7 +66,8 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			cfg := server.Config{
 				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Join: join, Logger: logger,
 				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites, Tiered: tieredCfg},
-				Telemetry: telemetry.Config{Env: os.LookupEnv}, // OTEL_* variables (docs/observability.md)
+				Broker:    core.BrokerConfig{ProposalsInFlight: proposalsInFlight}, // group commit (docs/RATIONALE.md)
+				Telemetry: telemetry.Config{Env: os.LookupEnv},                     // OTEL_* variables (docs/observability.md)
 				// Pages of these origins may open WebSockets (docs/websocket.md).
 				Gateway:   gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
 				Security:  sec.config(),
@@ -91,6 +93,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.IntVar(&metaVoters, "meta-voters", 3, "voters of the metadata shard: 3 or 5 (the same on every node)")
 	f.StringVar(&logDB, "logdb", "tan", "Raft log store, fixed per data dir: tan (fastest; 64 MiB of disk per replica) or pebble (for thousands of partitions)")
 	f.StringVar(&followerWrites, "follower-writes", raftlog.FollowerForward, "a write at a node with a follower replica: forward (over HTTP to the leader's node) or propose (through Raft to the leader; experimental, docs/benchmarks.md)")
+	f.IntVar(&proposalsInFlight, "proposals-in-flight", 0, "produce proposals in flight per partition; produces arriving while all are busy share the next one (group commit). 0: the default (1), -1: every produce its own proposal")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringSliceVar(&allowedOrigins, "allowed-origins", nil, "origins (https://app.example.com, or *) whose pages may open WebSockets besides this node's own; comma-separated")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (for profiling; keep it on 127.0.0.1)")
