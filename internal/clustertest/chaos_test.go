@@ -364,6 +364,8 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 		}
 	}
 
+	drainBad += drainLinWindows(ctx, t, c.url(1), linHist)
+
 	// The pipeline: once its position reached the input's end with no
 	// output pending (a fence), count inputs and outputs per key.
 	for deadline := time.Now().Add(2 * time.Minute); ; {
