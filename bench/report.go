@@ -9,6 +9,10 @@ import (
 	"strings"
 )
 
+// runKey names the runs of one system (label) under one load (scenario)
+// on one cluster.
+type runKey struct{ cluster, scenario, label string }
+
 // reportCmd prints, per cluster and scenario, the median over runs of each
 // system and its ratios to "weir" (Weir over HTTP), "nats" (NATS default)
 // and "nats-sync" measured in the same file.
@@ -16,58 +20,11 @@ func reportCmd(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: weircmp report FILE.jsonl")
 	}
-	f, err := os.Open(args[0])
+	runs, err := readRuns(args[0])
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	type key struct{ cluster, scenario, label string }
-	runs := map[key][]result{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(line, "{") {
-			continue
-		}
-		var r result
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return err
-		}
-		k := key{r.Cluster, r.Scenario, r.Label}
-		runs[k] = append(runs[k], r)
-	}
-	median := func(rs []result, get func(result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = get(r)
-		}
-		sort.Float64s(v)
-		if len(v) == 0 {
-			return 0
-		}
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
-	rate := func(r result) float64 { return r.Rate }
-	p50 := func(r result) float64 { return r.P50us }
-	p99 := func(r result) float64 { return r.P99us }
-	cpu := func(r result) float64 { return r.ServerCPUus }
-	labels := []string{"weir", "weir-prop", "weir-kafka", "nats", "nats-sync"}
-	seen := map[string]bool{}
-	for _, l := range labels {
-		seen[l] = true
-	}
-	var others []string
-	for k := range runs {
-		if !seen[k.label] {
-			seen[k.label] = true
-			others = append(others, k.label)
-		}
-	}
-	sort.Strings(others)
-	labels = append(labels, others...)
+	labels := reportLabels(runs)
 	// Weir over HTTP and NATS send 10 producers × batches of 100 and ≤1,000
 	// records per fetch; the Kafka client keeps 1,000 records in flight and
 	// fetches with its defaults (docs/benchmarks.md).
@@ -81,43 +38,120 @@ func reportCmd(args []string) error {
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, cl := range []string{"R1", "R3"} {
 		for _, row := range rows {
-			weir := runs[key{cl, row.scenario, "weir"}]
-			base := runs[key{cl, row.scenario, "nats"}]
-			sync := runs[key{cl, row.scenario, "nats-sync"}]
+			weir := runs[runKey{cl, row.scenario, "weir"}]
+			base := runs[runKey{cl, row.scenario, "nats"}]
+			sync := runs[runKey{cl, row.scenario, "nats-sync"}]
 			for _, l := range labels {
-				rs := runs[key{cl, row.scenario, l}]
+				rs := runs[runKey{cl, row.scenario, l}]
 				if len(rs) == 0 {
 					continue
 				}
-				m := median(rs, rate)
+				m := median(rs, resultRate)
 				ratio := func(o []result) string {
-					if len(o) == 0 || median(o, rate) == 0 {
+					if len(o) == 0 || median(o, resultRate) == 0 {
 						return "—"
 					}
-					return fmt.Sprintf("%.2f", m/median(o, rate))
+					return fmt.Sprintf("%.2f", m/median(o, resultRate))
 				}
-				lat := ""
-				if row.scenario != "consume" {
-					lat = fmt.Sprintf("%.2f / %.2f", median(rs, p50)/1e3, median(rs, p99)/1e3)
-				}
-				cpuCol := ""
-				if c := median(rs, cpu); c > 0 {
-					cpuCol = fmt.Sprintf("%.1f", c)
-				}
-				var errs int64
-				for _, r := range rs {
-					errs += r.Errors
-				}
-				name := row.name
-				if row.scenario == "steady" {
-					name = fmt.Sprintf(name, rs[0].Offered)
-				}
-				if errs > 0 {
-					name += fmt.Sprintf(" (%d failed requests)", errs)
-				}
+				lat, cpuCol := reportLatencyCPU(rs, row.scenario)
+				name := reportLoadName(rs, row.scenario, row.name)
 				fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s |\n", cl, name, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol)
 			}
 		}
 	}
 	return nil
+}
+
+// readRuns reads the results (JSON lines; other lines are skipped) of the
+// file at path, by cluster, scenario and system.
+func readRuns(path string) (map[runKey][]result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	runs := map[runKey][]result{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return nil, err
+		}
+		k := runKey{r.Cluster, r.Scenario, r.Label}
+		runs[k] = append(runs[k], r)
+	}
+	return runs, nil
+}
+
+// reportLabels lists the systems in report order: the known ones, then
+// the others found in runs, sorted.
+func reportLabels(runs map[runKey][]result) []string {
+	labels := []string{"weir", "weir-prop", "weir-kafka", "nats", "nats-sync"}
+	seen := map[string]bool{}
+	for _, l := range labels {
+		seen[l] = true
+	}
+	var others []string
+	for k := range runs {
+		if !seen[k.label] {
+			seen[k.label] = true
+			others = append(others, k.label)
+		}
+	}
+	sort.Strings(others)
+	return append(labels, others...)
+}
+
+// median is the median of get over rs (0 for none).
+func median(rs []result, get func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = get(r)
+	}
+	sort.Float64s(v)
+	if len(v) == 0 {
+		return 0
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// Fields of a result, for median.
+func resultRate(r result) float64 { return r.Rate }
+func resultP50(r result) float64  { return r.P50us }
+func resultP99(r result) float64  { return r.P99us }
+func resultCPU(r result) float64  { return r.ServerCPUus }
+
+// reportLatencyCPU formats the latency (none for a consume scenario) and
+// server CPU (none when not measured) columns of rs.
+func reportLatencyCPU(rs []result, scenario string) (lat, cpuCol string) {
+	if scenario != "consume" {
+		lat = fmt.Sprintf("%.2f / %.2f", median(rs, resultP50)/1e3, median(rs, resultP99)/1e3)
+	}
+	if c := median(rs, resultCPU); c > 0 {
+		cpuCol = fmt.Sprintf("%.1f", c)
+	}
+	return lat, cpuCol
+}
+
+// reportLoadName is the load column of rs: name, with the offered rate of
+// a steady scenario and the count of failed requests, if any.
+func reportLoadName(rs []result, scenario, name string) string {
+	var errs int64
+	for _, r := range rs {
+		errs += r.Errors
+	}
+	if scenario == "steady" {
+		name = fmt.Sprintf(name, rs[0].Offered)
+	}
+	if errs > 0 {
+		name += fmt.Sprintf(" (%d failed requests)", errs)
+	}
+	return name
 }

@@ -105,7 +105,34 @@ func (p *Pipelines) Run(ctx context.Context) {
 	}
 }
 
+// resync makes the running workers match the catalog: a worker for each
+// input partition this node leads of each running pipeline, a drained
+// predecessor for a changed definition, and processors only for live
+// definitions.
 func (p *Pipelines) resync(ctx context.Context) {
+	want, live := p.wanted()
+	p.logs.keep(live)
+	p.mu.Lock()
+	stop, pred, replaced := p.retireWorkers(want)
+	p.startWorkers(ctx, want, pred)
+	for _, w := range pred { // replaced, and no longer wanted here
+		stop = append(stop, w)
+	}
+	closeProcs := p.retireProcs(live, replaced)
+	p.mu.Unlock()
+	for _, w := range stop {
+		w.cancel()
+		<-w.done
+	}
+	for _, pr := range closeProcs {
+		pr.Close()
+	}
+}
+
+// wanted lists the workers this node should run (the input partitions it
+// leads of every pipeline neither paused nor failed) and every defined
+// pipeline by name.
+func (p *Pipelines) wanted() (map[pipeKey]PipelineSpec, map[string]PipelineSpec) {
 	want := map[pipeKey]PipelineSpec{}
 	specs := p.List()
 	live := map[string]PipelineSpec{}
@@ -127,11 +154,14 @@ func (p *Pipelines) resync(ctx context.Context) {
 			}
 		}
 	}
-	p.logs.keep(live)
-	p.mu.Lock()
-	var stop []*pipeWorker
-	pred := map[pipeKey]*pipeWorker{} // replaced by a new definition: drained
-	var replaced []*pipeWorker
+	return want, live
+}
+
+// retireWorkers removes from p.workers those no longer wanted (stop: to
+// cancel) and those whose definition changed (pred by key, and replaced):
+// these are told to drain. Called with p.mu held.
+func (p *Pipelines) retireWorkers(want map[pipeKey]PipelineSpec) (stop []*pipeWorker, pred map[pipeKey]*pipeWorker, replaced []*pipeWorker) {
+	pred = map[pipeKey]*pipeWorker{} // replaced by a new definition: drained
 	for k, w := range p.workers {
 		s, ok := want[k]
 		switch {
@@ -147,6 +177,13 @@ func (p *Pipelines) resync(ctx context.Context) {
 			delete(p.workers, k)
 		}
 	}
+	return stop, pred, replaced
+}
+
+// startWorkers starts a worker for each wanted key without one; a
+// successor first waits for its drained predecessor, which it takes out of
+// pred. Called with p.mu held.
+func (p *Pipelines) startWorkers(ctx context.Context, want map[pipeKey]PipelineSpec, pred map[pipeKey]*pipeWorker) {
 	for k, s := range want {
 		if _, ok := p.workers[k]; ok {
 			continue
@@ -164,11 +201,13 @@ func (p *Pipelines) resync(ctx context.Context) {
 			p.runWorker(wctx, k, s, w.drain)
 		}()
 	}
-	for _, w := range pred { // replaced, and no longer wanted here
-		stop = append(stop, w)
-	}
-	// Close processors of deleted or changed pipelines; a changed one's
-	// draining workers finish their batch with it first.
+}
+
+// retireProcs removes the processors of deleted or changed pipelines from
+// p.procs and returns those to close now; a changed one's draining workers
+// (replaced) finish their batch with it first, and it is closed after
+// them. Called with p.mu held.
+func (p *Pipelines) retireProcs(live map[string]PipelineSpec, replaced []*pipeWorker) []Processor {
 	var closeProcs []Processor
 	draining := map[string][]*pipeWorker{}
 	for _, w := range replaced {
@@ -192,14 +231,7 @@ func (p *Pipelines) resync(ctx context.Context) {
 			closeProcs = append(closeProcs, e.p)
 		}
 	}
-	p.mu.Unlock()
-	for _, w := range stop {
-		w.cancel()
-		<-w.done
-	}
-	for _, pr := range closeProcs {
-		pr.Close()
-	}
+	return closeProcs
 }
 
 // awaitDrain waits for a replaced worker (already told to drain) to stop
@@ -415,52 +447,32 @@ func (p *Pipelines) resetState(ctx context.Context, log PartitionLog, s Pipeline
 	return nil
 }
 
+// work processes one input partition from its stored position until ctx
+// ends, the worker is drained at a batch boundary, or an error stops it.
 func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <-chan struct{}) error {
 	if drained(drain) {
 		return errDrained
 	}
-	log, err := p.store.Partition(k.topic, k.part)
+	log, proc, err := p.prepareWork(ctx, k, s)
 	if err != nil {
-		return err
-	}
-	proc, err := p.processor(ctx, s)
-	if err != nil {
-		return err
-	}
-	metaKey := pipePrefix(s.Name) + "meta"
-	// A new leader first ships what its predecessor committed but may not
-	// have delivered.
-	if err := p.shipOutbox(ctx, log, s, k); err != nil {
-		return err
-	}
-	if err := p.resetState(ctx, log, s, k, metaKey); err != nil {
-		return err
-	}
-	if err := p.recordStart(ctx, log, s, metaKey); err != nil {
 		return err
 	}
 	// Batches in flight: the tail appends and commits (at-least-once) or
 	// commits and ships (exactly-once) batch n while this loop runs batch
-	// n+1. The
-	// position is read from state once and then carried, since the tail's
-	// last commit may not have applied yet; every commit is conditional on
-	// the one before, so a change by anyone else ends the worker.
+	// n+1. The position is read from state once and then carried, since the
+	// tail's last commit may not have applied yet; every commit is
+	// conditional on the one before, so a change by anyone else ends the
+	// worker.
 	t := newTail(ctx, pipelineTailDepth)
 	defer t.close()
-	sh := &shipped{}
-	var (
-		rawMeta []byte
-		hadMeta bool
-		m       pipeMeta
-	)
-	tk := newTickSchedule(s, time.Now())
+	b := &batchLoop{p: p, k: k, s: s, drain: drain, log: log, proc: proc, metaKey: pipePrefix(s.Name) + "meta", t: t, sh: &shipped{}}
+	b.tk = newTickSchedule(s, time.Now())
 	for ctx.Err() == nil {
 		if err := t.Err(); err != nil {
 			return err
 		}
 		if t.idle() { // nothing in flight: the state is the truth
-			rawMeta, hadMeta = log.StateGet(metaKey)
-			if m, err = loadPipeMeta(log, s.Name); err != nil {
+			if err := b.reload(); err != nil {
 				return err
 			}
 		}
@@ -470,17 +482,9 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			}
 			return errDrained
 		}
-		if !m.Started { // recordStart lost a race with a predecessor's first batch
-			m.Pos, m.Started = log.LogStart(), true
-		}
-		if !hadMeta {
-			m.Incarnation = s.Incarnation
-		}
-		if start := log.LogStart(); m.Pos < start {
-			m.Pos = start // retention deleted records the pipeline had not processed
-		}
+		b.resume()
 		changed := log.Changed()
-		recs, err := log.Read(ctx, m.Pos, s.BatchSize, p.cfg.MaxBatchBytes)
+		recs, err := log.Read(ctx, b.m.Pos, s.BatchSize, p.cfg.MaxBatchBytes)
 		if err != nil {
 			if errors.Is(err, ErrOffsetOutOfRange) {
 				continue
@@ -488,105 +492,203 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			return err
 		}
 		if len(recs) == 0 {
-			if t.idle() {
-				// Caught up: delete the last shipped outbox entry now
-				// rather than with the next batch's commit.
-				if err := sh.flush(ctx, log); err != nil {
-					return err
-				}
-			}
-			wait, due := tk.wait(time.Now())
-			if due {
-				// A tick reads and may change the committed state: nothing
-				// may be in flight behind it. Once the tail is idle, the
-				// loop's top reloads the position from state.
-				if !t.idle() {
-					if err := t.wait(); err != nil {
-						return err
-					}
-					continue
-				}
-				doc, err := p.tick(ctx, t, proc, log, s, k, &m, rawMeta, hadMeta, tk, sh)
-				if err != nil {
-					return err
-				}
-				if doc != nil {
-					rawMeta, hadMeta = doc, true
-				}
-				continue
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-drain:
-				if err := t.wait(); err != nil {
-					return err
-				}
-				return errDrained
-			case <-t.Failed():
-			case <-changed:
-			case <-time.After(wait):
+			if err := b.caughtUp(ctx, changed); err != nil {
+				return err
 			}
 			continue
 		}
 		// Rights are checked with the batch in hand, so a record appended
 		// after a revocation is never processed under the old rights.
 		if err := p.checkAccess(s, k.topic); err != nil {
-			// Say why the pipeline stalls in its status (last_error), once
-			// per change of reason: the refusal is retried with backoff.
-			if msg := err.Error(); m.LastError != msg && t.wait() == nil {
-				m.LastError = msg
-				doc, _ := json.Marshal(m)
-				_, _ = log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: !hadMeta, Value: rawMeta}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
-			}
+			b.noteRefusal(ctx, err)
 			return err
 		}
-		tel := p.broker.Telemetry() // spans and counts: docs/observability.md
-		bctx, span := tel.StartPipelineBatch(ctx, s.Name, k.topic, k.part, recs)
-		deadBefore := m.Dead
-		out, attempts, lastErr := p.processWithRetry(bctx, proc, log, s, k, recs, &m, drain)
-		if ctx.Err() != nil {
-			EndSpan(span, ctx.Err())
-			return ctx.Err()
-		}
-		if errors.Is(lastErr, errDrained) { // abandoned between failed attempts: nothing committed
-			EndSpan(span, lastErr)
-			return errDrained
-		}
-		next := recs[len(recs)-1].Offset + 1
-		fx := newEffects()
-		if lastErr != nil {
-			// Give up on the batch: its input goes to the dead-letter topic.
-			for _, r := range recs {
-				fx.add(s.OnError.DeadLetterTopic, 0, p.deadRecord(r, s, k, "batch_failed", lastErr.Error(), attempts))
-			}
-			m.Dead += int64(len(recs))
-			m.LastError = lastErr.Error()
-		} else {
-			if err := p.collect(fx, out, recs, s, k, &m); err != nil {
-				return err
-			}
-			m.Processed += int64(len(recs))
-		}
-		m.Pos = next
-		tk.ran(time.Now(), len(fx.state) > 0)
-		for _, key := range fx.order {
-			tel.Stamp(bctx, fx.emit[key]) // outputs carry the trace of their input
-		}
-		doc, err := p.commit(bctx, t, log, s, k, &m, rawMeta, hadMeta, fx.state, fx.emit, fx.order, sh)
-		if err != nil {
-			EndSpan(span, err)
+		if err := b.batch(ctx, recs); err != nil {
 			return err
 		}
-		rawMeta, hadMeta = doc, true
-		if lastErr == nil {
-			tel.PipelineRecords(s.Name, len(recs), 0, int(m.Dead-deadBefore))
-		} else {
-			tel.PipelineRecords(s.Name, 0, 0, int(m.Dead-deadBefore))
-		}
-		EndSpan(span, lastErr)
 	}
 	return ctx.Err()
+}
+
+// prepareWork opens the input partition and the pipeline's processor, then
+// readies the partition's stored progress: it ships what a predecessor
+// committed, drops another incarnation's state and records where the
+// pipeline starts.
+func (p *Pipelines) prepareWork(ctx context.Context, k pipeKey, s PipelineSpec) (PartitionLog, Processor, error) {
+	log, err := p.store.Partition(k.topic, k.part)
+	if err != nil {
+		return nil, nil, err
+	}
+	proc, err := p.processor(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	metaKey := pipePrefix(s.Name) + "meta"
+	// A new leader first ships what its predecessor committed but may not
+	// have delivered.
+	if err := p.shipOutbox(ctx, log, s, k); err != nil {
+		return nil, nil, err
+	}
+	if err := p.resetState(ctx, log, s, k, metaKey); err != nil {
+		return nil, nil, err
+	}
+	if err := p.recordStart(ctx, log, s, metaKey); err != nil {
+		return nil, nil, err
+	}
+	return log, proc, nil
+}
+
+// batchLoop is what work carries from batch to batch on one input
+// partition: the tail of commits in flight, the shipped outbox entry, the
+// tick schedule and the position with the stored metadata it was read from
+// (rawMeta, hadMeta), the condition of the next commit. It is owned by the
+// goroutine running work.
+type batchLoop struct {
+	p       *Pipelines
+	k       pipeKey
+	s       PipelineSpec
+	drain   <-chan struct{}
+	log     PartitionLog
+	proc    Processor
+	metaKey string
+	t       *tail
+	sh      *shipped
+	tk      *tickSchedule
+
+	rawMeta []byte
+	hadMeta bool
+	m       pipeMeta
+}
+
+// reload reads the position and metadata from the partition's state; only
+// when nothing is in flight, since then the state is the truth.
+func (b *batchLoop) reload() error {
+	var err error
+	b.rawMeta, b.hadMeta = b.log.StateGet(b.metaKey)
+	b.m, err = loadPipeMeta(b.log, b.s.Name)
+	return err
+}
+
+// resume fixes the position before a read: a start recordStart did not
+// record, this incarnation on fresh metadata, and records retention
+// deleted before the pipeline processed them.
+func (b *batchLoop) resume() {
+	if !b.m.Started { // recordStart lost a race with a predecessor's first batch
+		b.m.Pos, b.m.Started = b.log.LogStart(), true
+	}
+	if !b.hadMeta {
+		b.m.Incarnation = b.s.Incarnation
+	}
+	if start := b.log.LogStart(); b.m.Pos < start {
+		b.m.Pos = start // retention deleted records the pipeline had not processed
+	}
+}
+
+// caughtUp handles a read that found no new record: it deletes the last
+// shipped outbox entry, runs a due tick, or waits for new records (changed),
+// the tick schedule, a failed commit, ctx or a drain. A nil error means
+// the loop goes on; errDrained that the worker was drained.
+func (b *batchLoop) caughtUp(ctx context.Context, changed <-chan struct{}) error {
+	t := b.t
+	if t.idle() {
+		// Caught up: delete the last shipped outbox entry now
+		// rather than with the next batch's commit.
+		if err := b.sh.flush(ctx, b.log); err != nil {
+			return err
+		}
+	}
+	wait, due := b.tk.wait(time.Now())
+	if due {
+		// A tick reads and may change the committed state: nothing
+		// may be in flight behind it. Once the tail is idle, the
+		// loop's top reloads the position from state.
+		if !t.idle() {
+			return t.wait()
+		}
+		doc, err := b.p.tick(ctx, t, b.proc, b.log, b.s, b.k, &b.m, b.rawMeta, b.hadMeta, b.tk, b.sh)
+		if err != nil {
+			return err
+		}
+		if doc != nil {
+			b.rawMeta, b.hadMeta = doc, true
+		}
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.drain:
+		if err := t.wait(); err != nil {
+			return err
+		}
+		return errDrained
+	case <-t.Failed():
+	case <-changed:
+	case <-time.After(wait):
+	}
+	return nil
+}
+
+// noteRefusal says why the pipeline stalls in its status (last_error),
+// once per change of reason: the refusal is retried with backoff.
+func (b *batchLoop) noteRefusal(ctx context.Context, err error) {
+	if msg := err.Error(); b.m.LastError != msg && b.t.wait() == nil {
+		b.m.LastError = msg
+		doc, _ := json.Marshal(b.m)
+		_, _ = b.log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: b.metaKey, Absent: !b.hadMeta, Value: b.rawMeta}}, Ops: []StateOp{{Key: b.metaKey, Value: doc}}})
+	}
+}
+
+// batch processes recs (with retries), gives them to the dead-letter topic
+// when every attempt failed, and hands the outputs, state writes and new
+// position to the tail as one commit. It traces and counts the batch.
+func (b *batchLoop) batch(ctx context.Context, recs []Record) error {
+	p, s, k := b.p, b.s, b.k
+	tel := p.broker.Telemetry() // spans and counts: docs/observability.md
+	bctx, span := tel.StartPipelineBatch(ctx, s.Name, k.topic, k.part, recs)
+	deadBefore := b.m.Dead
+	out, attempts, lastErr := p.processWithRetry(bctx, b.proc, b.log, s, k, recs, &b.m, b.drain)
+	if ctx.Err() != nil {
+		EndSpan(span, ctx.Err())
+		return ctx.Err()
+	}
+	if errors.Is(lastErr, errDrained) { // abandoned between failed attempts: nothing committed
+		EndSpan(span, lastErr)
+		return errDrained
+	}
+	next := recs[len(recs)-1].Offset + 1
+	fx := newEffects()
+	if lastErr != nil {
+		// Give up on the batch: its input goes to the dead-letter topic.
+		for _, r := range recs {
+			fx.add(s.OnError.DeadLetterTopic, 0, p.deadRecord(r, s, k, "batch_failed", lastErr.Error(), attempts))
+		}
+		b.m.Dead += int64(len(recs))
+		b.m.LastError = lastErr.Error()
+	} else {
+		if err := p.collect(fx, out, recs, s, k, &b.m); err != nil {
+			return err
+		}
+		b.m.Processed += int64(len(recs))
+	}
+	b.m.Pos = next
+	b.tk.ran(time.Now(), len(fx.state) > 0)
+	for _, key := range fx.order {
+		tel.Stamp(bctx, fx.emit[key]) // outputs carry the trace of their input
+	}
+	doc, err := p.commit(bctx, b.t, b.log, s, k, &b.m, b.rawMeta, b.hadMeta, fx.state, fx.emit, fx.order, b.sh)
+	if err != nil {
+		EndSpan(span, err)
+		return err
+	}
+	b.rawMeta, b.hadMeta = doc, true
+	if lastErr == nil {
+		tel.PipelineRecords(s.Name, len(recs), 0, int(b.m.Dead-deadBefore))
+	} else {
+		tel.PipelineRecords(s.Name, 0, 0, int(b.m.Dead-deadBefore))
+	}
+	EndSpan(span, lastErr)
+	return nil
 }
 
 // effects are what a batch or tick commits: records per output partition

@@ -199,151 +199,149 @@ func classify(ctx context.Context, err error) error {
 	return batchErrf(ErrTrap, "%s", msg)
 }
 
-// instantiateHostModule defines the "weir" host functions in rt. They find
-// the batch's session in the call's context.
-//
-// It is a table of the host functions, kept whole (over 80 lines): one
-// place lists the whole ABI surface.
+// instantiateHostModule defines the "weir" host functions in rt, one line
+// each: one place lists the whole ABI surface. They find the batch's
+// session in the call's context.
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	b := rt.NewHostModuleBuilder(abi.ImportModule)
 	def := func(name string, fn api.GoModuleFunc) {
 		s := hostSigs[name]
 		b.NewFunctionBuilder().WithGoModuleFunction(fn, s.params, s.results).Export(name)
 	}
-	sess := func(ctx context.Context) *session {
-		if s, ok := ctx.Value(sessKey{}).(*session); ok {
-			return s
+	def(abi.ImportEmit, withBytes(0, func(c hostCall, p []byte) { c.reply(c.s.emit(p)) }))
+	def(abi.ImportDeadLetter, withBytes(1, func(c hostCall, p []byte) {
+		c.reply(c.s.deadLetter(api.DecodeI32(c.stack[0]), string(p)))
+	}))
+	def(abi.ImportStateGet, withBytes(0, func(c hostCall, k []byte) { c.lookup(c.s.stateGet(k)) }))
+	def(abi.ImportStatePut, withBytes2(0, 2, func(c hostCall, k, v []byte) { c.reply(c.s.statePut(k, v)) }))
+	def(abi.ImportStateDelete, withBytes(0, func(c hostCall, k []byte) { c.reply(c.s.stateDelete(k)) }))
+	def(abi.ImportConfigGet, withBytes(0, func(c hostCall, k []byte) {
+		v, found := c.s.configGet(k)
+		c.lookup([]byte(v), found)
+	}))
+	def(abi.ImportStateKeys, withBytes2(0, 2, hostStateKeys))
+	def(abi.ImportLog, hostFunc(func(c hostCall) {
+		if p, ok := c.bytes(1); ok {
+			c.s.log(api.DecodeI32(c.stack[0]), string(p))
 		}
-		// Called outside a batch (from _initialize): no outputs, no state.
-		return newSession(nil, 0, 0, limits{}, readerSource{})
-	}
-	read := func(s *session, m api.Module, ptr, n uint64) ([]byte, bool) {
-		p, ok := m.Memory().Read(uint32(ptr), uint32(n))
-		if !ok {
-			s.fail(batchErrf(ErrABI, "pointer %d+%d out of memory range", uint32(ptr), uint32(n)))
+	}))
+	def(abi.ImportNow, hostFunc(func(c hostCall) { c.stack[0] = uint64(c.s.now()) }))
+	def(abi.ImportRandom, hostFunc(func(c hostCall) {
+		if p, ok := c.bytes(0); ok {
+			c.s.random(p)
 		}
-		return p, ok
-	}
-	// lookup answers state_get and config_get: -1, or the length, copying
-	// the value when it fits.
-	lookup := func(s *session, m api.Module, stack []uint64, v []byte, ok bool) {
-		if !ok {
-			stack[0] = api.EncodeI32(abi.NotFound)
-			return
+	}))
+	def(abi.ImportFail, hostFunc(func(c hostCall) {
+		if p, ok := c.bytes(0); ok {
+			c.s.failMsg = string(p)
 		}
-		if uint32(len(v)) <= uint32(stack[3]) && len(v) > 0 {
-			if !m.Memory().Write(uint32(stack[2]), v) {
-				s.fail(batchErrf(ErrABI, "buffer out of memory range"))
-				stack[0] = api.EncodeI32(abi.ErrMalformed)
-				return
-			}
-		}
-		stack[0] = api.EncodeI32(int32(len(v)))
-	}
-	def(abi.ImportEmit, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		p, ok := read(s, m, stack[0], stack[1])
-		if !ok {
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		stack[0] = api.EncodeI32(s.emit(p))
-	})
-	def(abi.ImportDeadLetter, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		p, ok := read(s, m, stack[1], stack[2])
-		if !ok {
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		stack[0] = api.EncodeI32(s.deadLetter(api.DecodeI32(stack[0]), string(p)))
-	})
-	def(abi.ImportStateGet, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		k, ok := read(s, m, stack[0], stack[1])
-		if !ok {
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		v, found := s.stateGet(k)
-		lookup(s, m, stack, v, found)
-	})
-	def(abi.ImportStatePut, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		k, ok1 := read(s, m, stack[0], stack[1])
-		v, ok2 := read(s, m, stack[2], stack[3])
-		if !ok1 || !ok2 {
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		stack[0] = api.EncodeI32(s.statePut(k, v))
-	})
-	def(abi.ImportStateDelete, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		k, ok := read(s, m, stack[0], stack[1])
-		if !ok {
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		stack[0] = api.EncodeI32(s.stateDelete(k))
-	})
-	def(abi.ImportConfigGet, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		k, ok := read(s, m, stack[0], stack[1])
-		if !ok {
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		v, found := s.configGet(k)
-		lookup(s, m, stack, []byte(v), found)
-	})
-	def(abi.ImportStateKeys, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		prefix, ok1 := read(s, m, stack[0], stack[1])
-		start, ok2 := read(s, m, stack[2], stack[3])
-		if !ok1 || !ok2 {
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		keys, err := s.stateKeys(string(prefix), string(start))
-		if err != nil {
-			s.fail(err)
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		page, n, need := abi.AppendKeys(nil, keys, int(uint32(stack[5])))
-		if n == 0 {
-			stack[0] = api.EncodeI32(int32(need)) // 0: the listing is over
-			return
-		}
-		if !m.Memory().Write(uint32(stack[4]), page) {
-			s.fail(batchErrf(ErrABI, "buffer out of memory range"))
-			stack[0] = api.EncodeI32(abi.ErrMalformed)
-			return
-		}
-		stack[0] = api.EncodeI32(int32(len(page)))
-	})
-	def(abi.ImportLog, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		if p, ok := read(s, m, stack[1], stack[2]); ok {
-			s.log(api.DecodeI32(stack[0]), string(p))
-		}
-	})
-	def(abi.ImportNow, func(ctx context.Context, m api.Module, stack []uint64) {
-		stack[0] = uint64(sess(ctx).now())
-	})
-	def(abi.ImportRandom, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		if p, ok := read(s, m, stack[0], stack[1]); ok {
-			s.random(p)
-		}
-	})
-	def(abi.ImportFail, func(ctx context.Context, m api.Module, stack []uint64) {
-		s := sess(ctx)
-		if p, ok := read(s, m, stack[0], stack[1]); ok {
-			s.failMsg = string(p)
-		}
-	})
+	}))
 	_, err := b.Instantiate(ctx)
 	return err
+}
+
+// hostCall is one call of a host function: the batch's session, the
+// calling module, and the call's stack (arguments in, the result out in
+// stack[0]).
+type hostCall struct {
+	s     *session
+	m     api.Module
+	stack []uint64
+}
+
+// hostFunc makes a host function of fn, which it calls with the session
+// of the batch in the call's context: outside a batch (from _initialize),
+// a session with no outputs and no state.
+func hostFunc(fn func(c hostCall)) api.GoModuleFunc {
+	return func(ctx context.Context, m api.Module, stack []uint64) {
+		s, ok := ctx.Value(sessKey{}).(*session)
+		if !ok {
+			s = newSession(nil, 0, 0, limits{}, readerSource{})
+		}
+		fn(hostCall{s: s, m: m, stack: stack})
+	}
+}
+
+// withBytes makes a host function of fn, which it calls with the guest's
+// bytes at the pointer and length in stack[i] and stack[i+1]. Out of
+// range, the call answers abi.ErrMalformed without calling fn.
+func withBytes(i int, fn func(c hostCall, p []byte)) api.GoModuleFunc {
+	return hostFunc(func(c hostCall) {
+		p, ok := c.bytes(i)
+		if !ok {
+			c.reply(abi.ErrMalformed)
+			return
+		}
+		fn(c, p)
+	})
+}
+
+// withBytes2 is withBytes for two byte arguments, at stack[i] and
+// stack[j]: both are read before either is checked.
+func withBytes2(i, j int, fn func(c hostCall, p, q []byte)) api.GoModuleFunc {
+	return hostFunc(func(c hostCall) {
+		p, ok1 := c.bytes(i)
+		q, ok2 := c.bytes(j)
+		if !ok1 || !ok2 {
+			c.reply(abi.ErrMalformed)
+			return
+		}
+		fn(c, p, q)
+	})
+}
+
+// bytes reads the guest's memory at the pointer and length in stack[i]
+// and stack[i+1]. Out of range, it fails the batch with ErrABI and
+// reports false.
+func (c hostCall) bytes(i int) ([]byte, bool) {
+	ptr, n := c.stack[i], c.stack[i+1]
+	p, ok := c.m.Memory().Read(uint32(ptr), uint32(n))
+	if !ok {
+		c.s.fail(batchErrf(ErrABI, "pointer %d+%d out of memory range", uint32(ptr), uint32(n)))
+	}
+	return p, ok
+}
+
+// reply sets the call's i32 result.
+func (c hostCall) reply(v int32) { c.stack[0] = api.EncodeI32(v) }
+
+// lookup answers state_get and config_get: -1, or the length, copying
+// the value when it fits.
+func (c hostCall) lookup(v []byte, ok bool) {
+	if !ok {
+		c.reply(abi.NotFound)
+		return
+	}
+	if uint32(len(v)) <= uint32(c.stack[3]) && len(v) > 0 {
+		if !c.m.Memory().Write(uint32(c.stack[2]), v) {
+			c.s.fail(batchErrf(ErrABI, "buffer out of memory range"))
+			c.reply(abi.ErrMalformed)
+			return
+		}
+	}
+	c.reply(int32(len(v)))
+}
+
+// hostStateKeys answers state_keys: a page of the keys under prefix from
+// start, written to the buffer at stack[4] (capacity stack[5]), and its
+// length; or, when not even one key fits, the size one needs (0: the
+// listing is over).
+func hostStateKeys(c hostCall, prefix, start []byte) {
+	keys, err := c.s.stateKeys(string(prefix), string(start))
+	if err != nil {
+		c.s.fail(err)
+		c.reply(abi.ErrMalformed)
+		return
+	}
+	page, n, need := abi.AppendKeys(nil, keys, int(uint32(c.stack[5])))
+	if n == 0 {
+		c.reply(int32(need)) // 0: the listing is over
+		return
+	}
+	if !c.m.Memory().Write(uint32(c.stack[4]), page) {
+		c.s.fail(batchErrf(ErrABI, "buffer out of memory range"))
+		c.reply(abi.ErrMalformed)
+		return
+	}
+	c.reply(int32(len(page)))
 }

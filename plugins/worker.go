@@ -243,15 +243,40 @@ func (s *remoteSource) fetch(keys []string) error {
 		if r.Err() != nil {
 			return errors.New("worker: bad state value message")
 		}
-		e := stateEntry{ok: found}
-		if found {
-			e.val = append([]byte{}, v...)
-		}
-		s.known[k] = e
+		s.remember(k, found, v)
 	}
 	return nil
 }
 
+// remember keeps a committed value (a copy of v) or, not found, its
+// absence.
+func (s *remoteSource) remember(k string, found bool, v []byte) {
+	e := stateEntry{ok: found}
+	if found {
+		e.val = append([]byte{}, v...)
+	}
+	s.known[k] = e
+}
+
+// fetchMissing fetches the keys the speculative run found missing, in one
+// round trip, and readies the source for the second run: not speculative,
+// no key read yet.
+func (s *remoteSource) fetchMissing() error {
+	keys := make([]string, 0, len(s.missing))
+	for k := range s.missing {
+		keys = append(keys, k)
+	}
+	if err := s.fetch(keys); err != nil {
+		return err
+	}
+	s.speculative = false
+	s.read, s.readSet = s.read[:0], map[string]bool{}
+	return nil
+}
+
+// batch runs one batch message from the broker: a speculative run on the
+// prefetched state, a second run when that read keys nobody prefetched,
+// and the result (or the failure) sent back.
 func (w *workerState) batch(ctx context.Context, p []byte) error {
 	if w.eng == nil {
 		return errors.New("worker: batch before init")
@@ -263,41 +288,12 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 	lim.maxOut = int64(r.U64())
 	nOut := int(r.U32())
 	nRec := int(r.U32())
-	nCfg := r.U32()
-	cfg := make(map[string]string, min(nCfg, 1024))
-	for i := uint32(0); i < nCfg && r.Err() == nil; i++ {
-		k := r.Str()
-		cfg[k] = r.Str()
-	}
-	src := &remoteSource{c: w.c, known: map[string]stateEntry{}, speculative: true,
-		missing: map[string]bool{}, readSet: map[string]bool{}}
-	nPre := r.U32()
-	for i := uint32(0); i < nPre && r.Err() == nil; i++ {
-		k := r.Str()
-		found := r.U32() == 1
-		v := r.Bytes()
-		e := stateEntry{ok: found}
-		if found {
-			e.val = append([]byte{}, v...)
-		}
-		src.known[k] = e
-	}
-	var batch []byte
+	cfg := readConfig(r)
+	src := readPrefetched(r, w.c)
 	inShm := flags&flagShm != 0
-	if inShm {
-		size, n := r.U32(), r.U32()
-		if r.Err() != nil || w.shm == nil || n > size {
-			return errors.New("worker: bad shared-memory batch message")
-		}
-		if err := w.shm.remap(int(size)); err != nil {
-			return fmt.Errorf("worker: %w", err)
-		}
-		batch = w.shm.mem[:n]
-	} else {
-		batch = r.Bytes()
-	}
-	if r.Err() != nil {
-		return errors.New("worker: bad batch message")
+	batch, err := w.batchBytes(r, inShm)
+	if err != nil {
+		return err
 	}
 	// State round trips reuse the frame buffer: take it over, and give the
 	// connection the previous batch's buffer in exchange.
@@ -314,22 +310,79 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 		if len(src.missing) > 0 {
 			// The speculative run read keys nobody prefetched: fetch them
 			// all at once and run the batch again, for real.
-			keys := make([]string, 0, len(src.missing))
-			for k := range src.missing {
-				keys = append(keys, k)
-			}
-			if err := src.fetch(keys); err != nil {
+			if err := src.fetchMissing(); err != nil {
 				return err
 			}
-			src.speculative = false
-			src.read, src.readSet = src.read[:0], map[string]bool{}
 			s, err = w.run(ctx, batch, sess)
 		}
 	}
 	if err != nil {
 		return w.fail(err, w.in == nil, s.logs)
 	}
-	b := abi.AppendBytes(w.out[:0], s.emitted)
+	b := appendResult(w.out[:0], s, src)
+	w.out = b
+	if inShm && len(b) <= len(w.shm.mem) {
+		// The batch is done with the region: the result takes its place.
+		copy(w.shm.mem, b)
+		return w.c.send(msgResultShm, abi.AppendU32(nil, uint32(len(b))))
+	}
+	return w.c.send(msgResult, b)
+}
+
+// readConfig reads a batch message's pipeline config: a count, then key
+// and value strings.
+func readConfig(r *abi.Reader) map[string]string {
+	nCfg := r.U32()
+	cfg := make(map[string]string, min(nCfg, 1024))
+	for i := uint32(0); i < nCfg && r.Err() == nil; i++ {
+		k := r.Str()
+		cfg[k] = r.Str()
+	}
+	return cfg
+}
+
+// readPrefetched reads a batch message's prefetched state into a new
+// speculative remoteSource on c.
+func readPrefetched(r *abi.Reader, c *conn) *remoteSource {
+	src := &remoteSource{c: c, known: map[string]stateEntry{}, speculative: true,
+		missing: map[string]bool{}, readSet: map[string]bool{}}
+	nPre := r.U32()
+	for i := uint32(0); i < nPre && r.Err() == nil; i++ {
+		k := r.Str()
+		found := r.U32() == 1
+		src.remember(k, found, r.Bytes())
+	}
+	return src
+}
+
+// batchBytes reads a batch message's encoded records: inline, or (inShm)
+// their size in the shared-memory region, remapped to the size the broker
+// gave.
+func (w *workerState) batchBytes(r *abi.Reader, inShm bool) ([]byte, error) {
+	var batch []byte
+	if inShm {
+		size, n := r.U32(), r.U32()
+		if r.Err() != nil || w.shm == nil || n > size {
+			return nil, errors.New("worker: bad shared-memory batch message")
+		}
+		if err := w.shm.remap(int(size)); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		batch = w.shm.mem[:n]
+	} else {
+		batch = r.Bytes()
+	}
+	if r.Err() != nil {
+		return nil, errors.New("worker: bad batch message")
+	}
+	return batch, nil
+}
+
+// appendResult appends a batch's result message to b: the emitted
+// records, state changes, dead letters, logs, the keys read and whether a
+// tick is pending.
+func appendResult(b []byte, s *session, src *remoteSource) []byte {
+	b = abi.AppendBytes(b, s.emitted)
 	b = abi.AppendU32(b, uint32(len(s.changes)))
 	for _, ch := range s.changes {
 		d := uint32(0)
@@ -354,14 +407,7 @@ func (w *workerState) batch(ctx context.Context, p []byte) error {
 	if s.pending {
 		pending = 1
 	}
-	b = abi.AppendU32(b, pending)
-	w.out = b
-	if inShm && len(b) <= len(w.shm.mem) {
-		// The batch is done with the region: the result takes its place.
-		copy(w.shm.mem, b)
-		return w.c.send(msgResultShm, abi.AppendU32(nil, uint32(len(b))))
-	}
-	return w.c.send(msgResult, b)
+	return abi.AppendU32(b, pending)
 }
 
 // run runs one batch in the instance, instantiating one first if needed,

@@ -65,6 +65,23 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 	if err != nil {
 		return nil, err
 	}
+	w, err := h.spawnWorker(path, args, lim)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.hello(ctx, path); err != nil {
+		return nil, err
+	}
+	if err := w.load(ctx, wasm); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// spawnWorker starts the worker process path with args, its pipes and
+// (where the platform has a memfd and the config asks for one) its
+// shared-memory region, and reaps it when it exits.
+func (h *Host) spawnWorker(path string, args []string, lim limits) (*worker, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), WorkerEnv+"=1", "GOMAXPROCS=1")
 	setWorkerAttrs(cmd)
@@ -95,21 +112,33 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 		close(w.done)
 	}()
 	w.c = newConn(stdout, stdin)
+	return w, nil
+}
 
-	stopHello := w.watch(ctx, min(helloTimeout, h.cfg.WorkerStartTimeout), "waiting for the worker's hello")
+// hello waits for the worker's hello and drops the shared-memory region
+// when the worker cannot use it. path names the binary in the error.
+func (w *worker) hello(ctx context.Context, path string) error {
+	stopHello := w.watch(ctx, min(helloTimeout, w.h.cfg.WorkerStartTimeout), "waiting for the worker's hello")
 	typ, hello, err := w.c.recv()
 	stopHello()
 	if err != nil || typ != msgHello {
 		if err == nil {
 			err = fmt.Errorf("message %d", typ)
 		}
-		return nil, fmt.Errorf("%w (is %s a Weir binary whose main calls plugins.RunWorker when %s=1?)", w.broken(err), path, WorkerEnv)
+		return fmt.Errorf("%w (is %s a Weir binary whose main calls plugins.RunWorker when %s=1?)", w.broken(err), path, WorkerEnv)
 	}
 	hr := abi.NewReader(hello)
 	hr.U32() // the ABI version
 	if caps := hr.U32(); hr.Err() != nil || caps&capShm == 0 {
 		w.closeShm() // an older worker, or it could not map the region
 	}
+	return nil
+}
+
+// load compiles and instantiates wasm in the worker. On an error the
+// worker is closed (or broken).
+func (w *worker) load(ctx context.Context, wasm []byte) error {
+	h, lim := w.h, w.lim
 	// Compilation is the host's work: it gets the start timeout.
 	// Instantiation runs guest code (the start function, _initialize): it
 	// gets the batch time limit, like any guest code.
@@ -120,7 +149,7 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 	b = abi.AppendBytes(b, wasm)
 	if err := w.c.send(msgInit, b); err != nil {
 		stop()
-		return nil, w.broken(err)
+		return w.broken(err)
 	}
 	typ, p, err := w.c.recv()
 	stop()
@@ -130,7 +159,7 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 		stop()
 	}
 	if err != nil {
-		return nil, w.broken(err)
+		return w.broken(err)
 	}
 	switch typ {
 	case msgReady:
@@ -139,21 +168,21 @@ func (h *Host) startWorker(ctx context.Context, wasm []byte, lim limits) (*worke
 		w.mu.Unlock()
 		if killed != nil {
 			w.close()
-			return nil, killed
+			return killed
 		}
-		return w, nil
+		return nil
 	case msgFail:
 		r := abi.NewReader(p)
 		kind, msg := r.U32(), r.Str()
 		w.close()
 		err := kindError(kind, msg)
 		if errors.Is(err, ErrWorker) {
-			return nil, err
+			return err
 		}
-		return nil, fmt.Errorf("%w: module failed to start: %w", ErrWorker, err)
+		return fmt.Errorf("%w: module failed to start: %w", ErrWorker, err)
 	}
 	w.close()
-	return nil, fmt.Errorf("%w: unexpected message %d at start", ErrWorker, typ)
+	return fmt.Errorf("%w: unexpected message %d at start", ErrWorker, typ)
 }
 
 // watch arms the watchdog: the process is killed when d passes or ctx ends
@@ -265,12 +294,51 @@ func (w *worker) putBatch(enc batchEncoder) (inShm bool, n int, err error) {
 	return true, copy(w.shm.mem, b), nil
 }
 
+// run sends one batch to the worker and answers its state requests until
+// its result or its failure arrives. It holds w.shmMu throughout.
 func (w *worker) run(in *core.ProcessInput, enc batchEncoder) (*core.ProcessOutput, []logLine, error) {
 	w.shmMu.Lock()
 	defer w.shmMu.Unlock()
-	inShm, n, err := w.putBatch(enc)
+	inShm, err := w.sendBatch(in, enc)
 	if err != nil {
 		return nil, nil, err
+	}
+	for {
+		typ, p, err := w.c.recv()
+		if err != nil {
+			return nil, nil, err
+		}
+		r := abi.NewReader(p)
+		switch typ {
+		case msgGet:
+			if err := w.answerGet(r, in.State); err != nil {
+				return nil, nil, err
+			}
+		case msgKeys:
+			if err := w.answerKeys(r, in.State); err != nil {
+				return nil, nil, err
+			}
+		case msgResult, msgResultShm:
+			return w.result(typ, r, inShm, in)
+		case msgFail:
+			kind, msg := r.U32(), r.Str()
+			r.U32()
+			logs := readLogs(r)
+			return nil, logs, kindError(kind, msg)
+		default:
+			return nil, nil, fmt.Errorf("unexpected message %d", typ)
+		}
+	}
+}
+
+// sendBatch sends the batch message: its header, config and prefetched
+// state, and the records (encoded by enc) in the shared region or inline.
+// It reports whether the records went through the region. Called with
+// w.shmMu held.
+func (w *worker) sendBatch(in *core.ProcessInput, enc batchEncoder) (bool, error) {
+	inShm, n, err := w.putBatch(enc)
+	if err != nil {
+		return false, err
 	}
 	flags := uint32(0)
 	if in.Tick {
@@ -298,73 +366,63 @@ func (w *worker) run(in *core.ProcessInput, enc batchEncoder) (*core.ProcessOutp
 		inline = w.inline
 	}
 	w.buf = b
-	if err := w.c.send2(msgBatch, b, inline); err != nil {
-		return nil, nil, err
+	return inShm, w.c.send2(msgBatch, b, inline)
+}
+
+// answerGet answers the worker's request for state values (msgGet) from st.
+func (w *worker) answerGet(r *abi.Reader, st core.StateReader) error {
+	n := r.U32()
+	b := abi.AppendU32(w.vals[:0], n)
+	for i := uint32(0); i < n && r.Err() == nil; i++ {
+		b = appendStateValue(b, st, r.Bytes())
 	}
-	for {
-		typ, p, err := w.c.recv()
-		if err != nil {
-			return nil, nil, err
-		}
-		r := abi.NewReader(p)
-		switch typ {
-		case msgGet:
-			n := r.U32()
-			b := abi.AppendU32(w.vals[:0], n)
-			for i := uint32(0); i < n && r.Err() == nil; i++ {
-				b = appendStateValue(b, in.State, r.Bytes())
-			}
-			if r.Err() != nil {
-				return nil, nil, errors.New("bad state request")
-			}
-			w.vals = b
-			if err := w.c.send(msgVal, b); err != nil {
-				return nil, nil, err
-			}
-		case msgKeys:
-			prefix, start, limit := r.Str(), r.Str(), r.U32()
-			if r.Err() != nil {
-				return nil, nil, errors.New("bad state listing request")
-			}
-			var keys []string
-			if l, ok := in.State.(core.StateLister); ok {
-				keys = l.Keys(prefix, start, int(min(limit, keysPage)))
-			}
-			b := abi.AppendU32(w.vals[:0], uint32(len(keys)))
-			for _, k := range keys {
-				b = abi.AppendStr(b, k)
-			}
-			w.vals = b
-			if err := w.c.send(msgKeyList, b); err != nil {
-				return nil, nil, err
-			}
-		case msgResult, msgResultShm:
-			if typ == msgResultShm {
-				// Copied out first: the decoded records alias the copy, and
-				// nothing the worker does to the region later changes them.
-				n := r.U32()
-				if r.Err() != nil || !inShm || uint64(n) > uint64(len(w.shm.mem)) {
-					return nil, nil, errors.New("bad shared-memory result message")
-				}
-				r = abi.NewReader(append([]byte(nil), w.shm.mem[:n]...))
-			} else {
-				// The decoded records alias the frame: it becomes theirs.
-				w.c.steal(nil)
-			}
-			out, logs, read, err := decodeResult(r, in, w.lim.maxOut)
-			if err == nil && w.hints != nil {
-				w.hints.set(in.Topic, in.Partition, read)
-			}
-			return out, logs, err
-		case msgFail:
-			kind, msg := r.U32(), r.Str()
-			r.U32()
-			logs := readLogs(r)
-			return nil, logs, kindError(kind, msg)
-		default:
-			return nil, nil, fmt.Errorf("unexpected message %d", typ)
-		}
+	if r.Err() != nil {
+		return errors.New("bad state request")
 	}
+	w.vals = b
+	return w.c.send(msgVal, b)
+}
+
+// answerKeys answers the worker's request for a page of state keys
+// (msgKeys) from st: none when st cannot list.
+func (w *worker) answerKeys(r *abi.Reader, st core.StateReader) error {
+	prefix, start, limit := r.Str(), r.Str(), r.U32()
+	if r.Err() != nil {
+		return errors.New("bad state listing request")
+	}
+	var keys []string
+	if l, ok := st.(core.StateLister); ok {
+		keys = l.Keys(prefix, start, int(min(limit, keysPage)))
+	}
+	b := abi.AppendU32(w.vals[:0], uint32(len(keys)))
+	for _, k := range keys {
+		b = abi.AppendStr(b, k)
+	}
+	w.vals = b
+	return w.c.send(msgKeyList, b)
+}
+
+// result decodes the batch's result, a msgResult (r reads its frame) or a
+// msgResultShm (r reads its length in the shared region), and keeps the
+// keys it read as the partition's prefetch hints.
+func (w *worker) result(typ byte, r *abi.Reader, inShm bool, in *core.ProcessInput) (*core.ProcessOutput, []logLine, error) {
+	if typ == msgResultShm {
+		// Copied out first: the decoded records alias the copy, and
+		// nothing the worker does to the region later changes them.
+		n := r.U32()
+		if r.Err() != nil || !inShm || uint64(n) > uint64(len(w.shm.mem)) {
+			return nil, nil, errors.New("bad shared-memory result message")
+		}
+		r = abi.NewReader(append([]byte(nil), w.shm.mem[:n]...))
+	} else {
+		// The decoded records alias the frame: it becomes theirs.
+		w.c.steal(nil)
+	}
+	out, logs, read, err := decodeResult(r, in, w.lim.maxOut)
+	if err == nil && w.hints != nil {
+		w.hints.set(in.Topic, in.Partition, read)
+	}
+	return out, logs, err
 }
 
 // decodeResult decodes a msgResult; emitted records alias its frame.

@@ -253,117 +253,157 @@ func (m *metaSM) Update(e sm.Entry) (sm.Result, error) {
 	return res, nil
 }
 
-// apply applies one metadata command. It is one switch over the command
-// kinds, kept whole (over 80 lines) because the table of kinds is clearer
-// read in one place than spread over helpers.
+// apply applies one metadata command: a switch over the command kinds,
+// each applied by a method of the state.
 func (m *metaSM) apply(c *metaCmd) sm.Result {
 	st := m.st
 	switch c.Op {
 	case "register_node":
-		if c.Node == nil || c.Node.ID == 0 {
-			return sm.Result{Value: metaInvalid}
-		}
-		n := *c.Node
-		if cur := st.Nodes[n.ID]; cur != nil {
-			if cur.State == nodeRemoved {
-				return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("node %d was removed from the cluster; node ids are never reused", n.ID))}
-			}
-			n.State, n.MetaRole = cur.State, cur.MetaRole
-		} else {
-			n.State, n.MetaRole = nodeActive, ""
-		}
-		st.Nodes[n.ID] = &n
+		return st.registerNode(c.Node)
 	case "join_node", "remove_node", "node_removed", "meta_roles", "partition_members", "caught_up", "rebalance":
 		return st.applyCluster(c)
 	case "create_topic":
-		if c.Topic == nil {
-			return sm.Result{Value: metaInvalid}
-		}
-		if _, ok := st.Topics[c.Topic.Name]; ok {
-			return sm.Result{Value: metaExists}
-		}
-		nodes := st.activeNodes()
-		if len(nodes) == 0 {
-			return sm.Result{Value: metaInvalid, Data: []byte("no nodes registered")}
-		}
-		cfg := *c.Topic
-		if cfg.Partitions > 0 && cfg.ReplicationFactor < 1 {
-			// Placing it would panic on every replica (and again at every
-			// replay); Host.CreateTopic refuses it before proposing.
-			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d: a partition needs a replica", cfg.ReplicationFactor))}
-		}
-		if cfg.ReplicationFactor > len(nodes) {
-			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d exceeds the %d active nodes", cfg.ReplicationFactor, len(nodes)))}
-		}
-		t := &TopicMeta{Config: cfg, CreatedAt: c.Time}
-		pl := st.newPlacer()
-		for i := 0; i < cfg.Partitions; i++ {
-			pm := PartitionMeta{ShardID: st.NextShardID, Replicas: map[uint64]uint64{}}
-			st.NextShardID++
-			chosen, preferred := pl.place(cfg.ReplicationFactor, st.Placements+uint64(i))
-			for _, n := range chosen {
-				pm.Replicas[st.NextReplicaID] = n
-				st.NextReplicaID++
-			}
-			pm.Initial, pm.Members, pm.Preferred = cloneMap(pm.Replicas), cloneMap(pm.Replicas), preferred
-			t.Partitions = append(t.Partitions, pm)
-		}
-		st.Placements += uint64(cfg.Partitions)
-		st.Topics[cfg.Name] = t
+		return st.createTopic(c.Topic, c.Time)
 	case "delete_topic":
-		if _, ok := st.Topics[c.Name]; !ok {
-			return sm.Result{Value: metaNotFound}
-		}
-		delete(st.Topics, c.Name)
-		for _, g := range st.Groups {
-			delete(g, c.Name)
-		}
+		return st.deleteTopic(c.Name)
 	case "commit_offsets":
-		g := st.Groups[c.Group]
-		if g == nil {
-			g = map[string]map[int]int64{}
-			st.Groups[c.Group] = g
-		}
-		for _, o := range c.Offsets {
-			if _, ok := st.Topics[o.Topic]; !ok {
-				return sm.Result{Value: metaNotFound, Data: []byte(o.Topic)}
-			}
-		}
-		for _, o := range c.Offsets {
-			tp := g[o.Topic]
-			if tp == nil {
-				tp = map[int]int64{}
-				g[o.Topic] = tp
-			}
-			tp[o.Partition] = o.Offset
-		}
+		return st.commitOffsets(c.Group, c.Offsets)
 	case "put":
-		tbl := st.Extra[c.Table]
-		if tbl == nil {
-			tbl = map[string]json.RawMessage{}
-			st.Extra[c.Table] = tbl
-		}
-		cur, ok := tbl[c.Key]
-		if ok && c.IfAbsent {
-			return sm.Result{Value: metaExists}
-		}
-		if c.IfEqual != nil && (!ok || !bytes.Equal(cur, c.IfEqual)) {
-			return sm.Result{Value: metaExists}
-		}
-		tbl[c.Key] = c.Value
+		return st.putRecord(c)
 	case "delete":
-		tbl := st.Extra[c.Table]
-		cur, ok := tbl[c.Key]
-		if !ok {
-			return sm.Result{Value: metaNotFound}
-		}
-		if c.IfEqual != nil && !bytes.Equal(cur, c.IfEqual) {
-			return sm.Result{Value: metaExists}
-		}
-		delete(tbl, c.Key)
+		return st.deleteRecord(c)
 	default:
 		return sm.Result{Value: metaInvalid, Data: []byte("unknown op " + c.Op)}
 	}
+}
+
+// registerNode records node (a node's own registration at start), keeping
+// the state and meta role of the member it already is. A removed node's id
+// is refused.
+func (st *metaState) registerNode(node *NodeInfo) sm.Result {
+	if node == nil || node.ID == 0 {
+		return sm.Result{Value: metaInvalid}
+	}
+	n := *node
+	if cur := st.Nodes[n.ID]; cur != nil {
+		if cur.State == nodeRemoved {
+			return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("node %d was removed from the cluster; node ids are never reused", n.ID))}
+		}
+		n.State, n.MetaRole = cur.State, cur.MetaRole
+	} else {
+		n.State, n.MetaRole = nodeActive, ""
+	}
+	st.Nodes[n.ID] = &n
+	return sm.Result{Value: metaOK}
+}
+
+// createTopic adds the topic, created at now, placing the replicas
+// of its partitions on the active nodes.
+func (st *metaState) createTopic(topic *core.TopicConfig, now int64) sm.Result {
+	if topic == nil {
+		return sm.Result{Value: metaInvalid}
+	}
+	if _, ok := st.Topics[topic.Name]; ok {
+		return sm.Result{Value: metaExists}
+	}
+	nodes := st.activeNodes()
+	if len(nodes) == 0 {
+		return sm.Result{Value: metaInvalid, Data: []byte("no nodes registered")}
+	}
+	cfg := *topic
+	if cfg.Partitions > 0 && cfg.ReplicationFactor < 1 {
+		// Placing it would panic on every replica (and again at every
+		// replay); Host.CreateTopic refuses it before proposing.
+		return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d: a partition needs a replica", cfg.ReplicationFactor))}
+	}
+	if cfg.ReplicationFactor > len(nodes) {
+		return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d exceeds the %d active nodes", cfg.ReplicationFactor, len(nodes)))}
+	}
+	t := &TopicMeta{Config: cfg, CreatedAt: now}
+	pl := st.newPlacer()
+	for i := 0; i < cfg.Partitions; i++ {
+		pm := PartitionMeta{ShardID: st.NextShardID, Replicas: map[uint64]uint64{}}
+		st.NextShardID++
+		chosen, preferred := pl.place(cfg.ReplicationFactor, st.Placements+uint64(i))
+		for _, n := range chosen {
+			pm.Replicas[st.NextReplicaID] = n
+			st.NextReplicaID++
+		}
+		pm.Initial, pm.Members, pm.Preferred = cloneMap(pm.Replicas), cloneMap(pm.Replicas), preferred
+		t.Partitions = append(t.Partitions, pm)
+	}
+	st.Placements += uint64(cfg.Partitions)
+	st.Topics[cfg.Name] = t
+	return sm.Result{Value: metaOK}
+}
+
+// deleteTopic removes the topic name and every group's offsets on it.
+func (st *metaState) deleteTopic(name string) sm.Result {
+	if _, ok := st.Topics[name]; !ok {
+		return sm.Result{Value: metaNotFound}
+	}
+	delete(st.Topics, name)
+	for _, g := range st.Groups {
+		delete(g, name)
+	}
+	return sm.Result{Value: metaOK}
+}
+
+// commitOffsets records group's offsets, all or (on a topic that does not
+// exist) none.
+func (st *metaState) commitOffsets(group string, offsets []core.GroupOffset) sm.Result {
+	g := st.Groups[group]
+	if g == nil {
+		g = map[string]map[int]int64{}
+		st.Groups[group] = g
+	}
+	for _, o := range offsets {
+		if _, ok := st.Topics[o.Topic]; !ok {
+			return sm.Result{Value: metaNotFound, Data: []byte(o.Topic)}
+		}
+	}
+	for _, o := range offsets {
+		tp := g[o.Topic]
+		if tp == nil {
+			tp = map[int]int64{}
+			g[o.Topic] = tp
+		}
+		tp[o.Partition] = o.Offset
+	}
+	return sm.Result{Value: metaOK}
+}
+
+// putRecord writes an opaque record in a named table, under the command's
+// conditions (IfAbsent, IfEqual).
+func (st *metaState) putRecord(c *metaCmd) sm.Result {
+	tbl := st.Extra[c.Table]
+	if tbl == nil {
+		tbl = map[string]json.RawMessage{}
+		st.Extra[c.Table] = tbl
+	}
+	cur, ok := tbl[c.Key]
+	if ok && c.IfAbsent {
+		return sm.Result{Value: metaExists}
+	}
+	if c.IfEqual != nil && (!ok || !bytes.Equal(cur, c.IfEqual)) {
+		return sm.Result{Value: metaExists}
+	}
+	tbl[c.Key] = c.Value
+	return sm.Result{Value: metaOK}
+}
+
+// deleteRecord deletes an opaque record from a named table, under the
+// command's IfEqual condition.
+func (st *metaState) deleteRecord(c *metaCmd) sm.Result {
+	tbl := st.Extra[c.Table]
+	cur, ok := tbl[c.Key]
+	if !ok {
+		return sm.Result{Value: metaNotFound}
+	}
+	if c.IfEqual != nil && !bytes.Equal(cur, c.IfEqual) {
+		return sm.Result{Value: metaExists}
+	}
+	delete(tbl, c.Key)
 	return sm.Result{Value: metaOK}
 }
 

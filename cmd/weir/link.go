@@ -16,6 +16,12 @@ import (
 // cluster by admins, through /v1/links.
 func newLinkCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "link", Short: "Cluster links: mirror another cluster's topics and group offsets into this one (admins only; docs/geo-replication.md)"}
+	cmd.AddCommand(newLinkCreateCmd(), newLinkListCmd(), newLinkDescribeCmd(), newLinkDeleteCmd(), newLinkPromoteCmd())
+	return cmd
+}
+
+// newLinkCreateCmd is `weir link create`.
+func newLinkCreateCmd() *cobra.Command {
 	var cfg client.LinkConfig
 	var tokenFile string
 	create := &cobra.Command{
@@ -47,7 +53,12 @@ func newLinkCmd() *cobra.Command {
 	create.Flags().StringSliceVar(&cfg.Groups, "groups", nil, "consumer groups whose offsets to copy: names, or prefixes ending in *")
 	_ = create.MarkFlagRequired("source")
 	_ = create.MarkFlagRequired("topics")
-	list := &cobra.Command{
+	return create
+}
+
+// newLinkListCmd is `weir link list`.
+func newLinkListCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List the links with their mirror topics",
 		Args:  cobra.NoArgs,
@@ -64,6 +75,10 @@ func newLinkCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// newLinkDescribeCmd is `weir link describe`.
+func newLinkDescribeCmd() *cobra.Command {
 	describe := &cobra.Command{
 		Use:   "describe NAME",
 		Short: "A link with each mirror partition's lag (records and seconds behind the source)",
@@ -95,7 +110,12 @@ func newLinkCmd() *cobra.Command {
 		},
 	}
 	describe.Flags().Bool("json", false, "print the API's JSON answer")
-	del := &cobra.Command{
+	return describe
+}
+
+// newLinkDeleteCmd is `weir link delete`.
+func newLinkDeleteCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a link: mirroring stops and its mirror topics become ordinary writable topics",
 		Args:  cobra.ExactArgs(1),
@@ -103,6 +123,10 @@ func newLinkCmd() *cobra.Command {
 			return clientFor(cmd).DeleteLink(cmd.Context(), args[0])
 		},
 	}
+}
+
+// newLinkPromoteCmd is `weir link promote`.
+func newLinkPromoteCmd() *cobra.Command {
 	var topics []string
 	promote := &cobra.Command{
 		Use:   "promote NAME --topics T[,T]",
@@ -118,8 +142,7 @@ func newLinkCmd() *cobra.Command {
 	}
 	promote.Flags().StringSliceVar(&topics, "topics", nil, "the mirror topics to promote (comma-separated)")
 	_ = promote.MarkFlagRequired("topics")
-	cmd.AddCommand(create, list, describe, del, promote)
-	return cmd
+	return promote
 }
 
 // jsonOut reports the command's --json flag.

@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -49,28 +50,17 @@ func (p *puller) setLag(srcHWM, next int64, oldestTs int64) {
 	p.mu.Unlock()
 }
 
+// run copies the source partition into the mirror partition until ctx
+// ends or this node no longer leads it (or no longer should copy into it).
 func (p *puller) run(ctx context.Context) {
 	cfg := &p.r.cfg
 	lg := cfg.Logger.With("link", p.key.link, "topic", p.key.topic, "partition", p.key.partition)
-	backoff := cfg.Backoff
-	fail := func(what string, err error) bool {
-		if ctx.Err() != nil {
-			return false
-		}
-		lg.Warn("link: "+what, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*cfg.Backoff)
-		return true
-	}
+	b := &pullBackoff{base: cfg.Backoff, cur: cfg.Backoff, lg: lg}
 	st := p.r.broker.Store()
 	for ctx.Err() == nil {
 		log, err := st.Partition(p.key.topic, p.key.partition)
 		if err != nil {
-			if !fail("mirror partition", err) {
+			if !b.fail(ctx, "mirror partition", err) {
 				return
 			}
 			continue
@@ -83,67 +73,92 @@ func (p *puller) run(ctx context.Context) {
 		if !log.IsLeader() {
 			return // reconcile starts a puller on the new leader
 		}
-		next := log.HighWatermark()
-		page, err := p.src.fetch(ctx, p.sourceTopic, p.key.partition, next, cfg.MaxRecords, cfg.MaxBytes, cfg.FetchWait)
-		var re *core.OffsetRangeError
-		switch {
-		case errors.As(err, &re) && next < re.LogStart:
-			// The source's log starts above the mirror's next offset:
-			// the mirror starts there too, empty, so offsets stay A's.
-			if err := ml.StartAt(ctx, re.LogStart); err != nil && !fail("mirror start", err) {
-				return
-			}
-			continue
-		case err != nil:
-			if !fail("fetch from source", err) {
-				return
-			}
-			continue
+		if !p.pull(ctx, log, ml, b) {
+			return
 		}
-		if len(page.records) == 0 {
-			if next < page.logStart { // an empty page below the log start
-				if err := ml.StartAt(ctx, page.logStart); err != nil && !fail("mirror start", err) {
-					return
-				}
-				continue
-			}
-			p.setLag(page.highWatermark, next, 0)
-			backoff = cfg.Backoff
-			continue
-		}
-		if first := page.records[0].Offset; first != next {
-			// The source skipped offsets (its log starts later, or a
-			// control batch): the mirror follows only from an empty start.
-			if first > next && log.HighWatermark() == log.LogStart() {
-				if err := ml.StartAt(ctx, first); err != nil && !fail("mirror start", err) {
-					return
-				}
-				continue
-			}
-			if !fail("fetch from source", errors.New("source records do not start at the mirror's next offset")) {
-				return
-			}
-			continue
-		}
-		if !p.stillMirror() {
-			return // promoted or detached: the link writes no more
-		}
-		oldest := page.records[0].Timestamp
-		p.setLag(page.highWatermark, next, oldest)
-		if err := p.append(ctx, ml, next, page.records); err != nil {
-			var be *core.BaseOffsetError
-			if errors.As(err, &be) {
-				continue // another leader, or a retry, appended first: read the next offset again
-			}
-			if !fail("mirror append", err) {
-				return
-			}
-			continue
-		}
-		backoff = cfg.Backoff
-		next += int64(len(page.records))
-		p.setLag(page.highWatermark, next, 0)
 	}
+}
+
+// pullBackoff is a puller's delay between failed attempts: doubled by
+// each failure up to 30 times base, back to base after progress.
+type pullBackoff struct {
+	base, cur time.Duration
+	lg        *slog.Logger
+}
+
+// fail logs a failed attempt (what) and waits out the delay. It reports
+// false when ctx ended: the puller stops.
+func (b *pullBackoff) fail(ctx context.Context, what string, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	b.lg.Warn("link: "+what, "err", err, "retry_in", b.cur)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(b.cur):
+	}
+	b.cur = min(2*b.cur, 30*b.base)
+	return true
+}
+
+// pull fetches one page from the source at the mirror's next offset and
+// appends it (or moves the mirror's start to the source's). It reports
+// false when the puller stops.
+func (p *puller) pull(ctx context.Context, log core.PartitionLog, ml core.MirrorLog, b *pullBackoff) bool {
+	cfg := &p.r.cfg
+	next := log.HighWatermark()
+	page, err := p.src.fetch(ctx, p.sourceTopic, p.key.partition, next, cfg.MaxRecords, cfg.MaxBytes, cfg.FetchWait)
+	var re *core.OffsetRangeError
+	switch {
+	case errors.As(err, &re) && next < re.LogStart:
+		// The source's log starts above the mirror's next offset:
+		// the mirror starts there too, empty, so offsets stay A's.
+		return startAt(ctx, ml, re.LogStart, b)
+	case err != nil:
+		return b.fail(ctx, "fetch from source", err)
+	}
+	if len(page.records) == 0 {
+		if next < page.logStart { // an empty page below the log start
+			return startAt(ctx, ml, page.logStart, b)
+		}
+		p.setLag(page.highWatermark, next, 0)
+		b.cur = b.base
+		return true
+	}
+	if first := page.records[0].Offset; first != next {
+		// The source skipped offsets (its log starts later, or a
+		// control batch): the mirror follows only from an empty start.
+		if first > next && log.HighWatermark() == log.LogStart() {
+			return startAt(ctx, ml, first, b)
+		}
+		return b.fail(ctx, "fetch from source", errors.New("source records do not start at the mirror's next offset"))
+	}
+	if !p.stillMirror() {
+		return false // promoted or detached: the link writes no more
+	}
+	oldest := page.records[0].Timestamp
+	p.setLag(page.highWatermark, next, oldest)
+	if err := p.append(ctx, ml, next, page.records); err != nil {
+		var be *core.BaseOffsetError
+		if errors.As(err, &be) {
+			return true // another leader, or a retry, appended first: read the next offset again
+		}
+		return b.fail(ctx, "mirror append", err)
+	}
+	b.cur = b.base
+	next += int64(len(page.records))
+	p.setLag(page.highWatermark, next, 0)
+	return true
+}
+
+// startAt moves the empty mirror's start to off. It reports false when
+// that failed and ctx ended.
+func startAt(ctx context.Context, ml core.MirrorLog, off int64, b *pullBackoff) bool {
+	if err := ml.StartAt(ctx, off); err != nil && !b.fail(ctx, "mirror start", err) {
+		return false
+	}
+	return true
 }
 
 // stillMirror reports whether this node's copy of the metadata still has

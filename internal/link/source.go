@@ -81,108 +81,129 @@ var errShort = errors.New("source: truncated binary fetch answer")
 // decodeRecords decodes a "WRB1" answer (gateway.AppendRecordsBinary).
 // Keys, values and headers are copied out of b.
 func decodeRecords(b []byte) (*page, error) {
-	be := binary.BigEndian
-	take := func(n int) ([]byte, error) {
-		if n < 0 || n > len(b) {
-			return nil, errShort
-		}
-		out := b[:n:n]
-		b = b[n:]
-		return out, nil
-	}
-	u32 := func() (uint32, error) {
-		v, err := take(4)
-		if err != nil {
-			return 0, err
-		}
-		return be.Uint32(v), nil
-	}
-	i64 := func() (int64, error) {
-		v, err := take(8)
-		if err != nil {
-			return 0, err
-		}
-		return int64(be.Uint64(v)), nil
-	}
-	str := func() (string, error) {
-		n, err := u32()
-		if err != nil {
-			return "", err
-		}
-		v, err := take(int(n))
-		return string(v), err
-	}
-	if m, err := take(4); err != nil || string(m) != "WRB1" {
+	d := &wrbReader{b: b}
+	if m, err := d.take(4); err != nil || string(m) != "WRB1" {
 		return nil, errors.New("source: binary fetch answer: bad magic")
 	}
 	var p page
 	var err error
 	for _, f := range []*int64{&p.nextOffset, &p.highWatermark, &p.logStart} {
-		if *f, err = i64(); err != nil {
+		if *f, err = d.i64(); err != nil {
 			return nil, err
 		}
 	}
-	n, err := u32()
+	n, err := d.u32()
 	if err != nil {
 		return nil, err
 	}
-	if int64(n)*28 > int64(len(b)) {
+	if int64(n)*28 > int64(len(d.b)) {
 		return nil, errShort
 	}
 	p.records = make([]core.Record, n)
 	for i := range p.records {
-		r := &p.records[i]
-		if r.Offset, err = i64(); err != nil {
+		if err := d.record(&p.records[i]); err != nil {
 			return nil, err
-		}
-		if r.Timestamp, err = i64(); err != nil {
-			return nil, err
-		}
-		kl, err := u32()
-		if err != nil {
-			return nil, err
-		}
-		if int32(kl) >= 0 {
-			k, err := take(int(kl))
-			if err != nil {
-				return nil, err
-			}
-			r.Key = append([]byte{}, k...)
-		} else if int32(kl) != -1 {
-			return nil, fmt.Errorf("source: key length %d", int32(kl))
-		}
-		vl, err := u32()
-		if err != nil {
-			return nil, err
-		}
-		v, err := take(int(vl))
-		if err != nil {
-			return nil, err
-		}
-		r.Value = append([]byte{}, v...)
-		hc, err := u32()
-		if err != nil {
-			return nil, err
-		}
-		if int64(hc)*8 > int64(len(b)) {
-			return nil, errShort
-		}
-		if hc > 0 {
-			r.Headers = make([]core.Header, hc)
-		}
-		for j := range r.Headers {
-			if r.Headers[j].Key, err = str(); err != nil {
-				return nil, err
-			}
-			if r.Headers[j].Value, err = str(); err != nil {
-				return nil, err
-			}
 		}
 	}
-	if len(b) != 0 {
-		return nil, fmt.Errorf("source: %d bytes after the records", len(b))
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("source: %d bytes after the records", len(d.b))
 	}
 	return &p, nil
+}
+
+// wrbReader reads a "WRB1" answer's big-endian fields from the front of b;
+// a field past its end is errShort.
+type wrbReader struct{ b []byte }
+
+// take returns the next n bytes (aliasing b).
+func (d *wrbReader) take(n int) ([]byte, error) {
+	if n < 0 || n > len(d.b) {
+		return nil, errShort
+	}
+	out := d.b[:n:n]
+	d.b = d.b[n:]
+	return out, nil
+}
+
+// u32 reads a big-endian uint32.
+func (d *wrbReader) u32() (uint32, error) {
+	v, err := d.take(4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(v), nil
+}
+
+// i64 reads a big-endian int64.
+func (d *wrbReader) i64() (int64, error) {
+	v, err := d.take(8)
+	if err != nil {
+		return 0, err
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// str reads a string prefixed by its u32 length.
+func (d *wrbReader) str() (string, error) {
+	n, err := d.u32()
+	if err != nil {
+		return "", err
+	}
+	v, err := d.take(int(n))
+	return string(v), err
+}
+
+// record reads one record into r: offset, timestamp, key (length -1: no
+// key), value and headers, copying their bytes.
+func (d *wrbReader) record(r *core.Record) error {
+	var err error
+	if r.Offset, err = d.i64(); err != nil {
+		return err
+	}
+	if r.Timestamp, err = d.i64(); err != nil {
+		return err
+	}
+	kl, err := d.u32()
+	if err != nil {
+		return err
+	}
+	if int32(kl) >= 0 {
+		k, err := d.take(int(kl))
+		if err != nil {
+			return err
+		}
+		r.Key = append([]byte{}, k...)
+	} else if int32(kl) != -1 {
+		return fmt.Errorf("source: key length %d", int32(kl))
+	}
+	vl, err := d.u32()
+	if err != nil {
+		return err
+	}
+	v, err := d.take(int(vl))
+	if err != nil {
+		return err
+	}
+	r.Value = append([]byte{}, v...)
+	hc, err := d.u32()
+	if err != nil {
+		return err
+	}
+	if int64(hc)*8 > int64(len(d.b)) {
+		return errShort
+	}
+	if hc > 0 {
+		r.Headers = make([]core.Header, hc)
+	}
+	for j := range r.Headers {
+		if r.Headers[j].Key, err = d.str(); err != nil {
+			return err
+		}
+		if r.Headers[j].Value, err = d.str(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // firstTimestamp returns the timestamp of the source's record at offset

@@ -86,9 +86,6 @@ func (h *Handler) callContext(ctx *fasthttp.RequestCtx) (context.Context, contex
 // Errors are answered with the API's table (apierr.AppendNodeBody), except
 // that not_leader wins over any other code the error wraps: the caller may
 // then retry at another node, the call was certainly not applied here.
-//
-// Serve is one switch over the calls, kept whole (over 80 lines): the
-// table of calls reads best in one place.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	op, ok := strings.CutPrefix(string(ctx.Path()), Prefix)
 	op = strings.Trim(op, "/")
@@ -122,85 +119,116 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	defer cancel()
 	switch op {
 	case "append":
-		b, err := decodeAppend(ctx.PostBody())
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		res, err := h.cfg.Telemetry.Append(rctx, log, topic, p, b) // a commit span on this node too
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		out := append([]byte(`{"base_offset":`), strconv.FormatInt(res.BaseOffset, 10)...)
-		out = append(out, `,"duplicate":`...)
-		out = strconv.AppendBool(out, res.Duplicate)
-		writeJSON(ctx, append(out, '}'))
+		err = h.serveAppend(rctx, ctx, log, topic, p)
 	case "txn":
-		var txn core.StateTxn
-		if err := json.Unmarshal(ctx.PostBody(), &txn); err != nil {
-			writeError(ctx, core.Invalidf("malformed forwarded transaction: %v", err))
-			return
-		}
-		res, err := log.ApplyTxn(rctx, &txn)
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		b, _ := json.Marshal(res)
-		writeJSON(ctx, b)
+		err = serveTxn(rctx, ctx, log)
 	case "trim":
-		off, err := strconv.ParseInt(string(q.Peek("offset")), 10, 64)
-		if err != nil {
-			writeError(ctx, core.Invalidf("offset must be a number"))
-			return
-		}
-		if err := log.TrimTo(rctx, off); err != nil {
-			writeError(ctx, err)
-			return
-		}
-		writeJSON(ctx, []byte(`{}`))
+		err = serveTrim(rctx, ctx, log)
 	case "read":
-		if !c.HostsReplica(topic, p) {
-			// Not hosted here (a routed handle without a local replica).
-			writeError(ctx, &core.NotLeaderError{Msg: "no local replica"})
-			return
-		}
-		var res core.ReadResult
-		ts, _ := strconv.ParseInt(string(q.Peek("timestamp")), 10, 64)
-		from, _ := strconv.ParseInt(string(q.Peek("from")), 10, 64)
-		maxRecs, _ := strconv.Atoi(string(q.Peek("max_records")))
-		maxBytes, _ := strconv.Atoi(string(q.Peek("max_bytes")))
-		switch {
-		case ts >= 0 && q.Has("timestamp"):
-			res.Offset, err = log.OffsetForTime(rctx, ts)
-		case from >= 0 && maxRecs > 0:
-			res.Records, err = log.Read(rctx, from, maxRecs, maxBytes)
-		}
-		if err != nil {
-			writeError(ctx, err)
-			return
-		}
-		res.HighWatermark, res.LogStart = log.HighWatermark(), log.LogStart()
-		ctx.Response.Header.SetContentType("application/octet-stream")
-		ctx.SetBody(encodeReadResult(res))
+		err = h.serveRead(rctx, ctx, log, topic, p)
 	case "state":
-		if !c.HostsReplica(topic, p) {
-			writeError(ctx, &core.NotLeaderError{Msg: "no local replica"})
-			return
-		}
-		prefix := string(q.Peek("prefix"))
-		out := map[string][]byte{}
-		if q.Has("exact") {
-			if v, ok := log.StateGet(prefix); ok {
-				out[prefix] = v
-			}
-		} else {
-			log.StateScan(prefix, func(k string, v []byte) bool { out[k] = v; return true })
-		}
-		b, _ := json.Marshal(out)
-		writeJSON(ctx, b)
+		err = h.serveState(ctx, log, topic, p)
 	}
+	if err != nil {
+		writeError(ctx, err)
+	}
+}
+
+// serveAppend appends a forwarded batch to log (topic/p) and answers its
+// base offset and whether it was a duplicate.
+func (h *Handler) serveAppend(rctx context.Context, ctx *fasthttp.RequestCtx, log core.PartitionLog, topic string, p int) error {
+	b, err := decodeAppend(ctx.PostBody())
+	if err != nil {
+		return err
+	}
+	res, err := h.cfg.Telemetry.Append(rctx, log, topic, p, b) // a commit span on this node too
+	if err != nil {
+		return err
+	}
+	out := append([]byte(`{"base_offset":`), strconv.FormatInt(res.BaseOffset, 10)...)
+	out = append(out, `,"duplicate":`...)
+	out = strconv.AppendBool(out, res.Duplicate)
+	writeJSON(ctx, append(out, '}'))
+	return nil
+}
+
+// serveTxn applies a forwarded state transaction to log and answers its
+// result.
+func serveTxn(rctx context.Context, ctx *fasthttp.RequestCtx, log core.PartitionLog) error {
+	var txn core.StateTxn
+	if err := json.Unmarshal(ctx.PostBody(), &txn); err != nil {
+		return core.Invalidf("malformed forwarded transaction: %v", err)
+	}
+	res, err := log.ApplyTxn(rctx, &txn)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(res)
+	writeJSON(ctx, b)
+	return nil
+}
+
+// serveTrim trims log to the call's offset.
+func serveTrim(rctx context.Context, ctx *fasthttp.RequestCtx, log core.PartitionLog) error {
+	off, err := strconv.ParseInt(string(ctx.QueryArgs().Peek("offset")), 10, 64)
+	if err != nil {
+		return core.Invalidf("offset must be a number")
+	}
+	if err := log.TrimTo(rctx, off); err != nil {
+		return err
+	}
+	writeJSON(ctx, []byte(`{}`))
+	return nil
+}
+
+// serveRead answers a read of the local replica of topic/p: the offset
+// for a timestamp, or records from an offset, with the watermarks.
+func (h *Handler) serveRead(rctx context.Context, ctx *fasthttp.RequestCtx, log core.PartitionLog, topic string, p int) error {
+	if !h.cfg.Cluster.HostsReplica(topic, p) {
+		// Not hosted here (a routed handle without a local replica).
+		return &core.NotLeaderError{Msg: "no local replica"}
+	}
+	q := ctx.QueryArgs()
+	var res core.ReadResult
+	var err error
+	ts, _ := strconv.ParseInt(string(q.Peek("timestamp")), 10, 64)
+	from, _ := strconv.ParseInt(string(q.Peek("from")), 10, 64)
+	maxRecs, _ := strconv.Atoi(string(q.Peek("max_records")))
+	maxBytes, _ := strconv.Atoi(string(q.Peek("max_bytes")))
+	switch {
+	case ts >= 0 && q.Has("timestamp"):
+		res.Offset, err = log.OffsetForTime(rctx, ts)
+	case from >= 0 && maxRecs > 0:
+		res.Records, err = log.Read(rctx, from, maxRecs, maxBytes)
+	}
+	if err != nil {
+		return err
+	}
+	res.HighWatermark, res.LogStart = log.HighWatermark(), log.LogStart()
+	ctx.Response.Header.SetContentType("application/octet-stream")
+	ctx.SetBody(encodeReadResult(res))
+	return nil
+}
+
+// serveState answers the local replica's state of topic/p: the key equal
+// to the call's prefix (exact), or every key under it.
+func (h *Handler) serveState(ctx *fasthttp.RequestCtx, log core.PartitionLog, topic string, p int) error {
+	if !h.cfg.Cluster.HostsReplica(topic, p) {
+		return &core.NotLeaderError{Msg: "no local replica"}
+	}
+	q := ctx.QueryArgs()
+	prefix := string(q.Peek("prefix"))
+	out := map[string][]byte{}
+	if q.Has("exact") {
+		if v, ok := log.StateGet(prefix); ok {
+			out[prefix] = v
+		}
+	} else {
+		log.StateScan(prefix, func(k string, v []byte) bool { out[k] = v; return true })
+	}
+	b, _ := json.Marshal(out)
+	writeJSON(ctx, b)
+	return nil
 }
 
 // callMethod is the method of a call on one partition ("": no such call).
