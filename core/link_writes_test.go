@@ -188,3 +188,61 @@ func waitLastError(t *testing.T, e *pipeEnv, part int, want string) core.Partiti
 	})
 	return ps
 }
+
+// A subscription's dead-letter topic may not be a mirror: refused at
+// create, and dead letters wait (dead_pending) while the topic is one.
+func TestMirrorRefusesSubscriptionDeadLetters(t *testing.T) {
+	e := newQueueEnv(t, core.SubscriptionConfig{VisibilityTimeoutMs: 1000, MaxAttempts: 1, DeadLetterTopic: "q.dlq"})
+	links := linkOn(t, e.env)
+	mirror(t, e.env, links, "m.dlq", 1)
+	pendingMirror(t, e.env, "p.dlq")
+	for _, dlq := range []string{"m.dlq", "p.dlq"} {
+		_, err := e.q.CreateSubscription(e.ctx, core.SubscriptionConfig{Topic: "q", Name: "s-" + dlq, MaxAttempts: 1, DeadLetterTopic: dlq})
+		isMirrorErr(t, "create a subscription dead-lettering to "+dlq, err)
+	}
+	if _, err := e.st.Topic("p.dlq"); !errors.Is(err, core.ErrTopicNotFound) {
+		t.Fatalf("the refused create made the dead-letter topic a link is creating: %v", err)
+	}
+
+	// q.dlq becomes a mirror after the subscription was made.
+	mirror(t, e.env, links, "q.dlq", 1)
+	e.produce(t, "q", 0, "poison")
+	ms := e.receive(t, 1)
+	e.nack(t, ms[0], 0, "boom") // the last attempt: the message is dead
+	// Fence: the partition's worker tries the dead-letter append when it
+	// goes idle after the nack, before it takes this receive.
+	sameStrings(t, "receive after the dead letter", delivered(e.receive(t, 1)), []string{})
+	if _, st, err := e.q.Stats("q", "s"); err != nil || st[0].DeadPending != 1 || st[0].DeadLettered != 0 {
+		t.Fatalf("stats while the dead-letter topic is a mirror: %+v %v", st, err)
+	}
+	if hwm := e.log(t, "q.dlq", 0).HighWatermark(); hwm != 0 {
+		t.Fatalf("the mirror took %d dead letters", hwm)
+	}
+	go e.q.Run(e.ctx) // the maintenance loop retries the append
+	promote(t, e.env, links, "q.dlq")
+	e.waitHWM(t, "q.dlq", 0, 1)
+	dl, _ := e.log(t, "q.dlq", 0).Read(e.ctx, 0, 10, 0)
+	header(t, dl[0], core.HeaderLastError, "boom")
+}
+
+// A redrive into a mirror is refused before it reads anything, and moves
+// nothing; after the promote it moves the dead letters.
+func TestMirrorRefusesRedrive(t *testing.T) {
+	e := newEnv(t, memstore.Config{})
+	q := must[*core.Queues](t)(core.NewQueues(e.broker, core.QueueConfig{}))
+	t.Cleanup(q.Close)
+	links := linkOn(t, e)
+	e.topic(t, "dlq", 1)
+	e.produce(t, "dlq", 0, "x", "y")
+	mirror(t, e, links, "back", 1)
+	n, err := q.Redrive(e.ctx, &core.RedriveRequest{From: "dlq", To: "back"})
+	isMirrorErr(t, "redrive", err)
+	if n != 0 || len(e.st.GroupOffsets(core.RedriveGroup)) != 0 {
+		t.Fatalf("a refused redrive moved %d records (offsets %v)", n, e.st.GroupOffsets(core.RedriveGroup))
+	}
+	promote(t, e, links, "back")
+	if n, err := q.Redrive(e.ctx, &core.RedriveRequest{From: "dlq", To: "back"}); err != nil || n != 2 {
+		t.Fatalf("redrive after promote: %d %v", n, err)
+	}
+	sameStrings(t, "back/0", e.values(t, "back", 0), []string{"x", "y"})
+}
