@@ -40,9 +40,10 @@
 //     input partition, exactly-once through an outbox in the input
 //     partition's state;
 //   - Links: cluster links and the mirror marks of their topics in the
-//     catalog (link.go); Produce refuses a mirror topic until it is
-//     promoted (ErrMirrorTopic), and MirrorLog is the conditional append
-//     internal/link mirrors through;
+//     catalog (link.go); produces, pipeline outputs, dead letters and
+//     redrive refuse a mirror topic until it is promoted (ErrMirrorTopic),
+//     and MirrorLog is the conditional append internal/link mirrors
+//     through;
 //   - Telemetry: spans through the OpenTelemetry API, counts and durations
 //     handed to a Metrics hook (internal/telemetry implements it with the
 //     SDK's instruments; NoMetrics is the default), safe on a nil receiver.

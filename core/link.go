@@ -16,7 +16,8 @@ import (
 // B's partition leaders pull the topics' records into mirror topics with
 // the same offsets (internal/link runs that). This file holds the domain
 // part: the link spec, its validation and matching, the mirror marks of
-// topics, and the refusal of produces to a mirror topic.
+// topics, and the refusal of writes to a mirror topic (produces, pipeline
+// outputs, dead letters, redrive: every writer but the link's puller).
 
 // Catalog tables of links and mirror marks.
 const (
@@ -25,8 +26,10 @@ const (
 )
 
 var (
-	// ErrMirrorTopic is a produce to a mirror topic that was not promoted
-	// (HTTP 409 mirror_topic). *MirrorError carries the names.
+	// ErrMirrorTopic is a write to a mirror topic that was not promoted
+	// (a produce, a pipeline's output or dead letters, a subscription's
+	// dead letters, a redrive): HTTP 409 mirror_topic. *MirrorError
+	// carries the names.
 	ErrMirrorTopic  = errors.New("mirror topic")
 	ErrLinkNotFound = errors.New("link not found")
 	ErrLinkExists   = errors.New("link exists")
@@ -165,14 +168,28 @@ func MirrorOf(c Catalog, t TopicInfo) (Mirror, bool) {
 	return m, true // TopicCreatedAt 0: being created (MarkMirror)
 }
 
-// CheckWritable refuses a produce to a mirror topic not yet promoted
+// CheckWritable refuses a write to a mirror topic not yet promoted
 // (*MirrorError). Broker.Produce and ProduceNoAck call it, so that every
-// front door refuses the same way.
+// front door refuses the same way; so do the broker's own writers
+// (pipelines, subscriptions' dead letters, redrive), through
+// checkWritableTopic.
 func CheckWritable(c Catalog, t TopicInfo) error {
 	if m, ok := MirrorOf(c, t); ok && !m.Promoted {
 		return &MirrorError{Topic: t.Name, Link: m.Link}
 	}
 	return nil
+}
+
+// checkWritableTopic is CheckWritable by topic name. A topic that does
+// not exist is refused only while a link is creating it as a mirror (its
+// mark is pending, MarkMirror), so that a caller about to create it
+// (a dead-letter topic) does not make a topic the link then adopts.
+func checkWritableTopic(st Store, name string) error {
+	t, err := st.Topic(name)
+	if err != nil {
+		t = TopicInfo{TopicConfig: TopicConfig{Name: name}}
+	}
+	return CheckWritable(st, t)
 }
 
 // Links manages cluster links and mirror marks in the catalog. Safe for

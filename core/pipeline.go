@@ -513,12 +513,37 @@ func (p *Pipelines) checkModule(s *PipelineSpec) error {
 	return nil
 }
 
+// writes returns the topics a pipeline writes: its outputs, then its
+// dead-letter topic.
+func (s *PipelineSpec) writes() []string {
+	return append(append([]string(nil), s.Outputs...), s.OnError.DeadLetterTopic)
+}
+
+// checkWrites refuses a pipeline that would write into a mirror topic not
+// yet promoted, an output or its dead-letter topic (*MirrorError, naming
+// the topic and its link; docs/geo-replication.md): at create and upgrade,
+// and before every batch. A topic that does not exist passes unless a
+// link is creating it (checkWritableTopic).
+func (p *Pipelines) checkWrites(s PipelineSpec) error {
+	for i, t := range s.writes() {
+		if err := checkWritableTopic(p.store, t); err != nil {
+			what := "output"
+			if i == len(s.Outputs) {
+				what = "dead-letter topic"
+			}
+			return fmt.Errorf("pipeline %q cannot write its %s: %w", s.Name, what, err)
+		}
+	}
+	return nil
+}
+
 // CreateWith validates and stores a pipeline; runners pick it up on the
 // leaders of its input partitions. Out-of-range fields
 // (PipelineSpec.Validate), limits the runtime refuses, and a module whose
 // initial memory exceeds the pipeline's memory limit are ErrBadRequest;
-// a leftover of a deleted pipeline of the same name is resumed unless
-// opt.Reset (CreateOptions).
+// an output or dead-letter topic that is a mirror topic not yet promoted
+// is ErrMirrorTopic (*MirrorError); a leftover of a deleted pipeline of
+// the same name is resumed unless opt.Reset (CreateOptions).
 func (p *Pipelines) CreateWith(ctx context.Context, s PipelineSpec, opt CreateOptions) (PipelineSpec, error) {
 	s.Failure, s.Revision, s.UpdatedAt = nil, 0, 0
 	if opt.Resume && opt.Reset {
@@ -564,6 +589,9 @@ func (p *Pipelines) CreateWith(ctx context.Context, s PipelineSpec, opt CreateOp
 	}
 	if seen[s.OnError.DeadLetterTopic] {
 		return s, Invalidf("the dead-letter topic cannot be an input")
+	}
+	if err := p.checkWrites(s); err != nil {
+		return s, err
 	}
 	if err := p.ensureTopic(ctx, s.OnError.DeadLetterTopic); err != nil {
 		return s, err
@@ -612,7 +640,8 @@ type PipelineUpgrade struct {
 // and an exactly-once pipeline stays exact (docs/pipelines.md "Upgrading a
 // module"). It increments Revision and clears a Failure (the upgraded
 // module gets a fresh count of start attempts); a paused pipeline stays
-// paused. Errors are Create's.
+// paused. Errors are Create's: an output that became a mirror topic (the
+// topic deleted and created again by a link) refuses the upgrade.
 func (p *Pipelines) Upgrade(ctx context.Context, name string, u PipelineUpgrade) (PipelineSpec, error) {
 	if u.Module == "" {
 		return PipelineSpec{}, Invalidf("an upgrade needs a module (the current one for another version)")
@@ -644,6 +673,9 @@ func (p *Pipelines) Upgrade(ctx context.Context, name string, u PipelineUpgrade)
 		}
 		s.setDefaults()
 		if err := p.checkModule(&s); err != nil {
+			return s, err
+		}
+		if err := p.checkWrites(s); err != nil {
 			return s, err
 		}
 		s.Revision++

@@ -330,6 +330,8 @@ func (e *startError) Unwrap() error { return e.err }
 // failed attempt in the partition's status; after on_error.max_attempts of
 // them in a row the pipeline is marked failed (PipelineSpec.Failure) and the
 // worker waits for resync to stop it: no node restarts it until a resume.
+// An output that is a mirror topic (ErrMirrorTopic) stalls the worker,
+// with the reason in the status, until the mirror is promoted.
 func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec, drain <-chan struct{}) {
 	backoff := time.Duration(s.OnError.InitialBackoffMs) * time.Millisecond
 	startFailures := 0
@@ -351,6 +353,12 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec, dr
 				}
 				return
 			}
+		}
+		if errors.Is(err, ErrMirrorTopic) {
+			// An output became a mirror topic (link.go): say so in the
+			// status and retry with backoff; a promote or the link's
+			// deletion lets the pipeline go on where it stopped.
+			p.noteError(ctx, k, s, err.Error(), false)
 		}
 		var se *startError
 		if errors.As(err, &se) {
@@ -498,8 +506,14 @@ func (p *Pipelines) work(ctx context.Context, k pipeKey, s PipelineSpec, drain <
 			continue
 		}
 		// Rights are checked with the batch in hand, so a record appended
-		// after a revocation is never processed under the old rights.
-		if err := p.checkAccess(s, k.topic); err != nil {
+		// after a revocation is never processed under the old rights; so
+		// are the outputs, none of which may have become a mirror topic
+		// (link.go): no batch is processed that could not be written.
+		err = p.checkAccess(s, k.topic)
+		if err == nil {
+			err = p.checkWrites(s)
+		}
+		if err != nil {
 			b.noteRefusal(ctx, err)
 			return err
 		}
@@ -741,28 +755,7 @@ func (p *Pipelines) collect(fx *effects, out *ProcessOutput, recs []Record, s Pi
 // last_error) and, at the last attempt, marks the pipeline failed. It
 // reports whether it did.
 func (p *Pipelines) startFailed(ctx context.Context, k pipeKey, s PipelineSpec, err *startError, attempts int) bool {
-	if log, lerr := p.store.Partition(k.topic, k.part); lerr == nil {
-		metaKey := pipePrefix(s.Name) + "meta"
-		for range 3 { // the position may move under a concurrent commit; recount
-			raw, had := log.StateGet(metaKey)
-			m, merr := loadPipeMeta(log, s.Name)
-			if merr != nil {
-				break // corrupt: left as it is (the next work fails the pipeline)
-			}
-			if !had {
-				m.Incarnation = s.Incarnation // the first meta of this pipeline here
-			} else if m.Incarnation != s.Incarnation {
-				break // another incarnation's, which resetState drops: not counted there
-			}
-			m.Failed++
-			m.LastError = err.Error()
-			doc, _ := json.Marshal(m)
-			res, terr := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: !had, Value: raw}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
-			if terr != nil || res.Applied {
-				break
-			}
-		}
-	}
+	p.noteError(ctx, k, s, err.Error(), true)
 	if attempts < s.OnError.MaxAttempts {
 		return false
 	}
@@ -771,6 +764,43 @@ func (p *Pipelines) startFailed(ctx context.Context, k pipeKey, s PipelineSpec, 
 	}
 	p.log.Error("pipeline failed: its module cannot start", "pipeline", s.Name, "topic", k.topic, "partition", k.part, "attempts", attempts, "err", err)
 	return true
+}
+
+// noteError records msg as the last error of pipeline s on input
+// partition k (its status's last_error), counting a failed attempt when
+// failed; without failed, the same message is not written again.
+// Progress that does not decode, or that belongs to another incarnation
+// (which resetState drops), is left alone.
+func (p *Pipelines) noteError(ctx context.Context, k pipeKey, s PipelineSpec, msg string, failed bool) {
+	log, err := p.store.Partition(k.topic, k.part)
+	if err != nil {
+		return
+	}
+	metaKey := pipePrefix(s.Name) + "meta"
+	for range 3 { // the position may move under a concurrent commit; recount
+		raw, had := log.StateGet(metaKey)
+		m, err := loadPipeMeta(log, s.Name)
+		if err != nil {
+			return // corrupt: left as it is (the next work fails the pipeline)
+		}
+		if !had {
+			m.Incarnation = s.Incarnation // the first meta of this pipeline here
+		} else if m.Incarnation != s.Incarnation {
+			return // another incarnation's, which resetState drops: not counted there
+		}
+		if !failed && m.LastError == msg {
+			return
+		}
+		if failed {
+			m.Failed++
+		}
+		m.LastError = msg
+		doc, _ := json.Marshal(m)
+		res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{{Key: metaKey, Absent: !had, Value: raw}}, Ops: []StateOp{{Key: metaKey, Value: doc}}})
+		if err != nil || res.Applied {
+			return
+		}
+	}
 }
 
 // markFailed records in the catalog that the pipeline stopped (its
@@ -973,11 +1003,7 @@ func (p *Pipelines) appendThenCommit(ctx context.Context, log PartitionLog, s Pi
 	now := time.Now().UnixMilli()
 	err := each(len(order), func(i int) error {
 		topic, part := splitTP(order[i])
-		out, err := p.store.Partition(topic, part)
-		if err != nil {
-			return err
-		}
-		_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{Timestamp: now, Records: emit[order[i]]})
+		_, err := p.appendOutput(ctx, s, topic, part, &AppendBatch{Timestamp: now, Records: emit[order[i]]})
 		return err
 	})
 	if err != nil {
@@ -991,6 +1017,23 @@ func (p *Pipelines) appendThenCommit(ctx context.Context, log PartitionLog, s Pi
 		return errPositionMoved
 	}
 	return nil
+}
+
+// appendOutput appends b, outputs or dead letters of pipeline s, to one
+// partition of topic. Every output append of a pipeline goes through it
+// (appendThenCommit, shipEntry), and it refuses a topic that is a mirror
+// not yet promoted (*MirrorError) whenever the topic became one, even
+// after the batch was processed or its outbox entry committed: the entry
+// waits, and ships once the mirror is promoted or detached.
+func (p *Pipelines) appendOutput(ctx context.Context, s PipelineSpec, topic string, part int, b *AppendBatch) (AppendResult, error) {
+	if err := checkWritableTopic(p.store, topic); err != nil {
+		return AppendResult{}, fmt.Errorf("pipeline %q: %w", s.Name, err)
+	}
+	out, err := p.store.Partition(topic, part)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, b)
 }
 
 func splitTP(key string) (string, int) {
@@ -1042,11 +1085,7 @@ func (p *Pipelines) shipEntry(ctx context.Context, log PartitionLog, s PipelineS
 	return each(len(groups), func(i int) error {
 		g := groups[i]
 		topic, part := splitTP(g.tp)
-		out, err := p.store.Partition(topic, part)
-		if err != nil {
-			return err
-		}
-		_, err = p.broker.Telemetry().AppendOutput(ctx, out, s.Name, topic, part, &AppendBatch{ProducerID: pid, Sequence: g.seq, Timestamp: time.Now().UnixMilli(), Records: g.recs})
+		_, err := p.appendOutput(ctx, s, topic, part, &AppendBatch{ProducerID: pid, Sequence: g.seq, Timestamp: time.Now().UnixMilli(), Records: g.recs})
 		var se *SequenceError
 		if errors.As(err, &se) && se.Expected > g.seq {
 			err = nil // appended before, beyond the dedup window
@@ -1104,7 +1143,7 @@ func (p *Pipelines) checkAccess(s PipelineSpec, input string) error {
 	if !a.PrincipalAllowed(s.Principal, "topic", input, "read") {
 		return fmt.Errorf("%w: pipeline %q runs as principal %q, which may not read topic %q", ErrForbidden, s.Name, s.Principal, input)
 	}
-	for _, t := range append(append([]string(nil), s.Outputs...), s.OnError.DeadLetterTopic) {
+	for _, t := range s.writes() {
 		if t != "" && !a.PrincipalAllowed(s.Principal, "topic", t, "write") {
 			return fmt.Errorf("%w: pipeline %q runs as principal %q, which may not write topic %q", ErrForbidden, s.Name, s.Principal, t)
 		}

@@ -347,7 +347,9 @@ func (q *Queues) Config() QueueConfig { return q.cfg }
 
 // CreateSubscription validates cfg, fills defaults, creates the
 // dead-letter topic when missing and stores the definition.
-// ErrTopicNotFound, ErrSubscriptionExists, ErrBadRequest.
+// ErrTopicNotFound, ErrSubscriptionExists, ErrBadRequest; ErrMirrorTopic
+// (*MirrorError) when the dead-letter topic is a mirror topic not yet
+// promoted (docs/geo-replication.md).
 func (q *Queues) CreateSubscription(ctx context.Context, cfg SubscriptionConfig) (*Subscription, error) {
 	if !ValidTopicName(cfg.Name) {
 		return nil, Invalidf("subscription name %q must be 1–249 characters of [A-Za-z0-9._-]", cfg.Name)
@@ -373,6 +375,9 @@ func (q *Queues) CreateSubscription(ctx context.Context, cfg SubscriptionConfig)
 		return nil, fmt.Errorf("%w: subscription %q on topic %q already exists", ErrSubscriptionExists, s.Name, s.Topic)
 	}
 	if s.DeadLetterTopic != "" {
+		if err := checkWritableTopic(q.store, s.DeadLetterTopic); err != nil {
+			return nil, fmt.Errorf("subscription %q cannot write its dead-letter topic: %w", s.Name, err)
+		}
 		if _, err := q.store.Topic(s.DeadLetterTopic); errors.Is(err, ErrTopicNotFound) {
 			_, err := q.broker.CreateTopic(ctx, TopicConfig{Name: s.DeadLetterTopic, Partitions: 1,
 				ReplicationFactor: t.ReplicationFactor, RetentionMs: t.RetentionMs})
@@ -1152,13 +1157,19 @@ const RedriveGroup = "weir-redrive"
 // the last redrive reached, to another topic, without the dead-letter
 // headers (key, value and the original headers as they were), and commits
 // the new position after each batch. It is at-least-once: a crash between
-// a produce and its commit sends that batch again next time.
+// a produce and its commit sends that batch again next time. A To that is
+// a mirror topic not yet promoted is ErrMirrorTopic (*MirrorError), before
+// anything is read; Broker.Produce refuses each batch the same way.
 func (q *Queues) Redrive(ctx context.Context, req *RedriveRequest) (int64, error) {
 	ft, err := q.store.Topic(req.From)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := q.store.Topic(req.To); err != nil {
+	tt, err := q.store.Topic(req.To)
+	if err != nil {
+		return 0, err
+	}
+	if err := CheckWritable(q.store, tt); err != nil { // before reading anything
 		return 0, err
 	}
 	if req.From == req.To {

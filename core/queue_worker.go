@@ -46,6 +46,7 @@ type partWorker struct {
 	// Owned by the worker goroutine.
 	m        *subMirror // nil: rebuild from the state before use
 	madeDead bool       // this worker dead-lettered messages it has not appended yet
+	dlqStall string     // why dead letters wait (a mirror dead-letter topic), as last logged
 	pending  []*wop     // taken from ops (or requeued), not yet computed
 	inflight []*flight  // proposed, oldest first
 	broken   bool       // a flight failed: start no more until all landed, then rebuild
@@ -954,7 +955,8 @@ func (t *subTx) commit() {
 	}
 }
 
-// flushDLQ appends dead messages to the dead-letter topic, idempotently:
+// flushDLQ appends dead messages to the dead-letter topic (never to a
+// mirror topic not yet promoted), idempotently:
 // the producer id is this subscription incarnation and partition, the
 // sequence the message's dead-letter number, so a repeat after a crash or
 // by another node is dropped by the dead-letter partition. Only the
@@ -990,6 +992,17 @@ func (w *partWorker) flushDLQ() {
 		w.q.log.Warn("dead-letter topic", "subscription", w.sub.Name, "topic", w.sub.DeadLetterTopic, "err", err)
 		return
 	}
+	// A dead-letter topic that became a mirror (link.go) takes nothing:
+	// the dead messages wait here, counted as dead_pending, until it is
+	// promoted or detached.
+	if err := CheckWritable(w.q.store, dt); err != nil {
+		if msg := err.Error(); w.dlqStall != msg {
+			w.dlqStall = msg
+			w.q.log.Warn("dead letters wait", "subscription", w.sub.Name, "partition", w.part, "err", err)
+		}
+		return
+	}
+	w.dlqStall = ""
 	dlog, err := w.q.store.Partition(w.sub.DeadLetterTopic, w.part%dt.Partitions)
 	if err != nil {
 		return

@@ -428,3 +428,53 @@ func TestLinkLeaderChangeOnDestination(t *testing.T) {
 	}
 	waitMirrored(t, au, c.nodes[leader].URL(), "ev")
 }
+
+// TestLinkMirrorRefusesPipelineAndQueueWrites: on B, a pipeline whose
+// output or dead-letter topic is a mirror, a subscription dead-lettering
+// into one, and a redrive into one are refused with 409 mirror_topic
+// naming the link; after the promote the pipeline is created and writes
+// its outputs after the mirrored records.
+func TestLinkMirrorRefusesPipelineAndQueueWrites(t *testing.T) {
+	a := startNode(t, t.TempDir())
+	defer stop(t, a)
+	b := startNode(t, t.TempDir(), linkCfg)
+	defer stop(t, b)
+	au, bu := a.URL(), b.URL()
+	createTopic(t, au, "orders", 1)
+	produceLinked(t, au, "orders", 0, 0, 3)
+	if r := tu.Do(t, "POST", bu+"/v1/links", map[string]any{"name": "from-a", "source_url": au, "topics": []string{"orders"}}); r.Status != 201 {
+		t.Fatalf("create link: %d %s", r.Status, r.Body)
+	}
+	waitMirrored(t, au, bu, "orders")
+	createTopic(t, bu, "src", 1)
+	createTopic(t, bu, "dlq", 1)
+	uploadModule(t, bu, "pass", "examples/passthrough")
+
+	refused := func(what string, r *tu.Response) {
+		t.Helper()
+		if r.Status != 409 || r.ErrorCode() != "mirror_topic" || !bytes.Contains(r.Body, []byte(`link \"from-a\"`)) {
+			t.Fatalf("%s: %d %s, want 409 mirror_topic naming the link", what, r.Status, r.Body)
+		}
+	}
+	pipe := map[string]any{"name": "p", "module": "pass", "inputs": []string{"src"}, "outputs": []string{"orders"}}
+	refused("pipeline into a mirror", tu.Do(t, "POST", bu+"/v1/pipelines", pipe))
+	refused("pipeline dead-lettering into a mirror", tu.Do(t, "POST", bu+"/v1/pipelines", map[string]any{"name": "p2", "module": "pass",
+		"inputs": []string{"src"}, "outputs": []string{"dlq"}, "on_error": map[string]any{"dead_letter_topic": "orders"}}))
+	refused("subscription dead-lettering into a mirror", tu.Do(t, "POST", bu+"/v1/topics/src/subscriptions",
+		map[string]any{"name": "s", "max_attempts": 1, "dead_letter_topic": "orders"}))
+	refused("redrive into a mirror", tu.Do(t, "POST", bu+"/v1/topics/dlq/redrive", map[string]any{"to": "orders"}))
+	if r := tu.Do(t, "GET", bu+"/v1/pipelines/p", nil); r.ErrorCode() != "pipeline_not_found" {
+		t.Fatalf("a refused pipeline exists: %d %s", r.Status, r.Body)
+	}
+
+	if r := tu.Do(t, "POST", bu+"/v1/links/from-a/promote", map[string]any{"topics": []string{"orders"}}); r.Status != 200 {
+		t.Fatalf("promote: %d %s", r.Status, r.Body)
+	}
+	createPipeline(t, bu, pipe)
+	produce(t, bu, "src", map[string]any{"value": "from-b"})
+	waitCaughtUp(t, bu, "p")
+	got := readAll(t, bu, "orders")
+	if len(got) != 4 || got[3].Offset != 3 || got[3].Value != "from-b" {
+		t.Fatalf("orders on B after the promote: %+v", got)
+	}
+}
