@@ -28,8 +28,7 @@ func newServeCmd() *cobra.Command {
 	var (
 		dataDir, httpAddr, raftAddr, peers, join, logLevel, pprofAddr string
 		nodeID                                                        uint64
-		metaVoters, proposalsInFlight                                 int
-		logDB, followerWrites                                         string
+		replication                                                   serveReplication
 		allowedOrigins                                                []string
 		kafkaAddr, kafkaAdvertisedAddr                                string
 		sec                                                           serveSecurity // security_serve.go
@@ -65,9 +64,9 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			}
 			cfg := server.Config{
 				NodeID: nodeID, DataDir: dataDir, HTTPAddr: httpAddr, RaftAddr: raftAddr, Peers: pm, Join: join, Logger: logger,
-				Raft:      raftlog.Config{MetaVoters: metaVoters, LogDB: logDB, FollowerWrites: followerWrites, Tiered: tieredCfg},
-				Broker:    core.BrokerConfig{ProposalsInFlight: proposalsInFlight}, // group commit (docs/RATIONALE.md)
-				Telemetry: telemetry.Config{Env: os.LookupEnv},                     // OTEL_* variables (docs/observability.md)
+				Raft:      replication.raft(tieredCfg),
+				Broker:    core.BrokerConfig{ProposalsInFlight: replication.proposalsInFlight}, // group commit (docs/RATIONALE.md)
+				Telemetry: telemetry.Config{Env: os.LookupEnv},                                 // OTEL_* variables (docs/observability.md)
 				// Pages of these origins may open WebSockets (docs/websocket.md).
 				Gateway:   gateway.Config{WebSocket: gateway.WSConfig{AllowedOrigins: allowedOrigins}},
 				Security:  sec.config(),
@@ -90,10 +89,7 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	f.Uint64Var(&nodeID, "node-id", 1, "this node's id (≥ 1, unique in the cluster)")
 	f.StringVar(&peers, "peers", "", "initial cluster members: 1=HOST:RAFTPORT,2=...; the same list on every initial node")
 	f.StringVar(&join, "join", "", "HOST:HTTPPORT of a running node to join (a new node; ignored once it has joined)")
-	f.IntVar(&metaVoters, "meta-voters", 3, "voters of the metadata shard: 3 or 5 (the same on every node)")
-	f.StringVar(&logDB, "logdb", "tan", "Raft log store, fixed per data dir: tan (fastest; 64 MiB of disk per replica) or pebble (for thousands of partitions)")
-	f.StringVar(&followerWrites, "follower-writes", raftlog.FollowerForward, "a write at a node with a follower replica: forward (over HTTP to the leader's node) or propose (through Raft to the leader; experimental, docs/benchmarks.md)")
-	f.IntVar(&proposalsInFlight, "proposals-in-flight", 0, "produce proposals in flight per partition; produces arriving while all are busy share the next one (group commit). 0: the default (1), -1: every produce its own proposal")
+	replication.flags(f)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringSliceVar(&allowedOrigins, "allowed-origins", nil, "origins (https://app.example.com, or *) whose pages may open WebSockets besides this node's own; comma-separated")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (for profiling; keep it on 127.0.0.1)")
@@ -105,6 +101,24 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 	tiered.flags(f)
 	testFaultFlags(f, &faults)
 	return cmd
+}
+
+// serveReplication is the flags of the Raft log and of how produces are
+// proposed.
+type serveReplication struct {
+	metaVoters, proposalsInFlight int
+	logDB, followerWrites         string
+}
+
+func (r *serveReplication) flags(f *pflag.FlagSet) {
+	f.IntVar(&r.metaVoters, "meta-voters", 3, "voters of the metadata shard: 3 or 5 (the same on every node)")
+	f.StringVar(&r.logDB, "logdb", "tan", "Raft log store, fixed per data dir: tan (fastest; 64 MiB of disk per replica) or pebble (for thousands of partitions)")
+	f.StringVar(&r.followerWrites, "follower-writes", raftlog.FollowerForward, "a write at a node with a follower replica: forward (over HTTP to the leader's node) or propose (through Raft to the leader; experimental, docs/benchmarks.md)")
+	f.IntVar(&r.proposalsInFlight, "proposals-in-flight", 0, "produce proposals in flight per partition; produces arriving while all are busy share the next one (group commit). 0: the default (1), -1: every produce its own proposal")
+}
+
+func (r *serveReplication) raft(tiered raftlog.TieredConfig) raftlog.Config {
+	return raftlog.Config{MetaVoters: r.metaVoters, LogDB: r.logDB, FollowerWrites: r.followerWrites, Tiered: tiered}
 }
 
 // testFaultFlags are test-only flags (docs/guarantees.md, "Analysis"): a
