@@ -72,8 +72,11 @@ type PartitionLog interface {
 	Append(ctx context.Context, b *AppendBatch) (AppendResult, error)
 	// Read returns records from this node's applied log starting at from,
 	// at most maxRecords and about maxBytes (at least one record when any is
-	// there). Reading at HighWatermark returns no records and no error; below
-	// LogStart or above HighWatermark it returns *OffsetRangeError.
+	// there). Reading at HighWatermark returns no records and no error, once
+	// the log has confirmed that HighWatermark is the end (a replicated log
+	// runs a ReadIndex round first, so the empty answer is not stale;
+	// ErrUnavailable when it cannot); below LogStart or above HighWatermark
+	// it returns *OffsetRangeError.
 	Read(ctx context.Context, from int64, maxRecords, maxBytes int) ([]Record, error)
 	// OffsetForTime returns the first offset whose record timestamp is >= ts,
 	// or HighWatermark when there is none.

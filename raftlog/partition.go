@@ -67,6 +67,18 @@ func (p *Partition) catchUp(ctx context.Context) error {
 	if p.sm.caughtUp.Load() {
 		return nil
 	}
+	if err := p.readIndex(ctx); err != nil {
+		return err
+	}
+	p.sm.caughtUp.Store(true)
+	return nil
+}
+
+// readIndex waits until this replica has applied everything the shard had
+// committed when it was called (a ReadIndex round: the leader confirms its
+// commit index with a quorum). Without a deadline in ctx it waits at most
+// 5 s.
+func (p *Partition) readIndex(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
@@ -76,7 +88,6 @@ func (p *Partition) catchUp(ctx context.Context) error {
 	for {
 		_, err := p.h.nh.SyncRead(ctx, p.shardID, nil)
 		if err == nil {
-			p.sm.caughtUp.Store(true)
 			return nil
 		}
 		// No leader yet (the shard just started): wait for one, within ctx.
@@ -95,6 +106,11 @@ func (p *Partition) catchUp(ctx context.Context) error {
 // Read serves records from this node's applied segments, and below the
 // local log start of a tiered partition from object storage (tier_read.go).
 func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
+	return p.read(ctx, from, maxRecords, maxBytes, p.readIndex)
+}
+
+// read is Read with confirm as the ReadIndex round at the end of the log.
+func (p *Partition) read(ctx context.Context, from int64, maxRecords, maxBytes int, confirm func(context.Context) error) ([]core.Record, error) {
 	if err := p.catchUp(ctx); err != nil {
 		return nil, err
 	}
@@ -103,7 +119,18 @@ func (p *Partition) Read(ctx context.Context, from int64, maxRecords, maxBytes i
 		return nil, &core.OffsetRangeError{Offset: from, LogStart: start, HighWatermark: hwm}
 	}
 	if from == hwm {
-		return nil, nil
+		// The end of this replica's log. A follower may be behind the
+		// leader, and a leader cut off from the others may have been
+		// replaced: answering "nothing here" now could hide a record
+		// already acknowledged. A ReadIndex round first makes the empty
+		// answer linearizable (docs/guarantees.md, "Reads"); a replica
+		// that cannot reach a quorum answers unavailable instead.
+		if err := confirm(ctx); err != nil {
+			return nil, err
+		}
+		if hwm = p.sm.hwm.Load(); from == hwm {
+			return nil, nil
+		}
 	}
 	if maxRecords <= 0 {
 		maxRecords = 500

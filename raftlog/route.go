@@ -487,12 +487,36 @@ func (r *routed) Read(ctx context.Context, from int64, maxRecords, maxBytes int)
 	if elsewhere, err := r.localReady(ctx); err != nil {
 		return nil, err
 	} else if !elsewhere {
-		return r.local.Read(ctx, from, maxRecords, maxBytes)
+		return r.readLocal(ctx, from, maxRecords, maxBytes)
 	}
 	out, err := r.readElsewhere(ctx, from, maxRecords, maxBytes)
 	if elsewhereFailed(ctx, err) {
 		// No other replica served it: wait for this one (catchUp).
 		return r.local.Read(ctx, from, maxRecords, maxBytes)
+	}
+	return out, err
+}
+
+// readLocal reads the local replica. At the end of its log the replica
+// confirms its end with a ReadIndex round (Partition.Read); when another
+// replica may serve the read and the round does not succeed within
+// catchUpWait (this node is cut off from a quorum, or behind a slow one),
+// the read goes there rather than waiting.
+func (r *routed) readLocal(ctx context.Context, from int64, maxRecords, maxBytes int) ([]core.Record, error) {
+	if !r.mayReadElsewhere() {
+		return r.local.Read(ctx, from, maxRecords, maxBytes)
+	}
+	out, err := r.local.read(ctx, from, maxRecords, maxBytes, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, catchUpWait)
+		defer cancel()
+		return r.local.readIndex(cctx)
+	})
+	if !errors.Is(err, core.ErrUnavailable) || ctx.Err() != nil {
+		return out, err
+	}
+	out, err = r.readElsewhere(ctx, from, maxRecords, maxBytes)
+	if elsewhereFailed(ctx, err) {
+		return r.local.Read(ctx, from, maxRecords, maxBytes) // as long as ctx allows
 	}
 	return out, err
 }

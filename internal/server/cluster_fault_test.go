@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -41,4 +43,76 @@ func TestClusterIsolatedLeader(t *testing.T) {
 		victim, first.Sub(cut), load.Ledger.MaxGap(0, cut, healed), load.Ledger.Count())
 	tu.Eventually(t, 60*time.Second, "settled after heal", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
 	tu.CheckTopic(t, load.Ledger, "f", u(2), u)
+}
+
+// A fetch at the end of a replica cut off from the others must not answer
+// "nothing there" for a record the leader has acknowledged meanwhile
+// (docs/guarantees.md, "Reads"): it answers the record or an error.
+func TestFetchAtTheEndOfACutOffReplica(t *testing.T) {
+	net := faultnet.New()
+	c := startCluster(t, 3, func(cfg *Config) { cfg.Raft.TransportFactory = net.Factory() })
+	u := func(id uint64) string { return c.nodes[id].URL() }
+	if r := tu.Do(t, "POST", u(1)+"/v1/topics", map[string]any{"name": "r", "partitions": 1}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
+	leader := tu.LeaderOf(t, u(1), "r", 0)
+	if leader == 0 {
+		t.Fatal("partition 0 has no leader")
+	}
+	follower := leader%3 + 1
+	// fetch reads offset 0 through the follower, as a client sends it or
+	// as another node forwards it (Weir-Hops: 1: not proxied again).
+	fetch := func(forwarded bool) (status int, values []string) {
+		req, err := http.NewRequest("GET", u(follower)+"/v1/topics/r/partitions/0/records?offset=0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if forwarded {
+			req.Header.Set("Weir-Hops", "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		defer resp.Body.Close()
+		var f struct {
+			Records []struct {
+				Value string `json:"value"`
+			} `json:"records"`
+		}
+		if resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(&f); err != nil {
+				t.Fatalf("fetch answer: %v", err)
+			}
+		}
+		for _, rec := range f.Records {
+			values = append(values, rec.Value)
+		}
+		return resp.StatusCode, values
+	}
+	// The follower's replica serves reads itself once it has caught up.
+	if status, values := fetch(true); status != 200 || len(values) != 0 {
+		t.Fatalf("fetch of the empty partition through the follower: %d %q", status, values)
+	}
+	net.Isolate(c.peers[follower])
+	if r := tu.Do(t, "POST", u(leader)+"/v1/topics/r/records", map[string]any{"records": []map[string]any{{"value": "acked"}}}); r.Status != 200 {
+		t.Fatalf("produce at the leader: %d %s", r.Status, r.Body)
+	}
+	// Cut off, the follower cannot confirm its end with a quorum; the read
+	// goes to the leader (clients and nodes still reach each other over
+	// HTTP: only Raft is cut), which has the record.
+	for _, forwarded := range []bool{true, false} {
+		if status, values := fetch(forwarded); status != 200 || len(values) != 1 || values[0] != "acked" {
+			t.Errorf("fetch through the cut-off follower (Weir-Hops %v): %d %q, want the acknowledged record", forwarded, status, values)
+		}
+	}
+	net.Heal()
+	tu.Eventually(t, 60*time.Second, "the follower serves the record after the heal", func() bool {
+		status, values := fetch(true)
+		if status == 200 && len(values) == 0 {
+			t.Fatal("the follower answered nothing at offset 0 after the record was acknowledged")
+		}
+		return status == 200 && len(values) == 1 && values[0] == "acked"
+	})
 }
