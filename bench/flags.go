@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,6 +47,41 @@ func parseRun(args []string) (*config, error) {
 		c.label = c.system
 	}
 	return c, nil
+}
+
+// tally is what the producers of one publishing run count: records
+// acknowledged, requests failed (with the first error), and each
+// producer's latencies. Producer p appends only to lat[p].
+type tally struct {
+	acked, failed atomic.Int64
+	firstErr      atomic.Value
+	lat           [][]time.Duration
+}
+
+func newTally(producers int) *tally { return &tally{lat: make([][]time.Duration, producers)} }
+
+// ack counts n records of producer p acknowledged after d.
+func (t *tally) ack(p, n int, d time.Duration) {
+	t.lat[p] = append(t.lat[p], d)
+	t.acked.Add(int64(n))
+}
+
+// fail counts a failed request; msg describes the first one.
+func (t *tally) fail(msg func() string) {
+	if t.failed.Add(1) == 1 {
+		t.firstErr.Store(msg())
+	}
+}
+
+// result is the run's result since start, an error if nothing was acknowledged.
+func (t *tally) result(start time.Time) (result, error) {
+	el := time.Since(start)
+	p50, p99 := latencies(t.lat)
+	r := result{Records: t.acked.Load(), Seconds: el.Seconds(), P50us: p50, P99us: p99, Errors: t.failed.Load()}
+	if r.Records == 0 {
+		return r, fmt.Errorf("no record acknowledged: %v", t.firstErr.Load())
+	}
+	return r, nil
 }
 
 // latencies merges per-producer samples and returns p50 and p99 in µs.

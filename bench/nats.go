@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,9 +62,7 @@ func subject(c *config, i int) string    { return c.topic + "." + strconv.Itoa(i
 // a batch asynchronously and waits for all its acknowledgements before the
 // next one; one record at a time is a batch of 1 (a synchronous publish).
 func natsPublish(c *config, producers, batch int) (result, error) {
-	var acked, failed atomic.Int64
-	lat := make([][]time.Duration, producers)
-	var firstErr atomic.Value
+	t := newTally(producers)
 	val := bytes.Repeat([]byte("x"), c.size)
 	start := startClock()
 	deadline := start.Add(c.duration)
@@ -114,24 +111,15 @@ func natsPublish(c *config, producers, batch int) (result, error) {
 					}
 				}
 				if err != nil {
-					if failed.Add(1) == 1 {
-						firstErr.Store(err.Error())
-					}
+					t.fail(func() string { return err.Error() })
 					continue
 				}
-				lat[p] = append(lat[p], time.Since(t0))
-				acked.Add(int64(batch))
+				t.ack(p, batch, time.Since(t0))
 			}
 		}()
 	}
 	wg.Wait()
-	el := time.Since(start)
-	p50, p99 := latencies(lat)
-	r := result{Records: acked.Load(), Seconds: el.Seconds(), P50us: p50, P99us: p99, Errors: failed.Load()}
-	if r.Records == 0 {
-		return r, fmt.Errorf("no record acknowledged: %v", firstErr.Load())
-	}
-	return r, nil
+	return t.result(start)
 }
 
 // natsConsume reads every stream from the start with one reader (one stream

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -149,9 +148,7 @@ func weirBodies(c *config, p, n int) ([][]byte, string) {
 // weirProduce runs producers that each send one request of batch records at
 // a time (producer i through server i mod len(servers)) for c.duration.
 func weirProduce(hc *fasthttp.Client, c *config, producers, batch int) (result, error) {
-	var acked, failed atomic.Int64
-	lat := make([][]time.Duration, producers)
-	var firstErr atomic.Value
+	t := newTally(producers)
 	start := startClock()
 	deadline := start.Add(c.duration)
 	var wg sync.WaitGroup
@@ -172,24 +169,15 @@ func weirProduce(hc *fasthttp.Client, c *config, producers, batch int) (result, 
 				t0 := time.Now()
 				err := hc.DoTimeout(req, resp, time.Minute)
 				if err != nil || resp.StatusCode() != 200 {
-					if failed.Add(1) == 1 {
-						firstErr.Store(fmt.Sprintf("%v %d %s", err, resp.StatusCode(), resp.Body()))
-					}
+					t.fail(func() string { return fmt.Sprintf("%v %d %s", err, resp.StatusCode(), resp.Body()) })
 					continue
 				}
-				lat[p] = append(lat[p], time.Since(t0))
-				acked.Add(int64(batch))
+				t.ack(p, batch, time.Since(t0))
 			}
 		}()
 	}
 	wg.Wait()
-	el := time.Since(start)
-	p50, p99 := latencies(lat)
-	r := result{Records: acked.Load(), Seconds: el.Seconds(), P50us: p50, P99us: p99, Errors: failed.Load()}
-	if r.Records == 0 {
-		return r, fmt.Errorf("no record acknowledged: %v", firstErr.Load())
-	}
-	return r, nil
+	return t.result(start)
 }
 
 // weirConsume reads every partition from the start to its high watermark

@@ -252,24 +252,8 @@ func (s *Server) produce(c *call, r *produceReq) {
 		writeError(ctx, err)
 		return
 	}
-	b := make([]byte, 0, 16+len(res.Offsets)*32)
-	b = append(b, `{"offsets":[`...)
-	for i, o := range res.Offsets {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"partition":`...)
-		b = strconv.AppendInt(b, int64(o.Partition), 10)
-		b = append(b, `,"offset":`...)
-		b = strconv.AppendInt(b, o.Offset, 10)
-		b = append(b, '}')
-	}
-	b = append(b, ']')
-	if res.Duplicate {
-		b = append(b, `,"duplicate":true`...)
-	}
-	b = append(b, "}\n"...)
-	writeJSON(ctx, 200, b)
+	b := appendProduced(append(make([]byte, 0, 16+len(res.Offsets)*32), '{'), res)
+	writeJSON(ctx, 200, append(b, "}\n"...))
 }
 
 func isNoAck(q *fasthttp.Args) bool {
@@ -287,4 +271,26 @@ func parseWait(args *fasthttp.Args) (time.Duration, error) {
 		return 0, core.Invalidf("wait_ms must be a number ≥ 0")
 	}
 	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// appendProduced appends the fields of a produce's answer, the same over
+// HTTP and WebSocket: "offsets" (partition and offset of each record, in
+// request order) and "duplicate" when the broker found the batch applied.
+func appendProduced(b []byte, res *core.ProduceResult) []byte {
+	b = append(b, `"offsets":[`...)
+	for i, o := range res.Offsets {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"partition":`...)
+		b = strconv.AppendInt(b, int64(o.Partition), 10)
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendInt(b, o.Offset, 10)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if res.Duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	return b
 }

@@ -540,21 +540,7 @@ func (c *wsConn) opProduce(f *wsFrame) error {
 			return
 		}
 		b := frameStart("produced", f.ID, "")
-		b = append(b, `,"offsets":[`...)
-		for i, o := range res.Offsets {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"partition":`...)
-			b = strconv.AppendInt(b, int64(o.Partition), 10)
-			b = append(b, `,"offset":`...)
-			b = strconv.AppendInt(b, o.Offset, 10)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-		if res.Duplicate {
-			b = append(b, `,"duplicate":true`...)
-		}
+		b = appendProduced(append(b, ','), res)
 		c.send(append(b, '}'))
 	})
 }
