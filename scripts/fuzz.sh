@@ -4,6 +4,10 @@ set -euo pipefail
 t=${1:-5s}
 cd "$(dirname "$0")/.."
 fail=0
+# Each run's own log: two `make test` on one machine (scripts/flake-check.sh)
+# must not read each other's fuzz output.
+log=$(mktemp "${TMPDIR:-/tmp}/weir-fuzz.XXXXXX")
+trap 'rm -f "$log"' EXIT
 # run DIR NAME [sdk]: one target. A failure that wrote no failing input is
 # the fuzz engine's own (its workers missed a deadline on a loaded
 # machine, "context deadline exceeded"), not a finding: it is retried once
@@ -11,15 +15,15 @@ fail=0
 run() {
   local dir=$1 name=$2 in=$3
   for attempt in 1 2; do
-    if (cd "$in" && go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} "./$dir") >/tmp/weir-fuzz.log 2>&1; then
+    if (cd "$in" && go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} "./$dir") >"$log" 2>&1; then
       return 0
     fi
-    if grep -q 'Failing input written\|panic:\|--- FAIL: Test' /tmp/weir-fuzz.log || ! grep -q 'context deadline exceeded' /tmp/weir-fuzz.log; then
-      cat /tmp/weir-fuzz.log; fail=1; return 0
+    if grep -q 'Failing input written\|panic:\|--- FAIL: Test' "$log" || ! grep -q 'context deadline exceeded' "$log"; then
+      cat "$log"; fail=1; return 0
     fi
     echo "fuzz $dir $name: the fuzz engine timed out without a finding (attempt $attempt)"
   done
-  cat /tmp/weir-fuzz.log
+  cat "$log"
 }
 while IFS= read -r line; do
   file=${line%%:*}
