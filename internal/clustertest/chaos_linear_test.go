@@ -214,7 +214,16 @@ func (l *linWindows) reader(ctx context.Context, rec *history.Recorder, topic, i
 func drainLinWindows(ctx context.Context, t testing.TB, url string, ws []linHistory) int {
 	bad := 0
 	for _, w := range ws {
-		hw, err := highWatermark(ctx, url, w.topic, 0)
+		// The high watermark as the main drain asks it: retried (each
+		// request may time out on a loaded machine) within ctx.
+		var hw int64
+		var err error
+		for {
+			if hw, err = highWatermark(ctx, url, w.topic, 0); err == nil || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // a retry's pace; ctx bounds the loop
+		}
 		if err == nil {
 			_, err = drain(ctx, w.rec, url, "drain", w.topic, 0, hw)
 		}
