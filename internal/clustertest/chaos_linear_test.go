@@ -16,6 +16,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/weir-broker/weir/internal/history"
+	tu "github.com/weir-broker/weir/internal/testutil"
 )
 
 // The linearizability windows of a chaos phase. Checking a history for
@@ -214,16 +215,14 @@ func (l *linWindows) reader(ctx context.Context, rec *history.Recorder, topic, i
 func drainLinWindows(ctx context.Context, t testing.TB, url string, ws []linHistory) int {
 	bad := 0
 	for _, w := range ws {
-		// The high watermark as the main drain asks it: retried (each
-		// request may time out on a loaded machine) within ctx.
+		// The high watermark as the main drain asks it (each request may
+		// time out on a loaded machine): tu.Eventually retries it.
 		var hw int64
 		var err error
-		for {
-			if hw, err = highWatermark(ctx, url, w.topic, 0); err == nil || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond) // a retry's pace; ctx bounds the loop
-		}
+		tu.Eventually(t, 60*time.Second, "the high watermark of "+w.topic, func() bool {
+			hw, err = highWatermark(ctx, url, w.topic, 0)
+			return err == nil
+		})
 		if err == nil {
 			_, err = drain(ctx, w.rec, url, "drain", w.topic, 0, hw)
 		}
