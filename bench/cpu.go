@@ -59,3 +59,18 @@ func parsePids(s string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// idle measures the servers' CPU with the topic set up and no load: after
+// c.idleWait (an idle group may change how it ticks only after a while:
+// Weir's --quiesce waits ten election timeouts), the CPU they use over
+// c.duration, in cores per server process.
+func idle(c *config) (result, error) {
+	if len(cpuPids) == 0 {
+		return result{}, fmt.Errorf("idle: -server-pids is required")
+	}
+	time.Sleep(c.idleWait)
+	start := startClock()
+	time.Sleep(c.duration)
+	el := time.Since(start).Seconds()
+	return result{Seconds: el, ServerCores: (serverCPU() - cpuAtStart) / el / float64(len(cpuPids))}, nil
+}

@@ -13,7 +13,7 @@ func parseRun(args []string) (*config, error) {
 	c := &config{}
 	var servers string
 	fs.StringVar(&c.system, "system", "weir", "weir (HTTP), kafka (Weir's Kafka listener, franz-go) or nats")
-	fs.StringVar(&c.scenario, "scenario", "batch", "batch (async publish), one (one record at a time), steady (-rate records/s offered, linger 0) or consume (one reader from the start)")
+	fs.StringVar(&c.scenario, "scenario", "batch", "batch (async publish), one (one record at a time), steady (-rate records/s offered, linger 0), consume (one reader from the start) or idle (the servers' CPU with the topic in place and no load; needs -server-pids)")
 	fs.StringVar(&c.label, "label", "", "name of the system in the report (default: -system)")
 	fs.StringVar(&c.cluster, "cluster", "R1", "R1 or R3 (report label)")
 	fs.StringVar(&servers, "servers", "", "comma-separated: http://HOST:PORT of Weir nodes, HOST:PORT of their Kafka listeners (kafka) or nats://HOST:PORT of NATS servers")
@@ -28,6 +28,7 @@ func parseRun(args []string) (*config, error) {
 	fs.IntVar(&c.perFetch, "per-fetch", 1000, "records per fetch (consume)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to publish (batch, one, steady)")
 	fs.IntVar(&c.rate, "rate", 10000, "records/s offered (steady)")
+	fs.DurationVar(&c.idleWait, "idle-wait", 30*time.Second, "idle: how long the servers are left alone after the setup before -duration of measuring their CPU")
 	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
 	fs.StringVar(&c.produce, "produce", "binary", "Weir produce body: json or binary (application/vnd.weir.records)")
 	pids := fs.String("server-pids", "", "comma-separated pids of the server processes: each result then has their CPU µs per record")

@@ -34,6 +34,8 @@ func runKafka(c *config) (result, error) {
 		return kafkaSteady(ctx, c)
 	case "consume":
 		return kafkaConsume(ctx, c)
+	case "idle":
+		return idle(c)
 	}
 	return result{}, fmt.Errorf("unknown scenario %q", c.scenario)
 }

@@ -3,7 +3,7 @@
 // client) so that their figures can be put side by side:
 // scripts/bench-compare.sh starts the servers and calls it.
 //
-//	weircmp run -system weir|kafka|nats -scenario batch|one|steady|consume -servers A,B,C [flags]
+//	weircmp run -system weir|kafka|nats -scenario batch|one|steady|consume|idle -servers A,B,C [flags]
 //	weircmp report FILE.jsonl
 //
 // `run` prints one JSON line with the result; `report` reads those lines
@@ -34,6 +34,11 @@ type result struct {
 	Offered  float64 `json:"offered,omitempty"` // records/s offered (steady)
 	// ServerCPUus is the servers' CPU time per record in µs (-server-pids).
 	ServerCPUus float64 `json:"server_cpu_us,omitempty"`
+	// Partitions of the topic (NATS: streams).
+	Partitions int `json:"partitions"`
+	// ServerCores is the CPU the servers used per process, in cores, over
+	// the measured phase (-server-pids; the idle scenario).
+	ServerCores float64 `json:"server_cores,omitempty"`
 }
 
 // config is the load shape, identical for both systems.
@@ -44,9 +49,10 @@ type config struct {
 	partitions, replicas             int
 	producers, batch, size, perFetch int
 	duration                         time.Duration
-	rate                             int    // records/s offered (steady)
-	accept                           string // Weir fetch encoding: json or binary
-	produce                          string // Weir produce body: json or binary
+	rate                             int           // records/s offered (steady)
+	idleWait                         time.Duration // idle: quiet time before the measured phase
+	accept                           string        // Weir fetch encoding: json or binary
+	produce                          string        // Weir produce body: json or binary
 }
 
 func main() {
@@ -88,7 +94,7 @@ func runCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	r.Label, r.Cluster, r.Scenario = c.label, c.cluster, c.scenario
+	r.Label, r.Cluster, r.Scenario, r.Partitions = c.label, c.cluster, c.scenario, c.partitions
 	if r.Seconds > 0 {
 		r.Rate = float64(r.Records) / r.Seconds
 	}

@@ -51,6 +51,8 @@ func runNATS(c *config) (result, error) {
 		return natsSteady(c)
 	case "consume":
 		return natsConsume(ctx, js, c)
+	case "idle":
+		return idle(c)
 	}
 	return result{}, fmt.Errorf("unknown scenario %q", c.scenario)
 }

@@ -9,13 +9,18 @@ import (
 	"strings"
 )
 
-// runKey names the runs of one system (label) under one load (scenario)
-// on one cluster.
-type runKey struct{ cluster, scenario, label string }
+// runKey names the runs of one system (label) under one load (scenario,
+// over a topic of so many partitions) on one cluster.
+type runKey struct {
+	cluster, scenario string
+	partitions        int
+	label             string
+}
 
-// reportCmd prints, per cluster and scenario, the median over runs of each
-// system and its ratios to "weir" (Weir over HTTP), "nats" (NATS default)
-// and "nats-sync" measured in the same file.
+// reportCmd prints, per cluster, scenario and partition count, the median
+// over runs of each system and its ratios to "weir" (Weir over HTTP),
+// "nats" (NATS default) and "nats-sync" measured in the same file; then the
+// idle rows (servers' CPU with no load), if any.
 func reportCmd(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: weircmp report FILE.jsonl")
@@ -38,28 +43,82 @@ func reportCmd(args []string) error {
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, cl := range []string{"R1", "R3"} {
 		for _, row := range rows {
-			weir := runs[runKey{cl, row.scenario, "weir"}]
-			base := runs[runKey{cl, row.scenario, "nats"}]
-			sync := runs[runKey{cl, row.scenario, "nats-sync"}]
-			for _, l := range labels {
-				rs := runs[runKey{cl, row.scenario, l}]
-				if len(rs) == 0 {
-					continue
-				}
-				m := median(rs, resultRate)
-				ratio := func(o []result) string {
-					if len(o) == 0 || median(o, resultRate) == 0 {
-						return "—"
-					}
-					return fmt.Sprintf("%.2f", m/median(o, resultRate))
-				}
-				lat, cpuCol := reportLatencyCPU(rs, row.scenario)
-				name := reportLoadName(rs, row.scenario, row.name)
-				fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s |\n", cl, name, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol)
+			for _, np := range partitionCounts(runs) {
+				reportRow(runs, labels, runKey{cl, row.scenario, np, ""}, row.name)
 			}
 		}
 	}
+	reportIdle(runs, labels)
 	return nil
+}
+
+// reportRow prints the lines of one load (k without a label), one per system.
+func reportRow(runs map[runKey][]result, labels []string, k runKey, name string) {
+	of := func(label string) []result { k.label = label; return runs[k] }
+	weir, base, sync := of("weir"), of("nats"), of("nats-sync")
+	for _, l := range labels {
+		rs := of(l)
+		if len(rs) == 0 {
+			continue
+		}
+		m := median(rs, resultRate)
+		ratio := func(o []result) string {
+			if len(o) == 0 || median(o, resultRate) == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.2f", m/median(o, resultRate))
+		}
+		lat, cpuCol := reportLatencyCPU(rs, k.scenario)
+		load := reportLoadName(rs, k.scenario, name)
+		if k.partitions != 4 {
+			load += fmt.Sprintf(", %d partitions", k.partitions)
+		}
+		fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s |\n", k.cluster, load, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol)
+	}
+}
+
+// reportIdle prints the idle rows: the servers' CPU per process, in cores,
+// with no load, and its ratio to NATS default's.
+func reportIdle(runs map[runKey][]result, labels []string) {
+	header := false
+	for _, cl := range []string{"R1", "R3"} {
+		for _, np := range partitionCounts(runs) {
+			k := runKey{cl, "idle", np, "nats"}
+			nats := median(runs[k], resultCores)
+			for _, l := range labels {
+				k.label = l
+				rs := runs[k]
+				if len(rs) == 0 {
+					continue
+				}
+				if !header {
+					fmt.Println()
+					fmt.Println("| cluster | load | system | runs | server CPU per node, cores (median) | × NATS default |")
+					fmt.Println("|---|---|---|---|---|---|")
+					header = true
+				}
+				ratio := "—"
+				if nats > 0 {
+					ratio = fmt.Sprintf("%.2f", median(rs, resultCores)/nats)
+				}
+				fmt.Printf("| %s | idle, %d partitions | %s | %d | %.3f | %s |\n", cl, np, l, len(rs), median(rs, resultCores), ratio)
+			}
+		}
+	}
+}
+
+// partitionCounts lists the partition counts found in runs, ascending.
+func partitionCounts(runs map[runKey][]result) []int {
+	seen := map[int]bool{}
+	var out []int
+	for k := range runs {
+		if !seen[k.partitions] {
+			seen[k.partitions] = true
+			out = append(out, k.partitions)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
 
 // readRuns reads the results (JSON lines; other lines are skipped) of the
@@ -81,7 +140,10 @@ func readRuns(path string) (map[runKey][]result, error) {
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			return nil, err
 		}
-		k := runKey{r.Cluster, r.Scenario, r.Label}
+		if r.Partitions == 0 {
+			r.Partitions = 4 // results from before the field: always 4
+		}
+		k := runKey{r.Cluster, r.Scenario, r.Partitions, r.Label}
 		runs[k] = append(runs[k], r)
 	}
 	return runs, nil
@@ -123,10 +185,11 @@ func median(rs []result, get func(result) float64) float64 {
 }
 
 // Fields of a result, for median.
-func resultRate(r result) float64 { return r.Rate }
-func resultP50(r result) float64  { return r.P50us }
-func resultP99(r result) float64  { return r.P99us }
-func resultCPU(r result) float64  { return r.ServerCPUus }
+func resultRate(r result) float64  { return r.Rate }
+func resultP50(r result) float64   { return r.P50us }
+func resultP99(r result) float64   { return r.P99us }
+func resultCPU(r result) float64   { return r.ServerCPUus }
+func resultCores(r result) float64 { return r.ServerCores }
 
 // reportLatencyCPU formats the latency (none for a consume scenario) and
 // server CPU (none when not measured) columns of rs.

@@ -28,6 +28,8 @@ func runWeir(c *config) (result, error) {
 		return weirSteady(hc, c)
 	case "consume":
 		return weirConsume(hc, c)
+	case "idle":
+		return idle(c)
 	}
 	return result{}, fmt.Errorf("unknown scenario %q", c.scenario)
 }

@@ -48,10 +48,23 @@ type Config struct {
 	// forwarding, partitions not hosted here are unavailable.
 	Forwarder core.Forwarder
 
-	RTTMillisecond uint64 // default 10
-	HeartbeatRTT   uint64 // default 5 (×RTT)
-	ElectionRTT    uint64 // default 100 (×RTT = 1 s); single-replica shards use 10
-	SegmentBytes   int64  // segment file size; default 64 MiB
+	// RTTMillisecond is the Raft clock tick in ms (default 10). Every
+	// replica is stepped once per tick, idle or not: with many partitions
+	// a longer tick costs less CPU (docs/cluster.md, "Many partitions").
+	// HeartbeatRTT and ElectionRTT count ticks; unset, they keep a
+	// heartbeat of 50 ms and an election timeout of 1 s whatever the tick
+	// (at least 1 and 3 ticks). Single-replica shards elect after 100 ms
+	// (at least 3 ticks).
+	RTTMillisecond uint64
+	HeartbeatRTT   uint64
+	ElectionRTT    uint64
+	// Quiesce lets a partition of several replicas that has been idle for
+	// ten election timeouts stop ticking and heartbeating until traffic
+	// reaches it (Dragonboat's quiesce mode; quiesce.go). For nodes with
+	// many partitions, most of them idle. The metadata shard never
+	// quiesces.
+	Quiesce      bool
+	SegmentBytes int64 // segment file size; default 64 MiB
 	// SnapshotBytes: after this many bytes applied to a partition, a
 	// (cheap, metadata-only) snapshot is requested so the Raft log can be
 	// compacted; default 64 MiB.
@@ -111,10 +124,10 @@ func (c *Config) setDefaults() {
 		c.RTTMillisecond = 10
 	}
 	if c.HeartbeatRTT == 0 {
-		c.HeartbeatRTT = 5
+		c.HeartbeatRTT = max(1, 50/c.RTTMillisecond)
 	}
 	if c.ElectionRTT == 0 {
-		c.ElectionRTT = 100
+		c.ElectionRTT = max(3, 1000/c.RTTMillisecond, 2*c.HeartbeatRTT+1)
 	}
 	if c.SegmentBytes == 0 {
 		c.SegmentBytes = 64 << 20
@@ -152,6 +165,8 @@ func (c *Config) Validate() error {
 		return errors.New("raftlog: the metadata shard has 3 or 5 voters")
 	case c.LogDB != "" && c.LogDB != "tan" && c.LogDB != "pebble":
 		return fmt.Errorf("raftlog: LogDB %q is neither tan nor pebble", c.LogDB)
+	case c.RTTMillisecond > 1000:
+		return fmt.Errorf("raftlog: Raft tick of %d ms is above 1 s", c.RTTMillisecond)
 	case c.FollowerWrites != "" && c.FollowerWrites != FollowerPropose && c.FollowerWrites != FollowerForward:
 		return fmt.Errorf("raftlog: FollowerWrites %q is neither %s nor %s", c.FollowerWrites, FollowerPropose, FollowerForward)
 	}
@@ -202,6 +217,7 @@ type Host struct {
 
 	mu       sync.Mutex                // guards the maps below
 	parts    map[uint64]*partitionSM   // running partition shards by shard id
+	waker    waker                     // wake requests in flight (quiesce.go)
 	lead     map[uint64]*leaderState   // leader per shard, from the event listener
 	snaps    map[uint64]*snapshotState // bytes applied since the last snapshot request
 	busy     map[uint64]bool           // shards with a membership task in flight
@@ -380,8 +396,8 @@ func (h *Host) startMetaShard() error {
 // shardConfig is the Raft configuration of one replica.
 func (h *Host) shardConfig(shardID, replicaID uint64, voters int) dbconfig.Config {
 	election, heartbeat := h.cfg.ElectionRTT, h.cfg.HeartbeatRTT
-	if voters == 1 {
-		election, heartbeat = 10, 1 // nobody to disagree with: elect fast
+	if voters == 1 { // nobody to disagree with: elect fast
+		election, heartbeat = max(3, 100/h.cfg.RTTMillisecond), 1
 	}
 	return dbconfig.Config{
 		ShardID:             shardID,
@@ -680,6 +696,7 @@ func (h *Host) startPartition(shardID uint64, d desiredShard) error {
 		func(n int64) { h.noteApplied(shardID, n) })
 	psm.replicaID = d.replicaID
 	cfg := h.shardConfig(shardID, d.replicaID, d.voters)
+	cfg.Quiesce = h.cfg.Quiesce && d.voters > 1
 	members, join := d.members, false
 	switch {
 	case h.nh.HasNodeInfo(shardID, d.replicaID):

@@ -246,6 +246,11 @@ func (r *routed) write(ctx context.Context, idempotent bool, unknown *bool,
 			return nil
 		}
 		last = err
+		// A quiet partition's replicas do not time out a leader that is
+		// gone (quiesce.go): a failed attempt wakes the local one.
+		if !isDomainError(err) {
+			r.h.wake(r.shard)
+		}
 		switch {
 		case errors.Is(err, core.ErrNotLeader):
 			// Certainly not applied: try again.
@@ -835,6 +840,9 @@ func (h *Host) probeLoop() {
 					}
 				}
 			}()
+		}
+		if h.cfg.Quiesce {
+			h.wakeOrphans()
 		}
 		select {
 		case <-h.stopC:

@@ -19,6 +19,11 @@
 #   to compare with the default (forwarded over HTTP to the leader).
 #   weir-x is Weir (HTTP) with the extra serve flags of WEIR_X_ARGS, e.g.
 #   ONLY="weir weir-x nats" WEIR_X_ARGS="--proposals-in-flight 4".
+#   WEIR_ARGS are extra serve flags for every Weir system (e.g. --logdb pebble).
+#   SCENARIOS="idle@1000 batch@1000 batch@6": a scenario over a topic of
+#   that many partitions (default PARTITIONS=4); idle measures the servers'
+#   CPU with no load (cores per process; after weircmp's -idle-wait, 30 s).
+#   Many partitions: docs/benchmarks.md, "Many partitions".
 #   BASE_REV=<git rev> adds the systems base and base-kafka: the same loads
 #   against bin/weir-base built from that revision, alternating with today's
 #   build in the same run (an A/B of a change, with NATS beside it); the
@@ -35,6 +40,7 @@ D=${BENCH_DURATION:-5s}
 ONLY=${ONLY:-"weir weir-kafka nats nats-sync"}
 CLUSTERS=${CLUSTERS:-"R1 R3"}
 SCENARIOS=${SCENARIOS:-"batch one steady consume"}
+PARTITIONS=${PARTITIONS:-4}
 RATE=${BENCH_RATE:-10000}
 hp=${BENCH_HTTP_PORT:-18580}; rp=${BENCH_RAFT_PORT:-17580}; np=${BENCH_NATS_PORT:-14222}
 kp=${BENCH_KAFKA_PORT:-$((hp+200))}
@@ -87,6 +93,7 @@ start_weir() { # nodes [kafka|prop|x] [binary]: "kafka": node i also listens for
       extra+=(--kafka-addr "")
     fi
     [ "$kafka" = prop ] && extra+=(--follower-writes propose)
+    extra+=(${WEIR_ARGS:-})
     [ "$kafka" = x ] && extra+=(${WEIR_X_ARGS:-})
     "$bin" serve --node-id "$i" --data-dir "$work/data/n$i" --http-addr "127.0.0.1:$((hp+i-1))" \
       --raft-addr "127.0.0.1:$((rp+i-1))" --log-level error "${extra[@]}" \
@@ -130,11 +137,15 @@ run_scenarios() { # label system cluster replicas topic servers [weircmp flags..
   local s label=$1 system=$2 cluster=$3 replicas=$4 topic=$5 srv=$6
   shift 6
   for s in $SCENARIOS; do
+    # SCENARIO@P: over a topic of P partitions (NATS: P streams) of its
+    # own; plain SCENARIO: PARTITIONS (4).
+    local parts=$PARTITIONS scen=$s
+    case $s in *@*) scen=${s%@*}; parts=${s#*@} ;; esac
     # A failed scenario (e.g. a peer not ready) is reported and skipped:
     # the medians come from the runs that completed (the report says how many).
-    ./bin/weircmp run -system "$system" -label "$label" -cluster "$cluster" -replicas "$replicas" -topic "$topic" \
-      -servers "$srv" -scenario "$s" -duration "$D" -rate "$RATE" -server-pids "$(IFS=,; echo "${pids[*]}")" \
-      "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT" ||
+    ./bin/weircmp run -system "$system" -label "$label" -cluster "$cluster" -replicas "$replicas" -topic "${topic}p$parts" \
+      -partitions "$parts" -servers "$srv" -scenario "$scen" -duration "$D" -rate "$RATE" \
+      -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT" ||
       echo "scenario $s of $label ($cluster) failed; skipped" >&2
   done
 }

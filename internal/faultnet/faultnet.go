@@ -25,14 +25,32 @@ import (
 // ErrCut is returned for a snapshot chunk sent across a cut.
 var ErrCut = errors.New("faultnet: link is cut")
 
-// Net holds the cuts between Raft addresses. Safe for concurrent use.
+// Net holds the cuts between Raft addresses and counts the messages sent
+// across it by type. Safe for concurrent use.
 type Net struct {
 	mu       sync.RWMutex
 	isolated map[string]bool
+	sent     map[pb.MessageType]int // messages delivered, by type
 }
 
 // New returns a network with no cuts.
-func New() *Net { return &Net{isolated: map[string]bool{}} }
+func New() *Net { return &Net{isolated: map[string]bool{}, sent: map[pb.MessageType]int{}} }
+
+// Sent is how many messages of type t crossed the network uncut so far
+// (e.g. pb.Quiesce: a leader told its followers its group went quiet).
+func (n *Net) Sent(t pb.MessageType) int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.sent[t]
+}
+
+func (n *Net) count(b pb.MessageBatch) {
+	n.mu.Lock()
+	for _, m := range b.Requests {
+		n.sent[m.Type]++
+	}
+	n.mu.Unlock()
+}
 
 // Isolate cuts addr off from every other address.
 func (n *Net) Isolate(addr string) {
@@ -104,6 +122,7 @@ func (c *conn) SendMessageBatch(b pb.MessageBatch) error {
 	if c.t.n.cut(c.t.self, c.target) {
 		return nil // dropped on the wire
 	}
+	c.t.n.count(b)
 	return c.IConnection.SendMessageBatch(b)
 }
 
