@@ -27,7 +27,8 @@ dur=${BENCH_DURATION:-10s}
 port=${BENCH_HTTP_PORT:-18090}; rport=${BENCH_RAFT_PORT:-17090}; sport=${BENCH_SINK_PORT:-14318}
 [ -x bin/weir ] || make build >/dev/null
 [ -x bin/otlpsink ] || go build -o bin/otlpsink ./scripts/otlpsink
-./bin/otlpsink -addr 127.0.0.1:$sport > /tmp/weir-otlpsink.out &
+sinkout=$(mktemp "${TMPDIR:-/tmp}/weir-otlpsink.XXXXXX") # per run: two runs side by side never share it
+./bin/otlpsink -addr 127.0.0.1:$sport > "$sinkout" &
 sink=$!
 pid=
 dir=
@@ -35,7 +36,8 @@ cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   [ -n "$dir" ] && rm -rf "$dir"
   kill -INT $sink 2>/dev/null; wait $sink 2>/dev/null || true
-  cat /tmp/weir-otlpsink.out 2>/dev/null || true
+  cat "$sinkout" 2>/dev/null || true
+  rm -f "$sinkout"
 }
 trap cleanup EXIT
 
