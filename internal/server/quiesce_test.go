@@ -33,8 +33,10 @@ func quietCluster(t *testing.T, tickMs uint64) (*testCluster, *faultnet.Net, uin
 		t.Fatalf("produce: %d %s", r.Status, r.Body)
 	}
 	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, u)) })
-	// The metadata shard never quiesces: a Quiesce message is q's leader's.
-	tu.Eventually(t, 2*time.Minute, "partition q/0 quiesced", func() bool { return net.Sent(pb.Quiesce) > 0 })
+	// The metadata shard never quiesces, so every Quiesce message is q/0's:
+	// a replica that goes quiet tells its two peers, so six mean all three
+	// replicas went quiet.
+	tu.Eventually(t, 2*time.Minute, "partition q/0 quiesced", func() bool { return net.Sent(pb.Quiesce) >= 6 })
 	leader := tu.LeaderOf(t, u, "q", 0)
 	if leader == 0 {
 		t.Fatal("q/0 has no leader")
