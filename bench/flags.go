@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,9 @@ func (t *tally) result(start time.Time) (result, error) {
 	r := result{Records: t.acked.Load(), Seconds: el.Seconds(), P50us: p50, P99us: p99, Errors: t.failed.Load()}
 	if r.Records == 0 {
 		return r, fmt.Errorf("no record acknowledged: %v", t.firstErr.Load())
+	}
+	if r.Errors > 0 {
+		fmt.Fprintf(os.Stderr, "weircmp: %d failed requests, the first: %v\n", r.Errors, t.firstErr.Load())
 	}
 	return r, nil
 }

@@ -67,7 +67,9 @@ func weirSetup(hc *fasthttp.Client, c *config) error {
 	if err != nil {
 		return err
 	}
-	if st != 201 && !bytes.Contains(b, []byte("topic_exists")) {
+	// 503 "no leader yet": created, but a busy node's replicas did not all
+	// elect within the request; the wait below decides.
+	if st != 201 && !bytes.Contains(b, []byte("topic_exists")) && st != 503 {
 		return fmt.Errorf("create topic: %d %s", st, b)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
