@@ -44,6 +44,22 @@ func quietCluster(t *testing.T, tickMs uint64) (*testCluster, *faultnet.Net, uin
 	return c, net, leader
 }
 
+// writeThroughSurvivor waits until a write to q/0 through a node other
+// than the lost leader is acknowledged, checks that another node now leads
+// q/0 and returns that survivor's URL.
+func writeThroughSurvivor(t *testing.T, c *testCluster, lost uint64) string {
+	t.Helper()
+	u := c.nodes[lost%3+1].URL()
+	tu.Eventually(t, time.Minute, "a write through a survivor is acknowledged", func() bool {
+		r := tu.Do(t, "POST", u+"/v1/topics/q/records", map[string]any{"records": []map[string]any{{"value": "after"}}})
+		return r.Status == 200
+	})
+	if l := tu.LeaderOf(t, u, "q", 0); l == lost || l == 0 {
+		t.Fatalf("q/0's leader is %d after node %d was lost", l, lost)
+	}
+	return u
+}
+
 // A quiet partition's followers do not time out their leader. When the
 // leader's node dies while the partition is quiet, the survivors must
 // still elect another leader and take writes (raftlog/quiesce.go).
@@ -51,15 +67,7 @@ func TestQuietPartitionLosesItsLeader(t *testing.T) {
 	c, _, leader := quietCluster(t, 10)
 	stop(t, c.nodes[leader])
 	delete(c.nodes, leader)
-	survivor := leader%3 + 1
-	u := c.nodes[survivor].URL()
-	tu.Eventually(t, time.Minute, "a write through a survivor is acknowledged", func() bool {
-		r := tu.Do(t, "POST", u+"/v1/topics/q/records", map[string]any{"records": []map[string]any{{"value": "after"}}})
-		return r.Status == 200
-	})
-	if l := tu.LeaderOf(t, u, "q", 0); l == leader || l == 0 {
-		t.Fatalf("q/0's leader is %d after node %d died", l, leader)
-	}
+	u := writeThroughSurvivor(t, c, leader)
 	if got := tu.ReadPartition(t, u, "q", 0, true); len(got) < 2 || got[0] != "before" {
 		t.Fatalf("q/0 after the failover: %q", got)
 	}
@@ -73,14 +81,6 @@ func TestQuietPartitionLosesItsLeader(t *testing.T) {
 func TestQuietPartitionLeaderCutOff(t *testing.T) {
 	c, net, leader := quietCluster(t, 100)
 	net.Isolate(c.peers[leader])
-	survivor := leader%3 + 1
-	u := c.nodes[survivor].URL()
-	tu.Eventually(t, time.Minute, "a write through a survivor is acknowledged", func() bool {
-		r := tu.Do(t, "POST", u+"/v1/topics/q/records", map[string]any{"records": []map[string]any{{"value": "after"}}})
-		return r.Status == 200
-	})
-	if l := tu.LeaderOf(t, u, "q", 0); l == leader || l == 0 {
-		t.Fatalf("q/0's leader is %d with node %d cut off", l, leader)
-	}
+	writeThroughSurvivor(t, c, leader)
 	net.Heal()
 }
