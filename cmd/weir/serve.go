@@ -116,7 +116,7 @@ func (r *serveReplication) flags(f *pflag.FlagSet) {
 	f.IntVar(&r.metaVoters, "meta-voters", 3, "voters of the metadata shard: 3 or 5 (the same on every node)")
 	f.StringVar(&r.logDB, "logdb", "tan", "Raft log store, fixed per data dir: tan (fastest; 64 MiB of disk per replica) or pebble (for thousands of partitions)")
 	f.StringVar(&r.followerWrites, "follower-writes", raftlog.FollowerForward, "a write at a node with a follower replica: forward (over HTTP to the leader's node) or propose (through Raft to the leader; experimental, docs/benchmarks.md)")
-	f.DurationVar(&r.tick, "raft-tick", 10*time.Millisecond, "Raft clock tick, 1ms to 1s: every replica is stepped once per tick, so a longer one costs less CPU with many partitions (heartbeats 50 ms and elections 1 s whatever the tick; docs/cluster.md)")
+	f.DurationVar(&r.tick, "raft-tick", 10*time.Millisecond, "Raft clock tick, 1ms to 1s: every replica is stepped once per tick, so a longer one costs less CPU with many partitions; the heartbeat stays 50 ms and the election timeout 1 s, or at least 1 and 3 ticks (docs/cluster.md)")
 	f.BoolVar(&r.quiesce, "quiesce", false, "idle partitions stop ticking and heartbeating until traffic reaches them (for many partitions; docs/cluster.md)")
 	f.IntVar(&r.proposalsInFlight, "proposals-in-flight", 0, "produce proposals in flight per partition; produces arriving while all are busy share the next one (group commit). 0: the default (1), -1: every produce its own proposal")
 }
