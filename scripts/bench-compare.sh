@@ -10,7 +10,8 @@
 # start. Prints the table of medians and ratios, and the servers' CPU time
 # per record (user + system of the server processes during the measured
 # phase: steadier than records/s on a shared machine); the raw results stay
-# in $OUT (JSON lines). Then, unless BENCH_PIPELINE=0, `weir bench pipeline`.
+# in $OUT (JSON lines). Then, unless BENCH_PIPELINE=0, `weir bench pipeline`
+# on each of CLUSTERS. ONLY=" " (a space) runs the pipeline rows alone.
 #
 #   RUNS=3 BENCH_DURATION=5s BENCH_PPROF=0 BENCH_PIPELINE=1 scripts/bench-compare.sh
 #   ONLY="weir weir-kafka" CLUSTERS="R1" SCENARIOS="batch steady" ... to run a subset.
@@ -192,11 +193,14 @@ if [ "${BENCH_PIPELINE:-1}" = 1 ]; then
   for g in at_least_once exactly_once; do
     for run in $(seq 1 "$RUNS"); do
       for b in $builds; do
-        start_weir 1 "" "$b"
-        echo "== pipeline $g, run $run, $b"
-        "$b" bench pipeline --server "$servers" --module bin/examples/passthrough.wasm \
+       for cl in $CLUSTERS; do # R3: input and output topics replicated 3 ways
+        nodes=1; [ "$cl" = R3 ] && nodes=3
+        start_weir $nodes "" "$b"
+        echo "== pipeline $g, $cl, run $run, $b"
+        "$b" bench pipeline --server "${servers%%,*}" --module bin/examples/passthrough.wasm \
           --records "${BENCH_PIPELINE_RECORDS:-1000000}" --guarantee $g | tail -2
         stop
+       done
       done
     done
   done
