@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -109,15 +111,21 @@ func reportIdle(runs map[runKey][]result, labels []string) {
 
 // partitionCounts lists the partition counts found in runs, ascending.
 func partitionCounts(runs map[runKey][]result) []int {
-	seen := map[int]bool{}
-	var out []int
+	return distinct(runs, func(k runKey) int { return k.partitions }, nil)
+}
+
+// distinct lists the values of key over the runs, each once and sorted,
+// leaving out those in skip.
+func distinct[T cmp.Ordered](runs map[runKey][]result, key func(runKey) T, skip map[T]bool) []T {
+	seen := map[T]bool{}
+	var out []T
 	for k := range runs {
-		if !seen[k.partitions] {
-			seen[k.partitions] = true
-			out = append(out, k.partitions)
+		if v := key(k); !seen[v] && !skip[v] {
+			seen[v] = true
+			out = append(out, v)
 		}
 	}
-	sort.Ints(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -153,19 +161,11 @@ func readRuns(path string) (map[runKey][]result, error) {
 // the others found in runs, sorted.
 func reportLabels(runs map[runKey][]result) []string {
 	labels := []string{"weir", "weir-prop", "weir-kafka", "nats", "nats-sync"}
-	seen := map[string]bool{}
+	known := map[string]bool{}
 	for _, l := range labels {
-		seen[l] = true
+		known[l] = true
 	}
-	var others []string
-	for k := range runs {
-		if !seen[k.label] {
-			seen[k.label] = true
-			others = append(others, k.label)
-		}
-	}
-	sort.Strings(others)
-	return append(labels, others...)
+	return append(labels, distinct(runs, func(k runKey) string { return k.label }, known)...)
 }
 
 // median is the median of get over rs (0 for none).
