@@ -62,7 +62,7 @@ func parsePids(s string) ([]int, error) {
 
 // idle measures the servers' CPU with the topic set up and no load: after
 // c.idleWait (an idle group may change how it ticks only after a while:
-// Weir's --quiesce waits ten election timeouts), the CPU they use over
+// Weir's --quiesce waits twenty election timeouts), the CPU they use over
 // c.duration, in cores per server process.
 func idle(c *config) (result, error) {
 	if len(cpuPids) == 0 {

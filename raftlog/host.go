@@ -59,7 +59,7 @@ type Config struct {
 	HeartbeatRTT   uint64
 	ElectionRTT    uint64
 	// Quiesce lets a partition of several replicas that has been idle for
-	// ten election timeouts stop ticking and heartbeating until traffic
+	// twenty election timeouts stop ticking and heartbeating until traffic
 	// reaches it (Dragonboat's quiesce mode; quiesce.go). For nodes with
 	// many partitions, most of them idle. The metadata shard never
 	// quiesces.

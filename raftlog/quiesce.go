@@ -13,7 +13,7 @@ import (
 // A Raft group ticks and its leader sends heartbeats whether or not anyone
 // writes: with 1,000 partitions of three replicas that idle work cost about
 // a third of a core per node. Dragonboat's quiesce mode stops it for a
-// group that has seen no traffic for ten election timeouts: the leader
+// group that has seen no traffic for twenty election timeouts: the leader
 // tells the followers, and every replica then stops heartbeats and
 // election timers until a message, a proposal or a read reaches it.
 //

@@ -21,7 +21,7 @@ func quietCluster(t *testing.T, tickMs uint64) (*testCluster, *faultnet.Net, uin
 		cfg.Raft.TransportFactory = net.Factory()
 		cfg.Raft.Quiesce = true
 		cfg.Raft.RTTMillisecond = tickMs
-		// A group goes quiet after ten election timeouts without traffic:
+		// A group goes quiet after twenty election timeouts without traffic:
 		// 6 s here instead of the default 20 s.
 		cfg.Raft.ElectionRTT = 300 / tickMs
 	})
