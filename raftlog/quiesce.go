@@ -48,15 +48,16 @@ func (h *Host) wakeOrphans() {
 		shard uint64
 		pm    PartitionMeta
 	}
-	var local []replica
+	var all []replica
 	h.meta.read(func(st *metaState) {
 		st.eachPartition(func(_ string, _ int, pm *PartitionMeta) {
-			if h.localSM(pm.ShardID) != nil {
-				local = append(local, replica{shard: pm.ShardID, pm: *pm})
-			}
+			all = append(all, replica{shard: pm.ShardID, pm: *pm})
 		})
 	})
-	for _, r := range local {
+	for _, r := range all {
+		if h.localSM(r.shard) == nil { // outside meta.read: never both locks at once
+			continue
+		}
 		lid, _, ok, err := h.nh.GetLeaderID(r.shard)
 		if err != nil {
 			continue // not running here (any more)

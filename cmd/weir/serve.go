@@ -58,6 +58,9 @@ through the environment as WEIR_<FLAG>, e.g. WEIR_HTTP_ADDR.`,
 			if join != "" && len(pm) > 0 {
 				return fmt.Errorf("--join and --peers exclude each other: --peers forms a new cluster, --join enters a running one")
 			}
+			if replication.tick < time.Millisecond || replication.tick > time.Second || replication.tick%time.Millisecond != 0 {
+				return fmt.Errorf("--raft-tick %v: a whole number of milliseconds from 1ms to 1s", replication.tick)
+			}
 			s3cfg, tieredCfg, err := tiered.config()
 			if err != nil {
 				return err
