@@ -327,6 +327,77 @@ func (b *Broker) produceTraced(ctx context.Context, req *ProduceRequest, checked
 }
 
 func (b *Broker) produce(ctx context.Context, req *ProduceRequest, checked bool) (*ProduceResult, error) {
+	groups, err := b.planProduce(ctx, req, checked)
+	if err != nil {
+		return nil, err
+	}
+	return b.appendGroups(ctx, req, groups)
+}
+
+// QueueProduce is Produce for a caller that keeps several produces in
+// flight and needs them in the log in the order it made them (a Kafka
+// connection's pipelined produce requests). req must go to one partition.
+// It is validated, and where the partition's log can queue an append
+// (AppendProposer: this node leads it) the batch is queued before
+// QueueProduce returns, after every batch queued before it; wait then
+// returns what Produce would. Where it cannot, QueueProduce produces
+// synchronously (forwarding, retrying as Produce does) and wait returns
+// that outcome, so the order holds either way. An error from QueueProduce
+// itself means nothing was written.
+func (b *Broker) QueueProduce(ctx context.Context, req *ProduceRequest) (wait func(context.Context) (*ProduceResult, error), err error) {
+	tel := b.cfg.Telemetry
+	start := time.Now()
+	sctx, span := tel.startProduce(ctx, req)
+	finish := func(res *ProduceResult, err error) (*ProduceResult, error) {
+		tel.produced(sctx, req, err, time.Since(start))
+		EndSpan(span, err)
+		return res, err
+	}
+	done := func(res *ProduceResult, err error) func(context.Context) (*ProduceResult, error) {
+		return func(context.Context) (*ProduceResult, error) { return res, err }
+	}
+	groups, err := b.planProduce(sctx, req, false)
+	if err == nil && len(groups) > 1 {
+		err = Invalidf("a queued produce must target one partition; this one spans %d", len(groups))
+	}
+	if err != nil {
+		_, err = finish(nil, err)
+		return nil, err
+	}
+	g := groups[0]
+	log, err := b.store.Partition(req.Topic, g.p)
+	if err != nil {
+		_, err = finish(nil, err)
+		return nil, err
+	}
+	batch := &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: time.Now().UnixMilli(), Records: g.recs}
+	if ap, ok := log.(AppendProposer); ok {
+		w, qerr := tel.ProposeAppend(sctx, ap, req.Topic, g.p, batch)
+		switch {
+		case qerr == nil:
+			return func(ctx context.Context) (*ProduceResult, error) {
+				ar, err := w(ctx)
+				if err != nil {
+					return finish(nil, err)
+				}
+				res := &ProduceResult{Offsets: make([]RecordOffset, len(req.Records)), Duplicate: ar.Duplicate}
+				for j, i := range g.idx {
+					res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
+				}
+				return finish(res, nil)
+			}, nil
+		case errors.Is(qerr, ErrTooLarge) || errors.Is(qerr, ErrBadRequest):
+			_, err = finish(nil, qerr)
+			return nil, err
+		}
+	}
+	// Not queueable here: the synchronous path, which forwards and retries.
+	return done(finish(b.appendGroups(sctx, req, groups))), nil
+}
+
+// planProduce validates req, chooses each record's partition and groups
+// the records by partition, in request order within each group.
+func (b *Broker) planProduce(ctx context.Context, req *ProduceRequest, checked bool) ([]*produceGroup, error) {
 	t, err := b.store.Topic(req.Topic)
 	if err != nil {
 		return nil, err
@@ -390,7 +461,7 @@ func (b *Broker) produce(ctx context.Context, req *ProduceRequest, checked bool)
 	if req.ProducerID != "" && len(groups) > 1 {
 		return nil, Invalidf("an idempotent produce (producer_id) must target one partition; this one spans %d", len(groups))
 	}
-	return b.appendGroups(ctx, req, groups)
+	return groups, nil
 }
 
 // produceGroup is the records of a produce that go to one partition:

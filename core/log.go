@@ -63,6 +63,18 @@ type TxnProposer interface {
 	ProposeTxn(txn *StateTxn) (wait func(context.Context) (TxnResult, error), err error)
 }
 
+// AppendProposer is what a PartitionLog also implements when it can queue
+// an append without waiting for it: appends one goroutine queues are in
+// the log in the order queued, so a caller keeps several in flight and
+// still has them in order (the Kafka listener pipelines a connection's
+// produce requests so, Broker.QueueProduce). wait returns what Append
+// would; ProposeAppend fails, having queued nothing, where this node
+// cannot queue the append now (not the leader: core.ErrNotLeader). The
+// implementations assert this at compile time, as for TxnProposer.
+type AppendProposer interface {
+	ProposeAppend(b *AppendBatch) (wait func(context.Context) (AppendResult, error), err error)
+}
+
 // PartitionLog is one partition's replicated log as the domain sees it.
 // Implementations are safe for concurrent use.
 type PartitionLog interface {

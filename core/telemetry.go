@@ -332,6 +332,33 @@ func (t *Telemetry) Append(ctx context.Context, log PartitionLog, topic string, 
 	if t == nil {
 		return log.Append(ctx, b)
 	}
+	ctx, span, start := t.startCommit(ctx, topic, partition, b)
+	res, err := log.Append(ctx, b)
+	t.endCommit(ctx, topic, span, start, res, err)
+	return res, err
+}
+
+// ProposeAppend is Append for a queued append (AppendProposer): the
+// weir.commit span and the commit latency run from the queueing to the
+// end of wait.
+func (t *Telemetry) ProposeAppend(ctx context.Context, log AppendProposer, topic string, partition int, b *AppendBatch) (func(context.Context) (AppendResult, error), error) {
+	if t == nil {
+		return log.ProposeAppend(b)
+	}
+	sctx, span, start := t.startCommit(ctx, topic, partition, b)
+	w, err := log.ProposeAppend(b)
+	if err != nil {
+		t.endCommit(sctx, topic, span, start, AppendResult{}, err)
+		return nil, err
+	}
+	return func(ctx context.Context) (AppendResult, error) {
+		res, err := w(ctx)
+		t.endCommit(sctx, topic, span, start, res, err)
+		return res, err
+	}, nil
+}
+
+func (t *Telemetry) startCommit(ctx context.Context, topic string, partition int, b *AppendBatch) (context.Context, trace.Span, time.Time) {
 	span := noSpan
 	if t.Tracing() {
 		ctx, span = t.tracer.Start(ctx, SpanCommit, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(
@@ -341,8 +368,10 @@ func (t *Telemetry) Append(ctx context.Context, log PartitionLog, topic string, 
 			attribute.Int("messaging.batch.message_count", len(b.Records)),
 		))
 	}
-	start := time.Now()
-	res, err := log.Append(ctx, b)
+	return ctx, span, time.Now()
+}
+
+func (t *Telemetry) endCommit(ctx context.Context, topic string, span trace.Span, start time.Time, res AppendResult, err error) {
 	t.m.Committed(ctx, topic, time.Since(start))
 	if span.IsRecording() {
 		if err != nil {
@@ -353,7 +382,6 @@ func (t *Telemetry) Append(ctx context.Context, log PartitionLog, topic string, 
 		}
 		span.End()
 	}
-	return res, err
 }
 
 // WasmCall runs fn (one call into a pipeline's module with n input

@@ -2,6 +2,7 @@ package raftlog
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -160,5 +161,54 @@ func TestStateMachinesRefuseEntriesTheyCannotApply(t *testing.T) {
 	pl, _ := h.Partition("s", 0)
 	if r, err := pl.Append(ctx, &core.AppendBatch{Timestamp: 1, Records: []core.Record{{Value: []byte("a")}}}); err != nil || r.BaseOffset != 0 {
 		t.Fatalf("append after: %+v %v", r, err)
+	}
+}
+
+// Appends queued with ProposeAppend from one goroutine, none waited for
+// before the next is queued, are in the log in the order queued, with the
+// offsets each wait reports; an idempotent producer's sequences, checked
+// per entry by the state machine, accept them in that order.
+func TestProposeAppendKeepsTheOrder(t *testing.T) {
+	h := startHost(t, t.TempDir(), tu.FreeAddr(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := h.CreateTopic(ctx, core.TopicConfig{Name: "q", Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := h.Partition("q", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.Eventually(t, 20*time.Second, "a leader for q/0", pl.IsLeader)
+	ap := pl.(core.AppendProposer)
+	const n = 200
+	waits := make([]func(context.Context) (core.AppendResult, error), n)
+	for i := range n {
+		b := &core.AppendBatch{ProducerID: "p", Sequence: int64(2 * i), Records: []core.Record{
+			{Value: fmt.Appendf(nil, "%d-a", i)}, {Value: fmt.Appendf(nil, "%d-b", i)}}}
+		if waits[i], err = ap.ProposeAppend(b); err != nil {
+			t.Fatalf("queue %d: %v", i, err)
+		}
+	}
+	for i, w := range waits {
+		res, err := w(ctx)
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		if res.BaseOffset != int64(2*i) || res.Duplicate {
+			t.Fatalf("append %d answered %+v, want base offset %d", i, res, 2*i)
+		}
+	}
+	recs, err := pl.Read(ctx, 0, 2*n, 1<<24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2*n {
+		t.Fatalf("read %d records, want %d", len(recs), 2*n)
+	}
+	for i, r := range recs {
+		if want := fmt.Sprintf("%d-%c", i/2, "ab"[i%2]); string(r.Value) != want {
+			t.Fatalf("offset %d holds %q, want %q", i, r.Value, want)
+		}
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/lni/dragonboat/v4"
 	"time"
+
+	"github.com/lni/dragonboat/v4"
+	sm "github.com/lni/dragonboat/v4/statemachine"
 
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/raftlog/internal/segment"
@@ -25,8 +27,75 @@ var _ core.PartitionLog = (*Partition)(nil)
 // Append proposes the batch as one Raft entry and waits for it to be applied
 // on this node (after a quorum fsynced it to the Raft log).
 func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.AppendResult, error) {
+	cmd, err := appendCommand(b)
+	if err != nil {
+		return core.AppendResult{}, err
+	}
+	res, err := p.h.propose(ctx, p.shardID, cmd)
+	if err != nil {
+		return core.AppendResult{}, err
+	}
+	return appendResult(res, b)
+}
+
+var (
+	_ core.AppendProposer = (*Partition)(nil)
+	_ core.AppendProposer = (*routed)(nil)
+)
+
+// ProposeAppend implements core.AppendProposer: the batch is queued on the
+// shard as one entry, once (a proposal Dragonboat drops is not retried,
+// which could put a later one before it: wait reports it as not applied,
+// core.ErrNotLeader, and the caller retries the batch in its own order).
+func (p *Partition) ProposeAppend(b *core.AppendBatch) (func(context.Context) (core.AppendResult, error), error) {
+	cmd, err := appendCommand(b)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := p.h.nh.Propose(p.h.nh.GetNoOPSession(p.shardID), cmd, p.h.cfg.ProposalTimeout)
+	switch {
+	case errors.Is(err, dragonboat.ErrPayloadTooBig):
+		return nil, fmt.Errorf("%w: batch exceeds the Raft entry limit", core.ErrTooLarge)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v (nothing was queued)", core.ErrNotLeader, err)
+	}
+	return func(ctx context.Context) (core.AppendResult, error) {
+		select {
+		case r := <-rs.ResultC():
+			rs.Release()
+			switch {
+			case r.Completed():
+				return appendResult(r.GetResult(), b)
+			case r.Dropped(), r.Rejected(), r.Aborted():
+				return core.AppendResult{}, fmt.Errorf("%w: the proposal was dropped (not applied)", core.ErrNotLeader)
+			case r.Terminated():
+				return core.AppendResult{}, fmt.Errorf("%w: shard is shutting down", core.ErrUnavailable)
+			default:
+				return core.AppendResult{}, fmt.Errorf("%w: proposal timed out (its outcome is unknown)", core.ErrUnavailable)
+			}
+		case <-ctx.Done():
+			return core.AppendResult{}, fmt.Errorf("%w: %v (the write may or may not have been applied; an idempotent producer can retry safely)", core.ErrUnavailable, ctx.Err())
+		}
+	}, nil
+}
+
+// ProposeAppend implements core.AppendProposer where this node's replica
+// leads the partition; elsewhere it fails with core.ErrNotLeader.
+func (r *routed) ProposeAppend(b *core.AppendBatch) (func(context.Context) (core.AppendResult, error), error) {
+	if r.local == nil {
+		return nil, fmt.Errorf("%w: no replica of %s/%d on this node", core.ErrNotLeader, r.topic, r.partition)
+	}
+	lid, _, ok, err := r.h.nh.GetLeaderID(r.shard)
+	if err != nil || !ok || lid != r.local.sm.replicaID {
+		return nil, fmt.Errorf("%w: this node does not lead %s/%d", core.ErrNotLeader, r.topic, r.partition)
+	}
+	return r.local.ProposeAppend(b)
+}
+
+// appendCommand encodes b as an append entry.
+func appendCommand(b *core.AppendBatch) ([]byte, error) {
 	if len(b.Records) == 0 {
-		return core.AppendResult{}, core.Invalidf("an append needs at least one record")
+		return nil, core.Invalidf("an append needs at least one record")
 	}
 	maxTs := b.Stamp()
 	size := 64 + len(b.ProducerID)
@@ -35,11 +104,11 @@ func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.Appen
 	}
 	cmd := make([]byte, 0, size)
 	cmd = encodeAppend(cmd, b.ProducerID, b.Sequence, b.Timestamp, maxTs, len(b.Records), nil)
-	cmd = core.AppendRecords(cmd, b.Records)
-	res, err := p.h.propose(ctx, p.shardID, cmd)
-	if err != nil {
-		return core.AppendResult{}, err
-	}
+	return core.AppendRecords(cmd, b.Records), nil
+}
+
+// appendResult decodes the state machine's answer to b's entry.
+func appendResult(res sm.Result, b *core.AppendBatch) (core.AppendResult, error) {
 	if len(res.Data) == 0 {
 		return core.AppendResult{}, fmt.Errorf("%w: empty append result", core.ErrUnavailable)
 	}

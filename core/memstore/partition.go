@@ -158,6 +158,19 @@ func (p *Partition) Append(ctx context.Context, b *core.AppendBatch) (core.Appen
 	return res, err
 }
 
+var _ core.AppendProposer = (*Partition)(nil)
+
+// ProposeAppend implements core.AppendProposer: where this partition leads
+// (memstore.Config), the append is applied at once, in call order, and
+// wait returns its result (or an injected fault's error).
+func (p *Partition) ProposeAppend(b *core.AppendBatch) (func(context.Context) (core.AppendResult, error), error) {
+	if !p.IsLeader() {
+		return nil, fmt.Errorf("%w: this node does not lead %s/%d", core.ErrNotLeader, p.topic, p.index)
+	}
+	res, err := p.Append(context.Background(), b)
+	return func(context.Context) (core.AppendResult, error) { return res, err }, nil
+}
+
 // applyAppend is raftlog's partition state machine's rule: a producer's
 // batch at its expected sequence is appended; a repeat of one of its
 // recent batches answers that batch's offsets; anything else is a gap. A
