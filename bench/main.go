@@ -53,6 +53,7 @@ type config struct {
 	idleWait                         time.Duration // idle: quiet time before the measured phase
 	accept                           string        // Weir fetch encoding: json or binary
 	produce                          string        // Weir produce body: json or binary
+	kafkaInflight                    int           // kafka: produce requests in flight per broker (above 1: not idempotent)
 }
 
 func main() {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -127,6 +128,29 @@ type conn struct {
 	principal     auth.Principal
 }
 
+// maxInflight bounds the produce requests a connection has in flight: the
+// Java client and librdkafka send up to 5 at once with idempotence (Kafka
+// brokers remember each producer's last 5 batches), more without.
+const maxInflight = 5
+
+// reply is one request's response in the order the requests came: resp,
+// or for a queued produce done, which waits for its outcome.
+type reply struct {
+	h        header
+	resp     kmsg.Response
+	done     func() kmsg.Response
+	throttle time.Duration
+}
+
+// serveConn reads and serves a connection's requests in order and answers
+// them in order. Consecutive Produce requests (acks 1 or all) are
+// pipelined: each is decoded, checked and its batches queued on their
+// partitions' logs by this goroutine, in request order, and the writer
+// goroutine answers each once its appends are done, while the next ones
+// are read and queued (at most maxInflight at once). Any other request is
+// served after every produce before it has been answered, so it sees
+// their effects, as on a Kafka broker, which serves a connection's
+// requests one at a time.
 func (s *Server) serveConn(nc net.Conn) {
 	defer nc.Close()
 	c := &conn{s: s, nc: nc, w: bufio.NewWriterSize(nc, 64<<10), addr: nc.RemoteAddr().String()}
@@ -148,6 +172,21 @@ func (s *Server) serveConn(nc net.Conn) {
 			}
 		}
 	}
+	replies := make(chan reply, maxInflight)
+	var unanswered sync.WaitGroup // replies sent and not yet written
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		c.writeReplies(replies, &unanswered)
+	}()
+	defer func() {
+		close(replies)
+		<-written
+	}()
+	send := func(r reply) {
+		unanswered.Add(1)
+		replies <- r
+	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	for {
 		frame, err := readFrame(br, s.cfg.MaxRequestBytes)
@@ -161,11 +200,11 @@ func (s *Server) serveConn(nc net.Conn) {
 		if errors.Is(err, errTooNewAPIVersions) {
 			// The client asked a version we do not know: answer v0 with
 			// UNSUPPORTED_VERSION and our ranges, in a v0 header.
+			unanswered.Wait()
 			resp := c.apiVersions(0)
 			resp.ErrorCode = 35
-			if c.write(h.correlation, false, resp) != nil {
-				return
-			}
+			h.version = 0
+			send(reply{h: h, resp: resp})
 			continue
 		}
 		if err != nil {
@@ -177,23 +216,47 @@ func (s *Server) serveConn(nc net.Conn) {
 			return
 		}
 		c.clientID, c.api = h.clientID, h.key
-		c.admitRequest(h.key) // quota.go
-		resp, err := c.handle(s.ctx, h, req)
-		if err != nil {
-			s.cfg.Logger.Debug("kafka: closing connection", "remote", c.addr, "err", err)
-			return
-		}
-		if resp != nil { // Produce with acks=0: no response
-			resp.SetVersion(h.version)
-			c.throttled(resp)
-			flexHeader := resp.IsFlexible() && h.key != apiVersionsKey
-			if err := c.write(h.correlation, flexHeader, resp); err != nil {
+		if pr, ok := req.(*kmsg.ProduceRequest); ok {
+			c.admitRequest(h.key) // quota.go (a Produce charges itself)
+			if done := c.produce(s.ctx, pr); done != nil {
+				send(reply{h: h, done: done, throttle: c.throttle})
+			}
+		} else {
+			unanswered.Wait()
+			c.admitRequest(h.key)
+			resp, err := c.handle(s.ctx, h, req)
+			if err != nil {
+				s.cfg.Logger.Debug("kafka: closing connection", "remote", c.addr, "err", err)
 				return
 			}
+			send(reply{h: h, resp: resp, throttle: c.throttle})
 		}
 		if !c.mute() {
 			return
 		}
+	}
+}
+
+// writeReplies writes the replies in order, each once it is complete; a
+// failed write closes the connection (ending the reader), and the replies
+// still queued are then completed and dropped.
+func (c *conn) writeReplies(replies <-chan reply, unanswered *sync.WaitGroup) {
+	broken := false
+	for r := range replies {
+		resp := r.resp
+		if r.done != nil {
+			resp = r.done()
+		}
+		if resp != nil && !broken {
+			resp.SetVersion(r.h.version)
+			throttled(resp, r.throttle)
+			flexHeader := resp.IsFlexible() && r.h.key != apiVersionsKey
+			if err := c.write(r.h.correlation, flexHeader, resp); err != nil {
+				broken = true
+				c.nc.Close()
+			}
+		}
+		unanswered.Done()
 	}
 }
 
@@ -247,8 +310,6 @@ func (c *conn) handle(ctx context.Context, h header, req kmsg.Request) (kmsg.Res
 		return c.saslAuthenticate(r)
 	case *kmsg.MetadataRequest:
 		return c.metadata(r), nil
-	case *kmsg.ProduceRequest:
-		return c.produce(ctx, r), nil // charges its quota (quota.go)
 	case *kmsg.FetchRequest:
 		return c.fetchQuota(ctx, r), nil // quota.go
 	case *kmsg.ListOffsetsRequest:

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
@@ -10,7 +11,6 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/golang/snappy"
@@ -190,7 +190,14 @@ func weirProducer(id int64, epoch int16) string {
 	return "kafka-" + strconv.FormatInt(id, 10) + "-" + strconv.Itoa(int(epoch))
 }
 
-func (c *conn) produce(ctx context.Context, r *kmsg.ProduceRequest) kmsg.Response {
+// produce serves a Produce request in two steps. In the connection's
+// reading goroutine it decodes the request, checks its ACLs and quota and,
+// with acks 1 or all, queues every partition's batches on their logs
+// (Broker.QueueProduce), in request order, so that the next request's
+// batches go after them; done then waits for the outcomes and completes
+// the response. With acks 0 the appends are started and done is nil (no
+// response). A transactional request is refused at once.
+func (c *conn) produce(ctx context.Context, r *kmsg.ProduceRequest) (done func() kmsg.Response) {
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 	if r.TransactionID != nil {
 		for _, t := range r.Topics {
@@ -204,21 +211,22 @@ func (c *conn) produce(ctx context.Context, r *kmsg.ProduceRequest) kmsg.Respons
 			}
 			resp.Topics = append(resp.Topics, rt)
 		}
-		return resp
+		return func() kmsg.Response { return resp }
 	}
 	timeout := time.Duration(r.TimeoutMillis) * time.Millisecond
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	parts, size := c.decodeProduce(r)
 	// The quota is charged the decoded records' bytes before anything is
 	// written: a refusal writes nothing (quota.go).
 	qerr := c.reserve(quota.Cost{Requests: 1, Produce: size}, c.s.cfg.Quotas.MaxWait())
-	// The partitions of a request are independent Raft logs: append to all
-	// at once, each answer in its own slot of the response.
-	var wg sync.WaitGroup
+	if r.Acks == 0 {
+		c.produceNoAck(r, parts, qerr)
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	var waits []func()
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
 	for i, t := range r.Topics {
 		rt := &resp.Topics[i]
@@ -230,29 +238,51 @@ func (c *conn) produce(ctx context.Context, r *kmsg.ProduceRequest) kmsg.Respons
 			*rp = kmsg.NewProduceResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LogAppendTime = -1
-			fail := func(err error) { rp.ErrorCode, rp.ErrorMessage, rp.BaseOffset = errCode(err), errMsg(err), -1 }
 			err := parts[i][j].err
 			if err == nil {
 				err = qerr
 			}
+			var w func()
+			if err == nil {
+				w, err = c.queuePartition(pctx, t.Topic, p.Partition, parts[i][j].batches, rp)
+			}
 			if err != nil {
-				fail(err)
+				failPartition(rp, err)
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := c.producePartition(pctx, r.Acks, t.Topic, p.Partition, parts[i][j].batches, rp); err != nil {
-					fail(err)
-				}
-			}()
+			waits = append(waits, w)
 		}
 	}
-	wg.Wait()
-	if r.Acks == 0 {
-		return nil
+	return func() kmsg.Response {
+		defer cancel()
+		for _, w := range waits {
+			w()
+		}
+		return resp
 	}
-	return resp
+}
+
+func failPartition(rp *kmsg.ProduceResponseTopicPartition, err error) {
+	rp.ErrorCode, rp.ErrorMessage, rp.BaseOffset = errCode(err), errMsg(err), -1
+}
+
+// produceNoAck starts the appends of an acks=0 request; nothing answers.
+func (c *conn) produceNoAck(r *kmsg.ProduceRequest, parts [][]producePart, qerr error) {
+	if qerr != nil {
+		return
+	}
+	for i, t := range r.Topics {
+		for j, p := range t.Partitions {
+			if parts[i][j].err != nil || c.checkLeader(t.Topic, p.Partition) != nil {
+				continue
+			}
+			for _, b := range parts[i][j].batches {
+				if req := coreProduce(t.Topic, p.Partition, b); req != nil {
+					c.s.broker.ProduceNoAck(c.s.ctx, req, 30*time.Second) // the append ends at Close
+				}
+			}
+		}
+	}
 }
 
 // producePart is one partition of a produce request, decoded once.
@@ -288,48 +318,83 @@ func (c *conn) decodeProduce(r *kmsg.ProduceRequest) ([][]producePart, int64) {
 	return parts, size
 }
 
-func (c *conn) producePartition(ctx context.Context, acks int16, topic string, partition int32, batches []batch, rp *kmsg.ProduceResponseTopicPartition) error {
-	if c.s.cfg.Cluster != nil {
-		// Metadata named the Raft leader: a produce that reaches another
-		// node means the client's metadata is stale, so it refreshes.
-		pi, err := c.s.broker.Store().PartitionInfo(topic, int(partition))
-		if err != nil {
-			return err
-		}
-		self := int32(c.s.cfg.NodeID)
-		if kafkaLeader(pi, self, c.s.brokers()) != self {
-			return fmt.Errorf("%w: node %d leads partition %d of %q", kerr.NotLeaderForPartition, pi.Leader, partition, topic)
-		}
+// checkLeader answers NOT_LEADER_OR_FOLLOWER where this node does not lead
+// the partition: Metadata named the Raft leader, so a produce that reaches
+// another node means the client's metadata is stale, and it refreshes.
+func (c *conn) checkLeader(topic string, partition int32) error {
+	if c.s.cfg.Cluster == nil {
+		return nil
 	}
-	for i, b := range batches {
-		req := &core.ProduceRequest{Topic: topic, Records: make([]core.ProduceRecord, len(b.records))}
-		for j, rec := range b.records {
-			req.Records[j] = core.ProduceRecord{Record: rec, Partition: int(partition)}
-		}
-		if b.producerID >= 0 {
-			req.ProducerID, req.Sequence = weirProducer(b.producerID, b.producerEpoch), int64(b.sequence)
-		}
-		if len(req.Records) == 0 {
-			continue
-		}
-		if acks == 0 {
-			if err := c.s.broker.ProduceNoAck(c.s.ctx, req, 30*time.Second); err != nil { // the append ends at Close
-				return err
-			}
-			continue
-		}
-		res, err := c.s.broker.Produce(ctx, req)
-		if err != nil {
-			return err
-		}
-		if i == 0 {
-			rp.BaseOffset = res.Offsets[0].Offset
-		}
+	pi, err := c.s.broker.Store().PartitionInfo(topic, int(partition))
+	if err != nil {
+		return err
 	}
-	if pi, err := c.s.broker.Store().PartitionInfo(topic, int(partition)); err == nil {
-		rp.LogStartOffset = pi.LogStart
+	self := int32(c.s.cfg.NodeID)
+	if kafkaLeader(pi, self, c.s.brokers()) != self {
+		return fmt.Errorf("%w: node %d leads partition %d of %q", kerr.NotLeaderForPartition, pi.Leader, partition, topic)
 	}
 	return nil
+}
+
+// coreProduce is one decoded record batch as a produce to one partition
+// (nil when it has no records).
+func coreProduce(topic string, partition int32, b batch) *core.ProduceRequest {
+	if len(b.records) == 0 {
+		return nil
+	}
+	req := &core.ProduceRequest{Topic: topic, Records: make([]core.ProduceRecord, len(b.records))}
+	for j, rec := range b.records {
+		req.Records[j] = core.ProduceRecord{Record: rec, Partition: int(partition)}
+	}
+	if b.producerID >= 0 {
+		req.ProducerID, req.Sequence = weirProducer(b.producerID, b.producerEpoch), int64(b.sequence)
+	}
+	return req
+}
+
+// queuePartition queues a partition's batches, in order; wait fills rp with
+// their outcome. An error means nothing was queued.
+func (c *conn) queuePartition(ctx context.Context, topic string, partition int32, batches []batch, rp *kmsg.ProduceResponseTopicPartition) (wait func(), err error) {
+	if err := c.checkLeader(topic, partition); err != nil {
+		return nil, err
+	}
+	var waits []func(context.Context) (*core.ProduceResult, error)
+	var qerr error // a later batch that could not be queued fails the partition
+	for _, b := range batches {
+		req := coreProduce(topic, partition, b)
+		if req == nil {
+			continue
+		}
+		w, err := c.s.broker.QueueProduce(ctx, req)
+		if err != nil {
+			if len(waits) == 0 {
+				return nil, err
+			}
+			qerr = err
+			break
+		}
+		waits = append(waits, w)
+	}
+	return func() {
+		err := qerr
+		for i, w := range waits {
+			res, werr := w(ctx)
+			if werr != nil {
+				err = cmp.Or(err, werr)
+				continue
+			}
+			if i == 0 {
+				rp.BaseOffset = res.Offsets[0].Offset
+			}
+		}
+		if err != nil {
+			failPartition(rp, err)
+			return
+		}
+		if pi, err := c.s.broker.Store().PartitionInfo(topic, int(partition)); err == nil {
+			rp.LogStartOffset = pi.LogStart
+		}
+	}, nil
 }
 
 // producerIDs hands out Kafka producer ids: random 62-bit numbers, so ids

@@ -58,14 +58,13 @@ func (c *conn) admitRequest(key int16) {
 	c.reserve(quota.Cost{Requests: 1}, quota.NoBound) // never refused
 }
 
-// throttled sets the response's throttle_time_ms (when it has one) from
-// the connection's throttle.
-func (c *conn) throttled(resp kmsg.Response) {
-	if c.throttle <= 0 {
+// throttled sets the response's throttle_time_ms (when it has one) to d.
+func throttled(resp kmsg.Response, d time.Duration) {
+	if d <= 0 {
 		return
 	}
 	if t, ok := resp.(kmsg.SetThrottleResponse); ok {
-		ms := max(c.throttle.Milliseconds(), 1)
+		ms := max(d.Milliseconds(), 1)
 		t.SetThrottle(int32(min(ms, math.MaxInt32)))
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"net"
@@ -215,5 +216,99 @@ func TestKafkaRawProduce(t *testing.T) {
 	}
 	if !errors.Is(err, kerr.InvalidRequest) {
 		t.Fatalf("a transactional producer: %v, want INVALID_REQUEST", err)
+	}
+}
+
+// A connection's produce requests are pipelined: a client that writes
+// many at once (as the Java client and librdkafka do, up to 5 in flight)
+// gets every response, in request order, and the records are in the log
+// in that order, an idempotent producer's sequences all accepted. A Fetch
+// written after them is served after they are done, so it sees them all.
+func TestKafkaPipelinedProduces(t *testing.T) {
+	s := startKafkaNode(t)
+	createTopic(t, s.URL(), "raw", 1)
+	ip, err := kmsg.NewPtrInitProducerIDRequest().RequestWith(kctx(t), kafkaClient(t, s))
+	if err != nil || ip.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %+v", err, ip)
+	}
+	const n = 40 // the first half idempotent, the second plain
+	var out []byte
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("pipelined"))
+	for i := range n {
+		pid, seq := ip.ProducerID, int32(i)
+		if i >= n/2 {
+			pid, seq = -1, -1
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(7)
+		req.Acks, req.TimeoutMillis = -1, 10000
+		tp := kmsg.NewProduceRequestTopic()
+		tp.Topic = "raw"
+		pp := kmsg.NewProduceRequestTopicPartition()
+		pp.Records = batchBytes(pid, seq, fmt.Sprintf("v%02d", i))
+		tp.Partitions = append(tp.Partitions, pp)
+		req.Topics = append(req.Topics, tp)
+		out = append(out, f.AppendRequest(nil, req, int32(100+i))...) // AppendRequest sizes the whole slice it is given
+	}
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.SetVersion(11)
+	fetch.MaxWaitMillis, fetch.MaxBytes, fetch.ReplicaID = 0, 1<<20, -1
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = "raw"
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes, fp.LogStartOffset = 1<<20, -1
+	ft.Partitions = append(ft.Partitions, fp)
+	fetch.Topics = append(fetch.Topics, ft)
+	out = append(out, f.AppendRequest(nil, fetch, 999)...)
+
+	c := rawConn(t, s)
+	if _, err := c.Write(out); err != nil { // all at once: nothing waits for an answer
+		t.Fatal(err)
+	}
+	next := func() (int32, []byte) {
+		t.Helper()
+		var sz [4]byte
+		if _, err := io.ReadFull(c, sz[:]); err != nil {
+			t.Fatalf("read response size: %v", err)
+		}
+		b := make([]byte, binary.BigEndian.Uint32(sz[:]))
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatal(err)
+		}
+		return int32(binary.BigEndian.Uint32(b)), b[4:]
+	}
+	for i := range n {
+		corr, body := next()
+		if corr != int32(100+i) {
+			t.Fatalf("response %d has correlation id %d, want %d: answered out of order", i, corr, 100+i)
+		}
+		resp := kmsg.NewPtrProduceResponse()
+		resp.SetVersion(7)
+		if err := resp.ReadFrom(body); err != nil {
+			t.Fatal(err)
+		}
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.BaseOffset != int64(i) {
+			t.Fatalf("produce %d: error %d, base offset %d; want offset %d", i, p.ErrorCode, p.BaseOffset, i)
+		}
+	}
+	corr, body := next()
+	fr := kmsg.NewPtrFetchResponse()
+	fr.SetVersion(11)
+	if err := fr.ReadFrom(body); err != nil || corr != 999 {
+		t.Fatalf("fetch response (correlation %d): %v", corr, err)
+	}
+	if hw := fr.Topics[0].Partitions[0].HighWatermark; hw != n {
+		t.Fatalf("the fetch after the produces saw a high watermark of %d, want %d", hw, n)
+	}
+	var got fetchResp
+	tu.Do(t, "GET", s.URL()+"/v1/topics/raw/partitions/0/records?offset=earliest&max_records=100", nil).JSON(t, &got)
+	if len(got.Records) != n {
+		t.Fatalf("%d records, want %d", len(got.Records), n)
+	}
+	for i, r := range got.Records {
+		if want := fmt.Sprintf("v%02d", i); r.Value != want {
+			t.Fatalf("offset %d holds %q, want %q", i, r.Value, want)
+		}
 	}
 }
