@@ -932,20 +932,22 @@ func (sh *shipped) flush(ctx context.Context, log PartitionLog) error {
 // transaction on the input partition, conditional on the position not
 // having moved; once it applied, the job ships the outbox entry with
 // idempotent appends (its deletion rides on the next commit, see shipped).
-// At-least-once: the job appends the outputs, then commits the position.
+// At-least-once: the job appends the outputs (its start launches them, in
+// order per output partition, while the previous batch's position commits),
+// then commits the position.
 // Either way, a batch that changed state waits for its commit, so that the
 // next batch reads that state; outputs are never visible before the
 // commit that makes them exactly-once.
 func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, stateOps []StateOp, emit map[string][]Record, order []string, sh *shipped) ([]byte, error) {
 	metaKey := pipePrefix(s.Name) + "meta"
 	cond := StateCond{Key: metaKey, Absent: !hadMeta, Value: rawMeta}
-	var job func(ctx context.Context) error
+	var job stagedJob
 	var doc []byte
 	if s.Guarantee != ExactlyOnce {
 		doc, _ = json.Marshal(m)
 		ops := append(stateOps, StateOp{Key: metaKey, Value: doc})
-		job = func(ctx context.Context) error {
-			return p.appendThenCommit(ctx, log, s, ops, cond, emit, order)
+		job = func(ctx context.Context) (func(context.Context) error, error) {
+			return p.appendThenCommit(ctx, t, log, s, ops, cond, emit, order), nil
 		}
 	} else {
 		var ops []StateOp
@@ -964,7 +966,7 @@ func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s Pip
 		doc, _ = json.Marshal(m)
 		ops = append(ops, stateOps...)
 		ops = append(ops, StateOp{Key: metaKey, Value: doc})
-		job = func(ctx context.Context) error {
+		finish := func(ctx context.Context) error {
 			txn := &StateTxn{Conds: []StateCond{cond}, Ops: ops}
 			if sh.key != "" {
 				txn.Ops = append(txn.Ops, StateOp{Key: sh.key, Delete: true})
@@ -986,8 +988,9 @@ func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s Pip
 			sh.key = obKey
 			return nil
 		}
+		job = func(context.Context) (func(context.Context) error, error) { return finish, nil }
 	}
-	err := t.submit(job)
+	err := t.submitStaged(job)
 	if err == nil && len(stateOps) > 0 {
 		err = t.wait()
 	}
@@ -996,27 +999,39 @@ func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s Pip
 
 var errPositionMoved = errors.New("pipeline position moved under this worker (another leader?)")
 
-// appendThenCommit is an at-least-once batch's commit: its outputs, to
-// every output partition at once, then (if all were appended) its position
-// and state.
-func (p *Pipelines) appendThenCommit(ctx context.Context, log PartitionLog, s PipelineSpec, ops []StateOp, cond StateCond, emit map[string][]Record, order []string) error {
+// appendThenCommit is an at-least-once batch's commit, in the tail's two
+// stages: it launches the batch's outputs, each in the lane of its output
+// partition (after the previous batch's append there, beside the other
+// partitions and the previous batch's position commit), and returns the
+// finish, which waits for them and then, if all were appended, commits the
+// position and state. A failed append fails the finish: the position stays,
+// and the worker's successor processes the batch again.
+func (p *Pipelines) appendThenCommit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, ops []StateOp, cond StateCond, emit map[string][]Record, order []string) func(context.Context) error {
 	now := time.Now().UnixMilli()
-	err := each(len(order), func(i int) error {
-		topic, part := splitTP(order[i])
-		_, err := p.appendOutput(ctx, s, topic, part, &AppendBatch{Timestamp: now, Records: emit[order[i]]})
-		return err
-	})
-	if err != nil {
-		return err
+	errs := make([]error, len(order))
+	dones := make([]<-chan struct{}, len(order))
+	for i, key := range order {
+		topic, part := splitTP(key)
+		dones[i] = t.lane(key, func() {
+			_, errs[i] = p.appendOutput(ctx, s, topic, part, &AppendBatch{Timestamp: now, Records: emit[key]})
+		})
 	}
-	res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
-	if err != nil {
-		return err
+	return func(ctx context.Context) error {
+		for _, d := range dones {
+			<-d
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
+		if err != nil {
+			return err
+		}
+		if !res.Applied {
+			return errPositionMoved
+		}
+		return nil
 	}
-	if !res.Applied {
-		return errPositionMoved
-	}
-	return nil
 }
 
 // appendOutput appends b, outputs or dead letters of pipeline s, to one

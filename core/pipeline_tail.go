@@ -9,20 +9,33 @@ import (
 // order, so that the worker reads and runs batch n+1 while batch n's outputs
 // are being replicated (docs/pipelines.md, "Batches in flight").
 //
-// At-least-once, a job appends a batch's outputs and then commits its
-// position conditionally on the previous batch's (so jobs must run in the
-// order given and a failed one fails every later one). Exactly-once, a job
-// commits a batch's outbox entry (conditionally, likewise) and then ships
-// it. At most depth jobs wait beside the running one: submit blocks
-// beyond that, which bounds what a worker holds in memory.
+// A job has two stages, each run in job order on a goroutine of its own: a
+// start (submitStaged), which begins the job's work and returns its finish,
+// and the finish, which completes it. So job n+1 starts while job n
+// finishes. At-least-once, a job's start launches the batch's output
+// appends (each behind the previous batch's append to the same output
+// partition) and its finish waits for them and commits the position,
+// conditionally on the previous batch's commit; so batch n+1's outputs
+// replicate while batch n's position commits. A job with a single stage
+// (submit) runs whole as a finish: exactly-once, a job commits a batch's
+// outbox entry (conditionally, likewise) and then ships it. At most depth
+// jobs wait at each stage: submit blocks beyond that, which bounds what a
+// worker holds in memory.
 //
-// The first job to fail stops the tail: later jobs are dropped and Err
-// reports the error, which ends the worker (its successor resumes from the
-// committed position). Close waits for the running job.
+// The first job to fail stops the tail: later jobs are dropped (a started
+// job's finish does not run) and Err reports the error, which ends the
+// worker (its successor resumes from the committed position). Close waits
+// for the running jobs.
 type tail struct {
-	jobs chan func(context.Context) error
-	done chan struct{}
-	ctx  context.Context
+	jobs     chan stagedJob
+	finishes chan func(context.Context) error
+	done     chan struct{}
+	ctx      context.Context
+
+	// lanes holds, per key (an output partition), when the last work a
+	// start launched in that lane is done; only starts use it.
+	lanes    map[string]chan struct{}
+	laneWork sync.WaitGroup // lane goroutines running
 
 	mu     sync.Mutex
 	err    error
@@ -31,39 +44,95 @@ type tail struct {
 	queued int           // submitted and not finished
 }
 
+// stagedJob is a job's start: it returns the job's finish (nil: nothing
+// more to do).
+type stagedJob func(context.Context) (finish func(context.Context) error, err error)
+
 func newTail(ctx context.Context, depth int) *tail {
 	t := &tail{
-		jobs:   make(chan func(context.Context) error, depth),
-		done:   make(chan struct{}),
-		ctx:    ctx,
-		failed: make(chan struct{}),
+		jobs:     make(chan stagedJob, depth),
+		finishes: make(chan func(context.Context) error, depth),
+		done:     make(chan struct{}),
+		ctx:      ctx,
+		failed:   make(chan struct{}),
+		lanes:    map[string]chan struct{}{},
 	}
 	t.drop = sync.NewCond(&t.mu)
-	go t.run()
+	go t.start()
+	go t.finish()
 	return t
 }
 
-func (t *tail) run() {
-	defer close(t.done)
+// start runs the jobs' first stage in order and hands their finishes on;
+// a job that fails (or follows a failure) is done.
+func (t *tail) start() {
+	defer close(t.finishes)
 	for job := range t.jobs {
-		var err error
-		if t.Err() == nil {
-			err = job(t.ctx)
+		if t.Err() != nil {
+			t.finished(nil)
+			continue
 		}
-		t.mu.Lock()
-		if err != nil && t.err == nil {
-			t.err = err
-			close(t.failed)
+		fin, err := job(t.ctx)
+		if err != nil || fin == nil {
+			t.finished(err)
+			continue
 		}
-		t.queued--
-		t.drop.Broadcast()
-		t.mu.Unlock()
+		t.finishes <- fin // finish drains the channel whatever happens
 	}
 }
 
-// submit queues job behind the earlier ones; it blocks while depth jobs
-// wait. It returns the tail's error instead if a job failed.
+// lane runs work on its own goroutine once the work a start launched
+// before in the same lane is done, so work in one lane runs one at a time,
+// in the order launched, beside other lanes and the finishes. It returns a
+// channel closed when work is done. Only a start may call lane.
+func (t *tail) lane(key string, work func()) <-chan struct{} {
+	prev, done := t.lanes[key], make(chan struct{})
+	t.lanes[key] = done
+	t.laneWork.Add(1)
+	go func() {
+		defer t.laneWork.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		work()
+	}()
+	return done
+}
+
+// finish runs the jobs' second stage in order.
+func (t *tail) finish() {
+	defer close(t.done)
+	for fin := range t.finishes {
+		var err error
+		if t.Err() == nil {
+			err = fin(t.ctx)
+		}
+		t.finished(err)
+	}
+}
+
+// finished ends one job, with its error.
+func (t *tail) finished(err error) {
+	t.mu.Lock()
+	if err != nil && t.err == nil {
+		t.err = err
+		close(t.failed)
+	}
+	t.queued--
+	t.drop.Broadcast()
+	t.mu.Unlock()
+}
+
+// submit queues a job whose work all runs as a finish, after every earlier
+// job's finish.
 func (t *tail) submit(job func(context.Context) error) error {
+	return t.submitStaged(func(context.Context) (func(context.Context) error, error) { return job, nil })
+}
+
+// submitStaged queues job behind the earlier ones; it blocks while depth
+// jobs wait to start. It returns the tail's error instead if a job failed.
+func (t *tail) submitStaged(job stagedJob) error {
 	if err := t.Err(); err != nil {
 		return err
 	}
@@ -76,6 +145,7 @@ func (t *tail) submit(job func(context.Context) error) error {
 	case <-t.failed:
 		t.mu.Lock()
 		t.queued--
+		t.drop.Broadcast()
 		t.mu.Unlock()
 		return t.Err()
 	}
@@ -109,8 +179,10 @@ func (t *tail) Err() error {
 // Failed is closed when a job fails.
 func (t *tail) Failed() <-chan struct{} { return t.failed }
 
-// close stops taking jobs and waits for the queued ones to run or drop.
+// close stops taking jobs and waits for the queued ones to run or drop,
+// and for the work they launched in lanes.
 func (t *tail) close() {
 	close(t.jobs)
 	<-t.done
+	t.laneWork.Wait()
 }
