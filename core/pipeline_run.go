@@ -1008,17 +1008,18 @@ var errPositionMoved = errors.New("pipeline position moved under this worker (an
 // and the worker's successor processes the batch again.
 func (p *Pipelines) appendThenCommit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, ops []StateOp, cond StateCond, emit map[string][]Record, order []string) func(context.Context) error {
 	now := time.Now().UnixMilli()
-	errs := make([]error, len(order))
-	dones := make([]<-chan struct{}, len(order))
+	works := make([]*laneWork, len(order))
 	for i, key := range order {
 		topic, part := splitTP(key)
-		dones[i] = t.lane(key, func() {
-			_, errs[i] = p.appendOutput(ctx, s, topic, part, &AppendBatch{Timestamp: now, Records: emit[key]})
+		works[i] = t.lane(key, func() error {
+			_, err := p.appendOutput(ctx, s, topic, part, &AppendBatch{Timestamp: now, Records: emit[key]})
+			return err
 		})
 	}
 	return func(ctx context.Context) error {
-		for _, d := range dones {
-			<-d
+		var errs []error
+		for _, w := range works {
+			errs = append(errs, w.wait())
 		}
 		if err := errors.Join(errs...); err != nil {
 			return err

@@ -32,9 +32,9 @@ type tail struct {
 	done     chan struct{}
 	ctx      context.Context
 
-	// lanes holds, per key (an output partition), when the last work a
-	// start launched in that lane is done; only starts use it.
-	lanes    map[string]chan struct{}
+	// lanes holds each lane's last work (a lane per output partition);
+	// only starts use it.
+	lanes    map[string]*laneWork
 	laneWork sync.WaitGroup // lane goroutines running
 
 	mu     sync.Mutex
@@ -55,7 +55,7 @@ func newTail(ctx context.Context, depth int) *tail {
 		done:     make(chan struct{}),
 		ctx:      ctx,
 		failed:   make(chan struct{}),
-		lanes:    map[string]chan struct{}{},
+		lanes:    map[string]*laneWork{},
 	}
 	t.drop = sync.NewCond(&t.mu)
 	go t.start()
@@ -83,21 +83,38 @@ func (t *tail) start() {
 
 // lane runs work on its own goroutine once the work a start launched
 // before in the same lane is done, so work in one lane runs one at a time,
-// in the order launched, beside other lanes and the finishes. It returns a
-// channel closed when work is done. Only a start may call lane.
-func (t *tail) lane(key string, work func()) <-chan struct{} {
-	prev, done := t.lanes[key], make(chan struct{})
-	t.lanes[key] = done
+// in the order launched, beside other lanes and the finishes. Once a work
+// fails, the lane's later works do not run and report that error (so an
+// output partition never gets batch n+1's outputs after batch n's failed).
+// Only a start may call lane.
+func (t *tail) lane(key string, work func() error) *laneWork {
+	prev, w := t.lanes[key], &laneWork{done: make(chan struct{})}
+	t.lanes[key] = w
 	t.laneWork.Add(1)
 	go func() {
 		defer t.laneWork.Done()
-		defer close(done)
+		defer close(w.done)
 		if prev != nil {
-			<-prev
+			<-prev.done
+			if w.err = prev.err; w.err != nil {
+				return
+			}
 		}
-		work()
+		w.err = work()
 	}()
-	return done
+	return w
+}
+
+// laneWork is one work of a lane: err is set when done is closed.
+type laneWork struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns the work's error once it is done.
+func (w *laneWork) wait() error {
+	<-w.done
+	return w.err
 }
 
 // finish runs the jobs' second stage in order.

@@ -127,22 +127,33 @@ func TestTailLanes(t *testing.T) {
 	aDone := make(chan struct{})
 	for i := range 20 {
 		_ = tl.submitStaged(func(context.Context) (func(context.Context) error, error) {
-			a := tl.lane("a", func() {
+			a := tl.lane("a", func() error {
 				mu.Lock()
 				got["a"] = append(got["a"], i)
 				mu.Unlock()
 				if i == 19 {
 					close(aDone)
 				}
+				return nil
 			})
-			tl.lane("b", func() {
+			tl.lane("b", func() error {
 				<-bRelease // lane b is held up; lane a is not
 				mu.Lock()
 				got["b"] = append(got["b"], i)
 				mu.Unlock()
+				return nil
+			})
+			tl.lane("c", func() error { // fails at 3: its later works do not run
+				mu.Lock()
+				defer mu.Unlock()
+				got["c"] = append(got["c"], i)
+				if i == 3 {
+					return boom
+				}
+				return nil
 			})
 			return func(context.Context) error {
-				<-a
+				a.wait()
 				if i == 5 {
 					<-aDone // fail once every job has started
 					return boom
@@ -161,6 +172,9 @@ func TestTailLanes(t *testing.T) {
 	}
 	close(bRelease)
 	tl.close()
+	if len(got["c"]) != 4 {
+		t.Fatalf("lane c ran %v, want 0–3: nothing after its failure", got["c"])
+	}
 	for _, lane := range []string{"a", "b"} {
 		if len(got[lane]) != 20 {
 			t.Fatalf("lane %s ran %d works, want 20 (close returned before they ran)", lane, len(got[lane]))
