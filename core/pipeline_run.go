@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -907,22 +908,46 @@ func (p *Pipelines) deadRecord(r Record, s PipelineSpec, k pipeKey, reason, errM
 // beside the one it is committing.
 const pipelineTailDepth = 1
 
-// shipped is an exactly-once worker's outbox entry that was shipped and not
-// yet deleted: the next commit deletes it in the same Raft entry (one entry
-// fewer per batch), or the worker does when it goes idle. Only the tail's
-// jobs touch it, and the worker loop when the tail is idle.
-type shipped struct{ key string }
+// shipped is an exactly-once worker's outbox entries that were shipped and
+// not yet deleted: the next commit deletes them in the same Raft entry (one
+// entry fewer per batch), or the worker does when it goes idle. The tail's
+// starts (commits) take them and its finishes (ships) add them, on two
+// goroutines; the worker loop flushes them when the tail is idle.
+type shipped struct {
+	mu   sync.Mutex
+	keys []string
+}
 
-// flush deletes the shipped entry, if any (the worker is idle).
+// add records a shipped entry.
+func (sh *shipped) add(key string) {
+	sh.mu.Lock()
+	sh.keys = append(sh.keys, key)
+	sh.mu.Unlock()
+}
+
+// take returns the shipped entries, forgetting them: the caller deletes
+// them (an entry whose deletion is lost is shipped again by the next
+// worker, and its repeat dropped by the output partitions).
+func (sh *shipped) take() []string {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	keys := sh.keys
+	sh.keys = nil
+	return keys
+}
+
+// flush deletes the shipped entries, if any (the worker is idle).
 func (sh *shipped) flush(ctx context.Context, log PartitionLog) error {
-	if sh.key == "" {
+	keys := sh.take()
+	if len(keys) == 0 {
 		return nil
 	}
-	if _, err := log.ApplyTxn(ctx, &StateTxn{Ops: []StateOp{{Key: sh.key, Delete: true}}}); err != nil {
-		return err
+	txn := &StateTxn{}
+	for _, k := range keys {
+		txn.Ops = append(txn.Ops, StateOp{Key: k, Delete: true})
 	}
-	sh.key = ""
-	return nil
+	_, err := log.ApplyTxn(ctx, txn)
+	return err
 }
 
 // commit makes a batch's effects durable behind the worker (tail), and
@@ -966,29 +991,32 @@ func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s Pip
 		doc, _ = json.Marshal(m)
 		ops = append(ops, stateOps...)
 		ops = append(ops, StateOp{Key: metaKey, Value: doc})
-		finish := func(ctx context.Context) error {
+		// The commit is the start, the shipping the finish: batch n+1
+		// commits while batch n's outputs ship (in outbox order: the
+		// finishes run in order).
+		job = func(ctx context.Context) (func(context.Context) error, error) {
 			txn := &StateTxn{Conds: []StateCond{cond}, Ops: ops}
-			if sh.key != "" {
-				txn.Ops = append(txn.Ops, StateOp{Key: sh.key, Delete: true})
+			for _, key := range sh.take() {
+				txn.Ops = append(txn.Ops, StateOp{Key: key, Delete: true})
 			}
 			res, err := log.ApplyTxn(ctx, txn)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if !res.Applied {
-				return errPositionMoved
+				return nil, errPositionMoved
 			}
-			sh.key = ""
 			if obKey == "" {
+				return nil, nil
+			}
+			return func(ctx context.Context) error {
+				if err := p.shipEntry(ctx, log, s, k, obKey, entry); err != nil {
+					return err
+				}
+				sh.add(obKey)
 				return nil
-			}
-			if err := p.shipEntry(ctx, log, s, k, obKey, entry); err != nil {
-				return err
-			}
-			sh.key = obKey
-			return nil
+			}, nil
 		}
-		job = func(context.Context) (func(context.Context) error, error) { return finish, nil }
 	}
 	err := t.submitStaged(job)
 	if err == nil && len(stateOps) > 0 {

@@ -16,11 +16,12 @@ import (
 // appends (each behind the previous batch's append to the same output
 // partition) and its finish waits for them and commits the position,
 // conditionally on the previous batch's commit; so batch n+1's outputs
-// replicate while batch n's position commits. A job with a single stage
-// (submit) runs whole as a finish: exactly-once, a job commits a batch's
-// outbox entry (conditionally, likewise) and then ships it. At most depth
-// jobs wait at each stage: submit blocks beyond that, which bounds what a
-// worker holds in memory.
+// replicate while batch n's position commits. Exactly-once, a job's start
+// commits a batch's outbox entry (conditionally, likewise) and its finish
+// ships it; so batch n+1 commits while batch n's outputs ship. A job with
+// a single stage (submit) runs whole as a finish. At most depth jobs wait
+// at each stage: submit blocks beyond that, which bounds what a worker
+// holds in memory.
 //
 // The first job to fail stops the tail: later jobs are dropped (a started
 // job's finish does not run) and Err reports the error, which ends the
