@@ -31,7 +31,7 @@ func parseRun(args []string) (*config, error) {
 	fs.IntVar(&c.rate, "rate", 10000, "records/s offered (steady)")
 	fs.DurationVar(&c.idleWait, "idle-wait", 30*time.Second, "idle: how long the servers are left alone after the setup before -duration of measuring their CPU")
 	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
-	fs.IntVar(&c.kafkaInflight, "kafka-inflight", 1, "kafka: produce requests in flight per broker; above 1 the producer is not idempotent (franz-go allows one in flight with idempotence; the Java client and librdkafka send up to 5 with it)")
+	fs.IntVar(&c.kafkaInflight, "kafka-inflight", 0, "kafka: produce requests in flight per broker; 0: the client's default (5, idempotent), N > 0: N with idempotence off")
 	fs.StringVar(&c.produce, "produce", "binary", "Weir produce body: json or binary (application/vnd.weir.records)")
 	pids := fs.String("server-pids", "", "comma-separated pids of the server processes: each result then has their CPU µs per record")
 	if err := fs.Parse(args); err != nil {

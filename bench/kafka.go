@@ -17,8 +17,8 @@ import (
 
 // runKafka runs one scenario against Weir's Kafka listener (-servers are
 // HOST:PORT Kafka addresses) with franz-go's kgo, in its defaults unless
-// said: idempotent producer, acks=all, one produce request in flight per
-// broker (-kafka-inflight: more, not idempotent), the sticky key
+// said: idempotent producer, acks=all, up to 5 produce requests in flight
+// per broker (-kafka-inflight: another number, not idempotent), the sticky key
 // partitioner (murmur2 of the key, as Weir's HTTP path), batches
 // compressed with snappy (kgo's default).
 func runKafka(c *config) (result, error) {
@@ -43,10 +43,10 @@ func runKafka(c *config) (result, error) {
 
 func kafkaClient(c *config, opts ...kgo.Opt) (*kgo.Client, error) {
 	base := []kgo.Opt{kgo.SeedBrokers(c.servers...), kgo.DefaultProduceTopic(c.topic)}
-	if c.kafkaInflight > 1 {
-		// franz-go keeps one produce request in flight per broker when
-		// idempotent; the Java client and librdkafka keep up to 5 with
-		// idempotence. This is the closest franz-go comes to them.
+	if c.kafkaInflight > 0 {
+		// kgo allows another number of requests in flight only without
+		// idempotence (with it: 5 per broker from Produce v4 on, as the
+		// Java client and librdkafka).
 		base = append(base, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(c.kafkaInflight))
 	}
 	return kgo.NewClient(append(base, opts...)...)

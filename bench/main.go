@@ -53,7 +53,7 @@ type config struct {
 	idleWait                         time.Duration // idle: quiet time before the measured phase
 	accept                           string        // Weir fetch encoding: json or binary
 	produce                          string        // Weir produce body: json or binary
-	kafkaInflight                    int           // kafka: produce requests in flight per broker (above 1: not idempotent)
+	kafkaInflight                    int           // kafka: produce requests in flight per broker (0: kgo's default, 5 idempotent; N > 0: N, not idempotent)
 }
 
 func main() {

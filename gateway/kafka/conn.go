@@ -129,8 +129,9 @@ type conn struct {
 }
 
 // maxInflight bounds the produce requests a connection has in flight: the
-// Java client and librdkafka send up to 5 at once with idempotence (Kafka
-// brokers remember each producer's last 5 batches), more without.
+// Java client, librdkafka and franz-go send up to 5 at once with
+// idempotence (Kafka brokers remember each producer's last 5 batches),
+// more without.
 const maxInflight = 5
 
 // reply is one request's response in the order the requests came: resp,
