@@ -181,6 +181,11 @@ func (s *Server) serveConn(nc net.Conn) {
 		c.writeReplies(replies, &unanswered)
 	}()
 	defer func() {
+		// The connection is closing: the replies still queued (produces
+		// whose appends are done or will end by their timeout) are
+		// written if the client takes them within a bound, so a client
+		// that stopped reading cannot hold this goroutine.
+		nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		close(replies)
 		<-written
 	}()
