@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -39,6 +40,9 @@ func newBenchPipelineCmd() *cobra.Command {
 			in, out, name := "bp-in-"+suffix, "bp-out-"+suffix, "bp-"+suffix
 			for _, t := range []string{in, out} {
 				if _, err := c.CreateTopic(cmd.Context(), client.TopicConfig{Name: t, Partitions: parts}); err != nil {
+					return err
+				}
+				if err := awaitLeaders(cmd.Context(), c, t, time.Minute); err != nil {
 					return err
 				}
 			}
@@ -89,6 +93,29 @@ func newBenchPipelineCmd() *cobra.Command {
 	return cmd
 }
 
+// awaitLeaders waits until every partition of topic has a leader.
+func awaitLeaders(ctx context.Context, c *client.Client, topic string, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	for {
+		t, err := c.Topic(ctx, topic)
+		if err == nil {
+			ok := len(t.Partitions) > 0
+			for _, p := range t.Partitions {
+				ok = ok && p.Leader != 0
+			}
+			if ok {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %s: not every partition has a leader after %v (last error: %v)", topic, bound, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // loadTopic posts body (a produce request of 100 records) to target from
 // producers producers until records records were sent.
 func loadTopic(target string, body []byte, producers, records int) error {
@@ -104,9 +131,24 @@ func loadTopic(target string, body []byte, producers, records int) error {
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			for sent.Add(100) <= int64(records) {
-				setPostJSON(req, target, body)
-				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
-					firstErr.Store(fmt.Errorf("produce: %v %d", err, resp.StatusCode()))
+				// A 503 (a leader moving) is retried within a bound: the
+				// load may then hold a batch twice, which the pipeline
+				// moves like any other.
+				for deadline, backoff := time.Now().Add(time.Minute), 10*time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+					setPostJSON(req, target, body)
+					err := hc.Do(req, resp)
+					if err == nil && resp.StatusCode() == 200 {
+						break
+					}
+					if err == nil && resp.StatusCode() == 503 && time.Now().Before(deadline) {
+						time.Sleep(backoff)
+						continue
+					}
+					if err != nil {
+						firstErr.Store(fmt.Errorf("produce: %w", err))
+					} else {
+						firstErr.Store(fmt.Errorf("produce: %d %s", resp.StatusCode(), resp.Body()))
+					}
 					return
 				}
 			}
