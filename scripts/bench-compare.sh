@@ -183,7 +183,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 echo
 echo "Weir (HTTP, Kafka/franz-go) vs NATS JetStream $NATS_VERSION, 1 KiB values, $PARTITIONS partitions (streams) unless a row says, $RUNS runs, $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-./bin/weircmp report "$OUT"
+if [ -s "$OUT" ]; then ./bin/weircmp report "$OUT"; else echo "(no scenario ran)"; fi
 
 if [ "${BENCH_PIPELINE:-1}" = 1 ]; then
   mkdir -p bin/examples
