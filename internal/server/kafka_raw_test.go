@@ -223,7 +223,8 @@ func TestKafkaRawProduce(t *testing.T) {
 // many at once (as the Java client and librdkafka do, up to 5 in flight)
 // gets every response, in request order, and the records are in the log
 // in that order, an idempotent producer's sequences all accepted. A Fetch
-// written after them is served after they are done, so it sees them all.
+// written after them is served after they are done, so it sees them all;
+// a bad frame after that closes the connection once all are answered.
 func TestKafkaPipelinedProduces(t *testing.T) {
 	s := startKafkaNode(t)
 	createTopic(t, s.URL(), "raw", 1)
@@ -260,6 +261,7 @@ func TestKafkaPipelinedProduces(t *testing.T) {
 	ft.Partitions = append(ft.Partitions, fp)
 	fetch.Topics = append(fetch.Topics, ft)
 	out = append(out, f.AppendRequest(nil, fetch, 999)...)
+	out = append(out, 0, 0, 0, 1, 0xff) // a frame too short to be a request: the connection closes after the answers
 
 	c := rawConn(t, s)
 	if _, err := c.Write(out); err != nil { // all at once: nothing waits for an answer
@@ -301,6 +303,7 @@ func TestKafkaPipelinedProduces(t *testing.T) {
 	if hw := fr.Topics[0].Partitions[0].HighWatermark; hw != n {
 		t.Fatalf("the fetch after the produces saw a high watermark of %d, want %d", hw, n)
 	}
+	expectClosed(t, c)
 	var got fetchResp
 	tu.Do(t, "GET", s.URL()+"/v1/topics/raw/partitions/0/records?offset=earliest&max_records=100", nil).JSON(t, &got)
 	if len(got.Records) != n {
