@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -908,46 +907,22 @@ func (p *Pipelines) deadRecord(r Record, s PipelineSpec, k pipeKey, reason, errM
 // beside the one it is committing.
 const pipelineTailDepth = 1
 
-// shipped is an exactly-once worker's outbox entries that were shipped and
-// not yet deleted: the next commit deletes them in the same Raft entry (one
-// entry fewer per batch), or the worker does when it goes idle. The tail's
-// starts (commits) take them and its finishes (ships) add them, on two
-// goroutines; the worker loop flushes them when the tail is idle.
-type shipped struct {
-	mu   sync.Mutex
-	keys []string
-}
+// shipped is an exactly-once worker's outbox entry that was shipped and not
+// yet deleted: the next commit deletes it in the same Raft entry (one entry
+// fewer per batch), or the worker does when it goes idle. Only the tail's
+// jobs touch it, and the worker loop when the tail is idle.
+type shipped struct{ key string }
 
-// add records a shipped entry.
-func (sh *shipped) add(key string) {
-	sh.mu.Lock()
-	sh.keys = append(sh.keys, key)
-	sh.mu.Unlock()
-}
-
-// take returns the shipped entries, forgetting them: the caller deletes
-// them (an entry whose deletion is lost is shipped again by the next
-// worker, and its repeat dropped by the output partitions).
-func (sh *shipped) take() []string {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	keys := sh.keys
-	sh.keys = nil
-	return keys
-}
-
-// flush deletes the shipped entries, if any (the worker is idle).
+// flush deletes the shipped entry, if any (the worker is idle).
 func (sh *shipped) flush(ctx context.Context, log PartitionLog) error {
-	keys := sh.take()
-	if len(keys) == 0 {
+	if sh.key == "" {
 		return nil
 	}
-	txn := &StateTxn{}
-	for _, k := range keys {
-		txn.Ops = append(txn.Ops, StateOp{Key: k, Delete: true})
+	if _, err := log.ApplyTxn(ctx, &StateTxn{Ops: []StateOp{{Key: sh.key, Delete: true}}}); err != nil {
+		return err
 	}
-	_, err := log.ApplyTxn(ctx, txn)
-	return err
+	sh.key = ""
+	return nil
 }
 
 // commit makes a batch's effects durable behind the worker (tail), and
@@ -957,22 +932,20 @@ func (sh *shipped) flush(ctx context.Context, log PartitionLog) error {
 // transaction on the input partition, conditional on the position not
 // having moved; once it applied, the job ships the outbox entry with
 // idempotent appends (its deletion rides on the next commit, see shipped).
-// At-least-once: the job appends the outputs (its start launches them, in
-// order per output partition, while the previous batch's position commits),
-// then commits the position.
+// At-least-once: the job appends the outputs, then commits the position.
 // Either way, a batch that changed state waits for its commit, so that the
 // next batch reads that state; outputs are never visible before the
 // commit that makes them exactly-once.
 func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, k pipeKey, m *pipeMeta, rawMeta []byte, hadMeta bool, stateOps []StateOp, emit map[string][]Record, order []string, sh *shipped) ([]byte, error) {
 	metaKey := pipePrefix(s.Name) + "meta"
 	cond := StateCond{Key: metaKey, Absent: !hadMeta, Value: rawMeta}
-	var job stagedJob
+	var job func(ctx context.Context) error
 	var doc []byte
 	if s.Guarantee != ExactlyOnce {
 		doc, _ = json.Marshal(m)
 		ops := append(stateOps, StateOp{Key: metaKey, Value: doc})
-		job = func(ctx context.Context) (func(context.Context) error, error) {
-			return p.appendThenCommit(ctx, t, log, s, ops, cond, emit, order), nil
+		job = func(ctx context.Context) error {
+			return p.appendThenCommit(ctx, log, s, ops, cond, emit, order)
 		}
 	} else {
 		var ops []StateOp
@@ -991,34 +964,30 @@ func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s Pip
 		doc, _ = json.Marshal(m)
 		ops = append(ops, stateOps...)
 		ops = append(ops, StateOp{Key: metaKey, Value: doc})
-		// The commit is the start, the shipping the finish: batch n+1
-		// commits while batch n's outputs ship (in outbox order: the
-		// finishes run in order).
-		job = func(ctx context.Context) (func(context.Context) error, error) {
+		job = func(ctx context.Context) error {
 			txn := &StateTxn{Conds: []StateCond{cond}, Ops: ops}
-			for _, key := range sh.take() {
-				txn.Ops = append(txn.Ops, StateOp{Key: key, Delete: true})
+			if sh.key != "" {
+				txn.Ops = append(txn.Ops, StateOp{Key: sh.key, Delete: true})
 			}
 			res, err := log.ApplyTxn(ctx, txn)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if !res.Applied {
-				return nil, errPositionMoved
+				return errPositionMoved
 			}
+			sh.key = ""
 			if obKey == "" {
-				return nil, nil
-			}
-			return func(ctx context.Context) error {
-				if err := p.shipEntry(ctx, log, s, k, obKey, entry); err != nil {
-					return err
-				}
-				sh.add(obKey)
 				return nil
-			}, nil
+			}
+			if err := p.shipEntry(ctx, log, s, k, obKey, entry); err != nil {
+				return err
+			}
+			sh.key = obKey
+			return nil
 		}
 	}
-	err := t.submitStaged(job)
+	err := t.submit(job)
 	if err == nil && len(stateOps) > 0 {
 		err = t.wait()
 	}
@@ -1027,40 +996,27 @@ func (p *Pipelines) commit(ctx context.Context, t *tail, log PartitionLog, s Pip
 
 var errPositionMoved = errors.New("pipeline position moved under this worker (another leader?)")
 
-// appendThenCommit is an at-least-once batch's commit, in the tail's two
-// stages: it launches the batch's outputs, each in the lane of its output
-// partition (after the previous batch's append there, beside the other
-// partitions and the previous batch's position commit), and returns the
-// finish, which waits for them and then, if all were appended, commits the
-// position and state. A failed append fails the finish: the position stays,
-// and the worker's successor processes the batch again.
-func (p *Pipelines) appendThenCommit(ctx context.Context, t *tail, log PartitionLog, s PipelineSpec, ops []StateOp, cond StateCond, emit map[string][]Record, order []string) func(context.Context) error {
+// appendThenCommit is an at-least-once batch's commit: its outputs, to
+// every output partition at once, then (if all were appended) its position
+// and state.
+func (p *Pipelines) appendThenCommit(ctx context.Context, log PartitionLog, s PipelineSpec, ops []StateOp, cond StateCond, emit map[string][]Record, order []string) error {
 	now := time.Now().UnixMilli()
-	works := make([]*laneWork, len(order))
-	for i, key := range order {
-		topic, part := splitTP(key)
-		works[i] = t.lane(key, func() error {
-			_, err := p.appendOutput(ctx, s, topic, part, &AppendBatch{Timestamp: now, Records: emit[key]})
-			return err
-		})
+	err := each(len(order), func(i int) error {
+		topic, part := splitTP(order[i])
+		_, err := p.appendOutput(ctx, s, topic, part, &AppendBatch{Timestamp: now, Records: emit[order[i]]})
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	return func(ctx context.Context) error {
-		var errs []error
-		for _, w := range works {
-			errs = append(errs, w.wait())
-		}
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-		res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
-		if err != nil {
-			return err
-		}
-		if !res.Applied {
-			return errPositionMoved
-		}
-		return nil
+	res, err := log.ApplyTxn(ctx, &StateTxn{Conds: []StateCond{cond}, Ops: ops})
+	if err != nil {
+		return err
 	}
+	if !res.Applied {
+		return errPositionMoved
+	}
+	return nil
 }
 
 // appendOutput appends b, outputs or dead letters of pipeline s, to one
