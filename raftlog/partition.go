@@ -60,36 +60,54 @@ func (p *Partition) ProposeAppend(b *core.AppendBatch) (func(context.Context) (c
 		return nil, fmt.Errorf("%w: %v (nothing was queued)", core.ErrNotLeader, err)
 	}
 	return func(ctx context.Context) (core.AppendResult, error) {
-		select {
-		case r := <-rs.ResultC():
-			rs.Release()
-			switch {
-			case r.Completed():
-				return appendResult(r.GetResult(), b)
-			case r.Dropped(), r.Rejected(), r.Aborted():
-				return core.AppendResult{}, fmt.Errorf("%w: the proposal was dropped (not applied)", core.ErrNotLeader)
-			case r.Terminated():
-				return core.AppendResult{}, fmt.Errorf("%w: shard is shutting down", core.ErrUnavailable)
-			default:
-				return core.AppendResult{}, fmt.Errorf("%w: proposal timed out (its outcome is unknown)", core.ErrUnavailable)
-			}
-		case <-ctx.Done():
-			return core.AppendResult{}, fmt.Errorf("%w: %v (the write may or may not have been applied; an idempotent producer can retry safely)", core.ErrUnavailable, ctx.Err())
+		res, err := awaitQueued(ctx, rs)
+		switch {
+		case err == nil:
+			return appendResult(res, b)
+		case errors.Is(err, errNotApplied):
+			return core.AppendResult{}, fmt.Errorf("%w: %v", core.ErrNotLeader, err)
+		case ctx.Err() != nil:
+			return core.AppendResult{}, fmt.Errorf("%w: %v (the write may or may not have been applied; an idempotent producer can retry safely)", core.ErrUnavailable, err)
 		}
+		return core.AppendResult{}, err
 	}, nil
+}
+
+// errNotApplied is a queued proposal Raft dropped, rejected or aborted:
+// certainly not applied.
+var errNotApplied = errors.New("the proposal was dropped (not applied)")
+
+// awaitQueued waits for the outcome of a proposal queued with Propose: its
+// result once applied; errNotApplied when it certainly was not;
+// core.ErrUnavailable when the outcome is unknown (a timeout) or the shard
+// is stopping; ctx's error when ctx ends first (the outcome is unknown).
+func awaitQueued(ctx context.Context, rs *dragonboat.RequestState) (sm.Result, error) {
+	select {
+	case r := <-rs.ResultC():
+		rs.Release()
+		switch {
+		case r.Completed():
+			return r.GetResult(), nil
+		case r.Dropped(), r.Rejected(), r.Aborted():
+			return sm.Result{}, errNotApplied
+		case r.Terminated():
+			return sm.Result{}, fmt.Errorf("%w: shard is shutting down", core.ErrUnavailable)
+		default:
+			return sm.Result{}, fmt.Errorf("%w: proposal timed out (its outcome is unknown)", core.ErrUnavailable)
+		}
+	case <-ctx.Done():
+		return sm.Result{}, ctx.Err()
+	}
 }
 
 // ProposeAppend implements core.AppendProposer where this node's replica
 // leads the partition; elsewhere it fails with core.ErrNotLeader.
 func (r *routed) ProposeAppend(b *core.AppendBatch) (func(context.Context) (core.AppendResult, error), error) {
-	if r.local == nil {
-		return nil, fmt.Errorf("%w: no replica of %s/%d on this node", core.ErrNotLeader, r.topic, r.partition)
+	p, err := r.leading()
+	if err != nil {
+		return nil, err
 	}
-	lid, _, ok, err := r.h.nh.GetLeaderID(r.shard)
-	if err != nil || !ok || lid != r.local.sm.replicaID {
-		return nil, fmt.Errorf("%w: this node does not lead %s/%d", core.ErrNotLeader, r.topic, r.partition)
-	}
-	return r.local.ProposeAppend(b)
+	return p.ProposeAppend(b)
 }
 
 // appendCommand encodes b as an append entry.

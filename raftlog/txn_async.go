@@ -3,6 +3,7 @@ package raftlog
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
@@ -37,22 +38,14 @@ func (p *Partition) ProposeTxn(txn *core.StateTxn) (wait func(ctx context.Contex
 		return nil, fmt.Errorf("%w: %v", core.ErrUnavailable, err)
 	}
 	return func(ctx context.Context) (core.TxnResult, error) {
-		select {
-		case r := <-rs.ResultC():
-			rs.Release()
-			switch {
-			case r.Completed():
-				return txnResult(r.GetResult())
-			case r.Dropped(), r.Rejected(), r.Aborted():
-				return core.TxnResult{FailedCond: -1}, nil
-			case r.Terminated():
-				return core.TxnResult{}, fmt.Errorf("%w: shard is shutting down", core.ErrUnavailable)
-			default:
-				return core.TxnResult{}, fmt.Errorf("%w: proposal timed out (its outcome is unknown)", core.ErrUnavailable)
-			}
-		case <-ctx.Done():
-			return core.TxnResult{}, ctx.Err()
+		res, err := awaitQueued(ctx, rs)
+		switch {
+		case err == nil:
+			return txnResult(res)
+		case errors.Is(err, errNotApplied):
+			return core.TxnResult{FailedCond: -1}, nil
 		}
+		return core.TxnResult{}, err
 	}, nil
 }
 
@@ -80,6 +73,16 @@ func txnResult(res sm.Result) (core.TxnResult, error) {
 // or a node without a replica fails, and the caller falls back to
 // ApplyTxn, which forwards to the leader).
 func (r *routed) ProposeTxn(txn *core.StateTxn) (func(ctx context.Context) (core.TxnResult, error), error) {
+	p, err := r.leading()
+	if err != nil {
+		return nil, err
+	}
+	return p.ProposeTxn(txn)
+}
+
+// leading returns the local replica where it leads the partition, else
+// core.ErrNotLeader: where a proposal may be queued without forwarding.
+func (r *routed) leading() (*Partition, error) {
 	if r.local == nil {
 		return nil, fmt.Errorf("%w: no replica of %s/%d on this node", core.ErrNotLeader, r.topic, r.partition)
 	}
@@ -87,5 +90,5 @@ func (r *routed) ProposeTxn(txn *core.StateTxn) (func(ctx context.Context) (core
 	if err != nil || !ok || lid != r.local.sm.replicaID {
 		return nil, fmt.Errorf("%w: this node does not lead %s/%d", core.ErrNotLeader, r.topic, r.partition)
 	}
-	return r.local.ProposeTxn(txn)
+	return r.local, nil
 }

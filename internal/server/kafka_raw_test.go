@@ -38,6 +38,20 @@ func frameRequest(req kmsg.Request, version int16) []byte {
 // correlation id (and the flexible header's tag byte when flexHeader).
 func readResponse(t *testing.T, c net.Conn, flexHeader bool) []byte {
 	t.Helper()
+	corr, b := readFrameOf(t, c)
+	if corr != 7 {
+		t.Fatalf("correlation id %d", corr)
+	}
+	if flexHeader {
+		b = b[1:]
+	}
+	return b
+}
+
+// readFrameOf reads one response frame: its correlation id and what
+// follows it.
+func readFrameOf(t *testing.T, c net.Conn) (int32, []byte) {
+	t.Helper()
 	var sz [4]byte
 	if _, err := io.ReadFull(c, sz[:]); err != nil {
 		t.Fatalf("read response size: %v", err)
@@ -46,14 +60,7 @@ func readResponse(t *testing.T, c net.Conn, flexHeader bool) []byte {
 	if _, err := io.ReadFull(c, b); err != nil {
 		t.Fatal(err)
 	}
-	if corr := int32(binary.BigEndian.Uint32(b)); corr != 7 {
-		t.Fatalf("correlation id %d", corr)
-	}
-	b = b[4:]
-	if flexHeader {
-		b = b[1:]
-	}
-	return b
+	return int32(binary.BigEndian.Uint32(b)), b[4:]
 }
 
 // expectClosed checks that the server closes the connection.
@@ -267,20 +274,8 @@ func TestKafkaPipelinedProduces(t *testing.T) {
 	if _, err := c.Write(out); err != nil { // all at once: nothing waits for an answer
 		t.Fatal(err)
 	}
-	next := func() (int32, []byte) {
-		t.Helper()
-		var sz [4]byte
-		if _, err := io.ReadFull(c, sz[:]); err != nil {
-			t.Fatalf("read response size: %v", err)
-		}
-		b := make([]byte, binary.BigEndian.Uint32(sz[:]))
-		if _, err := io.ReadFull(c, b); err != nil {
-			t.Fatal(err)
-		}
-		return int32(binary.BigEndian.Uint32(b)), b[4:]
-	}
 	for i := range n {
-		corr, body := next()
+		corr, body := readFrameOf(t, c)
 		if corr != int32(100+i) {
 			t.Fatalf("response %d has correlation id %d, want %d: answered out of order", i, corr, 100+i)
 		}
@@ -294,7 +289,7 @@ func TestKafkaPipelinedProduces(t *testing.T) {
 			t.Fatalf("produce %d: error %d, base offset %d; want offset %d", i, p.ErrorCode, p.BaseOffset, i)
 		}
 	}
-	corr, body := next()
+	corr, body := readFrameOf(t, c)
 	fr := kmsg.NewPtrFetchResponse()
 	fr.SetVersion(11)
 	if err := fr.ReadFrom(body); err != nil || corr != 999 {
