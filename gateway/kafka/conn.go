@@ -223,13 +223,13 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		c.clientID, c.api = h.clientID, h.key
 		if pr, ok := req.(*kmsg.ProduceRequest); ok {
-			c.admitRequest(h.key) // quota.go (a Produce charges itself)
+			// A Produce charges its own quota (quota.go).
 			if done := c.produce(s.ctx, pr); done != nil {
 				send(reply{h: h, done: done, throttle: c.throttle})
 			}
 		} else {
 			unanswered.Wait()
-			c.admitRequest(h.key)
+			c.admitRequest(h.key) // quota.go
 			resp, err := c.handle(s.ctx, h, req)
 			if err != nil {
 				s.cfg.Logger.Debug("kafka: closing connection", "remote", c.addr, "err", err)
