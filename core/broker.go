@@ -243,6 +243,33 @@ func checkTieredConfig(cfg TopicConfig) error {
 	return nil
 }
 
+// AddPartitions grows a topic to count partitions in all, as Kafka's
+// CreatePartitions does: the new partitions start empty, with the topic's
+// replication factor and settings, and take records at once. Records
+// already written stay where they are, so a key hashed to a partition
+// before may hash to another after (the same as on Kafka). A mirror topic
+// not yet promoted is refused (*MirrorError): its partitions follow its
+// source's, which its link grows (GrowMirror).
+func (b *Broker) AddPartitions(ctx context.Context, topic string, count int) (TopicInfo, error) {
+	t, err := b.store.Topic(topic)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	if err := CheckWritable(b.store, t); err != nil {
+		return TopicInfo{}, err
+	}
+	return b.GrowMirror(ctx, topic, count)
+}
+
+// GrowMirror is AddPartitions without the mirror check: a link calls it
+// to follow its source topic's growth.
+func (b *Broker) GrowMirror(ctx context.Context, topic string, count int) (TopicInfo, error) {
+	if count < 1 || count > b.cfg.MaxPartitions {
+		return TopicInfo{}, Invalidf("partitions must be between 1 and %d", b.cfg.MaxPartitions)
+	}
+	return b.store.AddPartitions(ctx, topic, count)
+}
+
 // DeleteTopic deletes a topic and all its data.
 // A mirror topic's mark goes with it (link.go).
 func (b *Broker) DeleteTopic(ctx context.Context, name string) error {

@@ -181,3 +181,24 @@ func TestGroupPollFromCommittedOffsets(t *testing.T) {
 		t.Fatalf("poll in an old generation: %v, want ErrStaleGeneration", err)
 	}
 }
+
+// A group's members are given the partitions added to their topic
+// (Broker.AddPartitions): the coordinator's check rebalances onto them.
+func TestGroupRebalancesOntoAddedPartitions(t *testing.T) {
+	e := newGroupEnv(t, 2)
+	go e.c.Run(e.ctx)
+	a := e.join(t, 0)
+	b := e.join(t, 0)
+	if _, err := e.broker.AddPartitions(e.ctx, "g", 6); err != nil {
+		t.Fatal(err)
+	}
+	tu.Eventually(t, fence, "the members to own the 6 partitions", func() bool {
+		a, b = e.member(t, a.MemberID), e.member(t, b.MemberID)
+		return a.Generation == b.Generation && len(owned(a)) == 3 && len(owned(b)) == 3
+	})
+	all := append(owned(a), owned(b)...)
+	slices.Sort(all)
+	if !slices.Equal(all, []int{0, 1, 2, 3, 4, 5}) {
+		t.Fatalf("after growth: %v and %v, want partitions 0–5 once each", owned(a), owned(b))
+	}
+}

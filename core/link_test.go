@@ -97,6 +97,17 @@ func TestMirrorTopicRefusesProduce(t *testing.T) {
 	if err := e.broker.ProduceNoAck(e.ctx, req(), fence); !errors.Is(err, core.ErrMirrorTopic) {
 		t.Fatalf("acks=none produce to a mirror: %v", err)
 	}
+	if _, err := e.broker.AddPartitions(e.ctx, "orders", 3); !errors.Is(err, core.ErrMirrorTopic) {
+		t.Fatalf("growing a mirror: %v, want ErrMirrorTopic", err)
+	}
+	if ti, err := e.broker.GrowMirror(e.ctx, "orders", 3); err != nil || ti.Partitions != 3 {
+		t.Fatalf("the link growing its mirror: %+v %v", ti, err)
+	}
+	for _, n := range []int{0, e.broker.Config().MaxPartitions + 1} {
+		if _, err := e.broker.AddPartitions(e.ctx, "plain", n); !errors.Is(err, core.ErrBadRequest) {
+			t.Fatalf("growing to %d partitions: %v, want ErrBadRequest", n, err)
+		}
+	}
 	if _, err := links.Promote(e.ctx, "eu", []string{"plain"}); !errors.Is(err, core.ErrBadRequest) {
 		t.Fatalf("promote of a topic that is no mirror: %v", err)
 	}
@@ -108,6 +119,9 @@ func TestMirrorTopicRefusesProduce(t *testing.T) {
 	}
 	if _, err := e.broker.Produce(e.ctx, req()); err != nil {
 		t.Fatalf("produce after promote: %v", err)
+	}
+	if ti, err := e.broker.AddPartitions(e.ctx, "orders", 4); err != nil || ti.Partitions != 4 {
+		t.Fatalf("growing a promoted mirror: %+v %v", ti, err)
 	}
 	if m, ok := core.MirrorOf(e.st, ti); !ok || !m.Promoted {
 		t.Fatalf("mirror mark after promote: %+v %v", m, ok)

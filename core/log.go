@@ -159,6 +159,12 @@ type GroupOffset struct {
 type Store interface {
 	CreateTopic(ctx context.Context, cfg TopicConfig) (TopicInfo, error)
 	DeleteTopic(ctx context.Context, name string) error
+	// AddPartitions grows topic to count partitions in all: the new ones
+	// are placed as CreateTopic places a topic's, with the topic's
+	// replication factor, and start empty. It returns the topic as grown.
+	// ErrTopicNotFound; ErrBadRequest when count is not above the
+	// topic's partition count (partitions are never removed).
+	AddPartitions(ctx context.Context, topic string, count int) (TopicInfo, error)
 	// Topic and Topics read this node's applied copy of the metadata.
 	Topic(name string) (TopicInfo, error)
 	Topics() []TopicInfo

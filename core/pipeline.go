@@ -133,6 +133,11 @@ type PipelineSpec struct {
 	// Default 1000.
 	TickIntervalMs int64  `json:"tick_interval_ms,omitempty"`
 	From           string `json:"from"` // earliest (default) or latest: where a new pipeline starts
+	// InputPartitions is each input's partition count when the pipeline
+	// was created. A partition added later (Broker.AddPartitions) starts
+	// at its log start whatever From says, so that "latest" skips no
+	// record written to it before its worker first ran. Create sets it.
+	InputPartitions map[string]int `json:"input_partitions,omitempty"`
 	Paused         bool   `json:"paused"`
 	// Failure is set when the pipeline stopped because its module could not
 	// start or its stored progress is corrupt; nothing runs until a resume
@@ -573,11 +578,14 @@ func (p *Pipelines) CreateWith(ctx context.Context, s PipelineSpec, opt CreateOp
 		return s, fmt.Errorf("%w: no deleted pipeline %q to resume (deleted with purge, or never created)", ErrPipelineNotFound, s.Name)
 	}
 	seen := map[string]bool{}
+	s.InputPartitions = map[string]int{}
 	for _, t := range s.Inputs {
-		if _, err := p.store.Topic(t); err != nil {
+		ti, err := p.store.Topic(t)
+		if err != nil {
 			return s, err
 		}
 		seen[t] = true
+		s.InputPartitions[t] = ti.Partitions
 	}
 	for _, t := range s.Outputs {
 		if _, err := p.store.Topic(t); err != nil {

@@ -389,7 +389,9 @@ func (p *Pipelines) runWorker(ctx context.Context, k pipeKey, s PipelineSpec, dr
 // high watermark when the pipeline was first run (from latest). Kept only
 // in memory, a "latest" start moved with every new record and the pipeline
 // never processed any; kept in state, it survives restarts and failover.
-func (p *Pipelines) recordStart(ctx context.Context, log PartitionLog, s PipelineSpec, metaKey string) error {
+// A partition added to the input after the pipeline was created starts at
+// its log start either way: all it holds came after the pipeline.
+func (p *Pipelines) recordStart(ctx context.Context, log PartitionLog, s PipelineSpec, k pipeKey, metaKey string) error {
 	raw, had := log.StateGet(metaKey)
 	m, err := loadPipeMeta(log, s.Name)
 	if err != nil || m.Started {
@@ -398,7 +400,7 @@ func (p *Pipelines) recordStart(ctx context.Context, log PartitionLog, s Pipelin
 	// A reset meta (resetState) keeps the producer sequences and outbox
 	// numbering: the outputs' dedup windows still know them.
 	m.Pos, m.Started, m.Incarnation = log.LogStart(), true, s.Incarnation
-	if s.From == "latest" {
+	if n, known := s.InputPartitions[k.topic]; s.From == "latest" && (!known || k.part < n) {
 		m.Pos = log.HighWatermark()
 	}
 	doc, _ := json.Marshal(m)
@@ -546,7 +548,7 @@ func (p *Pipelines) prepareWork(ctx context.Context, k pipeKey, s PipelineSpec) 
 	if err := p.resetState(ctx, log, s, k, metaKey); err != nil {
 		return nil, nil, err
 	}
-	if err := p.recordStart(ctx, log, s, metaKey); err != nil {
+	if err := p.recordStart(ctx, log, s, k, metaKey); err != nil {
 		return nil, nil, err
 	}
 	return log, proc, nil

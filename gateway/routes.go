@@ -34,6 +34,8 @@ var routes = &table{routes: []*route{
 		example(`{"name":"orders","partitions":3,"replication_factor":1,"retention_ms":0,"retention_bytes":0}`)),
 	op("GET", "/v1/topics/{t}", (*Server).describeTopic, doc("a topic with its partitions")),
 	op("DELETE", "/v1/topics/{t}", (*Server).deleteTopic, audited(), doc("delete a topic")),
+	op("POST", "/v1/topics/{t}/partitions", (*Server).addPartitions, audited(), doc("add partitions to a topic (the new partition count in all)"),
+		example(`{"partitions":6}`)),
 	op("POST", "/v1/topics/{t}/records", (*Server).produce, meter(quota.Produce), doc("produce records (JSON batch, or a raw body as one record)"),
 		example(`{"records":[{"key":"k","value":"v"}]}`)),
 	op("GET", "/v1/topics/{t}/partitions/{p}/records", (*Server).fetch, meter(quota.Fetch), doc("fetch records by offset or timestamp, with long-poll")),

@@ -148,6 +148,30 @@ func (s *Server) deleteTopic(c *call, r *deleteTopicReq) {
 	c.ctx.SetStatusCode(204)
 }
 
+// addPartitionsReq grows a topic to Partitions in all (Kafka's
+// CreatePartitions: a total, not an increment).
+type addPartitionsReq struct {
+	Topic      string `path:"t" json:"-" need:"topic:alter"`
+	Partitions int    `json:"partitions"`
+}
+
+func (r *addPartitionsReq) parse(*call) error {
+	if r.Partitions < 1 {
+		return core.Invalidf("partitions must be the topic's new partition count in all, above its current count")
+	}
+	return nil
+}
+
+func (s *Server) addPartitions(c *call, r *addPartitionsReq) {
+	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
+	defer cancel()
+	if _, err := s.broker.AddPartitions(rctx, r.Topic, r.Partitions); err != nil {
+		writeError(c.ctx, err)
+		return
+	}
+	s.writeTopic(c.ctx, 200, r.Topic)
+}
+
 type commitOffsetsReq struct {
 	Group   string `path:"g" json:"-" need:"group:read"`
 	Offsets []struct {

@@ -179,6 +179,8 @@ type metaCmd struct {
 	Name    string             `json:"name,omitempty"`
 	Group   string             `json:"group,omitempty"`
 	Offsets []core.GroupOffset `json:"offsets,omitempty"`
+	// Count is add_partitions' new partition count of topic Name.
+	Count int `json:"count,omitempty"`
 	// Put/Delete of an opaque record in a named table (modules, pipelines,
 	// subscriptions' definitions, principals...).
 	Table string          `json:"table,omitempty"`
@@ -264,6 +266,8 @@ func (m *metaSM) apply(c *metaCmd) sm.Result {
 		return st.applyCluster(c)
 	case "create_topic":
 		return st.createTopic(c.Topic, c.Time)
+	case "add_partitions":
+		return st.addPartitions(c.Name, c.Count)
 	case "delete_topic":
 		return st.deleteTopic(c.Name)
 	case "commit_offsets":
@@ -320,11 +324,19 @@ func (st *metaState) createTopic(topic *core.TopicConfig, now int64) sm.Result {
 		return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("replication factor %d exceeds the %d active nodes", cfg.ReplicationFactor, len(nodes)))}
 	}
 	t := &TopicMeta{Config: cfg, CreatedAt: now}
+	st.placePartitions(t, cfg.Partitions)
+	st.Topics[cfg.Name] = t
+	return sm.Result{Value: metaOK}
+}
+
+// placePartitions appends count partitions to t, each with a new shard
+// and t's replication factor of replicas on the active nodes.
+func (st *metaState) placePartitions(t *TopicMeta, count int) {
 	pl := st.newPlacer()
-	for i := 0; i < cfg.Partitions; i++ {
+	for i := 0; i < count; i++ {
 		pm := PartitionMeta{ShardID: st.NextShardID, Replicas: map[uint64]uint64{}}
 		st.NextShardID++
-		chosen, preferred := pl.place(cfg.ReplicationFactor, st.Placements+uint64(i))
+		chosen, preferred := pl.place(t.Config.ReplicationFactor, st.Placements+uint64(i))
 		for _, n := range chosen {
 			pm.Replicas[st.NextReplicaID] = n
 			st.NextReplicaID++
@@ -332,8 +344,25 @@ func (st *metaState) createTopic(topic *core.TopicConfig, now int64) sm.Result {
 		pm.Initial, pm.Members, pm.Preferred = cloneMap(pm.Replicas), cloneMap(pm.Replicas), preferred
 		t.Partitions = append(t.Partitions, pm)
 	}
-	st.Placements += uint64(cfg.Partitions)
-	st.Topics[cfg.Name] = t
+	st.Placements += uint64(count)
+}
+
+// addPartitions grows topic name to count partitions. The topic's
+// replication factor must still fit the active nodes (a node may have
+// been removed since the topic was created).
+func (st *metaState) addPartitions(name string, count int) sm.Result {
+	t := st.Topics[name]
+	if t == nil {
+		return sm.Result{Value: metaNotFound}
+	}
+	if count <= len(t.Partitions) {
+		return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("topic %q has %d partitions: a topic's partitions can only grow", name, len(t.Partitions)))}
+	}
+	if nodes := len(st.activeNodes()); t.Config.ReplicationFactor > nodes {
+		return sm.Result{Value: metaInvalid, Data: []byte(fmt.Sprintf("the topic's replication factor %d exceeds the %d active nodes", t.Config.ReplicationFactor, nodes))}
+	}
+	st.placePartitions(t, count-len(t.Partitions))
+	t.Config.Partitions = len(t.Partitions)
 	return sm.Result{Value: metaOK}
 }
 

@@ -73,6 +73,25 @@ func (h *Host) waitPartitionsReady(ctx context.Context, topic string) error {
 	}
 }
 
+// AddPartitions grows the topic to count partitions and, as CreateTopic
+// does, waits until every partition hosted on this node has a leader.
+func (h *Host) AddPartitions(ctx context.Context, name string, count int) (core.TopicInfo, error) {
+	res, err := h.proposeMeta(ctx, &metaCmd{Op: "add_partitions", Name: name, Count: count})
+	if err != nil {
+		return core.TopicInfo{}, err
+	}
+	switch res.Value {
+	case metaNotFound:
+		return core.TopicInfo{}, fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, name)
+	case metaInvalid:
+		return core.TopicInfo{}, core.Invalidf("%s", res.Data)
+	}
+	if err := h.waitPartitionsReady(ctx, name); err != nil {
+		return core.TopicInfo{}, err
+	}
+	return h.Topic(name)
+}
+
 // DeleteTopic removes the topic; every node stops and deletes its replicas.
 func (h *Host) DeleteTopic(ctx context.Context, name string) error {
 	res, err := h.proposeMeta(ctx, &metaCmd{Op: "delete_topic", Name: name})

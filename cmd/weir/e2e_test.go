@@ -164,6 +164,12 @@ func TestCLI(t *testing.T) {
 	if out, err := run("", "topic", "describe", "nope"); err == nil || !strings.Contains(out, "topic_not_found") {
 		t.Fatalf("describe missing: %v %s", err, out)
 	}
+	if out, err := run("", "topic", "add-partitions", "cli", "--partitions", "3"); err != nil || strings.Count(out, `"partition":`) != 3 {
+		t.Fatalf("topic add-partitions: %v %s", err, out)
+	}
+	if out, err := run("", "topic", "add-partitions", "cli", "--partitions", "2"); err == nil || !strings.Contains(out, "bad_request") {
+		t.Fatalf("shrinking should fail with bad_request: %v %s", err, out)
+	}
 	if out, err := run("", "topic", "delete", "cli"); err != nil {
 		t.Fatalf("delete: %v %s", err, out)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func newTopicCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "topic", Short: "Create, list, describe and delete topics"}
+	cmd := &cobra.Command{Use: "topic", Short: "Create, list, describe, grow and delete topics"}
 	var parts, rf int
 	var retMs, retBytes, segBytes, localMs, localBytes int64
 	var tiered bool
@@ -66,6 +66,21 @@ func newTopicCmd() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), out)
 		},
 	}
+	var grow int
+	addParts := &cobra.Command{
+		Use:   "add-partitions NAME --partitions N",
+		Short: "Grow a topic to N partitions in all (a key may map to another partition after)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := clientFor(cmd).AddPartitions(cmd.Context(), args[0], grow)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	addParts.Flags().IntVar(&grow, "partitions", 0, "the topic's new partition count in all, above its current count")
+	_ = addParts.MarkFlagRequired("partitions")
 	del := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a topic and all its records",
@@ -78,6 +93,6 @@ func newTopicCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, describe, del)
+	cmd.AddCommand(create, list, describe, addParts, del)
 	return cmd
 }

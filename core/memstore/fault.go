@@ -16,7 +16,7 @@ const (
 	OpTrim                   // Partition.TrimTo
 	OpCatalog                // Store.CatalogPut and CatalogDelete
 	OpCommit                 // Store.CommitOffsets
-	OpTopic                  // Store.CreateTopic and DeleteTopic
+	OpTopic                  // Store.CreateTopic, AddPartitions and DeleteTopic
 	OpSync                   // Store.CatalogSync
 )
 

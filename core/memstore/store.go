@@ -105,7 +105,7 @@ func (s *Store) metaWrite(ctx context.Context, op Op, f func() error) error {
 
 // Inject arms a fault for the store's own writes: OpCatalog (CatalogPut,
 // CatalogDelete), OpCommit (CommitOffsets), OpTopic (CreateTopic,
-// DeleteTopic) and OpSync (CatalogSync). Ops 0 means all of them.
+// AddPartitions, DeleteTopic) and OpSync (CatalogSync). Ops 0 means all of them.
 func (s *Store) Inject(f Fault) {
 	if f.Ops == 0 {
 		f.Ops = OpCatalog | OpCommit | OpTopic | OpSync
@@ -135,6 +135,27 @@ func (s *Store) CreateTopic(ctx context.Context, cfg core.TopicConfig) (core.Top
 			t.parts = append(t.parts, newPartition(s, cfg.Name, i))
 		}
 		s.topics[cfg.Name] = t
+		info = t.info
+		return nil
+	})
+	return info, err
+}
+
+// AddPartitions implements core.Store.
+func (s *Store) AddPartitions(ctx context.Context, name string, count int) (core.TopicInfo, error) {
+	var info core.TopicInfo
+	err := s.metaWrite(ctx, OpTopic, func() error {
+		t, ok := s.topics[name]
+		if !ok {
+			return fmt.Errorf("%w: topic %q does not exist", core.ErrTopicNotFound, name)
+		}
+		if count <= len(t.parts) {
+			return core.Invalidf("topic %q has %d partitions: a topic's partitions can only grow", name, len(t.parts))
+		}
+		for i := len(t.parts); i < count; i++ {
+			t.parts = append(t.parts, newPartition(s, name, i))
+		}
+		t.info.Partitions = count
 		info = t.info
 		return nil
 	})

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sort"
 	"testing"
 
@@ -66,6 +67,42 @@ func testTopics(t *testing.T, st core.Store) {
 	if !st.Ready() || st.NodeCount() < 1 {
 		t.Fatalf("Ready %v, NodeCount %d", st.Ready(), st.NodeCount())
 	}
+}
+
+// testAddPartitions: a topic grows to a new partition count; the new
+// partitions are placed, start empty and take appends; the old keep their
+// records; a count not above the current one is refused.
+func testAddPartitions(t *testing.T, st core.Store) {
+	ctx := ctxFor(t)
+	topic := create(t, st, "", 2)
+	appendOK(t, partition(t, st, topic, 1), &core.AppendBatch{Records: recs("a", "b")})
+	info, err := st.AddPartitions(ctx, topic, 5)
+	if err != nil || info.Partitions != 5 || info.Name != topic {
+		t.Fatalf("AddPartitions to 5 = %+v, %v", info, err)
+	}
+	if got, err := st.Topic(topic); err != nil || got.Partitions != 5 || got.CreatedAt != info.CreatedAt {
+		t.Fatalf("Topic after growth = %+v, %v; want 5 partitions, created at %d", got, err, info.CreatedAt)
+	}
+	for p := 2; p < 5; p++ {
+		pi, err := st.PartitionInfo(topic, p)
+		if err != nil || pi.Partition != p || len(pi.Replicas) != 1 || pi.HighWatermark != 0 {
+			t.Fatalf("PartitionInfo of new partition %d = %+v, %v", p, pi, err)
+		}
+		if res := appendOK(t, partition(t, st, topic, p), &core.AppendBatch{Records: recs("n")}); res.BaseOffset != 0 {
+			t.Fatalf("first append to new partition %d at %d, want 0", p, res.BaseOffset)
+		}
+	}
+	if hw := partition(t, st, topic, 1).HighWatermark(); hw != 2 {
+		t.Fatalf("partition 1 after growth: high watermark %d, want 2", hw)
+	}
+	for _, n := range []int{5, 3, 0, -1} {
+		_, err := st.AddPartitions(ctx, topic, n)
+		wantErr(t, err, core.ErrBadRequest, fmt.Sprintf("AddPartitions to %d of 5", n))
+	}
+	_, err = st.Partition(topic, 5)
+	wantErr(t, err, core.ErrPartitionNotFound, "Partition past the grown count")
+	_, err = st.AddPartitions(ctx, name(t, "missing"), 3)
+	wantErr(t, err, core.ErrTopicNotFound, "AddPartitions of a missing topic")
 }
 
 // testBadTopics: a store refuses what it cannot place (the broker fills

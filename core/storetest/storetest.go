@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) core.Store) {
 	}{
 		{"topics", testTopics},
 		{"bad-topics", testBadTopics},
+		{"add-partitions", testAddPartitions},
 		{"append-offsets", testAppendOffsets},
 		{"idempotent-producer", testIdempotent},
 		{"read-limits", testReadLimits},

@@ -341,27 +341,60 @@ func (c *conn) deleteTopics(ctx context.Context, r *kmsg.DeleteTopicsRequest) *k
 	return resp
 }
 
-// createPartitions always refuses: Weir topics keep the partition count
-// they were created with (a key's partition never changes).
-func (c *conn) createPartitions(r *kmsg.CreatePartitionsRequest) *kmsg.CreatePartitionsResponse {
+// createPartitions grows topics (core.Broker.AddPartitions). Each topic's
+// Count is its new partition count in all; manual assignments are refused
+// (Weir places replicas); ValidateOnly checks without growing.
+func (c *conn) createPartitions(ctx context.Context, r *kmsg.CreatePartitionsRequest) *kmsg.CreatePartitionsResponse {
 	resp := r.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	named := map[string]int{}
+	for _, t := range r.Topics {
+		named[t.Topic]++
+	}
 	for _, t := range r.Topics {
 		rt := kmsg.NewCreatePartitionsResponseTopic()
 		rt.Topic = t.Topic
+		var err error
 		switch {
+		case named[t.Topic] > 1: // as Kafka answers a topic named twice
+			rt.ErrorCode, err = kerr.InvalidRequest.Code, fmt.Errorf("topic %q is named more than once", t.Topic)
 		case !c.allowed("CreatePartitions", auth.Topic, t.Topic, auth.Alter):
 			rt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		default:
-			if _, err := c.s.broker.Store().Topic(t.Topic); err != nil {
-				rt.ErrorCode, rt.ErrorMessage = errCode(err), errMsg(err)
-			} else {
-				rt.ErrorCode = kerr.InvalidPartitions.Code
-				rt.ErrorMessage = kmsg.StringPtr("Weir cannot add partitions to an existing topic: create a new topic with more partitions")
-			}
+			rt.ErrorCode, err = c.growTopic(ctx, t, r.ValidateOnly)
 		}
+		rt.ErrorMessage = errMsg(err)
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// growTopic grows one topic of a CreatePartitions request, or with
+// validateOnly checks that it could, and returns the Kafka error code.
+func (c *conn) growTopic(ctx context.Context, t kmsg.CreatePartitionsRequestTopic, validateOnly bool) (int16, error) {
+	if len(t.Assignment) > 0 {
+		return kerr.InvalidReplicaAssignment.Code, errors.New("manual replica assignment is not supported: Weir places replicas")
+	}
+	store := c.s.broker.Store()
+	info, err := store.Topic(t.Topic)
+	if err != nil {
+		return errCode(err), err
+	}
+	if err := core.CheckWritable(store, info); err != nil {
+		return errCode(err), err
+	}
+	if limit := c.s.broker.Config().MaxPartitions; int(t.Count) <= info.Partitions || int(t.Count) > limit {
+		return kerr.InvalidPartitions.Code, fmt.Errorf("topic %q has %d partitions: the new count must be above that and at most %d", t.Topic, info.Partitions, limit)
+	}
+	if validateOnly {
+		return 0, nil
+	}
+	if _, err := c.s.broker.AddPartitions(ctx, t.Topic, int(t.Count)); err != nil {
+		if errors.Is(err, core.ErrBadRequest) { // grown meanwhile, or too few nodes for its replicas
+			return kerr.InvalidPartitions.Code, err
+		}
+		return errCode(err), err
+	}
+	return 0, nil
 }
 
 func (c *conn) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeConfigsResponse {

@@ -325,7 +325,7 @@ func (c *conn) handle(ctx context.Context, h header, req kmsg.Request) (kmsg.Res
 	case *kmsg.DeleteTopicsRequest:
 		return c.deleteTopics(ctx, r), nil
 	case *kmsg.CreatePartitionsRequest:
-		return c.createPartitions(r), nil
+		return c.createPartitions(ctx, r), nil
 	case *kmsg.DescribeConfigsRequest:
 		return c.describeConfigs(r), nil
 	case *kmsg.InitProducerIDRequest:

@@ -234,7 +234,7 @@ func (r *Runner) reconcile(ctx context.Context) {
 }
 
 // createMirrors makes the mirror topics of the source topics l selects
-// that B lacks.
+// that B lacks, and grows those with fewer partitions than their source.
 func (r *Runner) createMirrors(ctx context.Context, l core.Link, src *source) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.Interval+10*time.Second)
 	defer cancel()
@@ -249,7 +249,13 @@ func (r *Runner) createMirrors(ctx context.Context, l core.Link, src *source) {
 		}
 		if ti, err := r.broker.Store().Topic(t.Name); err == nil {
 			if m, ok := core.MirrorOf(r.broker.Store(), ti); ok && m.Link == l.Name && m.TopicCreatedAt == ti.CreatedAt {
-				continue // made already
+				// Made already; it follows the source's growth until promoted.
+				if !m.Promoted && t.Partitions > ti.Partitions {
+					if _, err := r.broker.GrowMirror(cctx, t.Name, t.Partitions); err != nil {
+						r.cfg.Logger.Warn("link: grow mirror topic", "link", l.Name, "topic", t.Name, "partitions", t.Partitions, "err", err)
+					}
+				}
+				continue
 			}
 		}
 		cfg := core.TopicConfig{Name: t.Name, Partitions: t.Partitions, RetentionMs: t.RetentionMs, RetentionBytes: t.RetentionBytes}

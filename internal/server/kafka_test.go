@@ -89,9 +89,9 @@ func TestKafkaAdminAndRoundTrip(t *testing.T) {
 	}() != "3600000" {
 		t.Fatalf("retention.ms not described: %+v %v", v, err)
 	}
-	cp, err := adm.CreatePartitions(ctx, 2, "kt")
+	cp, err := adm.UpdatePartitions(ctx, 2, "kt")
 	if err != nil || cp["kt"].Err != kerr.InvalidPartitions {
-		t.Fatalf("create partitions: %v %+v, want INVALID_PARTITIONS", err, cp)
+		t.Fatalf("shrink to 2 partitions: %v %+v, want INVALID_PARTITIONS", err, cp)
 	}
 
 	// Produce with every codec; keys, headers and timestamps round-trip.
@@ -174,6 +174,94 @@ func TestKafkaAdminAndRoundTrip(t *testing.T) {
 	dr, err := adm.DeleteTopics(ctx, "fromhttp")
 	if err != nil || dr["fromhttp"].Err != nil {
 		t.Fatalf("delete: %v %+v", err, dr)
+	}
+}
+
+// TestKafkaCreatePartitions: CreatePartitions grows a topic; a consumer
+// group member consuming it before the growth is given the new partitions
+// and reads a record produced to one; validate-only, shrinking, manual
+// assignment and an unknown topic change nothing and get Kafka's codes.
+func TestKafkaCreatePartitions(t *testing.T) {
+	s := startKafkaNode(t)
+	ctx := kctx(t)
+	adm := kadm.NewClient(kafkaClient(t, s))
+	if cr, err := adm.CreateTopic(ctx, 2, -1, nil, "grow"); err != nil || cr.Err != nil {
+		t.Fatalf("create topic: %v %v", err, cr.Err)
+	}
+	consumer := kafkaClient(t, s, kgo.ConsumerGroup("g-grow"), kgo.ConsumeTopics("grow"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMaxAge(200*time.Millisecond), kgo.MetadataMinAge(50*time.Millisecond), kgo.HeartbeatInterval(200*time.Millisecond))
+	producer := kafkaClient(t, s, kgo.DefaultProduceTopic("grow"), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.MetadataMaxAge(200*time.Millisecond), kgo.MetadataMinAge(50*time.Millisecond))
+	consumed := func(value string) {
+		t.Helper()
+		for ctx.Err() == nil {
+			fs := consumer.PollFetches(ctx)
+			fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s/%d: %v", tp, p, err) })
+			for _, r := range fs.Records() {
+				if string(r.Value) == value {
+					return
+				}
+			}
+		}
+		t.Fatalf("the group member never read %q", value)
+	}
+	if err := producer.ProduceSync(ctx, &kgo.Record{Value: []byte("before"), Partition: 1}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	consumed("before") // the member has joined and owns both partitions
+
+	if v, err := adm.ValidateCreatePartitions(ctx, 2, "grow"); err != nil || v["grow"].Err != nil {
+		t.Fatalf("validate-only growth: %v %+v", err, v)
+	}
+	for _, c := range []struct {
+		what  string
+		set   int
+		topic string
+		want  error
+	}{
+		{"the same count", 2, "grow", kerr.InvalidPartitions},
+		{"fewer", 1, "grow", kerr.InvalidPartitions},
+		{"past the per-topic maximum", 5000, "grow", kerr.InvalidPartitions},
+		{"an unknown topic", 3, "nosuch", kerr.UnknownTopicOrPartition},
+	} {
+		r, err := adm.UpdatePartitions(ctx, c.set, c.topic)
+		if err != nil || r[c.topic].Err != c.want {
+			t.Fatalf("%s: %v %+v, want %v", c.what, err, r, c.want)
+		}
+	}
+	manual := kmsg.NewPtrCreatePartitionsRequest()
+	mt := kmsg.NewCreatePartitionsRequestTopic()
+	mt.Topic, mt.Count = "grow", 3
+	mt.Assignment = []kmsg.CreatePartitionsRequestTopicAssignment{{Replicas: []int32{1}}}
+	manual.Topics = append(manual.Topics, mt)
+	if mr, err := manual.RequestWith(ctx, kafkaClient(t, s)); err != nil || len(mr.Topics) != 1 || mr.Topics[0].ErrorCode != kerr.InvalidReplicaAssignment.Code {
+		t.Fatalf("manual assignment: %v %+v, want INVALID_REPLICA_ASSIGNMENT", err, mr)
+	}
+	td, err := adm.ListTopics(ctx, "grow")
+	if err != nil || len(td["grow"].Partitions) != 2 {
+		t.Fatalf("after refused growths: %v, %d partitions, want 2", err, len(td["grow"].Partitions))
+	}
+
+	cp, err := adm.CreatePartitions(ctx, 2, "grow") // adds 2: 4 in all
+	if err != nil || cp["grow"].Err != nil {
+		t.Fatalf("create 2 partitions: %v %+v", err, cp)
+	}
+	var meta struct {
+		Partitions []struct {
+			Partition int    `json:"partition"`
+			Leader    uint64 `json:"leader"`
+		} `json:"partitions"`
+	}
+	tu.Do(t, "GET", s.URL()+"/v1/topics/grow", nil).JSON(t, &meta)
+	if len(meta.Partitions) != 4 || meta.Partitions[3].Leader == 0 {
+		t.Fatalf("over HTTP after growth: %+v, want 4 partitions with leaders", meta.Partitions)
+	}
+	tu.Eventually(t, 30*time.Second, "the producer to see partition 3", func() bool {
+		return producer.ProduceSync(ctx, &kgo.Record{Value: []byte("after"), Partition: 3}).FirstErr() == nil
+	})
+	consumed("after") // the member was given the new partitions
+	if r := tu.Do(t, "POST", s.URL()+"/v1/topics/grow/partitions", map[string]any{"partitions": 4}); r.Status != 400 {
+		t.Fatalf("HTTP growth to the same count: %d %s, want 400", r.Status, r.Body)
 	}
 }
 

@@ -214,6 +214,16 @@ func TestLinkMirrorsTopicsGroupsAndPromote(t *testing.T) {
 	produceLinked(t, au, "orders", 1, 50, 25)
 	waitMirrored(t, au, bu, "orders")
 
+	// The mirror follows its source's growth; it cannot be grown itself.
+	if r := tu.Do(t, "POST", bu+"/v1/topics/orders/partitions", map[string]any{"partitions": 3}); r.ErrorCode() != "mirror_topic" {
+		t.Fatalf("growing the mirror: %d %s, want mirror_topic", r.Status, r.Body)
+	}
+	if r := tu.Do(t, "POST", au+"/v1/topics/orders/partitions", map[string]any{"partitions": 3}); r.Status != 200 {
+		t.Fatalf("growing the source: %d %s", r.Status, r.Body)
+	}
+	produceLinked(t, au, "orders", 2, 0, 7)
+	waitMirrored(t, au, bu, "orders")
+
 	// Group offsets: synced for billing only.
 	tu.Eventually(t, 30*time.Second, "billing offsets on B", func() bool {
 		m := groupOffsets(t, bu, "billing")
@@ -244,7 +254,7 @@ func TestLinkMirrorsTopicsGroupsAndPromote(t *testing.T) {
 	}
 	r = tu.Do(t, "GET", bu+"/v1/links/from-a", nil)
 	r.JSON(t, &d)
-	if r.Status != 200 || len(d.Mirrors) != 2 || d.Mirrors[1].Topic != "orders" || len(d.Mirrors[1].Partitions) != 2 ||
+	if r.Status != 200 || len(d.Mirrors) != 2 || d.Mirrors[1].Topic != "orders" || len(d.Mirrors[1].Partitions) != 3 ||
 		d.Mirrors[1].Partitions[1].SourceHighWatermark != 75 || d.Mirrors[1].LagRecords != 0 || d.LagError != "" {
 		t.Fatalf("describe: %d %s", r.Status, r.Body)
 	}

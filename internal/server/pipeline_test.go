@@ -412,4 +412,22 @@ func TestPipelineFromLatest(t *testing.T) {
 	if len(got) != 2 || got[0].Value != "new-1" || got[1].Value != "new-2" {
 		t.Fatalf("dst holds %+v, want new-1 and new-2 only", got)
 	}
+
+	// A partition added to the input later starts at its log start: the
+	// record written to it while the pipeline was paused (before its
+	// worker could fix a "latest" start) is processed, not skipped.
+	tu.Do(t, "POST", u+"/v1/pipelines/late/pause", nil)
+	if r := tu.Do(t, "POST", u+"/v1/topics/src/partitions", map[string]any{"partitions": 2}); r.Status != 200 {
+		t.Fatalf("grow src: %d %s", r.Status, r.Body)
+	}
+	produce(t, u, "src", map[string]any{"value": "grown-1", "partition": 1})
+	tu.Do(t, "POST", u+"/v1/pipelines/late/resume", nil)
+	tu.Eventually(t, 60*time.Second, "the pipeline to run on both partitions", func() bool {
+		return len(pipelineStatus(t, u, "late").Partitions) == 2
+	})
+	waitCaughtUp(t, u, "late")
+	got = readAll(t, u, "dst")
+	if len(got) != 3 || got[2].Value != "grown-1" {
+		t.Fatalf("dst holds %+v, want new-1, new-2 and grown-1", got)
+	}
 }

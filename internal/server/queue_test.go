@@ -653,6 +653,14 @@ func TestQueueBadInputs(t *testing.T) {
 	if got := receive(t, u, "q", "s", nil); len(got) != 1 || got[0].Value != "two" || got[0].Attempt != 1 {
 		t.Fatalf("after re-creation: %+v", got)
 	}
+	// A partition added later is delivered from its start, "latest" or not.
+	if r := tu.Do(t, "POST", u+"/v1/topics/q/partitions", map[string]any{"partitions": 2}); r.Status != 200 {
+		t.Fatalf("grow: %d %s", r.Status, r.Body)
+	}
+	produceJSON(t, u, "q", map[string]any{"value": "three", "partition": 1})
+	if got := receive(t, u, "q", "s", map[string]any{"wait_ms": 30000}); len(got) != 1 || got[0].Value != "three" {
+		t.Fatalf("from the added partition: %+v", got)
+	}
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
