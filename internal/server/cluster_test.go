@@ -410,3 +410,51 @@ func TestClusterFollowerWritesUnderLeaderChange(t *testing.T) {
 		})
 	}
 }
+
+// A topic grown through one node gets new partitions replicated on every
+// node, each with a leader and the topic's replication factor; they take
+// produces through any node; a restarted node replays the growth.
+func TestClusterAddPartitions(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	if r := tu.Do(t, "POST", c.nodes[1].URL()+"/v1/topics", map[string]any{"name": "grow", "partitions": 2}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	if r := tu.Do(t, "POST", c.nodes[2].URL()+"/v1/topics/grow/partitions", map[string]any{"partitions": 4}); r.Status != 200 {
+		t.Fatalf("grow: %d %s", r.Status, r.Body)
+	}
+	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, c.nodes[1].URL())) })
+	described := func(id uint64) bool {
+		var d struct {
+			Partitions []struct {
+				Leader   uint64   `json:"leader"`
+				Replicas []uint64 `json:"replicas"`
+			} `json:"partitions"`
+		}
+		tu.Do(t, "GET", c.nodes[id].URL()+"/v1/topics/grow", nil).JSON(t, &d)
+		if len(d.Partitions) != 4 {
+			return false
+		}
+		for _, p := range d.Partitions {
+			if p.Leader == 0 || len(p.Replicas) != 3 {
+				return false
+			}
+		}
+		return true
+	}
+	for id := uint64(1); id <= 3; id++ {
+		tu.Eventually(t, 30*time.Second, fmt.Sprintf("node %d to describe 4 replicated partitions with leaders", id), func() bool { return described(id) })
+	}
+	produceSeq(t, c.nodes[3].URL(), "grow", 3, "p3", 0, 3)
+	produceSeq(t, c.nodes[1].URL(), "grow", 2, "p2", 0, 2)
+
+	stop(t, c.nodes[1])
+	c.nodes[1] = c.start(1, "")
+	if c.nodes[1] == nil {
+		t.FailNow()
+	}
+	c.waitReady(3)
+	tu.Eventually(t, 30*time.Second, "the restarted node to describe the grown topic", func() bool { return described(1) })
+	tu.Eventually(t, 30*time.Second, "the restarted node's replica of partition 3", func() bool {
+		return fmt.Sprint(tu.ReadPartition(t, c.nodes[1].URL(), "grow", 3, true)) == "[p3-0 p3-1 p3-2]"
+	})
+}
