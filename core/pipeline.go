@@ -138,7 +138,7 @@ type PipelineSpec struct {
 	// at its log start whatever From says, so that "latest" skips no
 	// record written to it before its worker first ran. Create sets it.
 	InputPartitions map[string]int `json:"input_partitions,omitempty"`
-	Paused         bool   `json:"paused"`
+	Paused          bool           `json:"paused"`
 	// Failure is set when the pipeline stopped because its module could not
 	// start or its stored progress is corrupt; nothing runs until a resume
 	// clears it. Create ignores it.
