@@ -14,7 +14,9 @@ import (
 var _ core.Store = (*Host)(nil)
 
 // CreateTopic places the topic's partitions and waits until every partition
-// hosted on this node has a leader, so that a produce right after succeeds.
+// hosted on this node has a leader, so that a produce right after succeeds,
+// and then until the leaders are on the partitions' preferred nodes
+// (leadPreferred).
 func (h *Host) CreateTopic(ctx context.Context, cfg core.TopicConfig) (core.TopicInfo, error) {
 	if cfg.Partitions < 1 || cfg.ReplicationFactor < 1 {
 		return core.TopicInfo{}, core.Invalidf("a topic needs at least one partition and one replica, not %d and %d", cfg.Partitions, cfg.ReplicationFactor)
@@ -38,7 +40,71 @@ func (h *Host) CreateTopic(ctx context.Context, cfg core.TopicConfig) (core.Topi
 	if err := h.waitPartitionsReady(ctx, cfg.Name); err != nil {
 		return core.TopicInfo{}, err
 	}
+	h.leadPreferred(ctx, cfg.Name, 0)
 	return h.Topic(cfg.Name)
+}
+
+// preferredWait bounds how long a topic create or growth waits for its new
+// partitions' leaders to move to their preferred nodes.
+const preferredWait = 5 * time.Second
+
+// leadPreferred hands the leadership of topic's partitions from index
+// from on to their preferred nodes and waits until they lead them, within
+// ctx and preferredWait. A new shard elects whichever replica times out
+// first, and the leader balancer (controller.go) would move it a few
+// seconds later: right when the first producers are writing, each of whom
+// would pay a NOT_LEADER round trip and a stall. Moved before the create
+// answers, the leaders are where they stay. A partition this node does not
+// host, or whose preferred node is down or not a voter, is left to the
+// balancer; so is one still unmoved at the deadline (the create succeeded
+// either way).
+func (h *Host) leadPreferred(ctx context.Context, topic string, from int) {
+	ctx, cancel := context.WithTimeout(ctx, preferredWait)
+	defer cancel()
+	asked := map[uint64]time.Time{} // shard → when its transfer was last requested
+	for {
+		var parts []PartitionMeta
+		h.meta.read(func(st *metaState) {
+			if t := st.Topics[topic]; t != nil && from < len(t.Partitions) {
+				for _, p := range t.Partitions[from:] {
+					cp := p
+					cp.Members = cloneMap(p.members())
+					parts = append(parts, cp)
+				}
+			}
+		})
+		pending := 0
+		for i := range parts {
+			pm := &parts[i]
+			if pm.moving() || pm.Preferred == 0 || !h.alive(pm.Preferred) {
+				continue
+			}
+			var prid uint64
+			for r, nid := range pm.members() {
+				if nid == pm.Preferred {
+					prid = r
+				}
+			}
+			lid, _, ok, err := h.nh.GetLeaderID(pm.ShardID)
+			if prid == 0 || err != nil || (ok && lid == prid) {
+				continue // not a voter there, not hosted here, or led by it
+			}
+			pending++
+			// Asked again when a request went unanswered (a transfer can
+			// be dropped: no leader yet, or one under way).
+			if ok && time.Since(asked[pm.ShardID]) > 500*time.Millisecond && h.nh.RequestLeaderTransfer(pm.ShardID, prid) == nil {
+				asked[pm.ShardID] = time.Now()
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func (h *Host) waitPartitionsReady(ctx context.Context, topic string) error {
@@ -74,8 +140,13 @@ func (h *Host) waitPartitionsReady(ctx context.Context, topic string) error {
 }
 
 // AddPartitions grows the topic to count partitions and, as CreateTopic
-// does, waits until every partition hosted on this node has a leader.
+// does, waits until every partition hosted on this node has a leader, and
+// moves the new partitions' leaders to their preferred nodes.
 func (h *Host) AddPartitions(ctx context.Context, name string, count int) (core.TopicInfo, error) {
+	before := count // the partitions to lead from their preferred nodes: the new ones
+	if t, err := h.Topic(name); err == nil {
+		before = t.Partitions
+	}
 	res, err := h.proposeMeta(ctx, &metaCmd{Op: "add_partitions", Name: name, Count: count})
 	if err != nil {
 		return core.TopicInfo{}, err
@@ -89,6 +160,7 @@ func (h *Host) AddPartitions(ctx context.Context, name string, count int) (core.
 	if err := h.waitPartitionsReady(ctx, name); err != nil {
 		return core.TopicInfo{}, err
 	}
+	h.leadPreferred(ctx, name, before)
 	return h.Topic(name)
 }
 

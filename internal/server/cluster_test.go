@@ -416,12 +416,43 @@ func TestClusterFollowerWritesUnderLeaderChange(t *testing.T) {
 // produces through any node; a restarted node replays the growth.
 func TestClusterAddPartitions(t *testing.T) {
 	c := startCluster(t, 3, nil)
+	for id := uint64(1); id <= 3; id++ {
+		tu.Eventually(t, 30*time.Second, fmt.Sprintf("node %d to see every node up", id), func() bool {
+			st := tu.ClusterStatus(t, c.nodes[id].URL())
+			for _, n := range st.Nodes {
+				if n.Health != "up" {
+					return false
+				}
+			}
+			return len(st.Nodes) == 3
+		})
+	}
+	// The create and the growth answer once the new partitions are led by
+	// their preferred nodes (no leader move right after, under the first
+	// producers), as the answering node sees them.
+	preferred := func(via uint64, from int) {
+		t.Helper()
+		n := 0
+		for _, p := range tu.ClusterStatus(t, c.nodes[via].URL()).PartitionsL {
+			if p.Topic == "grow" && p.Partition >= from {
+				n++
+				if p.Leader != p.Preferred {
+					t.Fatalf("partition %d is led by node %d when the answer came, its preferred node is %d", p.Partition, p.Leader, p.Preferred)
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatalf("node %d lists no partition of grow from %d", via, from)
+		}
+	}
 	if r := tu.Do(t, "POST", c.nodes[1].URL()+"/v1/topics", map[string]any{"name": "grow", "partitions": 2}); r.Status != 201 {
 		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
+	preferred(1, 0)
 	if r := tu.Do(t, "POST", c.nodes[2].URL()+"/v1/topics/grow/partitions", map[string]any{"partitions": 4}); r.Status != 200 {
 		t.Fatalf("grow: %d %s", r.Status, r.Body)
 	}
+	preferred(2, 2)
 	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, c.nodes[1].URL())) })
 	described := func(id uint64) bool {
 		var d struct {
