@@ -166,12 +166,18 @@ func TestKafkaIdempotentProducerLeaderKill9(t *testing.T) {
 		t.Fatalf("not an idempotent producer: id %d epoch %d: %v", id, epoch, err)
 	}
 
-	// Fence: 600 acknowledged (some on every partition) and records in
-	// flight; then kill -9 the leader of partition 0.
+	// A consumer reads the whole time: through the kill, the failover and
+	// the restart.
+	live := startLiveConsumer(ctx, newKafkaClient(t, kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.MetadataMinAge(200*time.Millisecond), kgo.RequestTimeoutOverhead(5*time.Second)))
+
+	// Fence: 600 acknowledged (some on every partition), the consumer
+	// reading and records in flight; then kill -9 the leader of partition 0.
 	load.awaitAcks(t, -1, 600, 60*time.Second)
 	for p := int32(0); p < partitions; p++ {
 		load.awaitAcks(t, p, 50, 30*time.Second)
 	}
+	tu.Eventually(t, 30*time.Second, "the live consumer reading", func() bool { return live.count() > 0 })
 	tu.Eventually(t, 10*time.Second, "records in flight", func() bool { return load.inFlight() > 0 })
 	victim := tu.LeaderOf(t, c.url(1), topic, 0)
 	if victim == 0 {
@@ -271,10 +277,68 @@ func TestKafkaIdempotentProducerLeaderKill9(t *testing.T) {
 			lastSeq = seq
 		}
 	}
+	// The consumer that read through the failover got the same records at
+	// the same offsets: none lost, none twice.
+	tu.Eventually(t, 60*time.Second, "the live consumer to reach the end of the log", func() bool { return live.count() >= logLen })
+	got := live.stop()
+	for p := int32(0); p < partitions; p++ {
+		if len(got[p]) != len(consumed[p]) {
+			t.Errorf("partition %d: the consumer reading through the failover got %d records, the log holds %d", p, len(got[p]), len(consumed[p]))
+			continue
+		}
+		for i, r := range got[p] {
+			if r.Offset != consumed[p][i].Offset || string(r.Value) != string(consumed[p][i].Value) {
+				t.Errorf("partition %d: the live consumer's record %d is %q at %d, the log's %q at %d", p, i, r.Value, r.Offset, consumed[p][i].Value, consumed[p][i].Offset)
+				break
+			}
+		}
+	}
+
 	// Over HTTP: every replica, read from its own node, holds the same
 	// records, and the acknowledged ones exactly once at their offsets.
 	tu.CheckTopic(t, load.Ledger, topic, c.url(1), c.url)
 	t.Logf("%d records acknowledged (%d produced in flight at the kill), read back exactly once over Kafka and from each replica over HTTP", total, inFlight)
+}
+
+// liveConsumer polls a Kafka consumer on its own goroutine, keeping every
+// record it gets in order per partition.
+type liveConsumer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	recs   map[int32][]*kgo.Record
+	n      int64
+}
+
+func startLiveConsumer(ctx context.Context, cl *kgo.Client) *liveConsumer {
+	ctx, cancel := context.WithCancel(ctx)
+	lc := &liveConsumer{cancel: cancel, done: make(chan struct{}), recs: map[int32][]*kgo.Record{}}
+	go func() {
+		defer close(lc.done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			lc.mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) {
+				lc.recs[r.Partition] = append(lc.recs[r.Partition], r)
+				lc.n++
+			})
+			lc.mu.Unlock()
+		}
+	}()
+	return lc
+}
+
+func (lc *liveConsumer) count() int64 {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.n
+}
+
+// stop ends the polling and returns what was read.
+func (lc *liveConsumer) stop() map[int32][]*kgo.Record {
+	lc.cancel()
+	<-lc.done
+	return lc.recs
 }
 
 func newKafkaClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
