@@ -120,6 +120,26 @@ func (c *conn) allowed(api string, rt auth.ResourceType, name string, op auth.Op
 	return false
 }
 
+// audited records the outcome of an allowed admin action (a topic
+// created, deleted or grown), as the HTTP API records its audited rows
+// (docs/security.md, "Audit log"): result ok, or error with the Kafka
+// error as the reason.
+func (c *conn) audited(api string, name string, op auth.Operation, code int16, msg *string) {
+	sec := c.s.cfg.Auth
+	if !sec.Enabled() {
+		return
+	}
+	ev := auth.Event{Principal: c.principal.Name, Via: c.principal.Via, Action: "kafka " + api,
+		Resource: string(auth.Topic) + ":" + name, Operation: string(op), Result: "ok", Source: c.addr}
+	if code != 0 {
+		ev.Result, ev.Reason = "error", kerr.ErrorForCode(code).Error()
+		if msg != nil {
+			ev.Reason += ": " + *msg
+		}
+	}
+	sec.Audit(ev)
+}
+
 func (c *conn) saslHandshake(r *kmsg.SASLHandshakeRequest) *kmsg.SASLHandshakeResponse {
 	resp := r.ResponseKind().(*kmsg.SASLHandshakeResponse)
 	resp.SupportedMechanisms = []string{"PLAIN", "OAUTHBEARER"}
@@ -287,6 +307,7 @@ func (c *conn) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest) *k
 		}
 		if bad != nil {
 			rt.ErrorCode, rt.ErrorMessage = kerr.InvalidConfig.Code, errMsg(bad)
+			c.audited("CreateTopics", t.Topic, auth.Create, rt.ErrorCode, rt.ErrorMessage)
 			resp.Topics = append(resp.Topics, rt)
 			continue
 		}
@@ -315,6 +336,7 @@ func (c *conn) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest) *k
 		} else {
 			rt.NumPartitions, rt.ReplicationFactor = int32(info.Partitions), int16(info.ReplicationFactor)
 		}
+		c.audited("CreateTopics", t.Topic, auth.Create, rt.ErrorCode, rt.ErrorMessage)
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
@@ -333,8 +355,11 @@ func (c *conn) deleteTopics(ctx context.Context, r *kmsg.DeleteTopicsRequest) *k
 		rt.Topic = kmsg.StringPtr(name)
 		if !c.allowed("DeleteTopics", auth.Topic, name, auth.Delete) {
 			rt.ErrorCode = kerr.TopicAuthorizationFailed.Code
-		} else if err := c.s.broker.DeleteTopic(ctx, name); err != nil {
-			rt.ErrorCode, rt.ErrorMessage = errCode(err), errMsg(err)
+		} else {
+			if err := c.s.broker.DeleteTopic(ctx, name); err != nil {
+				rt.ErrorCode, rt.ErrorMessage = errCode(err), errMsg(err)
+			}
+			c.audited("DeleteTopics", name, auth.Delete, rt.ErrorCode, rt.ErrorMessage)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
@@ -361,6 +386,9 @@ func (c *conn) createPartitions(ctx context.Context, r *kmsg.CreatePartitionsReq
 			rt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		default:
 			rt.ErrorCode, err = c.growTopic(ctx, t, r.ValidateOnly)
+			if !r.ValidateOnly {
+				c.audited("CreatePartitions", t.Topic, auth.Alter, rt.ErrorCode, errMsg(err))
+			}
 		}
 		rt.ErrorMessage = errMsg(err)
 		resp.Topics = append(resp.Topics, rt)

@@ -296,4 +296,28 @@ func TestKafkaACLDenialAudited(t *testing.T) {
 	if len(recs.Records) != 0 {
 		t.Fatalf("denied produce appended %d records", len(recs.Records))
 	}
+
+	// Allowed admin actions over Kafka are audited with their outcome, as
+	// the HTTP API's audited rows are.
+	addACL(t, admin, "alice", auth.Topic, "made", auth.Literal, auth.Create, auth.Alter, auth.Delete)
+	adm := kadm.NewClient(kafkaClient(t, s, sasl))
+	if cr, err := adm.CreateTopic(ctx, 1, 1, nil, "made"); err != nil || cr.Err != nil {
+		t.Fatalf("create over Kafka: %v %v", err, cr.Err)
+	}
+	if r, err := adm.UpdatePartitions(ctx, 1, "made"); err != nil || r["made"].Err != kerr.InvalidPartitions {
+		t.Fatalf("growth to the same count: %v %+v", err, r)
+	}
+	if r, err := adm.DeleteTopics(ctx, "made"); err != nil || r["made"].Err != nil {
+		t.Fatalf("delete over Kafka: %v %+v", err, r)
+	}
+	for _, c := range []struct{ action, op, result, reason string }{
+		{"kafka CreateTopics", "create", "ok", ""},
+		{"kafka CreatePartitions", "alter", "error", "INVALID_PARTITIONS"},
+		{"kafka DeleteTopics", "delete", "ok", ""},
+	} {
+		waitAudit(t, admin, c.action+" "+c.result, func(e auth.Event) bool {
+			return e.Action == c.action && e.Result == c.result && e.Principal == "alice" && e.Resource == "topic:made" &&
+				e.Operation == c.op && strings.Contains(e.Reason, c.reason)
+		})
+	}
 }
