@@ -37,6 +37,11 @@ type subSpec struct {
 	id         string
 	topic      string
 	partitions []int // all of the topic's, or the one asked for
+	// all: the frame named no partition, so the subscription also reads
+	// the partitions added to the topic later (watchGrowth); createdAt is
+	// the topic's incarnation it subscribed to.
+	all       bool
+	createdAt int64
 	kind       startKind
 	value      int64         // the offset or timestamp
 	positions  map[int]int64 // resume points per partition
@@ -58,8 +63,10 @@ func (h *wsHub) parseSubscribe(f *wsFrame) (*subSpec, error) {
 	if err != nil {
 		return nil, err
 	}
+	sp.createdAt = t.CreatedAt
 	switch {
 	case f.Partition == nil:
+		sp.all = f.Group == ""
 		for p := 0; p < t.Partitions; p++ {
 			sp.partitions = append(sp.partitions, p)
 		}
@@ -239,7 +246,7 @@ type wsSub struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // pumps and the group watcher
+	wg     sync.WaitGroup // pumps and the group or growth watcher
 
 	// mu guards the fields below. It is held only to read or change them,
 	// never across I/O, a wait for a pump, or a send that can block
@@ -371,7 +378,41 @@ func (s *wsSub) start() error {
 		s.startPump(p, logs[i], starts[i])
 	}
 	s.mu.Unlock()
+	if sp.all {
+		s.wg.Add(1)
+		go s.watchGrowth()
+	}
 	return nil
+}
+
+// watchGrowth gives a subscription to all of a topic's partitions those
+// added to the topic later (POST /v1/topics/{t}/partitions, Kafka's
+// CreatePartitions), each read from its start: all it holds was written
+// after the subscription began. Their records arrive in records frames
+// like the others', with their partition.
+func (s *wsSub) watchGrowth() {
+	defer s.wg.Done()
+	store := s.c.hub.s.broker.Store()
+	for {
+		changed := store.CatalogChanged()
+		if t, err := store.Topic(s.spec.topic); err == nil && t.CreatedAt == s.spec.createdAt {
+			s.mu.Lock()
+			for p := 0; p < t.Partitions; p++ {
+				if _, ok := s.pumps[p]; ok {
+					continue
+				}
+				if log, err := store.Partition(s.spec.topic, p); err == nil {
+					s.startPump(p, log, log.LogStart())
+				}
+			}
+			s.mu.Unlock()
+		}
+		select {
+		case <-changed:
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 // stop ends the subscription: its pumps and watcher, and its group

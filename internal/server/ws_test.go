@@ -216,6 +216,23 @@ func TestWSTopicShortcut(t *testing.T) {
 	produceN(t, u, "tail", 5, 2, "more")
 	c.wait(10*time.Second, "35 records", func(msgs []wsMsg) bool { return countRecords(msgs, "tail") == 35 })
 
+	// The topic grows: the subscription reads the added partition from its
+	// start.
+	if r := tu.Do(t, "POST", u+"/v1/topics/tail/partitions", map[string]any{"partitions": 4}); r.Status != 200 {
+		t.Fatalf("grow: %d %s", r.Status, r.Body)
+	}
+	produceN(t, u, "tail", 2, 3, "grown")
+	c.wait(10*time.Second, "37 records", func(msgs []wsMsg) bool { return countRecords(msgs, "tail") == 37 })
+	n := 0
+	for _, r := range c.records("tail") {
+		if r.Partition == 3 {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d records of the added partition 3, want 2", n)
+	}
+
 	for _, tc := range []struct {
 		path   string
 		ws     bool
