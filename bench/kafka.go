@@ -249,7 +249,7 @@ func kafkaConsume(ctx context.Context, c *config) (result, error) {
 		want += o.Offset - s.Offset
 	})
 	if want == 0 {
-		return result{}, fmt.Errorf("topic %s is empty", c.topic)
+		return result{}, errEmpty(c)
 	}
 	start := startClock()
 	cl, err := kafkaClient(c, kgo.ConsumeTopics(c.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

@@ -165,5 +165,8 @@ func natsConsume(ctx context.Context, js jetstream.JetStream, c *config) (result
 		}
 		total += got
 	}
+	if total == 0 {
+		return result{}, errEmpty(c)
+	}
 	return result{Records: total, Seconds: time.Since(start).Seconds()}, nil
 }

@@ -232,7 +232,16 @@ func weirConsume(hc *fasthttp.Client, c *config) (result, error) {
 			off = next
 		}
 	}
+	if total == 0 {
+		return result{}, errEmpty(c)
+	}
 	return result{Records: total, Seconds: time.Since(start).Seconds()}, nil
+}
+
+// errEmpty is a consume of a topic (streams) with nothing to read: the
+// consume scenario reads what an earlier batch scenario wrote.
+func errEmpty(c *config) error {
+	return fmt.Errorf("topic %s is empty: the consume scenario reads what a batch scenario wrote (SCENARIOS=\"batch consume\")", c.topic)
 }
 
 func nextOffsetJSON(b []byte) (int64, error) {
