@@ -42,15 +42,15 @@ type subSpec struct {
 	// the topic's incarnation it subscribed to.
 	all       bool
 	createdAt int64
-	kind       startKind
-	value      int64         // the offset or timestamp
-	positions  map[int]int64 // resume points per partition
-	b64        bool
-	credit     int64
-	group      string
-	clientID   string
-	session    time.Duration
-	queue      string // a queue subscription's name (ws_queue.go); "" for log subscriptions
+	kind      startKind
+	value     int64         // the offset or timestamp
+	positions map[int]int64 // resume points per partition
+	b64       bool
+	credit    int64
+	group     string
+	clientID  string
+	session   time.Duration
+	queue     string // a queue subscription's name (ws_queue.go); "" for log subscriptions
 }
 
 // parseSubscribe validates a subscribe frame against the topic.
@@ -385,15 +385,28 @@ func (s *wsSub) start() error {
 	return nil
 }
 
+// growthCheckEvery is the shortest time between two looks of a
+// subscription at its topic's partition count.
+const growthCheckEvery = time.Second
+
 // watchGrowth gives a subscription to all of a topic's partitions those
 // added to the topic later (POST /v1/topics/{t}/partitions, Kafka's
 // CreatePartitions), each read from its start: all it holds was written
 // after the subscription began. Their records arrive in records frames
-// like the others', with their partition.
+// like the others', with their partition. It looks at most once a second
+// (growthCheckEvery): the catalog changes with every group commit, a
+// growth is rare, and a connection may hold many subscriptions.
 func (s *wsSub) watchGrowth() {
 	defer s.wg.Done()
 	store := s.c.hub.s.broker.Store()
-	for {
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-time.After(growthCheckEvery):
+			case <-s.ctx.Done():
+				return
+			}
+		}
 		changed := store.CatalogChanged()
 		if t, err := store.Topic(s.spec.topic); err == nil && t.CreatedAt == s.spec.createdAt {
 			s.mu.Lock()
