@@ -251,23 +251,48 @@ func checkTieredConfig(cfg TopicConfig) error {
 // not yet promoted is refused (*MirrorError): its partitions follow its
 // source's, which its link grows (GrowMirror).
 func (b *Broker) AddPartitions(ctx context.Context, topic string, count int) (TopicInfo, error) {
+	if err := b.CheckAddPartitions(topic, count); err != nil {
+		return TopicInfo{}, err
+	}
+	return b.store.AddPartitions(ctx, topic, count)
+}
+
+// CheckAddPartitions reports what AddPartitions would refuse now, without
+// growing anything (Kafka's validate-only): ErrTopicNotFound, a mirror not
+// yet promoted (*MirrorError), or ErrBadRequest for a count not above the
+// topic's or above MaxPartitions.
+func (b *Broker) CheckAddPartitions(topic string, count int) error {
 	t, err := b.store.Topic(topic)
 	if err != nil {
-		return TopicInfo{}, err
+		return err
 	}
 	if err := CheckWritable(b.store, t); err != nil {
-		return TopicInfo{}, err
+		return err
 	}
-	return b.GrowMirror(ctx, topic, count)
+	return b.checkGrowth(t, count)
 }
 
 // GrowMirror is AddPartitions without the mirror check: a link calls it
 // to follow its source topic's growth.
 func (b *Broker) GrowMirror(ctx context.Context, topic string, count int) (TopicInfo, error) {
-	if count < 1 || count > b.cfg.MaxPartitions {
-		return TopicInfo{}, Invalidf("partitions must be between 1 and %d", b.cfg.MaxPartitions)
+	t, err := b.store.Topic(topic)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	if err := b.checkGrowth(t, count); err != nil {
+		return TopicInfo{}, err
 	}
 	return b.store.AddPartitions(ctx, topic, count)
+}
+
+// checkGrowth refuses a new partition count not above t's or above
+// MaxPartitions. The store checks the count again when it applies the
+// growth (a concurrent one may have come first).
+func (b *Broker) checkGrowth(t TopicInfo, count int) error {
+	if count <= t.Partitions || count > b.cfg.MaxPartitions {
+		return Invalidf("topic %q has %d partitions: the new count must be above that and at most %d", t.Name, t.Partitions, b.cfg.MaxPartitions)
+	}
+	return nil
 }
 
 // DeleteTopic deletes a topic and all its data.
@@ -408,9 +433,7 @@ func (b *Broker) QueueProduce(ctx context.Context, req *ProduceRequest) (wait fu
 					return finish(nil, err)
 				}
 				res := &ProduceResult{Offsets: make([]RecordOffset, len(req.Records)), Duplicate: ar.Duplicate}
-				for j, i := range g.idx {
-					res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
-				}
+				g.place(res, ar.BaseOffset)
 				return finish(res, nil)
 			}, nil
 		case errors.Is(qerr, ErrTooLarge) || errors.Is(qerr, ErrBadRequest):
@@ -499,6 +522,13 @@ type produceGroup struct {
 	recs []Record
 }
 
+// place sets the offsets of g's records in res, its batch committed at base.
+func (g *produceGroup) place(res *ProduceResult, base int64) {
+	for j, i := range g.idx {
+		res.Offsets[i] = RecordOffset{Partition: g.p, Offset: base + int64(j)}
+	}
+}
+
 // appendGroups appends one batch per partition (in parallel) and waits
 // for all. With several partitions each commits or fails on its own: a
 // partial failure is a *ProduceError that keeps the committed partitions'
@@ -526,9 +556,7 @@ func (b *Broker) appendGroups(ctx context.Context, req *ProduceRequest, groups [
 		if len(groups) == 1 { // an idempotent produce: one partition, run inline
 			res.Duplicate = ar.Duplicate
 		}
-		for j, i := range g.idx {
-			res.Offsets[i] = RecordOffset{Partition: g.p, Offset: ar.BaseOffset + int64(j)}
-		}
+		g.place(res, ar.BaseOffset)
 		return nil
 	})
 	switch {

@@ -155,13 +155,6 @@ type addPartitionsReq struct {
 	Partitions int    `json:"partitions"`
 }
 
-func (r *addPartitionsReq) parse(*call) error {
-	if r.Partitions < 1 {
-		return core.Invalidf("partitions must be the topic's new partition count in all, above its current count")
-	}
-	return nil
-}
-
 func (s *Server) addPartitions(c *call, r *addPartitionsReq) {
 	rctx, cancel := s.requestContext(s.cfg.ProduceTimeout)
 	defer cancel()

@@ -399,14 +399,7 @@ const growthCheckEvery = time.Second
 func (s *wsSub) watchGrowth() {
 	defer s.wg.Done()
 	store := s.c.hub.s.broker.Store()
-	for first := true; ; first = false {
-		if !first {
-			select {
-			case <-time.After(growthCheckEvery):
-			case <-s.ctx.Done():
-				return
-			}
-		}
+	for {
 		changed := store.CatalogChanged()
 		if t, err := store.Topic(s.spec.topic); err == nil && t.CreatedAt == s.spec.createdAt {
 			s.mu.Lock()
@@ -422,6 +415,11 @@ func (s *wsSub) watchGrowth() {
 		}
 		select {
 		case <-changed:
+		case <-s.ctx.Done():
+			return
+		}
+		select {
+		case <-time.After(growthCheckEvery):
 		case <-s.ctx.Done():
 			return
 		}

@@ -402,27 +402,16 @@ func (c *conn) growTopic(ctx context.Context, t kmsg.CreatePartitionsRequestTopi
 	if len(t.Assignment) > 0 {
 		return kerr.InvalidReplicaAssignment.Code, errors.New("manual replica assignment is not supported: Weir places replicas")
 	}
-	store := c.s.broker.Store()
-	info, err := store.Topic(t.Topic)
-	if err != nil {
-		return errCode(err), err
-	}
-	if err := core.CheckWritable(store, info); err != nil {
-		return errCode(err), err
-	}
-	if limit := c.s.broker.Config().MaxPartitions; int(t.Count) <= info.Partitions || int(t.Count) > limit {
-		return kerr.InvalidPartitions.Code, fmt.Errorf("topic %q has %d partitions: the new count must be above that and at most %d", t.Topic, info.Partitions, limit)
-	}
+	var err error
 	if validateOnly {
-		return 0, nil
+		err = c.s.broker.CheckAddPartitions(t.Topic, int(t.Count))
+	} else {
+		_, err = c.s.broker.AddPartitions(ctx, t.Topic, int(t.Count))
 	}
-	if _, err := c.s.broker.AddPartitions(ctx, t.Topic, int(t.Count)); err != nil {
-		if errors.Is(err, core.ErrBadRequest) { // grown meanwhile, or too few nodes for its replicas
-			return kerr.InvalidPartitions.Code, err
-		}
-		return errCode(err), err
+	if errors.Is(err, core.ErrBadRequest) { // the count, or too few nodes for the topic's replicas
+		return kerr.InvalidPartitions.Code, err
 	}
-	return 0, nil
+	return errCode(err), err
 }
 
 func (c *conn) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeConfigsResponse {

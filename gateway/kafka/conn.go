@@ -173,12 +173,16 @@ func (s *Server) serveConn(nc net.Conn) {
 			}
 		}
 	}
+	// A request takes a slot before it is served (a produce's appends are
+	// queued then) and gives it back once its reply is written: at most
+	// maxInflight in flight, and sending a reply never blocks.
+	slots := make(chan struct{}, maxInflight)
 	replies := make(chan reply, maxInflight)
 	var unanswered sync.WaitGroup // replies sent and not yet written
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
-		c.writeReplies(replies, &unanswered)
+		c.writeReplies(replies, slots, &unanswered)
 	}()
 	defer func() {
 		// The connection is closing: the replies still queued (produces
@@ -202,6 +206,7 @@ func (s *Server) serveConn(nc net.Conn) {
 			}
 			return
 		}
+		slots <- struct{}{}
 		h, req, err := parseRequest(frame)
 		if errors.Is(err, errTooNewAPIVersions) {
 			// The client asked a version we do not know: answer v0 with
@@ -226,6 +231,8 @@ func (s *Server) serveConn(nc net.Conn) {
 			// A Produce charges its own quota (quota.go).
 			if done := c.produce(s.ctx, pr); done != nil {
 				send(reply{h: h, done: done, throttle: c.throttle})
+			} else {
+				<-slots // acks=0: no reply
 			}
 		} else {
 			unanswered.Wait()
@@ -246,7 +253,7 @@ func (s *Server) serveConn(nc net.Conn) {
 // writeReplies writes the replies in order, each once it is complete; a
 // failed write closes the connection (ending the reader), and the replies
 // still queued are then completed and dropped.
-func (c *conn) writeReplies(replies <-chan reply, unanswered *sync.WaitGroup) {
+func (c *conn) writeReplies(replies <-chan reply, slots <-chan struct{}, unanswered *sync.WaitGroup) {
 	broken := false
 	for r := range replies {
 		resp := r.resp
@@ -263,6 +270,7 @@ func (c *conn) writeReplies(replies <-chan reply, unanswered *sync.WaitGroup) {
 			}
 		}
 		unanswered.Done()
+		<-slots
 	}
 }
 
