@@ -1,7 +1,6 @@
 package raftlog
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -38,15 +37,7 @@ func TestConformance(t *testing.T) {
 // writeMix writes appends (idempotent, with keys and headers), transactions
 // with and without records, and trims, and returns the segments.
 func writeMix(t *testing.T, st core.Store) []core.SegmentInfo {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := st.CreateTopic(ctx, core.TopicConfig{Name: "segmix", Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	pl, err := st.Partition("segmix", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pl := onePartition(t, st, "segmix", 30*time.Second)
 	for i := 0; i < 40; i++ {
 		_, err := pl.Append(ctx, &core.AppendBatch{ProducerID: "p", Sequence: int64(2 * i), Timestamp: int64(1000 + i),
 			Records: []core.Record{{Key: []byte("k"), Value: make([]byte, 90*i)}, {Value: []byte("x"), Headers: []core.Header{{Key: "a", Value: "b"}}}}})

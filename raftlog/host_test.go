@@ -23,15 +23,7 @@ func startHost(t *testing.T, dir, raftAddr string) *Host {
 func TestStateTxnAtomicAndDurable(t *testing.T) {
 	dir, addr := t.TempDir(), tu.FreeAddr(t)
 	h := startHost(t, dir, addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := h.CreateTopic(ctx, core.TopicConfig{Name: "s", Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	pl, err := h.Partition("s", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pl := onePartition(t, h, "s", 30*time.Second)
 	// A txn with records and state.
 	res, err := pl.ApplyTxn(ctx, &core.StateTxn{
 		Conds:  []core.StateCond{{Key: "pos", Absent: true}},
@@ -170,15 +162,7 @@ func TestStateMachinesRefuseEntriesTheyCannotApply(t *testing.T) {
 // per entry by the state machine, accept them in that order.
 func TestProposeAppendKeepsTheOrder(t *testing.T) {
 	h := startHost(t, t.TempDir(), tu.FreeAddr(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := h.CreateTopic(ctx, core.TopicConfig{Name: "q", Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	pl, err := h.Partition("q", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pl := onePartition(t, h, "q", 60*time.Second)
 	tu.Eventually(t, 20*time.Second, "a leader for q/0", pl.IsLeader)
 	ap := pl.(core.AppendProposer)
 	const n = 200
@@ -186,6 +170,7 @@ func TestProposeAppendKeepsTheOrder(t *testing.T) {
 	for i := range n {
 		b := &core.AppendBatch{ProducerID: "p", Sequence: int64(2 * i), Records: []core.Record{
 			{Value: fmt.Appendf(nil, "%d-a", i)}, {Value: fmt.Appendf(nil, "%d-b", i)}}}
+		var err error
 		if waits[i], err = ap.ProposeAppend(b); err != nil {
 			t.Fatalf("queue %d: %v", i, err)
 		}
@@ -211,4 +196,20 @@ func TestProposeAppendKeepsTheOrder(t *testing.T) {
 			t.Fatalf("offset %d holds %q, want %q", i, r.Value, want)
 		}
 	}
+}
+
+// onePartition creates topic name of one partition (replication factor 1)
+// on st and returns its log, with a context that ends after d.
+func onePartition(t *testing.T, st core.Store, name string, d time.Duration) (context.Context, core.PartitionLog) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	if _, err := st.CreateTopic(ctx, core.TopicConfig{Name: name, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := st.Partition(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, pl
 }

@@ -1,7 +1,6 @@
 package raftlog
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -81,15 +80,7 @@ func TestSkipEmptyLogDBDropsUpdatesThatPersistNothing(t *testing.T) {
 func TestSingleRecordAppendsSurviveRestart(t *testing.T) {
 	dir, addr := t.TempDir(), tu.FreeAddr(t)
 	h := startHost(t, dir, addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := h.CreateTopic(ctx, core.TopicConfig{Name: "one", Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	pl, err := h.Partition("one", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, pl := onePartition(t, h, "one", 60*time.Second)
 	const producers, each = 8, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, producers*each)
@@ -137,6 +128,7 @@ func TestSingleRecordAppendsSurviveRestart(t *testing.T) {
 	h = startHost(t, dir, addr)
 	defer h.Close()
 	tu.Eventually(t, 20*time.Second, "partition back", func() bool {
+		var err error
 		pl, err = h.Partition("one", 0)
 		return err == nil && pl.HighWatermark() == producers*each
 	})
