@@ -202,20 +202,26 @@ func (p *Partition) read(ctx context.Context, from int64, maxRecords, maxBytes i
 		return nil, err
 	}
 	start, hwm := p.sm.logStart.Load(), p.sm.hwm.Load()
-	if from < start || from > hwm {
+	if from < start {
 		return nil, &core.OffsetRangeError{Offset: from, LogStart: start, HighWatermark: hwm}
 	}
-	if from == hwm {
-		// The end of this replica's log. A follower may be behind the
-		// leader, and a leader cut off from the others may have been
-		// replaced: answering "nothing here" now could hide a record
-		// already acknowledged. A ReadIndex round first makes the empty
-		// answer linearizable (docs/guarantees.md, "Reads"); a replica
-		// that cannot reach a quorum answers unavailable instead.
+	if from >= hwm {
+		// At or past the end of this replica's log. A follower may be
+		// behind the leader, and a leader cut off from the others may
+		// have been replaced: answering "nothing here", or "out of range"
+		// for an offset a client read up to elsewhere (a Kafka consumer
+		// whose partition changed leader resets to its reset policy on
+		// that answer), could hide records already acknowledged. A
+		// ReadIndex round first makes the answer linearizable
+		// (docs/guarantees.md, "Reads"); a replica that cannot reach a
+		// quorum answers unavailable instead.
 		if err := confirm(ctx); err != nil {
 			return nil, err
 		}
-		if hwm = p.sm.hwm.Load(); from == hwm {
+		switch start, hwm = p.sm.logStart.Load(), p.sm.hwm.Load(); {
+		case from > hwm:
+			return nil, &core.OffsetRangeError{Offset: from, LogStart: start, HighWatermark: hwm}
+		case from == hwm:
 			return nil, nil
 		}
 	}
