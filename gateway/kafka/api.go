@@ -256,6 +256,13 @@ func (c *conn) metadata(r *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 			if len(mp.Replicas) == 0 {
 				mp.Replicas = []int32{mp.Leader}
 			}
+			if pi.Leader == 0 {
+				// No leader known here (an election, or this node just
+				// restarted): say so, as Kafka does, and the client asks
+				// again, rather than naming this node, whose replica may
+				// be behind.
+				mp.ErrorCode, mp.Leader = kerr.LeaderNotAvailable.Code, -1
+			}
 			mp.ISR = mp.Replicas
 			mt.Partitions = append(mt.Partitions, mp)
 		}
