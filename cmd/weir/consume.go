@@ -54,7 +54,8 @@ func newConsumeCmd() *cobra.Command {
 		Short: "Read records as JSON lines",
 		Long: `Read records of TOPIC (all partitions, or --partition) from --from
 (earliest, latest or an offset) and print one JSON object per line. With
---follow it waits for new records until interrupted. With --group it starts
+--follow it waits for new records until interrupted (and reads partitions
+added to the topic meanwhile from their start). With --group it starts
 from the group's committed offsets and commits what it printed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -122,13 +123,38 @@ func consumeLoop(ctx context.Context, cmd *cobra.Command, topic string, pos map[
 	sort.Ints(parts)
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	printed := 0
+	// Following every partition, it follows the topic's growth too: a
+	// partition added meanwhile is read from its start, as consumer
+	// groups, queues and WebSocket subscriptions do (docs/cli.md).
+	growth := o.follow && o.partition < 0
+	var checked time.Time
 	for {
+		if growth && time.Since(checked) >= time.Second {
+			checked = time.Now()
+			meta, err := c.Topic(ctx, topic)
+			if err != nil {
+				if errors.Is(ctx.Err(), context.Canceled) {
+					return nil
+				}
+				return err
+			}
+			for _, p := range meta.Partitions {
+				if _, ok := pos[p.Partition]; !ok {
+					pos[p.Partition] = client.FetchOptions{From: client.Earliest}
+					parts = append(parts, p.Partition)
+				}
+			}
+			sort.Ints(parts)
+		}
 		got := 0
 		for _, p := range parts {
 			opts := pos[p]
 			opts.MaxRecords = 500
 			if o.follow && len(parts) == 1 {
 				opts.Wait = 10 * time.Second
+				if growth {
+					opts.Wait = time.Second // back in time for the growth check
+				}
 			}
 			out, err := c.Fetch(ctx, topic, p, opts)
 			if err != nil {

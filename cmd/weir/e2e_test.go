@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -178,6 +180,51 @@ func TestCLI(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), "Usage:") {
 			t.Fatalf("%s --help: %v %s", sub, err, out)
 		}
+	}
+}
+
+// TestConsumeFollowsGrowth: `weir consume --follow` of every partition
+// reads a partition added while it runs, from its start.
+func TestConsumeFollowsGrowth(t *testing.T) {
+	p := tu.StartWeir(t, tu.FreeAddr(t), "--data-dir", t.TempDir(), "--raft-addr", tu.FreeAddr(t), "--log-level", "warn")
+	if r := tu.Do(t, "POST", p.URL()+"/v1/topics", map[string]any{"name": "grow", "partitions": 1}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	produce := func(partition int, value string) {
+		t.Helper()
+		r := tu.Do(t, "POST", p.URL()+"/v1/topics/grow/records", map[string]any{"records": []map[string]any{{"value": value, "partition": partition}}})
+		if r.Status != 200 {
+			t.Fatalf("produce to partition %d: %d %s", partition, r.Status, r.Body)
+		}
+	}
+	produce(0, "before")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tu.WeirBinary(t), "consume", "grow", "--follow", "--max", "2", "--server", p.URL())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"value":"before"`) {
+		t.Fatalf("first line %q (%v), want the record of partition 0; stderr %s", lines.Text(), lines.Err(), stderr.String())
+	}
+	// The consumer is running (it printed): grow the topic and write to
+	// the new partition only.
+	if r := tu.Do(t, "POST", p.URL()+"/v1/topics/grow/partitions", map[string]any{"partitions": 2}); r.Status != 200 {
+		t.Fatalf("add partitions: %d %s", r.Status, r.Body)
+	}
+	produce(1, "added")
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"value":"added"`) || !strings.Contains(lines.Text(), `"partition":1`) {
+		t.Fatalf("second line %q (%v), want the record of the added partition; stderr %s", lines.Text(), lines.Err(), stderr.String())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("consume --max 2 after two records: %v; stderr %s", err, stderr.String())
 	}
 }
 
