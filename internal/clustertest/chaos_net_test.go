@@ -102,10 +102,10 @@ func (o *nsOps) newNS() (*os.File, error) {
 }
 
 // link is one directed link: from node (0: the test's clients) to node to,
-// on its Raft or HTTP port.
+// on its Raft, HTTP or Kafka port.
 type link struct {
 	from, to int
-	port     string // "raft" or "http"
+	port     string // "raft", "http" or "kafka" (from the clients only)
 }
 
 func (l link) String() string { return fmt.Sprintf("%d→%d/%s", l.from, l.to, l.port) }
@@ -123,14 +123,23 @@ type chaosNet struct {
 
 // raftAddr is node's --raft-addr.
 func (c *cluster) raftAddr(node int) string {
-	args := c.procs[node-1].Args
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--raft-addr" {
-			return args[i+1]
-		}
+	if a := c.flag(node, "--raft-addr"); a != "" {
+		return a
 	}
 	c.t.Fatalf("node %d has no --raft-addr", node)
 	return ""
+}
+
+// flag is the value node was started with for flag (the last one given),
+// "" if none.
+func (c *cluster) flag(node int, flag string) string {
+	args, v := c.procs[node-1].Args, ""
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			v = args[i+1]
+		}
+	}
+	return v
 }
 
 // isolateCluster moves the running cluster c into one namespace per node:
@@ -156,15 +165,20 @@ func isolateCluster(t *testing.T, c *cluster) (*chaosNet, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	addr := func(node int, port string) string {
-		if port == "raft" {
+		switch port {
+		case "raft":
 			return c.raftAddr(node)
+		case "kafka":
+			return c.flag(node, "--kafka-addr")
 		}
 		return c.procs[node-1].HTTPAddr
 	}
 	for to := 1; to <= len(c.procs); to++ {
 		for from := 0; from <= len(c.procs); from++ {
-			for _, port := range []string{"raft", "http"} {
-				if from == to || from == 0 && port == "raft" {
+			for _, port := range []string{"raft", "http", "kafka"} {
+				// Nodes reach each other's Raft and HTTP ports; the
+				// clients reach HTTP and (where it listens) Kafka.
+				if from == to || from == 0 && port == "raft" || port == "kafka" && (from != 0 || addr(to, port) == "") {
 					continue
 				}
 				if err := n.addProxy(ctx, link{from, to, port}, addr(to, port)); err != nil {

@@ -59,7 +59,8 @@ const drainClass = "drain-incomplete"
 //     A real kill -9 would take the node's whole disk with it here.
 //
 // Workloads: producers of unique values to h, a consumer group on h, an
-// idempotent producer ledger on f, queue consumers of a subscription of h
+// idempotent producer ledger on f, a franz-go idempotent producer and a
+// franz-go consumer on k (chaos_kafka_test.go), queue consumers of a subscription of h
 // (ack and nack), and an exactly-once pipeline (examples/count) from pin to
 // pout whose per-key output counts must equal the inputs.
 //
@@ -155,8 +156,12 @@ func (r *chaosResult) add(o chaosResult) {
 }
 
 func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.Rand, seed uint64, wasm []byte) chaosResult {
+	var kafkaSeeds []string
 	c := &cluster{t: t, procs: tu.StartWeirClusterWith(t, 3, func(int) []string {
-		return []string{"--test-faults", tu.FreeAddr(t), "--test-faults-storage", ph.storage}
+		kafka := tu.FreeAddr(t)
+		kafkaSeeds = append(kafkaSeeds, kafka)
+		return []string{"--test-faults", tu.FreeAddr(t), "--test-faults-storage", ph.storage,
+			"--kafka-addr", kafka, "--kafka-advertised-addr", kafka}
 	})}
 	c.waitUp()
 	// Namespaces first: moving the nodes kills them, and a node with its
@@ -167,7 +172,7 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 		net = nil
 	}
 	c.waitUp()
-	for _, tp := range []string{"f", "h", pipeIn, pipeOut} {
+	for _, tp := range []string{"f", "h", kafkaTopic, pipeIn, pipeOut} {
 		if r := tu.Do(t, "POST", c.url(1)+"/v1/topics", map[string]any{"name": tp, "partitions": 3}); r.Status != 201 {
 			t.Fatalf("create %s: %d %s", tp, r.Status, r.Body)
 		}
@@ -197,6 +202,7 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 	rec := history.NewRecorder(nil)
 	load := tu.StartLoad(t, c.urls(0), "f", 3, 3) // the idempotent producers of the short fault tests
 	w := startWorkload(rec, c.urls(0), "h", 3, 4, 2, seed)
+	kw := startKafkaWorkload(t, rec, kafkaSeeds, kafkaTopic, 3)
 	lin := startLinWindows(c.urls(0), ph.name, seed)
 
 	kinds := ph.kinds
@@ -334,6 +340,7 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 	waitAll()
 	c.waitSettled(c.url(1))
 	w.Stop()
+	kw.Stop(t)
 	load.Stop(t)
 	c.waitSettled(c.url(1))
 
@@ -343,7 +350,7 @@ func runChaosPhase(t *testing.T, ph chaosPhase, length time.Duration, rng *rand.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	pinHW := make([]int64, 3)
-	for _, topic := range []string{"h", pipeIn} {
+	for _, topic := range []string{"h", kafkaTopic, pipeIn} {
 		for part := 0; part < 3; part++ {
 			var hw int64
 			tu.Eventually(t, 60*time.Second, fmt.Sprintf("the high watermark of %s/%d", topic, part), func() bool {
