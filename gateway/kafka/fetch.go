@@ -114,6 +114,13 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) *kmsg.FetchRespo
 				rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				continue
 			}
+			// As for a produce: a fetch that reaches a node Metadata does
+			// not name as the leader comes from stale metadata, and the
+			// client refreshes it on NOT_LEADER_OR_FOLLOWER.
+			if err := c.checkLeader(t.Topic, p.Partition); err != nil {
+				rp.ErrorCode = errCode(err)
+				continue
+			}
 			parts = append(parts, &fetchPart{topic: t.Topic, rp: rp, req: p})
 		}
 		resp.Topics = append(resp.Topics, rt)

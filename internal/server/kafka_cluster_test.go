@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	tu "github.com/weir-broker/weir/internal/testutil"
 )
 
@@ -79,5 +81,68 @@ func TestKafkaClusterLeaderKill(t *testing.T) {
 	}
 	if n != 300 || len(seen) != 300 {
 		t.Fatalf("read %d records, %d distinct, want 300 (killed node %d)", n, len(seen), victim)
+	}
+}
+
+// A produce or a fetch that reaches a node Metadata does not name as the
+// partition's leader is answered NOT_LEADER_OR_FOLLOWER (the client's
+// metadata is stale and it refreshes); the leader answers both.
+func TestKafkaNotLeaderOrFollower(t *testing.T) {
+	c := startCluster(t, 3, func(cfg *Config) { cfg.KafkaAddr = "127.0.0.1:0" })
+	u := func(id uint64) string { return c.nodes[id].URL() }
+	if r := tu.Do(t, "POST", u(1)+"/v1/topics", map[string]any{"name": "nl", "partitions": 1, "replication_factor": 3}); r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	tu.Eventually(t, 60*time.Second, "settled", func() bool { return tu.Settled(tu.ClusterStatus(t, u(1))) })
+	if r := tu.Do(t, "POST", u(1)+"/v1/topics/nl/records", map[string]any{"records": []map[string]any{{"value": "v"}}}); r.Status != 200 {
+		t.Fatalf("produce: %d %s", r.Status, r.Body)
+	}
+	ctx := kctx(t)
+	cl := kafkaClient(t, c.nodes[1])
+	var leader int32
+	tu.Eventually(t, 30*time.Second, "Kafka metadata naming the Raft leader of nl/0", func() bool {
+		md, err := kadm.NewClient(cl).Metadata(ctx, "nl")
+		if err != nil || len(md.Brokers) != 3 {
+			return false
+		}
+		leader = md.Topics["nl"].Partitions[0].Leader
+		return leader > 0 && uint64(leader) == tu.LeaderOf(t, u(1), "nl", 0)
+	})
+	for id := int32(1); id <= 3; id++ {
+		fetch := kmsg.NewPtrFetchRequest()
+		fetch.MaxWaitMillis, fetch.MaxBytes = 0, 1<<20
+		ft := kmsg.NewFetchRequestTopic()
+		ft.Topic = "nl"
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.Partition, fp.PartitionMaxBytes, fp.LogStartOffset = 0, 1<<20, -1
+		ft.Partitions = append(ft.Partitions, fp)
+		fetch.Topics = append(fetch.Topics, ft)
+		fr, err := fetch.RequestWith(ctx, cl.Broker(int(id)))
+		if err != nil {
+			t.Fatalf("fetch at node %d: %v", id, err)
+		}
+		produce := kmsg.NewPtrProduceRequest()
+		produce.Acks, produce.TimeoutMillis = -1, 10000
+		pt := kmsg.NewProduceRequestTopic()
+		pt.Topic = "nl"
+		pp := kmsg.NewProduceRequestTopicPartition()
+		pp.Records = batchBytes(-1, 0, fmt.Sprint("at-", id))
+		pt.Partitions = append(pt.Partitions, pp)
+		produce.Topics = append(produce.Topics, pt)
+		pr, err := produce.RequestWith(ctx, cl.Broker(int(id)))
+		if err != nil {
+			t.Fatalf("produce at node %d: %v", id, err)
+		}
+		fe, pe := fr.Topics[0].Partitions[0].ErrorCode, pr.Topics[0].Partitions[0].ErrorCode
+		if id == leader {
+			if fe != 0 || pe != 0 || len(fr.Topics[0].Partitions[0].RecordBatches) == 0 {
+				t.Errorf("the leader (node %d): fetch %v with %d bytes, produce %v; want records and no error",
+					id, kerr.ErrorForCode(fe), len(fr.Topics[0].Partitions[0].RecordBatches), kerr.ErrorForCode(pe))
+			}
+			continue
+		}
+		if fe != kerr.NotLeaderForPartition.Code || pe != kerr.NotLeaderForPartition.Code {
+			t.Errorf("node %d (leader %d): fetch %v, produce %v; want NOT_LEADER_OR_FOLLOWER for both", id, leader, kerr.ErrorForCode(fe), kerr.ErrorForCode(pe))
+		}
 	}
 }
