@@ -15,15 +15,41 @@ import (
 // CPU seconds (user + system) they used from the start of the measured
 // phase to its end, per record.
 
+//
+// Beside it, the bytes the servers wrote per record: what they sent to the
+// storage layer (write_bytes of /proc/PID/io, counted when a page is
+// dirtied, so page-cache writes count in the phase that made them): like
+// the CPU, a cost per record that moves little with the machine's noise.
+
 var (
 	cpuPids    []int   // -server-pids
 	cpuAtStart float64 // servers' CPU seconds when the measured phase began
+	ioAtStart  int64   // servers' bytes written when the measured phase began
 )
 
 // startClock marks the start of a scenario's measured phase.
 func startClock() time.Time {
-	cpuAtStart = serverCPU()
+	cpuAtStart, ioAtStart = serverCPU(), serverWritten()
 	return time.Now()
+}
+
+// serverWritten is the bytes the processes of cpuPids have written to the
+// storage layer so far (those that exited count nothing).
+func serverWritten() int64 {
+	var n int64
+	for _, pid := range cpuPids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+				w, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += w
+			}
+		}
+	}
+	return n
 }
 
 // serverCPU is the CPU seconds used so far by the processes of cpuPids

@@ -34,6 +34,9 @@ type result struct {
 	Offered  float64 `json:"offered,omitempty"` // records/s offered (steady)
 	// ServerCPUus is the servers' CPU time per record in µs (-server-pids).
 	ServerCPUus float64 `json:"server_cpu_us,omitempty"`
+	// ServerWriteB is the bytes the servers wrote to the storage layer per
+	// record (-server-pids).
+	ServerWriteB float64 `json:"server_write_bytes,omitempty"`
 	// Partitions of the topic (NATS: streams).
 	Partitions int `json:"partitions"`
 	// ServerCores is the CPU the servers used per process, in cores, over
@@ -101,6 +104,7 @@ func runCmd(args []string) error {
 	}
 	if len(cpuPids) > 0 && r.Records > 0 {
 		r.ServerCPUus = (serverCPU() - cpuAtStart) * 1e6 / float64(r.Records)
+		r.ServerWriteB = float64(serverWritten()-ioAtStart) / float64(r.Records)
 	}
 	b, _ := json.Marshal(r)
 	fmt.Println(string(b))

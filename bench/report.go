@@ -41,8 +41,8 @@ func reportCmd(args []string) error {
 		{"steady", "steady %.0f records/s offered, linger 0"},
 		{"consume", "consume from the start, 1 reader"},
 	}
-	fmt.Println("| cluster | load | system | runs | records/s (median) | × Weir HTTP | × NATS default | × NATS sync always | p50 / p99 ms (median) | server CPU µs/record (median) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| cluster | load | system | runs | records/s (median) | × Weir HTTP | × NATS default | × NATS sync always | p50 / p99 ms (median) | server CPU µs/record (median) | server bytes written/record (median) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, cl := range []string{"R1", "R3"} {
 		for _, row := range rows {
 			for _, np := range partitionCounts(runs) {
@@ -71,11 +71,15 @@ func reportRow(runs map[runKey][]result, labels []string, k runKey, name string)
 			return fmt.Sprintf("%.2f", m/median(o, resultRate))
 		}
 		lat, cpuCol := reportLatencyCPU(rs, k.scenario)
+		written := ""
+		if w := median(rs, resultWritten); w > 0 {
+			written = fmt.Sprintf("%.0f", w)
+		}
 		load := reportLoadName(rs, k.scenario, name)
 		if k.partitions != 4 {
 			load += fmt.Sprintf(", %d partitions", k.partitions)
 		}
-		fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s |\n", k.cluster, load, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol)
+		fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s |\n", k.cluster, load, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol, written)
 	}
 }
 
@@ -185,11 +189,12 @@ func median(rs []result, get func(result) float64) float64 {
 }
 
 // Fields of a result, for median.
-func resultRate(r result) float64  { return r.Rate }
-func resultP50(r result) float64   { return r.P50us }
-func resultP99(r result) float64   { return r.P99us }
-func resultCPU(r result) float64   { return r.ServerCPUus }
-func resultCores(r result) float64 { return r.ServerCores }
+func resultRate(r result) float64    { return r.Rate }
+func resultP50(r result) float64     { return r.P50us }
+func resultP99(r result) float64     { return r.P99us }
+func resultCPU(r result) float64     { return r.ServerCPUus }
+func resultWritten(r result) float64 { return r.ServerWriteB }
+func resultCores(r result) float64   { return r.ServerCores }
 
 // reportLatencyCPU formats the latency (none for a consume scenario) and
 // server CPU (none when not measured) columns of rs.
