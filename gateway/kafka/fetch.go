@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"math/bits"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -136,6 +137,7 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) *kmsg.FetchRespo
 	total := 0
 	for {
 		var changed []<-chan struct{}
+		var reads []*fetchPart
 		for _, fp := range parts {
 			if fp.done {
 				continue
@@ -146,28 +148,9 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) *kmsg.FetchRespo
 				continue
 			}
 			changed = append(changed, log.Changed())
-			budget := min(int(fp.req.PartitionMaxBytes), maxBytes-total)
-			if budget <= 0 && total > 0 {
-				continue
-			}
-			res, err := c.s.broker.Fetch(ctx, &core.FetchRequest{Topic: fp.topic, Partition: int(fp.req.Partition), From: core.AtOffset, Offset: fp.req.FetchOffset, MaxBytes: max(budget, 1),
-				MaxRecords: c.s.broker.Config().MaxFetchRecords}) // Kafka bounds bytes, not records
-			if err != nil {
-				var re *core.OffsetRangeError
-				if errors.As(err, &re) {
-					fp.rp.HighWatermark, fp.rp.LastStableOffset, fp.rp.LogStartOffset = re.HighWatermark, re.HighWatermark, re.LogStart
-				}
-				fp.rp.ErrorCode, fp.done = errCode(err), true
-				continue
-			}
-			fp.rp.HighWatermark, fp.rp.LastStableOffset, fp.rp.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LogStart
-			if len(res.Records) > 0 {
-				fp.rp.RecordBatches = encodeBatch(fp.rp.RecordBatches, res.Records)
-				total += len(fp.rp.RecordBatches)
-				fp.req.FetchOffset = res.NextOffset
-				fp.done = true // one read per partition and request
-			}
+			reads = append(reads, fp)
 		}
+		total += c.readParts(ctx, reads, maxBytes-total, total > 0)
 		if total >= max(1, int(r.MinBytes)) || total >= maxBytes || len(changed) == 0 || !time.Now().Before(deadline) {
 			return resp
 		}
@@ -179,6 +162,72 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) *kmsg.FetchRespo
 			return resp
 		}
 	}
+}
+
+// readParts reads each partition of parts once, from its fetch offset, into
+// its response, within budget bytes in all (each within its own
+// PartitionMaxBytes, and at least one record for the first when nothing
+// was read yet: read tells whether the request's answer holds bytes
+// already), and returns the bytes added. When every partition's own
+// limit fits in budget, the partitions are read at once, each on a
+// goroutine: a fetch's reads and encodings take CPU time in proportion to
+// the bytes, and a consumer waits for the whole answer. Otherwise they are
+// read in order, each with what the ones before left.
+func (c *conn) readParts(ctx context.Context, parts []*fetchPart, budget int, read bool) int {
+	sum := 0
+	for _, fp := range parts {
+		sum += max(int(fp.req.PartitionMaxBytes), 1)
+	}
+	if len(parts) > 1 && sum <= budget {
+		added := make([]int, len(parts))
+		var wg sync.WaitGroup
+		for i, fp := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				added[i] = c.readPart(ctx, fp, max(int(fp.req.PartitionMaxBytes), 1))
+			}()
+		}
+		wg.Wait()
+		n := 0
+		for _, a := range added {
+			n += a
+		}
+		return n
+	}
+	n := 0
+	for _, fp := range parts {
+		limit := min(int(fp.req.PartitionMaxBytes), budget-n)
+		if limit <= 0 && (read || n > 0) {
+			continue
+		}
+		n += c.readPart(ctx, fp, max(limit, 1))
+	}
+	return n
+}
+
+// readPart reads one partition from its fetch offset, up to limit bytes (at
+// least one record), into its response, and returns the bytes added.
+func (c *conn) readPart(ctx context.Context, fp *fetchPart, limit int) int {
+	res, err := c.s.broker.Fetch(ctx, &core.FetchRequest{Topic: fp.topic, Partition: int(fp.req.Partition), From: core.AtOffset, Offset: fp.req.FetchOffset, MaxBytes: limit,
+		MaxRecords: c.s.broker.Config().MaxFetchRecords}) // Kafka bounds bytes, not records
+	if err != nil {
+		var re *core.OffsetRangeError
+		if errors.As(err, &re) {
+			fp.rp.HighWatermark, fp.rp.LastStableOffset, fp.rp.LogStartOffset = re.HighWatermark, re.HighWatermark, re.LogStart
+		}
+		fp.rp.ErrorCode, fp.done = errCode(err), true
+		return 0
+	}
+	fp.rp.HighWatermark, fp.rp.LastStableOffset, fp.rp.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LogStart
+	if len(res.Records) == 0 {
+		return 0
+	}
+	before := len(fp.rp.RecordBatches)
+	fp.rp.RecordBatches = encodeBatch(fp.rp.RecordBatches, res.Records)
+	fp.req.FetchOffset = res.NextOffset
+	fp.done = true // one read per partition and request
+	return len(fp.rp.RecordBatches) - before
 }
 
 // waitAny blocks until one channel of chs is closed (true), or timeout

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -452,5 +453,74 @@ func TestKafkaFetchBoundedByBytes(t *testing.T) {
 	fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "many", Partition: 0}, &p, kgo.DefaultDecompressor(), nil)
 	if fp.Err != nil || len(fp.Records) != 1500 {
 		t.Fatalf("one fetch of a 10 MiB partition budget: %d records, err %v; want all 1,500", len(fp.Records), fp.Err)
+	}
+}
+
+// TestKafkaFetchManyPartitions: a Fetch of several partitions answers each
+// from its own offset within its PartitionMaxBytes. When their limits fit
+// in the request's MaxBytes the partitions are read at once; when they do
+// not, in order, each with what the ones before left, and the answer stays
+// within MaxBytes give or take a record (a partition read with any room
+// left returns at least one).
+func TestKafkaFetchManyPartitions(t *testing.T) {
+	s := startKafkaNode(t)
+	u := s.URL()
+	createTopic(t, u, "mp", 3)
+	pad := strings.Repeat("x", 1000)
+	for p := 0; p < 3; p++ {
+		produceN(t, u, "mp", 200, p, fmt.Sprintf("%s-p%d-", pad, p))
+	}
+	cl := kafkaClient(t, s)
+	fetch := func(maxBytes int32) (records [3][]*kgo.Record, bytes int) {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 1000, 1, maxBytes
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "mp"
+		for p := int32(0); p < 3; p++ {
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = p, int64(10*p), 64<<10
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		kr, err := req.RequestWith(kctx(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range kr.Topics[0].Partitions {
+			p := &kr.Topics[0].Partitions[i]
+			if p.ErrorCode != 0 {
+				t.Fatalf("partition %d: error %v", p.Partition, kerr.ErrorForCode(p.ErrorCode))
+			}
+			bytes += len(p.RecordBatches)
+			fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "mp", Partition: p.Partition}, p, kgo.DefaultDecompressor(), nil)
+			if fp.Err != nil {
+				t.Fatalf("partition %d: %v", p.Partition, fp.Err)
+			}
+			for j, r := range fp.Records {
+				want := fmt.Sprintf("%s-p%d-%d", pad, p.Partition, 10*int(p.Partition)+j)
+				if r.Offset != int64(10*int(p.Partition)+j) || string(r.Value) != want {
+					t.Fatalf("partition %d record %d: offset %d, value ...%q; want offset %d", p.Partition, j, r.Offset, r.Value[len(pad):], 10*int(p.Partition)+j)
+				}
+			}
+			records[p.Partition] = fp.Records
+			if len(p.RecordBatches) > 64<<10+2<<10 {
+				t.Errorf("partition %d: %d bytes, PartitionMaxBytes is 64 KiB", p.Partition, len(p.RecordBatches))
+			}
+		}
+		return records, bytes
+	}
+	// 3 × 64 KiB fit in 1 MiB: every partition gets records.
+	recs, _ := fetch(1 << 20)
+	for p, rs := range recs {
+		if len(rs) < 30 {
+			t.Errorf("MaxBytes 1 MiB: partition %d got %d records, want a 64 KiB share (~60)", p, len(rs))
+		}
+	}
+	// 100 KiB: the first partition's 64 KiB, the second what is left, the
+	// third at most the record that goes past.
+	recs, n := fetch(100 << 10)
+	if len(recs[0]) < 30 || len(recs[1]) == 0 || len(recs[1]) >= len(recs[0]) || len(recs[2]) > 1 || n > 100<<10+2<<10 {
+		t.Errorf("MaxBytes 100 KiB: %d, %d and %d records, %d bytes; want ~60, fewer, at most one, within 100 KiB and a record", len(recs[0]), len(recs[1]), len(recs[2]), n)
 	}
 }
