@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -164,28 +165,36 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) *kmsg.FetchRespo
 	}
 }
 
+// parallelReads bounds the goroutines one Fetch reads its partitions with.
+const parallelReads = 8
+
 // readParts reads each partition of parts once, from its fetch offset, into
 // its response, within budget bytes in all (each within its own
 // PartitionMaxBytes, and at least one record for the first when nothing
 // was read yet: read tells whether the request's answer holds bytes
 // already), and returns the bytes added. When every partition's own
-// limit fits in budget, the partitions are read at once, each on a
-// goroutine: a fetch's reads and encodings take CPU time in proportion to
-// the bytes, and a consumer waits for the whole answer. Otherwise they are
-// read in order, each with what the ones before left.
+// limit fits in budget, the partitions are read at once, on up to
+// parallelReads goroutines: a fetch's reads and encodings take CPU time in
+// proportion to the bytes, and a consumer waits for the whole answer.
+// Otherwise they are read in order, each with what the ones before left.
 func (c *conn) readParts(ctx context.Context, parts []*fetchPart, budget int, read bool) int {
 	sum := 0
 	for _, fp := range parts {
 		sum += max(int(fp.req.PartitionMaxBytes), 1)
 	}
 	if len(parts) > 1 && sum <= budget {
+		// At most parallelReads goroutines, whatever the number of
+		// partitions a request names.
 		added := make([]int, len(parts))
+		var next atomic.Int64
 		var wg sync.WaitGroup
-		for i, fp := range parts {
+		for range min(len(parts), parallelReads) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				added[i] = c.readPart(ctx, fp, max(int(fp.req.PartitionMaxBytes), 1))
+				for i := int(next.Add(1) - 1); i < len(parts); i = int(next.Add(1) - 1) {
+					added[i] = c.readPart(ctx, parts[i], max(int(parts[i].req.PartitionMaxBytes), 1))
+				}
 			}()
 		}
 		wg.Wait()

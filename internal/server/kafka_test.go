@@ -517,6 +517,32 @@ func TestKafkaFetchManyPartitions(t *testing.T) {
 			t.Errorf("MaxBytes 1 MiB: partition %d got %d records, want a 64 KiB share (~60)", p, len(rs))
 		}
 	}
+	// More partitions than the reading goroutines: every one is read.
+	createTopic(t, u, "mp20", 20)
+	for p := 0; p < 20; p++ {
+		produceN(t, u, "mp20", 1, p, fmt.Sprintf("p%d-", p))
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 1000, 1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "mp20"
+	for p := int32(0); p < 20; p++ {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.PartitionMaxBytes = p, 4<<10
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	kr, err := req.RequestWith(kctx(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range kr.Topics[0].Partitions {
+		p := &kr.Topics[0].Partitions[i]
+		fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "mp20", Partition: p.Partition}, p, kgo.DefaultDecompressor(), nil)
+		if p.ErrorCode != 0 || fp.Err != nil || len(fp.Records) != 1 || string(fp.Records[0].Value) != fmt.Sprintf("p%d-0", p.Partition) {
+			t.Errorf("mp20 partition %d: error %v %v, %d records; want its one record", p.Partition, kerr.ErrorForCode(p.ErrorCode), fp.Err, len(fp.Records))
+		}
+	}
 	// 100 KiB: the first partition's 64 KiB, the second what is left, the
 	// third at most the record that goes past.
 	recs, n := fetch(100 << 10)
