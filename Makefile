@@ -60,8 +60,8 @@ cluster: build
 # `unshare -r`), clock skew and a full or failing disk; in memory, power
 # loss of every node at once and of one, in-process crashes, SIGSTOP,
 # partitions and clock skew. Under produce, consumer-group, idempotent-
-# producer, Kafka producer and consumer, queue and exactly-once pipeline
-# load, checked by
+# producer, Kafka producer, consumer and consumer group, queue and
+# exactly-once pipeline load, checked by
 # internal/history after a final drain. Prints a `fault kind=` line per
 # fault, an `anomaly class=` line per class, and last
 # `chaos: ops= acknowledged= anomalies= seed=`; fails on any anomaly.

@@ -16,8 +16,9 @@ import (
 
 // The chaos run's Kafka clients (issue 13: "failover of a leader is
 // survived by a producing and a consuming client without loss or
-// duplicates"): a franz-go idempotent producer and a franz-go consumer,
-// through the nodes' Kafka listeners, recorded into the same history as
+// duplicates"): a franz-go idempotent producer, a franz-go consumer and
+// two members of a franz-go consumer group, through the nodes' Kafka
+// listeners, recorded into the same history as
 // the HTTP clients, so that history.Check judges them alike: a lost
 // acknowledged record, a record at two offsets, a consumer that goes back
 // (as one told "offset out of range" by a lagging replica resets to the
@@ -33,11 +34,12 @@ const kafkaRate = 200 // records per second
 // kafkaWorkload is the Kafka clients of the chaos run, on topic (partitions
 // parts) through the listeners seeds.
 type kafkaWorkload struct {
-	rec   *history.Recorder
-	topic string
-	parts int
-	prod  *kgo.Client
-	cons  *kgo.Client
+	rec     *history.Recorder
+	topic   string
+	parts   int
+	prod    *kgo.Client
+	cons    *kgo.Client
+	members []*kgo.Client
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -61,10 +63,78 @@ func startKafkaWorkload(t *testing.T, rec *history.Recorder, seeds []string, top
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &kafkaWorkload{rec: rec, topic: topic, parts: parts, prod: prod, cons: cons, cancel: cancel}
-	w.wg.Add(2)
+	for i := 0; i < 2; i++ {
+		m, err := kgo.NewClient(append(common, kgo.ConsumerGroup(kafkaGroup), kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+			kgo.SessionTimeout(10*time.Second), kgo.HeartbeatInterval(time.Second))...)
+		if err != nil {
+			w.close()
+			t.Fatalf("kafka group member: %v", err)
+		}
+		w.members = append(w.members, m)
+	}
+	w.wg.Add(2 + len(w.members))
 	go w.producer(ctx, "kp")
 	go w.consumer(ctx, "kc")
+	for i, m := range w.members {
+		go w.member(ctx, fmt.Sprintf("kg%d", i), m)
+	}
 	return w
+}
+
+// kafkaGroup is the Kafka consumer group of the chaos run.
+const kafkaGroup = "kchaos"
+
+// member is a member of kafkaGroup. Rebalances wait while it handles a
+// poll (BlockRebalanceOnPoll), so the generation it records a poll with
+// is the one the records were delivered in, and the commits of a
+// generation are answered before the member rejoins, as a consumer that
+// commits on revocation does; without that, a commit still in flight when
+// another member takes the partition over may be applied after that member
+// read the committed offsets (at-least-once redelivery, but a commit that
+// goes back). It commits, synchronously, the offsets after the records of
+// each poll, recorded per partition.
+func (w *kafkaWorkload) member(ctx context.Context, id string, cl *kgo.Client) {
+	defer w.wg.Done()
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		_, gen := cl.GroupMetadata()
+		var recs []history.Record
+		var krecs []*kgo.Record
+		next := map[int32]int64{}
+		fs.EachRecord(func(r *kgo.Record) {
+			recs = append(recs, history.Record{Partition: history.Partition{Topic: r.Topic, ID: r.Partition}, Offset: r.Offset, Value: string(r.Value)})
+			krecs = append(krecs, r)
+			next[r.Partition] = r.Offset + 1
+		})
+		if len(recs) > 0 {
+			w.rec.Invoke(history.Op{Kind: history.Poll, Process: id, Group: kafkaGroup, Generation: int64(gen)}).OK(recs...)
+			var ops []*history.Pending
+			for p, off := range next {
+				ops = append(ops, w.rec.Invoke(history.Op{Kind: history.Commit, Process: id, Group: kafkaGroup,
+					Partition: history.Partition{Topic: w.topic, ID: p}, Offset: off}))
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := cl.CommitRecords(cctx, krecs...)
+			cancel()
+			for _, op := range ops {
+				if err != nil {
+					op.Info(err) // some partitions may have committed
+				} else {
+					op.OK()
+				}
+			}
+		}
+		cl.AllowRebalance()
+	}
+}
+
+func (w *kafkaWorkload) close() {
+	for _, m := range w.members {
+		m.Close()
+	}
+	w.prod.Close()
+	w.cons.Close()
 }
 
 // producer sends record n, with the unique value kp-n, to partition
@@ -123,6 +193,5 @@ func (w *kafkaWorkload) Stop(t *testing.T) {
 	if err := w.prod.Flush(ctx); err != nil {
 		t.Logf("kafka producer: %v with records in flight (they end as unknown outcomes)", err)
 	}
-	w.prod.Close()
-	w.cons.Close()
+	w.close()
 }

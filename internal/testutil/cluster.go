@@ -100,6 +100,17 @@ func (p *Proc) Alive() bool {
 	}
 }
 
+// Exited waits up to timeout for the process to end and reports whether it
+// has.
+func (p *Proc) Exited(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
 // ClusterStatus reads GET /v1/cluster?partitions=true from the node at url.
 func ClusterStatus(t testing.TB, url string) core.ClusterStatus {
 	t.Helper()
