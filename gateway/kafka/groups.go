@@ -15,11 +15,13 @@ import (
 )
 
 // The classic consumer group protocol (JoinGroup, SyncGroup, Heartbeat,
-// LeaveGroup) runs in memory on the node a client's FindCoordinator names:
-// the node it asked (every node names itself, as for partition leaders).
+// LeaveGroup) runs in memory on the node FindCoordinator names: the leader
+// of the metadata shard (Cluster.Coordinator; a lone node names itself).
 // Membership is soft state that clients rebuild by rejoining; committed
 // offsets, the state that matters, are Weir's replicated group offsets
-// (core.Broker.CommitOffsets), shared with the HTTP API. docs/kafka.md says
+// (core.Broker.CommitOffsets), shared with the HTTP API, and generation
+// numbers come from blocks reserved in the replicated catalog (reserve),
+// so they keep increasing when the coordinator moves. docs/kafka.md says
 // why and what it means for a cluster.
 
 const (
@@ -51,6 +53,7 @@ type group struct {
 	name         string
 	state        string
 	generation   int32
+	reserved     int32 // the highest generation number reserved for this node's use
 	protocolType string
 	protocol     string
 	leader       string
@@ -129,6 +132,64 @@ func newKafkaMemberID(clientID string) string {
 	return clientID + "-" + hex.EncodeToString(b[:])
 }
 
+// Generation numbers come from blocks reserved in the catalog
+// (core.Broker.ReserveGenerations), so that they keep increasing across
+// coordinator moves and restarts, as Kafka's do, and a number is never
+// handed out twice: a client may hold on to its generation across a
+// coordinator move. A JoinGroup tops the group's block up when fewer than
+// generationHeadroom numbers are left: between two JoinGroups a group
+// moves at most three generations (the rebalance the join completes, an
+// expiry to Empty, a LeaveGroup), so a block never runs out.
+const (
+	generationBlock    = 100
+	generationHeadroom = 10
+)
+
+// reserve makes sure group has generation numbers reserved for this node
+// to hand out, and that no other coordinator has reserved numbers since
+// this node's copy of the group began. It answers the error code for the
+// JoinGroup when the reservation cannot be written.
+func (co *coordinator) reserve(ctx context.Context, name string) int16 {
+	latest, err := co.s.cfg.Broker.ReservedGenerations(name)
+	if err != nil {
+		co.s.cfg.Logger.Error("kafka: group generations", "group", name, "err", err)
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	co.mu.Lock()
+	g := co.group(name)
+	floor, ok := g.generation, g.reserved-g.generation >= generationHeadroom && latest <= g.reserved
+	co.mu.Unlock()
+	if ok {
+		return 0
+	}
+	first, last, err := co.s.cfg.Broker.ReserveGenerations(ctx, name, floor, generationBlock)
+	if err != nil {
+		co.s.cfg.Logger.Warn("kafka: group generations", "group", name, "err", err)
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	g = co.group(name)
+	if first-1 > g.reserved {
+		// Numbers up to first-1 were reserved elsewhere (another
+		// coordinator, or this node before a restart): this copy's
+		// generation is over; continue above them.
+		g.generation = max(g.generation, first-1)
+	}
+	g.reserved = max(g.reserved, last)
+	return 0
+}
+
+// nextGeneration starts the group's next generation.
+func (co *coordinator) nextGeneration(g *group) {
+	if g.generation >= g.reserved {
+		// Unreachable while reserve's headroom holds; the number may then
+		// repeat one handed out by another coordinator.
+		co.s.cfg.Logger.Error("kafka: group generations: block used up between joins", "group", g.name, "generation", g.generation)
+	}
+	g.generation++
+}
+
 func (co *coordinator) group(name string) *group {
 	g := co.groups[name]
 	if g == nil {
@@ -158,7 +219,7 @@ func (co *coordinator) removeMember(g *group, id string) {
 func (co *coordinator) startRebalance(g *group) {
 	if len(g.members) == 0 {
 		g.state, g.leader, g.protocol = stateEmpty, "", ""
-		g.generation++
+		co.nextGeneration(g)
 		return
 	}
 	if g.state == statePreparing {
@@ -193,10 +254,10 @@ func (co *coordinator) maybeComplete(g *group) {
 func (co *coordinator) completeJoin(g *group) {
 	if len(g.members) == 0 {
 		g.state, g.leader, g.protocol = stateEmpty, "", ""
-		g.generation++
+		co.nextGeneration(g)
 		return
 	}
-	g.generation++
+	co.nextGeneration(g)
 	g.state = stateSyncing
 	ids := make([]string, 0, len(g.members))
 	for id := range g.members {
@@ -302,6 +363,9 @@ func (c *conn) joinGroup(ctx context.Context, r *kmsg.JoinGroupRequest) *kmsg.Jo
 		return fail(code)
 	}
 	co := c.s.groups
+	if code := co.reserve(ctx, r.Group); code != 0 {
+		return fail(code)
+	}
 	co.mu.Lock()
 	g := co.group(r.Group)
 	if g.protocolType != "" && len(g.members) > 0 && g.protocolType != r.ProtocolType {
