@@ -105,6 +105,7 @@ type segment struct {
 	maxTs     int64  // largest record MaxTimestamp, math.MinInt64 when none
 	index     []indexEntry
 	sinceIdx  int64 // frame bytes since the last index entry
+	behind    int64 // writer only: the position up to which writeback was started
 }
 
 func newSegment(name string, h segHeader, f File) *segment {
@@ -283,6 +284,10 @@ func (l *Log) Append(b Batch) error {
 			l.fail(errors.Join(err, terr))
 		}
 		return fmt.Errorf("segment: append to %s: %w", act.name, err)
+	}
+	if end := pos + n; end-act.behind >= writeBehindBytes {
+		writeBehind(act.f, act.behind, end-act.behind)
+		act.behind = end
 	}
 	if cap(l.wbuf) > maxRetainedWBuf {
 		l.wbuf = nil
