@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -25,25 +24,7 @@ func TestGroupGenerationsSurviveCoordinatorMoves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen := func() *kgo.Client {
-		s, err := New(Config{Broker: b})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Serve(ln)
-		t.Cleanup(func() { s.Close() })
-		cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		return cl
-	}
-	nodeA, nodeB := listen(), listen()
+	nodeA, nodeB := serveTest(t, b), serveTest(t, b)
 
 	var gens []int32
 	// join adds a member to group g through cl and, once it is the only

@@ -2,12 +2,10 @@ package kafka
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/memstore"
@@ -34,21 +32,7 @@ func TestMetadataUnknownLeader(t *testing.T) {
 	}
 	log.SetLeader(false)
 
-	s, err := New(Config{Broker: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := serveTest(t, b)
 
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
