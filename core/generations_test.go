@@ -1,24 +1,17 @@
 package core_test
 
 import (
-	"context"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/weir-broker/weir/core"
 	"github.com/weir-broker/weir/core/memstore"
 )
 
 // Reservations made at once never overlap, each starts above its floor,
 // and the catalog ends at the highest number handed out.
 func TestReserveGenerations(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := core.NewBroker(memstore.New(memstore.Config{NodeID: 1}), core.BrokerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t, memstore.Config{NodeID: 1})
+	ctx, b := e.ctx, e.broker
 	if _, _, err := b.ReserveGenerations(ctx, "g", 0, 0); err == nil {
 		t.Fatal("reserving 0 numbers: no error")
 	}

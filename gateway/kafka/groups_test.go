@@ -8,8 +8,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/weir-broker/weir/core"
-	"github.com/weir-broker/weir/core/memstore"
 )
 
 // A group's generations keep increasing when its coordinator moves: two
@@ -20,10 +18,7 @@ import (
 func TestGroupGenerationsSurviveCoordinatorMoves(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := core.NewBroker(memstore.New(memstore.Config{NodeID: 1}), core.BrokerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := testBroker(t)
 	nodeA, nodeB := serveTest(t, b), serveTest(t, b)
 
 	var gens []int32

@@ -6,7 +6,19 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/weir-broker/weir/core"
+	"github.com/weir-broker/weir/core/memstore"
 )
+
+// testBroker is a broker over an in-memory store of node 1.
+func testBroker(t *testing.T) (*memstore.Store, *core.Broker) {
+	t.Helper()
+	st := memstore.New(memstore.Config{NodeID: 1})
+	b, err := core.NewBroker(st, core.BrokerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, b
+}
 
 // serveTest serves a listener for b on a free loopback port until the test
 // ends, and returns a client of it.

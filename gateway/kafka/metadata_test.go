@@ -8,7 +8,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/weir-broker/weir/core"
-	"github.com/weir-broker/weir/core/memstore"
 )
 
 // A partition whose leader this node does not know (an election, or the
@@ -18,11 +17,7 @@ import (
 func TestMetadataUnknownLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st := memstore.New(memstore.Config{NodeID: 1})
-	b, err := core.NewBroker(st, core.BrokerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, b := testBroker(t)
 	if _, err := b.CreateTopic(ctx, core.TopicConfig{Name: "m", Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}

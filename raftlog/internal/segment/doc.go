@@ -73,8 +73,8 @@
 // to disk without waiting (write-behind: sync_file_range on Linux), so
 // that the fsync of Sync, which Dragonboat calls before each snapshot while
 // applies wait, finds at most about that much left to write instead of
-// everything since the last one (tens of MB: a 40–100 ms stall of every
-// produce in flight). Durability still comes only from fsync. When the active
+// everything since the last one (a stall of every produce in flight).
+// Durability still comes only from fsync. When the active
 // segment has reached SegmentBytes, the next Append first rolls: it fsyncs
 // the full segment, which is sealed from then on, and creates the next one
 // through a temporary file that is fsynced and renamed into place, followed

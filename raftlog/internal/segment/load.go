@@ -145,6 +145,7 @@ func scanSegment(f File, name string, base int64, prev uint64, interval int64, v
 		s.add(&fh.b, sc.pos, fh.size(), interval)
 		sc.advance()
 	}
+	s.behind = s.size // written before this Open: left to the kernel and the next Sync
 	return s, nil
 }
 

@@ -105,13 +105,14 @@ type segment struct {
 	maxTs     int64  // largest record MaxTimestamp, math.MinInt64 when none
 	index     []indexEntry
 	sinceIdx  int64 // frame bytes since the last index entry
-	behind    int64 // writer only: the position up to which writeback was started
+	behind    int64 // writer only: the position up to which writeback was started or is not needed
 }
 
 func newSegment(name string, h segHeader, f File) *segment {
 	s := &segment{
 		name: name, base: h.base, prevIndex: h.prevIndex, f: f,
 		size: segHeaderSize, next: h.base, lastIndex: h.prevIndex, maxTs: math.MinInt64,
+		behind: segHeaderSize, // the header was fsynced when the segment was created
 	}
 	s.refs.Store(1)
 	return s

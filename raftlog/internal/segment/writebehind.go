@@ -5,9 +5,9 @@ import "os"
 // writeBehindBytes is how much an Append may leave behind in the page cache
 // before the log asks the OS to start writing it to disk (write-behind).
 // Without it, the active segment's dirty pages pile up until the next Sync
-// (Dragonboat's, before each snapshot), which must then write tens of MB
-// while the state machine's applies wait: a stall of 40–100 ms every
-// few thousand entries, the tail of every produce that waits on it.
+// (Dragonboat's, before each snapshot), which must then write all of them
+// while the state machine's applies wait: a stall every few thousand
+// entries, the tail of every produce that waits on it.
 const writeBehindBytes = 1 << 20
 
 // WriteBehinder is an optional method of a File: start writing

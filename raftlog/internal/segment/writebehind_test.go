@@ -23,12 +23,16 @@ func (f behindFile) WriteBehind(off, n int64) error {
 	return nil
 }
 
-func (fs behindFS) Create(name string) (File, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+func (fs behindFS) Create(name string) (File, error) { return fs.wrap(fs.OS.Create(name)) }
+func (fs behindFS) OpenForWrite(name string) (File, error) {
+	return fs.wrap(fs.OS.OpenForWrite(name))
+}
+
+func (fs behindFS) wrap(f File, err error) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return behindFile{f, fs.calls}, nil
+	return behindFile{f.(*os.File), fs.calls}, nil
 }
 
 // Appends ask for writeback of what they wrote, in contiguous ranges of at
@@ -42,17 +46,17 @@ func TestAppendWritesBehind(t *testing.T) {
 	if len(l.segs) < 2 {
 		t.Fatalf("%d segments; want rolls", len(l.segs))
 	}
-	var covered int64
+	covered := int64(segHeaderSize) // the header is fsynced at creation
 	seg := 0
 	for i, c := range calls {
 		if c[1] < writeBehindBytes {
 			t.Fatalf("call %d %v: shorter than %d bytes", i, c, writeBehindBytes)
 		}
-		if c[0] == 0 && i > 0 { // the next segment
+		if c[0] == segHeaderSize && i > 0 { // the next segment
 			if covered < segBytes-writeBehindBytes {
 				t.Fatalf("segment %d: writeback started for %d bytes of at least %d", seg, covered, segBytes)
 			}
-			seg, covered = seg+1, 0
+			seg, covered = seg+1, segHeaderSize
 		}
 		if c[0] != covered {
 			t.Fatalf("call %d %v: does not start where the last ended (%d)", i, c, covered)
@@ -65,11 +69,24 @@ func TestAppendWritesBehind(t *testing.T) {
 		if covered < segBytes-writeBehindBytes {
 			t.Fatalf("segment %d: writeback started for %d bytes of at least %d", seg, covered, segBytes)
 		}
-		covered = 0
+		covered = segHeaderSize
 	default:
 		t.Fatalf("write-behind in %d segments of %d: %v", seg+1, len(l.segs), calls)
 	}
 	if act := l.active(); act.size-covered >= writeBehindBytes || covered > act.size {
-		t.Fatalf("active segment of %d bytes: writeback started for %d", act.size, covered)
+		t.Fatalf("active segment of %d bytes: writeback started up to %d", act.size, covered)
+	}
+
+	// After a reopen, what was on disk before is not asked for again: the
+	// ranges start where the reopened segment ended.
+	l = reopen(t, l)
+	end, segs := l.active().size, len(l.segs)
+	calls = calls[:0]
+	writeBatches(t, l, 40, 64<<10)
+	switch {
+	case len(calls) == 0:
+		t.Fatalf("after a reopen: no write-behind")
+	case len(l.segs) == segs && calls[0][0] != end, len(l.segs) > segs && calls[0][0] != end && calls[0][0] != segHeaderSize:
+		t.Fatalf("after a reopen at %d bytes: write-behind %v", end, calls)
 	}
 }
