@@ -342,6 +342,10 @@ type ProduceRequest struct {
 	// partition. An idempotent request must go to one partition.
 	ProducerID string
 	Sequence   int64
+	// Compress is AppendBatch.Compress for the request's batches, honoured
+	// where the request is appended (not on a request forwarded to the
+	// partition's leader).
+	Compress bool
 }
 
 // RecordOffset is where one produced record landed.
@@ -422,7 +426,7 @@ func (b *Broker) QueueProduce(ctx context.Context, req *ProduceRequest) (wait fu
 		_, err = finish(nil, err)
 		return nil, err
 	}
-	batch := &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: time.Now().UnixMilli(), Records: g.recs}
+	batch := &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: time.Now().UnixMilli(), Records: g.recs, Compress: req.Compress}
 	if ap, ok := log.(AppendProposer); ok {
 		w, qerr := tel.ProposeAppend(sctx, ap, req.Topic, g.p, batch)
 		switch {
@@ -545,7 +549,7 @@ func (b *Broker) appendGroups(ctx context.Context, req *ProduceRequest, groups [
 		log, err := b.store.Partition(req.Topic, g.p)
 		var ar AppendResult
 		if err == nil {
-			ar, err = b.commit.append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs})
+			ar, err = b.commit.append(ctx, log, req.Topic, g.p, &AppendBatch{ProducerID: req.ProducerID, Sequence: req.Sequence, Timestamp: now, Records: g.recs, Compress: req.Compress})
 		}
 		if outcome != nil {
 			outcome[gi] = PartitionProduce{Partition: g.p, Records: g.idx, BaseOffset: ar.BaseOffset, Err: err}

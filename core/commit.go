@@ -186,6 +186,7 @@ func (c *committer) commit(topic string, p int, group []*pendingAppend) {
 	for _, w := range group {
 		w.batch.Stamp()
 		merged.Timestamp = max(merged.Timestamp, w.batch.Timestamp)
+		merged.Compress = merged.Compress || w.batch.Compress
 		n += len(w.batch.Records)
 	}
 	merged.Records = make([]Record, 0, n)

@@ -17,6 +17,12 @@ type AppendBatch struct {
 	// Records with a zero Timestamp get it.
 	Timestamp int64
 	Records   []Record
+	// Compress asks the store to keep the records compressed when that
+	// makes them noticeably smaller: in its replicated log and on disk,
+	// decompressed again on every read. The Kafka listener sets it for a
+	// batch its producer compressed (Kafka's compression.type=producer).
+	// A store may ignore it (memstore does); reads are the same either way.
+	Compress bool
 }
 
 // Stamp gives the records without a timestamp the batch's Timestamp (in

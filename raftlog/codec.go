@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Partition shard commands. Every Raft entry of a partition shard starts with
@@ -13,13 +15,18 @@ const (
 
 	cmdAppend byte = 1 // a producer batch
 	cmdTrim   byte = 2 // retention: delete segments below an offset
+	// cmdAppendS2 is cmdAppend with the records part of the envelope
+	// compressed (S2 block format); the segment keeps it so
+	// (kindRecordsS2). See compressAppend.
+	cmdAppendS2 byte = 8
 )
 
 // Segment batch kinds. Kind 0 holds records; the others are control batches
 // that carry state changes so that a restart can replay them.
 const (
-	kindRecords uint8 = 0
-	kindTrim    uint8 = 2
+	kindRecords   uint8 = 0
+	kindTrim      uint8 = 2
+	kindRecordsS2 uint8 = 5 // kindRecords whose records part is S2-compressed
 )
 
 // Result codes carried in statemachine.Result.Data[0] for appends.
@@ -40,6 +47,7 @@ var errBadCommand = errors.New("raftlog: malformed command")
 //
 //	uvarint len(producerID), producerID, varint sequence, records (core.AppendRecords)
 type appendCmd struct {
+	compressed   bool // cmdAppendS2: records is S2-compressed
 	maxTimestamp int64
 	count        uint32
 	envelope     []byte // aliases the entry
@@ -67,6 +75,7 @@ func decodeAppend(b []byte) (appendCmd, error) {
 	if len(b) < appendHeaderLen {
 		return c, errBadCommand
 	}
+	c.compressed = b[1] == cmdAppendS2
 	c.maxTimestamp = int64(binary.BigEndian.Uint64(b[10:]))
 	c.count = binary.BigEndian.Uint32(b[18:])
 	c.envelope = b[appendHeaderLen:]
@@ -107,6 +116,40 @@ func skipEnvelope(b []byte) ([]byte, error) {
 		return nil, errBadCommand
 	}
 	return b[k:], nil
+}
+
+// compressAppend returns cmd, an append command whose records start at
+// cmd[head:], as a cmdAppendS2 command, or nil when S2 saves less than an
+// eighth of the records' bytes (then reading them back compressed would
+// cost more than the bytes saved).
+func compressAppend(cmd []byte, head int) []byte {
+	src := cmd[head:]
+	out := make([]byte, head+s2.MaxEncodedLen(len(src)))
+	copy(out, cmd[:head])
+	enc := s2.Encode(out[head:], src)
+	if len(enc) > len(src)-len(src)/8 {
+		return nil
+	}
+	out[1] = cmdAppendS2
+	return out[:head+len(enc)]
+}
+
+// maxRecordsBytes bounds what the records of one batch may decompress to:
+// more than any proposal can hold, so only a corrupt batch exceeds it.
+const maxRecordsBytes = 256 << 20
+
+// decompressRecords decodes the S2-compressed records part of a
+// kindRecordsS2 batch into a new buffer (the records read from it alias it).
+func decompressRecords(src []byte) ([]byte, error) {
+	n, err := s2.DecodedLen(src)
+	if err != nil || n > maxRecordsBytes {
+		return nil, fmt.Errorf("%w: compressed records: length %d: %v", errBadCommand, n, err)
+	}
+	out, err := s2.Decode(make([]byte, n), src)
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed records: %v", errBadCommand, err)
+	}
+	return out, nil
 }
 
 func encodeTrim(offset int64) []byte {

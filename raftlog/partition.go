@@ -122,7 +122,14 @@ func appendCommand(b *core.AppendBatch) ([]byte, error) {
 	}
 	cmd := make([]byte, 0, size)
 	cmd = encodeAppend(cmd, b.ProducerID, b.Sequence, b.Timestamp, maxTs, len(b.Records), nil)
-	return core.AppendRecords(cmd, b.Records), nil
+	head := len(cmd)
+	cmd = core.AppendRecords(cmd, b.Records)
+	if b.Compress {
+		if c := compressAppend(cmd, head); c != nil {
+			return c, nil
+		}
+	}
+	return cmd, nil
 }
 
 // appendResult decodes the state machine's answer to b's entry.
@@ -254,7 +261,7 @@ func readRecords(l *segment.Log, from int64, maxRecords, maxBytes int) ([]core.R
 	var derr error
 	bytes := 0
 	err := l.Read(from, maxBytes, func(b segment.Batch) bool {
-		if b.Count == 0 || (b.Kind != kindRecords && b.Kind != kindTxn) {
+		if b.Count == 0 || (b.Kind != kindRecords && b.Kind != kindRecordsS2 && b.Kind != kindTxn) {
 			return true
 		}
 		env := b.Payload
@@ -266,6 +273,9 @@ func readRecords(l *segment.Log, from int64, maxRecords, maxBytes int) ([]core.R
 			}
 		}
 		recs, err := skipEnvelope(env)
+		if err == nil && b.Kind == kindRecordsS2 {
+			recs, err = decompressRecords(recs)
+		}
 		if err != nil {
 			derr = err
 			return false

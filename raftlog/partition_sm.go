@@ -128,7 +128,7 @@ func (p *partitionSM) Open(stopc <-chan struct{}) (uint64, error) {
 	p.tv = &tierView{remote: ck.Remote, uploadedEnd: ck.UploadedEnd}
 	err = seg.Scan(ck.Index, func(b segment.Batch) error {
 		switch b.Kind {
-		case kindRecords:
+		case kindRecords, kindRecordsS2:
 			pid, seq, _, err := splitEnvelope(b.Payload)
 			if err != nil {
 				return err
@@ -167,7 +167,7 @@ func (p *partitionSM) Update(entries []sm.Entry) ([]sm.Entry, error) {
 			continue
 		}
 		switch typ {
-		case cmdAppend:
+		case cmdAppend, cmdAppendS2:
 			e.Result, err = p.applyAppend(e.Index, e.Cmd)
 			appended += int64(len(e.Cmd))
 		case cmdTrim:
@@ -219,9 +219,13 @@ func (p *partitionSM) applyAppend(index uint64, cmd []byte) (sm.Result, error) {
 		}
 	}
 	base := p.seg.NextOffset()
+	kind := kindRecords
+	if c.compressed {
+		kind = kindRecordsS2
+	}
 	err = p.seg.Append(segment.Batch{
 		RaftIndex:    index,
-		Kind:         kindRecords,
+		Kind:         kind,
 		BaseOffset:   base,
 		Count:        c.count,
 		MaxTimestamp: c.maxTimestamp,

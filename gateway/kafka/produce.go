@@ -34,6 +34,7 @@ type batch struct {
 	producerEpoch int16
 	sequence      int32
 	records       []core.Record
+	compress      bool // store compressed (core.AppendBatch.Compress)
 }
 
 // errCorrupt marks a record batch that fails to decode or its CRC.
@@ -77,6 +78,9 @@ func decodeBatches(raw []byte) ([]batch, error) {
 			return nil, err
 		}
 		b := batch{producerID: rb.ProducerID, producerEpoch: rb.ProducerEpoch, sequence: rb.FirstSequence}
+		// compression.type=producer: a batch its producer compressed (and
+		// that shrank by an eighth or more) is stored compressed.
+		b.compress = rb.Attributes&0x07 != 0 && len(rb.Records) <= len(data)-len(data)/8
 		// At least 7 bytes per record: bound the count before allocating.
 		if int(rb.NumRecords) > len(data)/7+1 {
 			return nil, fmt.Errorf("%w: %d records in %d bytes", errCorrupt, rb.NumRecords, len(data))
@@ -342,7 +346,7 @@ func coreProduce(topic string, partition int32, b batch) *core.ProduceRequest {
 	if len(b.records) == 0 {
 		return nil
 	}
-	req := &core.ProduceRequest{Topic: topic, Records: make([]core.ProduceRecord, len(b.records))}
+	req := &core.ProduceRequest{Topic: topic, Records: make([]core.ProduceRecord, len(b.records)), Compress: b.compress}
 	for j, rec := range b.records {
 		req.Records[j] = core.ProduceRecord{Record: rec, Partition: int(partition)}
 	}

@@ -550,3 +550,61 @@ func TestKafkaFetchManyPartitions(t *testing.T) {
 		t.Errorf("MaxBytes 100 KiB: %d, %d and %d records, %d bytes; want ~60, fewer, at most one, within 100 KiB and a record", len(recs[0]), len(recs[1]), len(recs[2]), n)
 	}
 }
+
+// compression.type=producer: a batch its producer compressed is kept
+// compressed in the Raft log and the segments, one it sent plain stays
+// plain, and both read back the same over Kafka and HTTP.
+func TestKafkaCompressedBatchesStayCompressed(t *testing.T) {
+	s := startKafkaNode(t)
+	ctx := kctx(t)
+	const n, size = 200, 1024
+	stored := map[string]int64{}
+	for name, codec := range map[string]kgo.CompressionCodec{"plain": kgo.NoCompression(), "snappy": kgo.SnappyCompression(), "zstd": kgo.ZstdCompression()} {
+		topic := "cz-" + name
+		createTopic(t, s.URL(), topic, 1)
+		cl := kafkaClient(t, s, kgo.ProducerBatchCompression(codec), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(time.Minute))
+		recs := make([]*kgo.Record, n)
+		for i := range recs {
+			recs[i] = &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(strings.Repeat(fmt.Sprintf("%s %d ", name, i), size)[:size])}
+		}
+		// One batch: the records wait for Flush (the linger is long).
+		errs := make(chan error, n)
+		for _, r := range recs {
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) { errs <- err })
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for range recs {
+			if err := <-errs; err != nil {
+				t.Fatalf("produce %s: %v", name, err)
+			}
+		}
+		pl, err := s.Broker.Store().Partition(topic, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sg := range pl.Segments() {
+			stored[name] += sg.Bytes
+		}
+		got := consumeN(t, s, topic, n)
+		for i, r := range got {
+			if string(r.Key) != fmt.Sprint(i) || string(r.Value) != string(recs[i].Value) {
+				t.Fatalf("%s: offset %d came back as %q=%.20q…", name, i, r.Key, r.Value)
+			}
+		}
+		var f fetchResp
+		tu.Do(t, "GET", s.URL()+"/v1/topics/"+topic+"/partitions/0/records?offset=100&max_records=1", nil).JSON(t, &f)
+		if len(f.Records) != 1 || f.Records[0].Value != string(recs[100].Value) {
+			t.Fatalf("%s: HTTP fetch of offset 100: %+v", name, f.Records)
+		}
+	}
+	if stored["plain"] < n*size {
+		t.Fatalf("a plain batch of %d bytes of values is stored in %d bytes", n*size, stored["plain"])
+	}
+	for _, name := range []string{"snappy", "zstd"} {
+		if stored[name] > stored["plain"]/2 {
+			t.Fatalf("a %s batch is stored in %d bytes, the same plain in %d: not compressed", name, stored[name], stored["plain"])
+		}
+	}
+}
