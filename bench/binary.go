@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 )
@@ -12,14 +11,14 @@ const binaryMediaType = "application/vnd.weir.records"
 
 // weirBinaryBodies is weirBodies in the binary produce framing (docs/api.md,
 // "Binary produce bodies"): the same keys and values, no JSON.
-func weirBinaryBodies(p, n, size int) [][]byte {
-	val := bytes.Repeat([]byte("x"), size)
-	body := func(keys []string) []byte {
+func weirBinaryBodies(c *config, p, n int) [][]byte {
+	body := func(keys []string, v int) []byte {
 		be := binary.BigEndian
 		b := append([]byte("WRP1"), 0, 0) // no producer id
 		b = be.AppendUint64(b, 0)
 		b = be.AppendUint32(b, uint32(len(keys)))
-		for _, k := range keys {
+		for i, k := range keys {
+			val := c.value(v*n + i)
 			b = be.AppendUint32(b, 0xFFFFFFFF) // partition -1: by key
 			b = be.AppendUint64(b, 0)          // the broker's clock
 			b = be.AppendUint32(b, uint32(len(k)))
@@ -36,11 +35,11 @@ func weirBinaryBodies(p, n, size int) [][]byte {
 		for i := range keys {
 			keys[i] = keyOf(p, v*n+i)
 		}
-		out = append(out, body(keys))
+		out = append(out, body(keys, v))
 	}
 	if n == 1 { // one at a time: more keys, so that every partition is hit
 		for v := 8; v < 64; v++ {
-			out = append(out, body([]string{keyOf(p, v)}))
+			out = append(out, body([]string{keyOf(p, v)}, v))
 		}
 	}
 	return out

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -127,7 +126,6 @@ func kafkaBatch(ctx context.Context, c *config, inflight int) (result, error) {
 		return result{}, err
 	}
 	defer cl.Close()
-	val := bytes.Repeat([]byte("x"), c.size)
 	keys := kafkaKeys(0, 8*inflight)
 	var acked, failed atomic.Int64
 	var firstErr atomic.Value
@@ -137,7 +135,7 @@ func kafkaBatch(ctx context.Context, c *config, inflight int) (result, error) {
 	deadline := start.Add(c.duration)
 	for i := 0; time.Now().Before(deadline); i++ {
 		t0 := time.Now()
-		cl.Produce(ctx, &kgo.Record{Key: keys[i%len(keys)], Value: val}, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, &kgo.Record{Key: keys[i%len(keys)], Value: c.value(i)}, func(_ *kgo.Record, err error) {
 			d := time.Since(t0)
 			if err != nil {
 				if failed.Add(1) == 1 {
@@ -175,7 +173,6 @@ func kafkaOne(ctx context.Context, c *config) (result, error) {
 		return result{}, err
 	}
 	defer cl.Close()
-	val := bytes.Repeat([]byte("x"), c.size)
 	keys := kafkaKeys(0, 64)
 	var acked, failed int64
 	var firstErr error
@@ -184,7 +181,7 @@ func kafkaOne(ctx context.Context, c *config) (result, error) {
 	deadline := start.Add(c.duration)
 	for i := 0; time.Now().Before(deadline); i++ {
 		t0 := time.Now()
-		if err := cl.ProduceSync(ctx, &kgo.Record{Key: keys[i%len(keys)], Value: val}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: keys[i%len(keys)], Value: c.value(i)}).FirstErr(); err != nil {
 			if failed++; failed == 1 {
 				firstErr = err
 			}
@@ -211,10 +208,9 @@ func kafkaSteady(ctx context.Context, c *config) (result, error) {
 		return result{}, err
 	}
 	defer cl.Close()
-	val := bytes.Repeat([]byte("x"), c.size)
 	keys := kafkaKeys(0, 1024)
 	return steady(c, func(i int, done func(error)) {
-		cl.Produce(ctx, &kgo.Record{Key: keys[i%len(keys)], Value: val}, func(_ *kgo.Record, err error) { done(err) })
+		cl.Produce(ctx, &kgo.Record{Key: keys[i%len(keys)], Value: c.value(i)}, func(_ *kgo.Record, err error) { done(err) })
 	})
 }
 

@@ -52,11 +52,12 @@ type config struct {
 	partitions, replicas             int
 	producers, batch, size, perFetch int
 	duration                         time.Duration
-	rate                             int           // records/s offered (steady)
-	idleWait                         time.Duration // idle: quiet time before the measured phase
-	accept                           string        // Weir fetch encoding: json or binary
-	produce                          string        // Weir produce body: json or binary
-	kafkaInflight                    int           // kafka: produce requests in flight per broker (0: kgo's default, 5 idempotent; N > 0: N, not idempotent)
+	rate                             int                // records/s offered (steady)
+	idleWait                         time.Duration      // idle: quiet time before the measured phase
+	accept                           string             // Weir fetch encoding: json or binary
+	produce                          string             // Weir produce body: json or binary
+	kafkaInflight                    int                // kafka: produce requests in flight per broker (0: kgo's default, 5 idempotent; N > 0: N, not idempotent)
+	value                            func(i int) []byte // record i's value (-values, values.go)
 }
 
 func main() {

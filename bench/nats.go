@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +64,6 @@ func subject(c *config, i int) string    { return c.topic + "." + strconv.Itoa(i
 // next one; one record at a time is a batch of 1 (a synchronous publish).
 func natsPublish(c *config, producers, batch int) (result, error) {
 	t := newTally(producers)
-	val := bytes.Repeat([]byte("x"), c.size)
 	start := startClock()
 	deadline := start.Add(c.duration)
 	var wg sync.WaitGroup
@@ -92,12 +90,12 @@ func natsPublish(c *config, producers, batch int) (result, error) {
 				t0 := time.Now()
 				var err error
 				if batch == 1 {
-					_, err = js.Publish(ctx, subj[i%len(subj)], val)
+					_, err = js.Publish(ctx, subj[i%len(subj)], c.value(i))
 				} else {
 					futs = futs[:0]
 					for j := 0; j < batch && err == nil; j++ {
 						var f jetstream.PubAckFuture
-						f, err = js.PublishAsync(subj[(i*batch+j)%len(subj)], val)
+						f, err = js.PublishAsync(subj[(i*batch+j)%len(subj)], c.value(i*batch+j))
 						futs = append(futs, f)
 					}
 					for _, f := range futs {

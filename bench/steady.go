@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -129,7 +128,6 @@ func weirSteady(hc *fasthttp.Client, c *config) (result, error) {
 // server, records round-robin over them); a goroutine per record waits for
 // its acknowledgement so that each is timed when it arrives.
 func natsSteady(c *config) (result, error) {
-	val := bytes.Repeat([]byte("x"), c.size)
 	var jss []jetstream.JetStream
 	for _, s := range c.servers {
 		nc, err := nats.Connect(s)
@@ -148,7 +146,7 @@ func natsSteady(c *config) (result, error) {
 		subj[i] = subject(c, partitionOf(keyOf(0, i), c.partitions))
 	}
 	return steady(c, func(i int, done func(error)) {
-		f, err := jss[i%len(jss)].PublishAsync(subj[i%len(subj)], val)
+		f, err := jss[i%len(jss)].PublishAsync(subj[i%len(subj)], c.value(i))
 		if err != nil {
 			done(err)
 			return

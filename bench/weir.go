@@ -122,10 +122,8 @@ func weirTopicOf(hc *fasthttp.Client, c *config) (weirTopic, error) {
 // in the encoding of c.produce, and their content type.
 func weirBodies(c *config, p, n int) ([][]byte, string) {
 	if c.produce == "binary" {
-		return weirBinaryBodies(p, n, c.size), binaryMediaType
+		return weirBinaryBodies(c, p, n), binaryMediaType
 	}
-	size := c.size
-	val := bytes.Repeat([]byte("x"), size)
 	var out [][]byte
 	for v := 0; v < 8; v++ {
 		var b bytes.Buffer
@@ -135,7 +133,7 @@ func weirBodies(c *config, p, n int) ([][]byte, string) {
 				b.WriteByte(',')
 			}
 			b.WriteString(`{"key":"` + keyOf(p, v*n+i) + `","value":"`)
-			b.Write(val)
+			b.Write(c.value(v*n + i))
 			b.WriteString(`"}`)
 		}
 		b.WriteString(`]}`)
@@ -143,7 +141,7 @@ func weirBodies(c *config, p, n int) ([][]byte, string) {
 	}
 	if n == 1 { // one at a time: more keys, so that every partition is hit
 		for v := 8; v < 64; v++ {
-			out = append(out, []byte(`{"records":[{"key":"`+keyOf(p, v)+`","value":"`+string(val)+`"}]}`))
+			out = append(out, []byte(`{"records":[{"key":"`+keyOf(p, v)+`","value":"`+string(c.value(v))+`"}]}`))
 		}
 	}
 	return out, "application/json"

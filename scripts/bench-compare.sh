@@ -29,6 +29,9 @@
 #   against bin/weir-base built from that revision, alternating with today's
 #   build in the same run (an A/B of a change, with NATS beside it); the
 #   pipeline rows then run for both builds too.
+#   BENCH_VALUES=random: record values of random letters and digits, which
+#   LZ codecs (franz-go's snappy, Weir's S2) cannot shrink, instead of the
+#   letter x repeated (the default, BENCH_VALUES=x; weircmp -values).
 #   Ports: BENCH_HTTP_PORT (18580), BENCH_RAFT_PORT (17580), BENCH_NATS_PORT
 #   (14222, +100, +200), BENCH_KAFKA_PORT (BENCH_HTTP_PORT+200); node i uses
 #   port+i-1.
@@ -43,6 +46,7 @@ CLUSTERS=${CLUSTERS:-"R1 R3"}
 SCENARIOS=${SCENARIOS:-"batch one steady consume"}
 PARTITIONS=${PARTITIONS:-4}
 RATE=${BENCH_RATE:-10000}
+VALUES=${BENCH_VALUES:-x}
 hp=${BENCH_HTTP_PORT:-18580}; rp=${BENCH_RAFT_PORT:-17580}; np=${BENCH_NATS_PORT:-14222}
 kp=${BENCH_KAFKA_PORT:-$((hp+200))}
 
@@ -145,7 +149,7 @@ run_scenarios() { # label system cluster replicas topic servers [weircmp flags..
     # A failed scenario (e.g. a peer not ready) is reported and skipped:
     # the medians come from the runs that completed (the report says how many).
     ./bin/weircmp run -system "$system" -label "$label" -cluster "$cluster" -replicas "$replicas" -topic "${topic}p$parts" \
-      -partitions "$parts" -servers "$srv" -scenario "$scen" -duration "$D" -rate "$RATE" \
+      -partitions "$parts" -servers "$srv" -scenario "$scen" -duration "$D" -rate "$RATE" -values "$VALUES" \
       -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" ${WEIRCMP_FLAGS:-} | tee -a "$OUT" ||
       echo "scenario $s of $label ($cluster) failed; skipped" >&2
   done
@@ -182,7 +186,7 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 echo
-echo "Weir (HTTP, Kafka/franz-go) vs NATS JetStream $NATS_VERSION, 1 KiB values, $PARTITIONS partitions (streams) unless a row says, $RUNS runs, $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Weir (HTTP, Kafka/franz-go) vs NATS JetStream $NATS_VERSION, 1 KiB values ($VALUES: weircmp -values), $PARTITIONS partitions (streams) unless a row says, $RUNS runs, $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -s "$OUT" ]; then ./bin/weircmp report "$OUT"; else echo "(no scenario ran)"; fi
 
 if [ "${BENCH_PIPELINE:-1}" = 1 ]; then
