@@ -3,6 +3,7 @@
 package clustertest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -137,6 +138,11 @@ func (w *kafkaWorkload) close() {
 	w.cons.Close()
 }
 
+// kafkaKey is every produced record's key: long and repetitive, so that the
+// client's snappy shrinks even a batch of one record and the nodes store the
+// batches compressed (docs/kafka.md, "Compression") through every fault.
+var kafkaKey = bytes.Repeat([]byte("weir-chaos "), 16)
+
 // producer sends record n, with the unique value kp-n, to partition
 // n%parts, kafkaRate a second, never more than MaxBufferedRecords
 // unacknowledged. It never produces a value twice; the client's own
@@ -156,7 +162,7 @@ func (w *kafkaWorkload) producer(ctx context.Context, id string) {
 		value := fmt.Sprintf("%s-%d", id, n)
 		op := w.rec.Invoke(history.Op{Kind: history.Produce, Process: id,
 			Partition: history.Partition{Topic: w.topic, ID: part}, Value: value})
-		w.prod.Produce(context.Background(), &kgo.Record{Partition: part, Value: []byte(value)}, func(r *kgo.Record, err error) {
+		w.prod.Produce(context.Background(), &kgo.Record{Partition: part, Key: kafkaKey, Value: []byte(value)}, func(r *kgo.Record, err error) {
 			if err != nil {
 				op.Info(err)
 				return
