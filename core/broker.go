@@ -216,7 +216,10 @@ func (b *Broker) CreateTopic(ctx context.Context, cfg TopicConfig) (TopicInfo, e
 	if cfg.RetentionMs < -1 || cfg.RetentionBytes < -1 {
 		return TopicInfo{}, Invalidf("retention_ms and retention_bytes must be positive or -1 (no limit)")
 	}
-	if err := checkTieredConfig(cfg); err != nil {
+	if cfg.Compression == "" {
+		cfg.Compression = CompressionProducer
+	}
+	if err := checkStorageConfig(cfg); err != nil {
 		return TopicInfo{}, err
 	}
 	return b.store.CreateTopic(ctx, cfg)
@@ -228,9 +231,14 @@ const (
 	MaxSegmentBytes = 1 << 30
 )
 
-// checkTieredConfig validates a topic's segment size and local retention
-// (the store checks that tiered storage is configured).
-func checkTieredConfig(cfg TopicConfig) error {
+// checkStorageConfig validates a topic's compression, segment size and
+// local retention (the store checks that tiered storage is configured).
+func checkStorageConfig(cfg TopicConfig) error {
+	switch cfg.Compression {
+	case "", CompressionProducer, CompressionS2, CompressionUncompressed:
+	default:
+		return Invalidf("compression must be %q, %q or %q, not %q", CompressionProducer, CompressionS2, CompressionUncompressed, cfg.Compression)
+	}
 	if cfg.SegmentBytes != 0 && (cfg.SegmentBytes < MinSegmentBytes || cfg.SegmentBytes > MaxSegmentBytes) {
 		return Invalidf("segment_bytes must be between %d and %d", MinSegmentBytes, MaxSegmentBytes)
 	}

@@ -20,8 +20,9 @@ type AppendBatch struct {
 	// Compress asks the store to keep the records compressed when that
 	// makes them noticeably smaller: in its replicated log and on disk,
 	// decompressed again on every read. The Kafka listener sets it for a
-	// batch its producer compressed (Kafka's compression.type=producer).
-	// A store may ignore it (memstore does); reads are the same either way.
+	// batch its producer compressed; the topic's Compression setting
+	// decides what it means (CompressBatch). A store may ignore it
+	// (memstore does); reads are the same either way.
 	Compress bool
 }
 
@@ -129,6 +130,44 @@ type TopicConfig struct {
 	SegmentBytes        int64
 	LocalRetentionMs    int64
 	LocalRetentionBytes int64
+	// Compression is how the topic's batches are stored (docs/api.md,
+	// "Compression"): CompressionProducer (also ""), CompressionS2 or
+	// CompressionUncompressed.
+	Compression string `json:",omitempty"`
+}
+
+// A topic's Compression settings, Kafka's compression.type values where
+// Kafka has one.
+const (
+	// CompressionProducer: a batch is stored compressed when its producer
+	// compressed it (a Kafka record batch with a codec), plain otherwise.
+	CompressionProducer = "producer"
+	// CompressionS2: every batch is stored compressed with S2.
+	CompressionS2 = "s2"
+	// CompressionUncompressed: every batch is stored plain.
+	CompressionUncompressed = "uncompressed"
+)
+
+// StoredCompression is c's Compression setting, CompressionProducer for a
+// topic created before the setting existed.
+func (c TopicConfig) StoredCompression() string {
+	if c.Compression == "" {
+		return CompressionProducer
+	}
+	return c.Compression
+}
+
+// CompressBatch reports whether a store keeps a batch compressed (when that
+// saves enough) under a topic's Compression setting; producerCompressed is
+// the batch's AppendBatch.Compress.
+func CompressBatch(setting string, producerCompressed bool) bool {
+	switch setting {
+	case CompressionS2:
+		return true
+	case CompressionUncompressed:
+		return false
+	}
+	return producerCompressed
 }
 
 // PartitionInfo is the placement and state of one partition.

@@ -22,21 +22,23 @@ type topicJSON struct {
 	RetentionMs       int64           `json:"retention_ms"`
 	RetentionBytes    int64           `json:"retention_bytes"`
 	CreatedAt         int64           `json:"created_at,omitempty"`
-	tieredJSON
+	storageJSON
 	// Mirror: the topic mirrors a cluster link's source topic (links.go).
 	Mirror *topicMirrorJSON `json:"mirror,omitempty"`
 }
 
-// tieredJSON is a topic's tiered storage settings (docs/tiered-storage.md).
-type tieredJSON struct {
-	Tiered              bool  `json:"tiered"`
-	SegmentBytes        int64 `json:"segment_bytes"`
-	LocalRetentionMs    int64 `json:"local_retention_ms"`
-	LocalRetentionBytes int64 `json:"local_retention_bytes"`
+// storageJSON is how a topic is stored: compression (docs/api.md,
+// "Topics") and tiered storage (docs/tiered-storage.md).
+type storageJSON struct {
+	Compression         string `json:"compression"`
+	Tiered              bool   `json:"tiered"`
+	SegmentBytes        int64  `json:"segment_bytes"`
+	LocalRetentionMs    int64  `json:"local_retention_ms"`
+	LocalRetentionBytes int64  `json:"local_retention_bytes"`
 }
 
-func tieredOf(c core.TopicConfig) tieredJSON {
-	return tieredJSON{Tiered: c.Tiered, SegmentBytes: c.SegmentBytes, LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes}
+func storageOf(c core.TopicConfig) storageJSON {
+	return storageJSON{Compression: c.StoredCompression(), Tiered: c.Tiered, SegmentBytes: c.SegmentBytes, LocalRetentionMs: c.LocalRetentionMs, LocalRetentionBytes: c.LocalRetentionBytes}
 }
 
 type partitionJSON struct {
@@ -55,7 +57,7 @@ type createTopicReq struct {
 	ReplicationFactor int    `json:"replication_factor"`
 	RetentionMs       int64  `json:"retention_ms"`
 	RetentionBytes    int64  `json:"retention_bytes"`
-	tieredJSON
+	storageJSON
 }
 
 func (r *createTopicReq) parse(*call) error {
@@ -73,6 +75,7 @@ func (s *Server) createTopic(c *call, req *createTopicReq) {
 		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes,
 		Tiered: req.Tiered, SegmentBytes: req.SegmentBytes,
 		LocalRetentionMs: req.LocalRetentionMs, LocalRetentionBytes: req.LocalRetentionBytes,
+		Compression: req.Compression,
 	})
 	if err != nil {
 		writeError(c.ctx, err)
@@ -99,7 +102,7 @@ func (s *Server) writeTopic(ctx *fasthttp.RequestCtx, status int, name string) {
 	b, _ := json.Marshal(topicJSON{
 		Name: t.Name, Partitions: pb, ReplicationFactor: t.ReplicationFactor,
 		RetentionMs: t.RetentionMs, RetentionBytes: t.RetentionBytes, CreatedAt: t.CreatedAt,
-		tieredJSON: tieredOf(t.TopicConfig), Mirror: s.mirrorOf(t),
+		storageJSON: storageOf(t.TopicConfig), Mirror: s.mirrorOf(t),
 	})
 	writeJSON(ctx, status, append(b, '\n'))
 }

@@ -2,10 +2,14 @@ package raftlog
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/weir-broker/weir/core"
+	tu "github.com/weir-broker/weir/internal/testutil"
 	"github.com/weir-broker/weir/raftlog/internal/segment"
 )
 
@@ -122,6 +126,67 @@ func TestDecompressRecordsRejectsCorruptInput(t *testing.T) {
 	} {
 		if _, err := decompressRecords(in); err == nil {
 			t.Fatalf("decompressRecords(%x) succeeded", in)
+		}
+	}
+}
+
+// The topic's compression setting decides over the batch's own wish: s2
+// compresses every batch, uncompressed none, producer what asks for it.
+func TestTopicCompressionSetting(t *testing.T) {
+	h := startHost(t, t.TempDir(), tu.FreeAddr(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	val := bytes.Repeat([]byte("compressible "), 80)
+	stored := func(setting string, ask bool) int64 {
+		t.Helper()
+		name := fmt.Sprintf("c-%s-%v", setting, ask)
+		if _, err := h.CreateTopic(ctx, core.TopicConfig{Name: name, Partitions: 1, ReplicationFactor: 1, Compression: setting}); err != nil {
+			t.Fatal(err)
+		}
+		pl, err := h.Partition(name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tu.Eventually(t, 20*time.Second, "a leader for "+name, pl.IsLeader)
+		recs := make([]core.Record, 50)
+		for i := range recs {
+			recs[i] = core.Record{Value: val}
+		}
+		if _, err := pl.Append(ctx, &core.AppendBatch{Timestamp: 1, Records: recs, Compress: ask}); err != nil {
+			t.Fatal(err)
+		}
+		// Queued appends follow the setting too.
+		w, err := pl.(core.AppendProposer).ProposeAppend(&core.AppendBatch{Timestamp: 1, Records: recs, Compress: ask})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := pl.Read(ctx, 0, 1000, 1<<24)
+		if err != nil || len(got) != 100 || !bytes.Equal(got[99].Value, val) {
+			t.Fatalf("%s: read %d records, %v", name, len(got), err)
+		}
+		var n int64
+		for _, s := range pl.Segments() {
+			n += s.Bytes
+		}
+		return n
+	}
+	plain := int64(100 * len(val))
+	for _, c := range []struct {
+		setting    string
+		ask, small bool
+	}{
+		{core.CompressionProducer, true, true},
+		{core.CompressionProducer, false, false},
+		{"", true, true}, // a topic from before the setting: producer
+		{core.CompressionS2, false, true},
+		{core.CompressionUncompressed, true, false},
+	} {
+		n := stored(c.setting, c.ask)
+		if small := n < plain/4; small != c.small {
+			t.Fatalf("compression %q, batch asks %v: %d bytes stored for %d bytes of values", c.setting, c.ask, n, plain)
 		}
 	}
 }

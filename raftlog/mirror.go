@@ -88,20 +88,13 @@ var _ core.MirrorLog = (*routed)(nil)
 // AppendAt implements core.MirrorLog: b's records keep their timestamps
 // (a zero one gets b.Timestamp); no producer id.
 func (p *Partition) AppendAt(ctx context.Context, base int64, b *core.AppendBatch) (core.AppendResult, error) {
-	if len(b.Records) == 0 {
-		return core.AppendResult{}, core.Invalidf("an append needs at least one record")
-	}
 	if b.ProducerID != "" {
 		return core.AppendResult{}, core.Invalidf("a mirror append has no producer id")
 	}
-	maxTs := b.Stamp()
-	size := 64
-	for i := range b.Records {
-		size += b.Records[i].Size()
+	inner, err := appendCommand(b) // cmdAppend or cmdAppendS2, as any append
+	if err != nil {
+		return core.AppendResult{}, err
 	}
-	inner := make([]byte, 0, size)
-	inner = encodeAppend(inner, "", 0, b.Timestamp, maxTs, len(b.Records), nil)
-	inner = core.AppendRecords(inner, b.Records)
 	res, err := p.h.propose(ctx, p.shardID, encodeMirrorAppend(base, inner))
 	if err != nil {
 		return core.AppendResult{}, err
@@ -132,7 +125,7 @@ func (r *routed) AppendAt(ctx context.Context, base int64, b *core.AppendBatch) 
 	if r.local == nil {
 		return core.AppendResult{}, fmt.Errorf("%w: node hosts no replica of %s/%d", core.ErrUnavailable, r.topic, r.partition)
 	}
-	return r.local.AppendAt(ctx, base, b)
+	return r.local.AppendAt(ctx, base, r.stored(b))
 }
 
 // StartAt implements core.MirrorLog on this node's replica.

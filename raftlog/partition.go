@@ -107,7 +107,7 @@ func (r *routed) ProposeAppend(b *core.AppendBatch) (func(context.Context) (core
 	if err != nil {
 		return nil, err
 	}
-	return p.ProposeAppend(b)
+	return p.ProposeAppend(r.stored(b))
 }
 
 // appendCommand encodes b as an append entry.

@@ -55,8 +55,11 @@ type routed struct {
 	topic     string
 	partition int
 	shard     uint64
-	local     *Partition // nil: no open replica here
-	hops      int        // nodes the call crossed before reaching this one
+	// compression is the topic's Compression setting when the handle was
+	// made (core.CompressBatch).
+	compression string
+	local       *Partition // nil: no open replica here
+	hops        int        // nodes the call crossed before reaching this one
 	// missedAt (UnixNano, 0 never): when a bounded catch-up of local last
 	// failed on this handle; for catchUpRetry after it, reads through the
 	// handle go to another replica without waiting again.
@@ -76,11 +79,11 @@ func (h *Host) ForwardedPartition(topic string, partition, hops int) (core.Parti
 }
 
 func (h *Host) routedPartition(topic string, partition, hops int) (*routed, error) {
-	pm, err := h.partitionMeta(topic, partition)
+	pm, cfg, err := h.partitionAndTopic(topic, partition)
 	if err != nil {
 		return nil, err
 	}
-	r := &routed{h: h, topic: topic, partition: partition, shard: pm.ShardID, hops: hops}
+	r := &routed{h: h, topic: topic, partition: partition, shard: pm.ShardID, compression: cfg.Compression, hops: hops}
 	if psm := h.localSM(pm.ShardID); psm != nil {
 		r.local = &Partition{h: h, shardID: pm.ShardID, sm: psm}
 	}
@@ -366,6 +369,7 @@ func isDomainError(err error) bool {
 
 // Append implements core.PartitionLog.
 func (r *routed) Append(ctx context.Context, b *core.AppendBatch) (core.AppendResult, error) {
+	b = r.stored(b)
 	var res core.AppendResult
 	unknown := false
 	err := r.write(ctx, b.ProducerID != "", &unknown,
@@ -378,6 +382,18 @@ func (r *routed) Append(ctx context.Context, b *core.AppendBatch) (core.AppendRe
 	// answers duplicate with the original offsets: the batch is in the log
 	// once, as the producer asked.
 	return res, err
+}
+
+// stored is b as the topic's compression setting has it stored: b itself,
+// or a copy with Compress changed.
+func (r *routed) stored(b *core.AppendBatch) *core.AppendBatch {
+	c := core.CompressBatch(r.compression, b.Compress)
+	if c == b.Compress {
+		return b
+	}
+	cp := *b
+	cp.Compress = c
+	return &cp
 }
 
 // ApplyTxn implements core.PartitionState.

@@ -232,7 +232,14 @@ func (h *Host) Topics() []core.TopicInfo {
 }
 
 func (h *Host) partitionMeta(topic string, partition int) (PartitionMeta, error) {
+	pm, _, err := h.partitionAndTopic(topic, partition)
+	return pm, err
+}
+
+// partitionAndTopic is partitionMeta with the topic's configuration.
+func (h *Host) partitionAndTopic(topic string, partition int) (PartitionMeta, core.TopicConfig, error) {
 	var pm PartitionMeta
+	var cfg core.TopicConfig
 	var terr error
 	h.meta.read(func(st *metaState) {
 		t := st.Topics[topic]
@@ -242,10 +249,10 @@ func (h *Host) partitionMeta(topic string, partition int) (PartitionMeta, error)
 		case partition < 0 || partition >= len(t.Partitions):
 			terr = fmt.Errorf("%w: topic %q has no partition %d", core.ErrPartitionNotFound, topic, partition)
 		default:
-			pm = t.Partitions[partition]
+			pm, cfg = t.Partitions[partition], t.Config
 		}
 	})
-	return pm, terr
+	return pm, cfg, terr
 }
 
 // PartitionInfo reports placement, the leader's node id and the offsets

@@ -14,6 +14,7 @@ func newTopicCmd() *cobra.Command {
 	var parts, rf int
 	var retMs, retBytes, segBytes, localMs, localBytes int64
 	var tiered bool
+	var compression string
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a topic",
@@ -21,7 +22,8 @@ func newTopicCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, err := clientFor(cmd).CreateTopic(cmd.Context(), client.TopicConfig{Name: args[0], Partitions: parts,
 				ReplicationFactor: rf, RetentionMs: retMs, RetentionBytes: retBytes,
-				Tiered: tiered, SegmentBytes: segBytes, LocalRetentionMs: localMs, LocalRetentionBytes: localBytes})
+				Tiered: tiered, SegmentBytes: segBytes, LocalRetentionMs: localMs, LocalRetentionBytes: localBytes,
+				Compression: compression})
 			if err != nil {
 				return err
 			}
@@ -32,6 +34,7 @@ func newTopicCmd() *cobra.Command {
 	create.Flags().IntVar(&rf, "replication-factor", 0, "replicas per partition (0: min(3, nodes))")
 	create.Flags().Int64Var(&retMs, "retention-ms", 0, "delete segments older than this (0: 7 days, -1: forever)")
 	create.Flags().Int64Var(&retBytes, "retention-bytes", 0, "keep at most this many bytes per partition (0 or -1: no limit)")
+	create.Flags().StringVar(&compression, "compression", "", "how batches are stored: producer (default: compressed when a Kafka producer compressed them), s2 (every batch, S2) or uncompressed")
 	create.Flags().BoolVar(&tiered, "tiered", false, "upload closed segments to the cluster's object storage (docs/tiered-storage.md)")
 	create.Flags().Int64Var(&segBytes, "segment-bytes", 0, "segment file size (0: the node's default, 64 MiB)")
 	create.Flags().Int64Var(&localMs, "local-retention-ms", 0, "tiered: keep uploaded segments on disk this long (0: 1 day, -1: as long as --retention-ms)")

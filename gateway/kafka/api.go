@@ -442,7 +442,7 @@ func (c *conn) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeCon
 				{"retention.ms", strconv.FormatInt(t.RetentionMs, 10)},
 				{"retention.bytes", strconv.FormatInt(t.RetentionBytes, 10)},
 				{"cleanup.policy", "delete"},
-				{"compression.type", "producer"},
+				{"compression.type", t.StoredCompression()},
 				{"max.message.bytes", strconv.Itoa(c.s.broker.Config().MaxRecordBytes)},
 				{"message.timestamp.type", "CreateTime"},
 				{"replication.factor", strconv.Itoa(t.ReplicationFactor)},
@@ -484,11 +484,20 @@ func (c *conn) describeConfigs(r *kmsg.DescribeConfigsRequest) *kmsg.DescribeCon
 }
 
 // setTopicConfig applies one CreateTopics config Weir knows (others are
-// ignored): retention, and tiered storage as KIP-405 names it
-// (remote.storage.enable, local.retention.*; Kafka's -2, "as retention",
-// is Weir's -1), and segment.bytes.
+// ignored): retention, compression.type (producer, uncompressed or s2),
+// and tiered storage as KIP-405 names it (remote.storage.enable,
+// local.retention.*; Kafka's -2, "as retention", is Weir's -1), and
+// segment.bytes.
 func setTopicConfig(cfg *core.TopicConfig, name, value string) error {
-	if name == "remote.storage.enable" {
+	switch name {
+	case "compression.type":
+		switch value {
+		case core.CompressionProducer, core.CompressionUncompressed, core.CompressionS2:
+			cfg.Compression = value
+			return nil
+		}
+		return fmt.Errorf("%q: Weir stores compressed batches with S2 only; use producer (the default), uncompressed or s2", value)
+	case "remote.storage.enable":
 		b, err := strconv.ParseBool(value)
 		cfg.Tiered = b
 		return err

@@ -608,3 +608,90 @@ func TestKafkaCompressedBatchesStayCompressed(t *testing.T) {
 		}
 	}
 }
+
+// A topic's compression setting, over HTTP and Kafka: s2 stores an HTTP
+// producer's batches compressed, uncompressed stores a compressing Kafka
+// producer's plain, and both report the setting back.
+func TestTopicCompressionSetting(t *testing.T) {
+	s := startKafkaNode(t)
+	ctx := kctx(t)
+	val := strings.Repeat("an HTTP value ", 80)
+	storedBytes := func(topic string) int64 {
+		pl, err := s.Broker.Store().Partition(topic, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, sg := range pl.Segments() {
+			n += sg.Bytes
+		}
+		return n
+	}
+
+	if r := tu.Do(t, "POST", s.URL()+"/v1/topics", map[string]any{"name": "hz", "compression": "zstd"}); r.Status != 400 {
+		t.Fatalf("compression zstd over HTTP: %d %s, want 400", r.Status, r.Body)
+	}
+	for _, setting := range []string{"s2", "producer"} {
+		topic := "h-" + setting
+		var created struct {
+			Compression string `json:"compression"`
+		}
+		r := tu.Do(t, "POST", s.URL()+"/v1/topics", map[string]any{"name": topic, "compression": setting})
+		if r.Status != 201 {
+			t.Fatalf("create %s: %d %s", topic, r.Status, r.Body)
+		}
+		r.JSON(t, &created)
+		if created.Compression != setting {
+			t.Fatalf("topic %s reports compression %q", topic, created.Compression)
+		}
+		recs := make([]map[string]any, 100)
+		for i := range recs {
+			recs[i] = map[string]any{"value": val}
+		}
+		if r := tu.Do(t, "POST", s.URL()+"/v1/topics/"+topic+"/records", map[string]any{"records": recs}); r.Status != 200 {
+			t.Fatalf("produce to %s: %d %s", topic, r.Status, r.Body)
+		}
+		var f fetchResp
+		tu.Do(t, "GET", s.URL()+"/v1/topics/"+topic+"/partitions/0/records?offset=99", nil).JSON(t, &f)
+		if len(f.Records) != 1 || f.Records[0].Value != val {
+			t.Fatalf("%s: fetch of offset 99: %+v", topic, f.Records)
+		}
+		n, plain := storedBytes(topic), int64(100*len(val))
+		if compressed := n < plain/4; compressed != (setting == "s2") {
+			t.Fatalf("compression %s: an HTTP batch of %d bytes of values is stored in %d", setting, plain, n)
+		}
+	}
+
+	adm := kadm.NewClient(kafkaClient(t, s))
+	if cr, _ := adm.CreateTopic(ctx, 1, -1, map[string]*string{"compression.type": kadm.StringPtr("zstd")}, "kz"); cr.Err != kerr.InvalidConfig || !strings.Contains(cr.ErrMessage, "S2 only") {
+		t.Fatalf("compression.type=zstd: %v %q, want INVALID_CONFIG saying why", cr.Err, cr.ErrMessage)
+	}
+	if cr, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"compression.type": kadm.StringPtr("uncompressed")}, "ku"); err != nil || cr.Err != nil {
+		t.Fatalf("compression.type=uncompressed: %v %v", err, cr.Err)
+	}
+	rc, err := adm.DescribeTopicConfigs(ctx, "ku")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rc.On("ku", nil); err != nil || func() string {
+		for _, c := range v.Configs {
+			if c.Key == "compression.type" {
+				return c.MaybeValue()
+			}
+		}
+		return ""
+	}() != "uncompressed" {
+		t.Fatalf("compression.type not described as uncompressed: %+v %v", v, err)
+	}
+	cl := kafkaClient(t, s, kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.DefaultProduceTopic("ku"))
+	krecs := make([]*kgo.Record, 100)
+	for i := range krecs {
+		krecs[i] = &kgo.Record{Value: []byte(val)}
+	}
+	if err := cl.ProduceSync(ctx, krecs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if n := storedBytes("ku"); n < int64(100*len(val)) {
+		t.Fatalf("compression.type=uncompressed: a snappy producer's %d bytes of values are stored in %d", 100*len(val), n)
+	}
+}

@@ -22,6 +22,9 @@ type TopicConfig struct {
 	SegmentBytes        int64 `json:"segment_bytes,omitempty"`
 	LocalRetentionMs    int64 `json:"local_retention_ms,omitempty"`
 	LocalRetentionBytes int64 `json:"local_retention_bytes,omitempty"`
+	// Compression: "producer" (the default: compressed when a Kafka
+	// producer compressed the batch), "s2" (every batch) or "uncompressed".
+	Compression string `json:"compression,omitempty"`
 }
 
 // TopicSummary is a topic as listed.
@@ -59,6 +62,8 @@ type Topic struct {
 	LocalRetentionMs    int64 `json:"local_retention_ms"`
 	LocalRetentionBytes int64 `json:"local_retention_bytes"`
 	CreatedAtMs         int64 `json:"created_at"`
+	// Compression is how the topic's batches are stored (TopicConfig).
+	Compression string `json:"compression"`
 }
 
 // CreateTopic creates a topic (CodeTopicExists when it exists) and
