@@ -33,6 +33,7 @@ func parseRun(args []string) (*config, error) {
 	fs.StringVar(&c.accept, "accept", "binary", "Weir fetch encoding: json or binary (application/vnd.weir.records)")
 	fs.IntVar(&c.kafkaInflight, "kafka-inflight", 0, "kafka: produce requests in flight per broker; 0: the client's default (5, idempotent), N > 0: N with idempotence off")
 	fs.StringVar(&c.produce, "produce", "binary", "Weir produce body: json or binary (application/vnd.weir.records)")
+	fs.StringVar(&c.compression, "compression", "", "Weir: the topic's compression setting when weircmp creates it (producer, s2, uncompressed; empty: the default, producer)")
 	values := fs.String("values", "x", "record values: x (the letter x repeated; compresses to almost nothing) or random (letters and digits at random; LZ codecs cannot shrink it); values.go")
 	pids := fs.String("server-pids", "", "comma-separated pids of the server processes: each result then has their CPU µs per record")
 	if err := fs.Parse(args); err != nil {

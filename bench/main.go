@@ -58,6 +58,7 @@ type config struct {
 	produce                          string             // Weir produce body: json or binary
 	kafkaInflight                    int                // kafka: produce requests in flight per broker (0: kgo's default, 5 idempotent; N > 0: N, not idempotent)
 	value                            func(i int) []byte // record i's value (-values, values.go)
+	compression                      string             // Weir topic compression setting (-compression; "": the default)
 }
 
 func main() {

@@ -62,7 +62,11 @@ type weirTopic struct {
 // has a leader and the cluster has settled (no moving or lagging replica).
 func weirSetup(hc *fasthttp.Client, c *config) error {
 	s := c.servers[0]
-	body, _ := json.Marshal(map[string]any{"name": c.topic, "partitions": c.partitions, "replication_factor": c.replicas})
+	topic := map[string]any{"name": c.topic, "partitions": c.partitions, "replication_factor": c.replicas}
+	if c.compression != "" {
+		topic["compression"] = c.compression
+	}
+	body, _ := json.Marshal(topic)
 	st, b, err := weirDo(hc, "POST", s+"/v1/topics", body)
 	if err != nil {
 		return err

@@ -20,6 +20,8 @@
 #   to compare with the default (forwarded over HTTP to the leader).
 #   weir-x is Weir (HTTP) with the extra serve flags of WEIR_X_ARGS, e.g.
 #   ONLY="weir weir-x nats" WEIR_X_ARGS="--proposals-in-flight 4".
+#   weir-s2 is Weir (HTTP) producing to a topic created with
+#   "compression": "s2" (docs/api.md, "Topics").
 #   WEIR_ARGS are extra serve flags for every Weir system (e.g. --logdb pebble).
 #   SCENARIOS="idle@1000 batch@1000 batch@6": a scenario over a topic of
 #   that many partitions (default PARTITIONS=4); idle measures the servers'
@@ -166,6 +168,8 @@ for run in $(seq 1 "$RUNS"); do
         weir-prop) [ "$nodes" = 1 ] && { stop; continue; } # only differs with followers
           start_weir $nodes prop; run_scenarios weir-prop weir "$cl" $nodes "b$run" "$servers" ;;
         weir-x) start_weir $nodes x; run_scenarios weir-x weir "$cl" $nodes "b$run" "$servers" ;;
+        weir-s2) start_weir $nodes # Weir over HTTP onto a topic with "compression": "s2"
+          run_scenarios weir-s2 weir "$cl" $nodes "b$run" "$servers" -compression s2 ;;
         weir-kafka) start_weir $nodes kafka
           run_scenarios weir-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
         weir-quota) start_weir $nodes # a default quota so generous it is never hit: the check's cost
@@ -179,7 +183,7 @@ for run in $(seq 1 "$RUNS"); do
           run_scenarios base-kafka kafka "$cl" $nodes "b$run" "$kservers" -http-servers "$servers" ;;
         nats) start_nats $nodes 0; run_scenarios nats nats "$cl" $nodes "b$run" "$servers" ;;
         nats-sync) start_nats $nodes 1; run_scenarios nats-sync nats "$cl" $nodes "b$run" "$servers" ;;
-        *) echo "unknown system $sys (weir, weir-prop, weir-x, weir-kafka, weir-quota, nats, nats-sync, base, base-kafka)" >&2; exit 2 ;;
+        *) echo "unknown system $sys (weir, weir-prop, weir-x, weir-s2, weir-kafka, weir-quota, nats, nats-sync, base, base-kafka)" >&2; exit 2 ;;
       esac
       stop
     done
