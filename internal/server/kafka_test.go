@@ -36,6 +36,26 @@ func kafkaClient(t *testing.T, s *Server, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// describedConfig is topic's config key as DescribeConfigs describes it
+// ("" when it is not listed).
+func describedConfig(t *testing.T, adm *kadm.Client, topic, key string) string {
+	t.Helper()
+	rc, err := adm.DescribeTopicConfigs(kctx(t), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := rc.On(topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range v.Configs {
+		if c.Key == key {
+			return c.MaybeValue()
+		}
+	}
+	return ""
+}
+
 func kctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -76,19 +96,8 @@ func TestKafkaAdminAndRoundTrip(t *testing.T) {
 	if err != nil || len(td["kt"].Partitions) != 3 {
 		t.Fatalf("metadata: %v %+v", err, td)
 	}
-	rc, err := adm.DescribeTopicConfigs(ctx, "kt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := rc.On("kt", nil); err != nil || func() string {
-		for _, c := range v.Configs {
-			if c.Key == "retention.ms" {
-				return c.MaybeValue()
-			}
-		}
-		return ""
-	}() != "3600000" {
-		t.Fatalf("retention.ms not described: %+v %v", v, err)
+	if v := describedConfig(t, adm, "kt", "retention.ms"); v != "3600000" {
+		t.Fatalf("retention.ms described as %q", v)
 	}
 	cp, err := adm.UpdatePartitions(ctx, 2, "kt")
 	if err != nil || cp["kt"].Err != kerr.InvalidPartitions {
@@ -669,19 +678,8 @@ func TestTopicCompressionSetting(t *testing.T) {
 	if cr, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"compression.type": kadm.StringPtr("uncompressed")}, "ku"); err != nil || cr.Err != nil {
 		t.Fatalf("compression.type=uncompressed: %v %v", err, cr.Err)
 	}
-	rc, err := adm.DescribeTopicConfigs(ctx, "ku")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := rc.On("ku", nil); err != nil || func() string {
-		for _, c := range v.Configs {
-			if c.Key == "compression.type" {
-				return c.MaybeValue()
-			}
-		}
-		return ""
-	}() != "uncompressed" {
-		t.Fatalf("compression.type not described as uncompressed: %+v %v", v, err)
+	if v := describedConfig(t, adm, "ku", "compression.type"); v != "uncompressed" {
+		t.Fatalf("compression.type described as %q", v)
 	}
 	cl := kafkaClient(t, s, kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.DefaultProduceTopic("ku"))
 	krecs := make([]*kgo.Record, 100)
