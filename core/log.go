@@ -131,8 +131,8 @@ type TopicConfig struct {
 	LocalRetentionMs    int64
 	LocalRetentionBytes int64
 	// Compression is how the topic's batches are stored (docs/api.md,
-	// "Compression"): CompressionProducer (also ""), CompressionS2 or
-	// CompressionUncompressed.
+	// "Topics"): CompressionProducer (also "", for topics created before
+	// the setting), CompressionS2 or CompressionUncompressed.
 	Compression string `json:",omitempty"`
 }
 
