@@ -24,6 +24,17 @@ func TestCompressBatch(t *testing.T) {
 	}
 }
 
+func TestWorthCompressing(t *testing.T) {
+	for _, c := range []struct {
+		compressed, plain int
+		want              bool
+	}{{875, 1000, true}, {876, 1000, false}, {0, 0, true}, {1000, 1000, false}, {12, 204800, true}} {
+		if got := core.WorthCompressing(c.compressed, c.plain); got != c.want {
+			t.Errorf("WorthCompressing(%d, %d) = %v, want %v", c.compressed, c.plain, got, c.want)
+		}
+	}
+}
+
 // A topic's compression defaults to producer; anything but the three
 // settings is refused.
 func TestCreateTopicCompression(t *testing.T) {

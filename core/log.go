@@ -157,6 +157,13 @@ func (c TopicConfig) StoredCompression() string {
 	return c.Compression
 }
 
+// WorthCompressing reports whether a batch of plain bytes that compresses
+// to compressed bytes is kept compressed: when that saves at least an
+// eighth (less would cost more to decompress on every read than it saves).
+func WorthCompressing(compressed, plain int) bool {
+	return compressed <= plain-plain/8
+}
+
 // CompressBatch reports whether a store keeps a batch compressed (when that
 // saves enough) under a topic's Compression setting; producerCompressed is
 // the batch's AppendBatch.Compress.

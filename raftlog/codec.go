@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/klauspost/compress/s2"
+
+	"github.com/weir-broker/weir/core"
 )
 
 // Partition shard commands. Every Raft entry of a partition shard starts with
@@ -119,15 +121,14 @@ func skipEnvelope(b []byte) ([]byte, error) {
 }
 
 // compressAppend returns cmd, an append command whose records start at
-// cmd[head:], as a cmdAppendS2 command, or nil when S2 saves less than an
-// eighth of the records' bytes (then reading them back compressed would
-// cost more than the bytes saved).
+// cmd[head:], as a cmdAppendS2 command, or nil when S2 does not save
+// enough (core.WorthCompressing).
 func compressAppend(cmd []byte, head int) []byte {
 	src := cmd[head:]
 	out := make([]byte, head+s2.MaxEncodedLen(len(src)))
 	copy(out, cmd[:head])
 	enc := s2.Encode(out[head:], src)
-	if len(enc) > len(src)-len(src)/8 {
+	if !core.WorthCompressing(len(enc), len(src)) {
 		return nil
 	}
 	out[1] = cmdAppendS2

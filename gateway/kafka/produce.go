@@ -78,9 +78,10 @@ func decodeBatches(raw []byte) ([]batch, error) {
 			return nil, err
 		}
 		b := batch{producerID: rb.ProducerID, producerEpoch: rb.ProducerEpoch, sequence: rb.FirstSequence}
-		// compression.type=producer: a batch its producer compressed (and
-		// that shrank by an eighth or more) is stored compressed.
-		b.compress = rb.Attributes&0x07 != 0 && len(rb.Records) <= len(data)-len(data)/8
+		// compression.type=producer: a batch its producer compressed is
+		// stored compressed, unless the producer's codec found too little to
+		// save for S2 to be worth trying (the store decides on S2's result).
+		b.compress = rb.Attributes&0x07 != 0 && core.WorthCompressing(len(rb.Records), len(data))
 		// At least 7 bytes per record: bound the count before allocating.
 		if int(rb.NumRecords) > len(data)/7+1 {
 			return nil, fmt.Errorf("%w: %d records in %d bytes", errCorrupt, rb.NumRecords, len(data))

@@ -36,6 +36,20 @@ func kafkaClient(t *testing.T, s *Server, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// storedBytes is what partition 0 of topic takes in its segments.
+func storedBytes(t *testing.T, s *Server, topic string) int64 {
+	t.Helper()
+	pl, err := s.Broker.Store().Partition(topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sg := range pl.Segments() {
+		n += sg.Bytes
+	}
+	return n
+}
+
 // describedConfig is topic's config key as DescribeConfigs describes it
 // ("" when it is not listed).
 func describedConfig(t *testing.T, adm *kadm.Client, topic, key string) string {
@@ -589,13 +603,7 @@ func TestKafkaCompressedBatchesStayCompressed(t *testing.T) {
 				t.Fatalf("produce %s: %v", name, err)
 			}
 		}
-		pl, err := s.Broker.Store().Partition(topic, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, sg := range pl.Segments() {
-			stored[name] += sg.Bytes
-		}
+		stored[name] = storedBytes(t, s, topic)
 		got := consumeN(t, s, topic, n)
 		for i, r := range got {
 			if string(r.Key) != fmt.Sprint(i) || string(r.Value) != string(recs[i].Value) {
@@ -625,17 +633,6 @@ func TestTopicCompressionSetting(t *testing.T) {
 	s := startKafkaNode(t)
 	ctx := kctx(t)
 	val := strings.Repeat("an HTTP value ", 80)
-	storedBytes := func(topic string) int64 {
-		pl, err := s.Broker.Store().Partition(topic, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, sg := range pl.Segments() {
-			n += sg.Bytes
-		}
-		return n
-	}
 
 	if r := tu.Do(t, "POST", s.URL()+"/v1/topics", map[string]any{"name": "hz", "compression": "zstd"}); r.Status != 400 {
 		t.Fatalf("compression zstd over HTTP: %d %s, want 400", r.Status, r.Body)
@@ -665,7 +662,7 @@ func TestTopicCompressionSetting(t *testing.T) {
 		if len(f.Records) != 1 || f.Records[0].Value != val {
 			t.Fatalf("%s: fetch of offset 99: %+v", topic, f.Records)
 		}
-		n, plain := storedBytes(topic), int64(100*len(val))
+		n, plain := storedBytes(t, s, topic), int64(100*len(val))
 		if compressed := n < plain/4; compressed != (setting == "s2") {
 			t.Fatalf("compression %s: an HTTP batch of %d bytes of values is stored in %d", setting, plain, n)
 		}
@@ -689,7 +686,7 @@ func TestTopicCompressionSetting(t *testing.T) {
 	if err := cl.ProduceSync(ctx, krecs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	if n := storedBytes("ku"); n < int64(100*len(val)) {
+	if n := storedBytes(t, s, "ku"); n < int64(100*len(val)) {
 		t.Fatalf("compression.type=uncompressed: a snappy producer's %d bytes of values are stored in %d", 100*len(val), n)
 	}
 }
