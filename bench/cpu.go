@@ -16,6 +16,11 @@ import (
 // phase to its end, per record.
 
 //
+// The load generator's own CPU per record (this process, client CPU) is
+// measured the same way: the servers and the clients share the machine's
+// cores, so the two together bound the records/s a machine can reach
+// whatever the storage does (docs/benchmarks.md, "CPU per record").
+//
 // Beside it, the bytes the servers wrote per record: what they sent to the
 // storage layer (write_bytes of /proc/PID/io, counted when a page is
 // dirtied, so page-cache writes count in the phase that made them): like
@@ -24,12 +29,13 @@ import (
 var (
 	cpuPids    []int   // -server-pids
 	cpuAtStart float64 // servers' CPU seconds when the measured phase began
+	ownAtStart float64 // this process's CPU seconds when the measured phase began
 	ioAtStart  int64   // servers' bytes written when the measured phase began
 )
 
 // startClock marks the start of a scenario's measured phase.
 func startClock() time.Time {
-	cpuAtStart, ioAtStart = serverCPU(), serverWritten()
+	cpuAtStart, ownAtStart, ioAtStart = serverCPU(), clientCPU(), serverWritten()
 	return time.Now()
 }
 
@@ -54,9 +60,17 @@ func serverWritten() int64 {
 
 // serverCPU is the CPU seconds used so far by the processes of cpuPids
 // (those that exited count nothing).
-func serverCPU() float64 {
+func serverCPU() float64 { return cpuSeconds(cpuPids) }
+
+// clientCPU is the CPU seconds this process (the load generator and its
+// client library) has used so far.
+func clientCPU() float64 { return cpuSeconds([]int{os.Getpid()}) }
+
+// cpuSeconds is the CPU seconds (user + system, all threads) used so far by
+// the processes pids, from /proc (those that exited count nothing).
+func cpuSeconds(pids []int) float64 {
 	var ticks int64
-	for _, pid := range cpuPids {
+	for _, pid := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			continue

@@ -13,7 +13,8 @@ func parseRun(args []string) (*config, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	c := &config{}
 	var servers string
-	fs.StringVar(&c.system, "system", "weir", "weir (HTTP), kafka (Weir's Kafka listener, franz-go) or nats")
+	fs.StringVar(&c.system, "system", "weir", "weir (HTTP), kafka (Weir's Kafka listener, franz-go), nats, or disk (no server: appends of -size bytes, each followed by fsync, from -partitions writers in -dir; disk.go)")
+	fs.StringVar(&c.dir, "dir", "", "disk: the directory for the writers' files (required)")
 	fs.StringVar(&c.scenario, "scenario", "batch", "batch (async publish), one (one record at a time), steady (-rate records/s offered, linger 0), consume (one reader from the start) or idle (the servers' CPU with the topic in place and no load; needs -server-pids)")
 	fs.StringVar(&c.label, "label", "", "name of the system in the report (default: -system)")
 	fs.StringVar(&c.cluster, "cluster", "R1", "R1 or R3 (report label)")
@@ -48,7 +49,10 @@ func parseRun(args []string) (*config, error) {
 	}
 	c.servers = splitServers(servers)
 	c.httpServers = splitServers(httpServers)
-	if len(c.servers) == 0 {
+	switch {
+	case c.system == "disk" && c.dir == "":
+		return nil, fmt.Errorf("-system disk needs -dir")
+	case c.system != "disk" && len(c.servers) == 0:
 		return nil, fmt.Errorf("-servers is required")
 	}
 	if c.label == "" {

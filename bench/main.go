@@ -4,6 +4,7 @@
 // scripts/bench-compare.sh starts the servers and calls it.
 //
 //	weircmp run -system weir|kafka|nats -scenario batch|one|steady|consume|idle -servers A,B,C [flags]
+//	weircmp run -system disk -dir DIR [-partitions N -size B -duration D]
 //	weircmp report FILE.jsonl
 //
 // `run` prints one JSON line with the result; `report` reads those lines
@@ -34,6 +35,13 @@ type result struct {
 	Offered  float64 `json:"offered,omitempty"` // records/s offered (steady)
 	// ServerCPUus is the servers' CPU time per record in µs (-server-pids).
 	ServerCPUus float64 `json:"server_cpu_us,omitempty"`
+	// ClientCPUus is the load generator's own CPU time (weircmp and the
+	// client library in it) per record in µs.
+	ClientCPUus float64 `json:"client_cpu_us,omitempty"`
+	// P999us is the 99.9th percentile latency and Size the bytes per
+	// append (the disk scenario).
+	P999us float64 `json:"p999_us,omitempty"`
+	Size   int     `json:"size,omitempty"`
 	// ServerWriteB is the bytes the servers wrote to the storage layer per
 	// record (-server-pids).
 	ServerWriteB float64 `json:"server_write_bytes,omitempty"`
@@ -59,6 +67,7 @@ type config struct {
 	kafkaInflight                    int                // kafka: produce requests in flight per broker (0: kgo's default, 5 idempotent; N > 0: N, not idempotent)
 	value                            func(i int) []byte // record i's value (-values, values.go)
 	compression                      string             // Weir topic compression setting (-compression; "": the default)
+	dir                              string             // disk: where the files go (-dir)
 }
 
 func main() {
@@ -94,6 +103,8 @@ func runCmd(args []string) error {
 		r, err = runNATS(c)
 	case "kafka":
 		r, err = runKafka(c)
+	case "disk":
+		r, err = runDisk(c)
 	default:
 		return fmt.Errorf("unknown system %q", c.system)
 	}
@@ -103,6 +114,9 @@ func runCmd(args []string) error {
 	r.Label, r.Cluster, r.Scenario, r.Partitions = c.label, c.cluster, c.scenario, c.partitions
 	if r.Seconds > 0 {
 		r.Rate = float64(r.Records) / r.Seconds
+	}
+	if r.Records > 0 && c.system != "disk" {
+		r.ClientCPUus = (clientCPU() - ownAtStart) * 1e6 / float64(r.Records)
 	}
 	if len(cpuPids) > 0 && r.Records > 0 {
 		r.ServerCPUus = (serverCPU() - cpuAtStart) * 1e6 / float64(r.Records)

@@ -41,8 +41,8 @@ func reportCmd(args []string) error {
 		{"steady", "steady %.0f records/s offered, linger 0"},
 		{"consume", "consume from the start, 1 reader"},
 	}
-	fmt.Println("| cluster | load | system | runs | records/s (median) | × Weir HTTP | × NATS default | × NATS sync always | p50 / p99 ms (median) | server CPU µs/record (median) | server bytes written/record (median) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| cluster | load | system | runs | records/s (median) | × Weir HTTP | × NATS default | × NATS sync always | p50 / p99 ms (median) | server CPU µs/record (median) | client CPU µs/record (median) | server bytes written/record (median) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, cl := range []string{"R1", "R3"} {
 		for _, row := range rows {
 			for _, np := range partitionCounts(runs) {
@@ -51,6 +51,7 @@ func reportCmd(args []string) error {
 		}
 	}
 	reportIdle(runs, labels)
+	reportDisk(runs)
 	return nil
 }
 
@@ -71,6 +72,10 @@ func reportRow(runs map[runKey][]result, labels []string, k runKey, name string)
 			return fmt.Sprintf("%.2f", m/median(o, resultRate))
 		}
 		lat, cpuCol := reportLatencyCPU(rs, k.scenario)
+		clientCol := ""
+		if c := median(rs, resultClientCPU); c > 0 {
+			clientCol = fmt.Sprintf("%.1f", c)
+		}
 		written := ""
 		if w := median(rs, resultWritten); w > 0 {
 			written = fmt.Sprintf("%.0f", w)
@@ -79,7 +84,7 @@ func reportRow(runs map[runKey][]result, labels []string, k runKey, name string)
 		if k.partitions != 4 {
 			load += fmt.Sprintf(", %d partitions", k.partitions)
 		}
-		fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s |\n", k.cluster, load, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol, written)
+		fmt.Printf("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", k.cluster, load, l, len(rs), m, ratio(weir), ratio(base), ratio(sync), lat, cpuCol, clientCol, written)
 	}
 }
 
@@ -110,6 +115,27 @@ func reportIdle(runs map[runKey][]result, labels []string) {
 				fmt.Printf("| %s | idle, %d partitions | %s | %d | %.3f | %s |\n", cl, np, l, len(rs), median(rs, resultCores), ratio)
 			}
 		}
+	}
+}
+
+// reportDisk prints the disk rows (weircmp run -system disk, disk.go): the
+// fsyncs per second and their latency, median over runs.
+func reportDisk(runs map[runKey][]result) {
+	header := false
+	for _, np := range partitionCounts(runs) {
+		rs := runs[runKey{"R1", "fsync", np, "disk"}]
+		if len(rs) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Println()
+			fmt.Println("| load | system | runs | append+fsync/s (median) | p50 / p99 / p99.9 ms (median) |")
+			fmt.Println("|---|---|---|---|---|")
+			header = true
+		}
+		fmt.Printf("| append of %d bytes then fsync, %d writers | disk | %d | %.0f | %.2f / %.2f / %.2f |\n",
+			rs[0].Size, np, len(rs), median(rs, resultRate),
+			median(rs, resultP50)/1e3, median(rs, resultP99)/1e3, median(rs, resultP999)/1e3)
 	}
 }
 
@@ -189,12 +215,14 @@ func median(rs []result, get func(result) float64) float64 {
 }
 
 // Fields of a result, for median.
-func resultRate(r result) float64    { return r.Rate }
-func resultP50(r result) float64     { return r.P50us }
-func resultP99(r result) float64     { return r.P99us }
-func resultCPU(r result) float64     { return r.ServerCPUus }
-func resultWritten(r result) float64 { return r.ServerWriteB }
-func resultCores(r result) float64   { return r.ServerCores }
+func resultRate(r result) float64      { return r.Rate }
+func resultP50(r result) float64       { return r.P50us }
+func resultP99(r result) float64       { return r.P99us }
+func resultCPU(r result) float64       { return r.ServerCPUus }
+func resultClientCPU(r result) float64 { return r.ClientCPUus }
+func resultP999(r result) float64      { return r.P999us }
+func resultWritten(r result) float64   { return r.ServerWriteB }
+func resultCores(r result) float64     { return r.ServerCores }
 
 // reportLatencyCPU formats the latency (none for a consume scenario) and
 // server CPU (none when not measured) columns of rs.
