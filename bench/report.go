@@ -122,20 +122,28 @@ func reportIdle(runs map[runKey][]result, labels []string) {
 // fsyncs per second and their latency, median over runs.
 func reportDisk(runs map[runKey][]result) {
 	header := false
+	labels := distinct(runs, func(k runKey) string {
+		if k.scenario == "fsync" {
+			return k.label
+		}
+		return ""
+	}, map[string]bool{"": true})
 	for _, np := range partitionCounts(runs) {
-		rs := runs[runKey{"R1", "fsync", np, "disk"}]
-		if len(rs) == 0 {
-			continue
+		for _, l := range labels {
+			rs := runs[runKey{"R1", "fsync", np, l}]
+			if len(rs) == 0 {
+				continue
+			}
+			if !header {
+				fmt.Println()
+				fmt.Println("| load | system | runs | append+fsync/s (median) | p50 / p99 / p99.9 ms (median) |")
+				fmt.Println("|---|---|---|---|---|")
+				header = true
+			}
+			fmt.Printf("| append of %d bytes then fsync, %d writers | %s | %d | %.0f | %.2f / %.2f / %.2f |\n",
+				rs[0].Size, np, l, len(rs), median(rs, resultRate),
+				median(rs, resultP50)/1e3, median(rs, resultP99)/1e3, median(rs, resultP999)/1e3)
 		}
-		if !header {
-			fmt.Println()
-			fmt.Println("| load | system | runs | append+fsync/s (median) | p50 / p99 / p99.9 ms (median) |")
-			fmt.Println("|---|---|---|---|---|")
-			header = true
-		}
-		fmt.Printf("| append of %d bytes then fsync, %d writers | disk | %d | %.0f | %.2f / %.2f / %.2f |\n",
-			rs[0].Size, np, len(rs), median(rs, resultRate),
-			median(rs, resultP50)/1e3, median(rs, resultP99)/1e3, median(rs, resultP999)/1e3)
 	}
 }
 

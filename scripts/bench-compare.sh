@@ -35,9 +35,10 @@
 #   LZ codecs (franz-go's snappy, Weir's S2) cannot shrink, instead of the
 #   letter x repeated (the default, BENCH_VALUES=x; weircmp -values).
 #   Every run also measures the disk alone first (weircmp run -system disk:
-#   appends of 1 KiB, each fsynced, one writer per partition; the "disk"
-#   table): the fsync latency under any broker that syncs before it
-#   acknowledges. BENCH_DISK=0 leaves it out. The main table has the load
+#   appends each fsynced, one writer per partition, of 1 KiB (disk) and of
+#   1 MiB / PARTITIONS (disk-window: the batch load's 1,000 records in
+#   flight); the "disk" table): the fsync latency under any broker that
+#   syncs before it acknowledges. BENCH_DISK=0 leaves it out. The main table has the load
 #   generator's own CPU per record beside the servers' (client CPU).
 #   Ports: BENCH_HTTP_PORT (18580), BENCH_RAFT_PORT (17580), BENCH_NATS_PORT
 #   (14222, +100, +200), BENCH_KAFKA_PORT (BENCH_HTTP_PORT+200); node i uses
@@ -167,9 +168,14 @@ for run in $(seq 1 "$RUNS"); do
   if [ "${BENCH_DISK:-1}" = 1 ]; then
     # The disk's own append+fsync latency, one writer per partition, with
     # no server running (bench/disk.go): the floor under a fsyncing broker.
+    # disk: one record per append (a steady record); disk-window: a
+    # quarter of 1,000 records of 1 KiB per append (the batch load's
+    # window, 1 MiB, over 4 partitions).
     echo "== run $run, disk" >&2
     ./bin/weircmp run -system disk -label disk -scenario fsync -partitions "$PARTITIONS" -duration "$D" \
       -dir "$work/disk" | tee -a "$OUT" || echo "disk row failed; skipped" >&2
+    ./bin/weircmp run -system disk -label disk-window -scenario fsync -partitions "$PARTITIONS" -duration "$D" \
+      -size $((1024 * 1024 / PARTITIONS)) -dir "$work/disk" | tee -a "$OUT" || echo "disk-window row failed; skipped" >&2
   fi
   for cl in $CLUSTERS; do
     nodes=1; [ "$cl" = R3 ] && nodes=3
