@@ -102,12 +102,7 @@ func reportIdle(runs map[runKey][]result, labels []string) {
 				if len(rs) == 0 {
 					continue
 				}
-				if !header {
-					fmt.Println()
-					fmt.Println("| cluster | load | system | runs | server CPU per node, cores (median) | × NATS default |")
-					fmt.Println("|---|---|---|---|---|---|")
-					header = true
-				}
+				headOnce(&header, "cluster", "load", "system", "runs", "server CPU per node, cores (median)", "× NATS default")
 				ratio := "—"
 				if nats > 0 {
 					ratio = fmt.Sprintf("%.2f", median(rs, resultCores)/nats)
@@ -134,17 +129,24 @@ func reportDisk(runs map[runKey][]result) {
 			if len(rs) == 0 {
 				continue
 			}
-			if !header {
-				fmt.Println()
-				fmt.Println("| load | system | runs | append+fsync/s (median) | p50 / p99 / p99.9 ms (median) |")
-				fmt.Println("|---|---|---|---|---|")
-				header = true
-			}
+			headOnce(&header, "load", "system", "runs", "append+fsync/s (median)", "p50 / p99 / p99.9 ms (median)")
 			fmt.Printf("| append of %d bytes then fsync, %d writers | %s | %d | %.0f | %.2f / %.2f / %.2f |\n",
 				rs[0].Size, np, l, len(rs), median(rs, resultRate),
 				median(rs, resultP50)/1e3, median(rs, resultP99)/1e3, median(rs, resultP999)/1e3)
 		}
 	}
+}
+
+// headOnce starts a table after a blank line, with the columns cols, unless
+// *done says it has been started already.
+func headOnce(done *bool, cols ...string) {
+	if *done {
+		return
+	}
+	*done = true
+	fmt.Println()
+	fmt.Println("| " + strings.Join(cols, " | ") + " |")
+	fmt.Println("|" + strings.Repeat("---|", len(cols)))
 }
 
 // partitionCounts lists the partition counts found in runs, ascending.
