@@ -26,6 +26,7 @@ test: build examples
 	$(GO) vet $(PKGS)
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 	cd sdk && $(GO) test -count=1 ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(MAKE) fuzz-short
 	$(MAKE) chaos-short
 

@@ -14,12 +14,11 @@ import (
 // (scripts/bench-compare.sh passes them) and each result then carries the
 // CPU seconds (user + system) they used from the start of the measured
 // phase to its end, per record.
-
 //
-// The load generator's own CPU per record (this process, client CPU) is
-// measured the same way: the servers and the clients share the machine's
-// cores, so the two together bound the records/s a machine can reach
-// whatever the storage does (docs/benchmarks.md, "CPU per record").
+// The load generator's own CPU per record (this process: client CPU) is
+// measured the same way: the servers and the client share the machine's
+// cores, so the two together bound the records/s the machine can reach
+// (docs/benchmarks.md, "Weir and NATS JetStream").
 //
 // Beside it, the bytes the servers wrote per record: what they sent to the
 // storage layer (write_bytes of /proc/PID/io, counted when a page is

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 )
@@ -60,18 +59,15 @@ func runDisk(c *config) (result, error) {
 	if len(errs) > 0 {
 		return result{}, fmt.Errorf("disk: %w", errs[0])
 	}
-	var all []time.Duration
+	n := 0
 	for _, l := range lats {
-		all = append(all, l...)
+		n += len(l)
 	}
-	if len(all) == 0 {
+	if n == 0 {
 		return result{}, fmt.Errorf("disk: no fsync completed in %v", c.duration)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	q := func(f float64) float64 {
-		return float64(all[min(len(all)-1, int(f*float64(len(all))))]) / 1e3
-	}
-	return result{Records: int64(len(all)), Seconds: el.Seconds(), P50us: q(0.50), P99us: q(0.99), P999us: q(0.999), Size: c.size}, nil
+	q := quantiles(lats, 0.50, 0.99, 0.999)
+	return result{Records: int64(n), Seconds: el.Seconds(), P50us: q[0], P99us: q[1], P999us: q[2], Size: c.size}, nil
 }
 
 // diskWriter appends buf to a new file at path and fsyncs it, until the

@@ -44,16 +44,18 @@ func parseRun(args []string) (*config, error) {
 	if cpuPids, err = parsePids(*pids); err != nil {
 		return nil, err
 	}
-	if c.value, err = newValues(*values, c.size); err != nil {
-		return nil, err
-	}
 	c.servers = splitServers(servers)
 	c.httpServers = splitServers(httpServers)
 	switch {
+	case c.size < 0:
+		return nil, fmt.Errorf("-size %d: must be 0 or more", c.size)
 	case c.system == "disk" && c.dir == "":
 		return nil, fmt.Errorf("-system disk needs -dir")
 	case c.system != "disk" && len(c.servers) == 0:
 		return nil, fmt.Errorf("-servers is required")
+	}
+	if c.value, err = newValues(*values, c.size); err != nil {
+		return nil, err
 	}
 	if c.label == "" {
 		c.label = c.system
@@ -101,18 +103,26 @@ func (t *tally) result(start time.Time) (result, error) {
 
 // latencies merges per-producer samples and returns p50 and p99 in µs.
 func latencies(per [][]time.Duration) (p50, p99 float64) {
+	q := quantiles(per, 0.50, 0.99)
+	return q[0], q[1]
+}
+
+// quantiles merges per-producer samples and returns the quantiles qs of
+// them in µs (zeros when there are none).
+func quantiles(per [][]time.Duration, qs ...float64) []float64 {
 	var all []time.Duration
 	for _, l := range per {
 		all = append(all, l...)
 	}
+	out := make([]float64, len(qs))
 	if len(all) == 0 {
-		return 0, 0
+		return out
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	q := func(f float64) float64 {
-		return float64(all[min(len(all)-1, int(f*float64(len(all))))]) / 1e3
+	for i, f := range qs {
+		out[i] = float64(all[min(len(all)-1, int(f*float64(len(all))))]) / 1e3
 	}
-	return q(0.50), q(0.99)
+	return out
 }
 
 // keyOf is the i-th key of producer p: keys spread over the partitions.
